@@ -1,0 +1,64 @@
+//! SQLite schema and migrations.
+//!
+//! The schema version lives in `PRAGMA user_version`. `MIGRATIONS[i]` takes
+//! a vault from version `i + 1` to `i + 2`; version 1 is what `init`
+//! creates. A vault with a version newer than `CURRENT` is refused rather
+//! than guessed at.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// The schema `init` writes.
+pub(crate) const V1: &str = "
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+CREATE TABLE secrets (
+    name       TEXT PRIMARY KEY,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'approved')),
+    ciphertext BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE manifest (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    body BLOB NOT NULL,
+    mac  BLOB NOT NULL
+) STRICT;
+";
+
+/// Upgrades from each version to the next (none yet beyond version 1).
+const MIGRATIONS: &[&str] = &[];
+
+/// The version this build reads and writes.
+pub(crate) const CURRENT: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Reads the schema version and applies pending migrations.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > CURRENT {
+        return Err(Error::UnsupportedSchema {
+            found: version,
+            supported: CURRENT,
+        });
+    }
+    if version < 1 {
+        return Err(Error::Corrupt(
+            "the database is not an envseal vault (no schema version)".into(),
+        ));
+    }
+    if version == CURRENT {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated.
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", from as i64 + 2)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

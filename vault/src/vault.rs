@@ -1,0 +1,555 @@
+//! The vault: one SQLite database holding the wrapped identity, the secrets
+//! (age ciphertexts of envelopes) and the authenticated manifest.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore as _;
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior};
+use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
+
+use crate::envelope::{self, MAX_VALUE_LEN};
+use crate::error::{Error, Result};
+use crate::keys::{KdfParams, Keys, VAULT_ID_LEN, WrappedIdentity};
+use crate::manifest::{self, Manifest};
+use crate::name::SecretName;
+use crate::paths::{db_path, ensure_private_dir};
+use crate::schema;
+
+/// How long a writer waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether a secret may reach programs yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    /// Written without the passphrase; reaches no program until approved.
+    Pending,
+    /// Endorsed by someone holding the passphrase.
+    Approved,
+}
+
+impl SecretState {
+    /// `"pending"` or `"approved"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretState::Pending => "pending",
+            SecretState::Approved => "approved",
+        }
+    }
+}
+
+/// What `list` shows about a secret: never its value, length or digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretInfo {
+    /// The name as stored (a row with an invalid name is still listed).
+    pub name: String,
+    /// Pending or approved.
+    pub state: SecretState,
+    /// When the secret was first written.
+    pub created_at: SystemTime,
+    /// When its value was last written.
+    pub updated_at: SystemTime,
+}
+
+/// Result of [`Vault::set`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// A new pending secret.
+    Created,
+    /// A pending secret's value was replaced; it stays pending.
+    ReplacedPending,
+    /// An approved secret's value was replaced with the passphrase; it stays approved.
+    ReplacedApproved,
+}
+
+/// Result of [`Vault::approve`] for one name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApproveOutcome {
+    /// Was pending, now approved.
+    Approved,
+    /// Nothing to do.
+    AlreadyApproved,
+}
+
+/// An open vault.
+pub struct Vault {
+    dir: PathBuf,
+    conn: Connection,
+    vault_id: [u8; VAULT_ID_LEN],
+    recipient: age::x25519::Recipient,
+    wrapped: WrappedIdentity,
+}
+
+impl Vault {
+    /// Creates a new vault in `dir`; refuses if one exists. The database is
+    /// built under a temporary name and linked into place, so a crash
+    /// leaves either no vault or a complete one.
+    pub fn create(dir: &Path, passphrase: &SecretString, params: KdfParams) -> Result<Vault> {
+        ensure_private_dir(dir)?;
+        let path = db_path(dir);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Err(Error::AlreadyExists(dir.to_owned()));
+        }
+        let tmp = dir.join(format!(".vault.db.init-{}", std::process::id()));
+        remove_db_files(&tmp);
+        let built = build_new(&tmp, passphrase, params);
+        let linked = built.and_then(|()| {
+            fs::hard_link(&tmp, &path).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::AlreadyExists(dir.to_owned())
+                } else {
+                    io_err("cannot create", &path, source)
+                }
+            })
+        });
+        remove_db_files(&tmp);
+        linked?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("cannot sync", dir, e))?;
+        Vault::open(dir)
+    }
+
+    /// Opens the vault in `dir`, applying schema migrations.
+    pub fn open(dir: &Path) -> Result<Vault> {
+        let path = db_path(dir);
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialized(dir.to_owned()));
+            }
+            Err(e) => return Err(io_err("cannot read", &path, e)),
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(Error::Corrupt(format!("{} is not a regular file", path.display())));
+            }
+            Ok(_) => {}
+        }
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let meta = |key: &str| -> Result<Vec<u8>> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| Error::Corrupt(format!("the vault has no {key} record")))
+        };
+        let vault_id: [u8; VAULT_ID_LEN] = meta("vault_id")?
+            .try_into()
+            .map_err(|_| Error::Corrupt("the vault id is malformed".into()))?;
+        let recipient = std::str::from_utf8(&meta("recipient")?)
+            .ok()
+            .and_then(|s| age::x25519::Recipient::from_str(s).ok())
+            .ok_or_else(|| Error::Corrupt("the vault's public key is malformed".into()))?;
+        let wrapped = WrappedIdentity::decode(&meta("wrapped_identity")?)?;
+        Ok(Vault {
+            dir: dir.to_owned(),
+            conn,
+            vault_id,
+            recipient,
+            wrapped,
+        })
+    }
+
+    /// The vault directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The Argon2id parameters the identity is wrapped with.
+    pub fn kdf_params(&self) -> KdfParams {
+        self.wrapped.params()
+    }
+
+    /// Derives the key from `passphrase` and opens the identity. Also checks
+    /// that the public key stored in clear (used by `set`) is still ours.
+    pub fn unlock(&self, passphrase: &SecretString) -> Result<Keys> {
+        let identity = self.wrapped.unwrap(passphrase, &self.vault_id)?;
+        let keys = Keys::new(identity, &self.vault_id);
+        if keys.recipient().to_string() != self.recipient.to_string() {
+            return Err(Error::Tampered(
+                "the vault's public key was replaced; values set since then may be \
+                 readable by whoever replaced it — re-create them"
+                    .into(),
+            ));
+        }
+        Ok(keys)
+    }
+
+    /// Lists every secret by name. Never reads a value.
+    pub fn list(&self) -> Result<Vec<SecretInfo>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, state, created_at, updated_at FROM secrets ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, state, created, updated) = row?;
+            out.push(SecretInfo {
+                state: parse_state(&state)?,
+                name,
+                created_at: from_unix(created),
+                updated_at: from_unix(updated),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes a value without the passphrase. A new secret is stored
+    /// pending; an existing one is replaced only with `replace`, and only
+    /// while it is pending (an approved one returns
+    /// [`Error::PassphraseRequired`]; use [`Vault::set_endorsed`]).
+    pub fn set(&mut self, name: &SecretName, value: &SecretSlice<u8>, replace: bool) -> Result<SetOutcome> {
+        check_value(name, value)?;
+        let ciphertext = envelope::seal(&self.recipient, name, value)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let outcome = match row_state(&tx, name)? {
+            None => {
+                insert_pending(&tx, name, &ciphertext)?;
+                SetOutcome::Created
+            }
+            Some(_) if !replace => return Err(Error::SecretExists(name.to_string())),
+            Some(SecretState::Pending) => {
+                update_ciphertext(&tx, name, &ciphertext)?;
+                SetOutcome::ReplacedPending
+            }
+            Some(SecretState::Approved) => return Err(Error::PassphraseRequired(name.to_string())),
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Writes a value with the passphrase: like [`Vault::set`], but an
+    /// approved secret is replaced and stays approved (the manifest is
+    /// re-signed after the whole endorsed state has been verified).
+    pub fn set_endorsed(
+        &mut self,
+        keys: &Keys,
+        name: &SecretName,
+        value: &SecretSlice<u8>,
+        replace: bool,
+    ) -> Result<SetOutcome> {
+        check_value(name, value)?;
+        let ciphertext = envelope::seal(&self.recipient, name, value)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
+        let outcome = match row_state(&tx, name)? {
+            None => {
+                insert_pending(&tx, name, &ciphertext)?;
+                SetOutcome::Created
+            }
+            Some(_) if !replace => return Err(Error::SecretExists(name.to_string())),
+            Some(SecretState::Pending) => {
+                update_ciphertext(&tx, name, &ciphertext)?;
+                SetOutcome::ReplacedPending
+            }
+            Some(SecretState::Approved) => {
+                update_ciphertext(&tx, name, &ciphertext)?;
+                manifest.secrets.insert(name.clone(), manifest::digest(&ciphertext));
+                write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
+                SetOutcome::ReplacedApproved
+            }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Endorses pending values. Each is decrypted to check that its
+    /// envelope names it; all or none are approved.
+    pub fn approve(&mut self, keys: &Keys, names: &[SecretName]) -> Result<Vec<ApproveOutcome>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
+        let mut outcomes = Vec::with_capacity(names.len());
+        for name in names {
+            let row: Option<(String, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT state, ciphertext FROM secrets WHERE name = ?1",
+                    [name.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (state, ciphertext) = row.ok_or_else(|| Error::NoSuchSecret(name.to_string()))?;
+            if parse_state(&state)? == SecretState::Approved {
+                outcomes.push(ApproveOutcome::AlreadyApproved);
+                continue;
+            }
+            // Opening proves the ciphertext is ours and is this secret's;
+            // the value itself is dropped (and wiped) at once.
+            drop(envelope::open(&keys.identity, name, &ciphertext)?);
+            tx.execute(
+                "UPDATE secrets SET state = 'approved' WHERE name = ?1",
+                [name.as_str()],
+            )?;
+            manifest.secrets.insert(name.clone(), manifest::digest(&ciphertext));
+            outcomes.push(ApproveOutcome::Approved);
+        }
+        if outcomes.contains(&ApproveOutcome::Approved) {
+            write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Deletes a secret. Tampering that concerns only this secret does not
+    /// block its removal (that is how a user repairs it); any other does.
+    pub fn remove(&mut self, keys: &Keys, name: &SecretName) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, std::slice::from_ref(name))?;
+        let deleted = tx.execute("DELETE FROM secrets WHERE name = ?1", [name.as_str()])?;
+        let endorsed = manifest.secrets.remove(name).is_some();
+        if deleted == 0 && !endorsed {
+            return Err(Error::NoSuchSecret(name.to_string()));
+        }
+        if endorsed {
+            write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Checks the whole endorsed state against the database.
+    pub fn verify(&self, keys: &Keys) -> Result<()> {
+        verified_manifest(&self.conn, keys, &self.vault_id, &[]).map(drop)
+    }
+
+    /// Decrypts an approved value for delivery to a pinned program. The
+    /// endorsed state is verified first; pending values are refused.
+    pub fn open_value(&self, keys: &Keys, name: &SecretName) -> Result<SecretSlice<u8>> {
+        let manifest = verified_manifest(&self.conn, keys, &self.vault_id, &[])?;
+        let row: Option<(String, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT state, ciphertext FROM secrets WHERE name = ?1",
+                [name.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let (state, ciphertext) = row.ok_or_else(|| Error::NoSuchSecret(name.to_string()))?;
+        if parse_state(&state)? != SecretState::Approved || !manifest.secrets.contains_key(name) {
+            return Err(Error::NotApproved(name.to_string()));
+        }
+        envelope::open(&keys.identity, name, &ciphertext)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL with synchronous=FULL: every committed `set` is on disk before
+    // envseal reports success, even across power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+fn build_new(tmp: &Path, passphrase: &SecretString, params: KdfParams) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| io_err("cannot create", tmp, e))?;
+    let mut conn = Connection::open(tmp)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Corrupt(format!("SQLite refused WAL mode ({mode})")));
+    }
+    configure(&conn)?;
+
+    let identity = age::x25519::Identity::generate();
+    let mut vault_id = [0u8; VAULT_ID_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut vault_id);
+    let wrapped = WrappedIdentity::wrap(&identity, passphrase, params, &vault_id)?;
+    let recipient = identity.to_public().to_string();
+    let keys = Keys::new(identity, &vault_id);
+
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(schema::V1)?;
+    tx.pragma_update(None, "user_version", schema::CURRENT)?;
+    let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+    put.execute(rusqlite::params!["vault_id", vault_id.as_slice()])?;
+    put.execute(rusqlite::params!["recipient", recipient.as_bytes()])?;
+    put.execute(rusqlite::params!["wrapped_identity", wrapped.encode()])?;
+    put.execute(rusqlite::params!["created_at", now().to_be_bytes().as_slice()])?;
+    drop(put);
+    write_manifest(&tx, &keys, &vault_id, &mut Manifest::default())?;
+    tx.commit()?;
+    conn.close().map_err(|(_, e)| Error::from(e))?;
+    Ok(())
+}
+
+/// Loads the manifest, checks its MAC, and compares it with every row.
+/// Problems concerning a name in `except` are ignored.
+fn verified_manifest(
+    conn: &Connection,
+    keys: &Keys,
+    vault_id: &[u8; VAULT_ID_LEN],
+    except: &[SecretName],
+) -> Result<Manifest> {
+    let tampered = |what: &str| Error::Tampered(what.to_owned());
+    let (body, tag): (Vec<u8>, Vec<u8>) = conn
+        .query_row("SELECT body, mac FROM manifest WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .ok_or_else(|| tampered("the endorsed-state manifest is missing"))?;
+    if !manifest::verify_mac(&keys.mac_key, &body, &tag) {
+        return Err(tampered("the endorsed-state manifest fails authentication"));
+    }
+    let manifest = Manifest::decode(&body, vault_id)
+        .map_err(|_| tampered("the endorsed-state manifest is malformed"))?;
+
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut stmt = conn.prepare("SELECT name, state, ciphertext FROM secrets")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let raw: String = row.get(0)?;
+        let Ok(name) = SecretName::new(&raw) else {
+            problems.push(format!("a row has an invalid name {:?}", truncate(&raw)));
+            continue;
+        };
+        if except.contains(&name) {
+            seen.insert(name);
+            continue;
+        }
+        let state = parse_state(&row.get::<_, String>(1)?)?;
+        let endorsed = manifest.secrets.get(&name);
+        match (state, endorsed) {
+            (SecretState::Approved, None) => {
+                problems.push(format!("secret {name} is marked approved but was never approved"));
+            }
+            (SecretState::Approved, Some(digest)) => {
+                let ciphertext = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+                if &manifest::digest(ciphertext) != digest {
+                    problems.push(format!(
+                        "secret {name} holds a ciphertext that was never approved for it \
+                         (swapped, replayed or altered)"
+                    ));
+                }
+            }
+            (SecretState::Pending, Some(_)) => {
+                problems.push(format!("secret {name} was approved but its row was reset to pending"));
+            }
+            (SecretState::Pending, None) => {}
+        }
+        seen.insert(name);
+    }
+    for name in manifest.secrets.keys() {
+        if !seen.contains(name) && !except.contains(name) {
+            problems.push(format!("secret {name} was approved but its row is missing"));
+        }
+    }
+    if problems.is_empty() {
+        drop(rows);
+        drop(stmt);
+        Ok(manifest)
+    } else {
+        Err(Error::Tampered(problems.join("; ")))
+    }
+}
+
+fn write_manifest(
+    tx: &Transaction<'_>,
+    keys: &Keys,
+    vault_id: &[u8; VAULT_ID_LEN],
+    manifest: &mut Manifest,
+) -> Result<()> {
+    manifest.generation += 1;
+    let body = manifest.encode(vault_id);
+    let tag = manifest::mac(&keys.mac_key, &body);
+    tx.execute(
+        "INSERT INTO manifest (id, body, mac) VALUES (1, ?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET body = excluded.body, mac = excluded.mac",
+        rusqlite::params![body, tag.as_slice()],
+    )?;
+    Ok(())
+}
+
+fn row_state(tx: &Transaction<'_>, name: &SecretName) -> Result<Option<SecretState>> {
+    let state: Option<String> = tx
+        .query_row("SELECT state FROM secrets WHERE name = ?1", [name.as_str()], |r| r.get(0))
+        .optional()?;
+    state.as_deref().map(parse_state).transpose()
+}
+
+fn insert_pending(tx: &Transaction<'_>, name: &SecretName, ciphertext: &[u8]) -> Result<()> {
+    let t = now();
+    tx.execute(
+        "INSERT INTO secrets (name, state, ciphertext, created_at, updated_at)
+         VALUES (?1, 'pending', ?2, ?3, ?3)",
+        rusqlite::params![name.as_str(), ciphertext, t],
+    )?;
+    Ok(())
+}
+
+fn update_ciphertext(tx: &Transaction<'_>, name: &SecretName, ciphertext: &[u8]) -> Result<()> {
+    tx.execute(
+        "UPDATE secrets SET ciphertext = ?2, updated_at = ?3 WHERE name = ?1",
+        rusqlite::params![name.as_str(), ciphertext, now()],
+    )?;
+    Ok(())
+}
+
+fn check_value(name: &SecretName, value: &SecretSlice<u8>) -> Result<()> {
+    let len = value.expose_secret().len();
+    let reason = if len == 0 {
+        "the value is empty"
+    } else if len > MAX_VALUE_LEN {
+        "the value is larger than 1 MiB"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidValue {
+        name: name.to_string(),
+        reason: reason.into(),
+    })
+}
+
+fn parse_state(s: &str) -> Result<SecretState> {
+    match s {
+        "pending" => Ok(SecretState::Pending),
+        "approved" => Ok(SecretState::Approved),
+        _ => Err(Error::Corrupt("a secret has an unknown state".into())),
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn from_unix(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(32).collect()
+}
+
+fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn remove_db_files(db: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = fs::remove_file(PathBuf::from(p));
+    }
+}
