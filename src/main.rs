@@ -1,1 +1,51 @@
-fn main() {}
+//! envseal: a write-only secret vault. This file only parses, dispatches
+//! and turns errors into messages and exit codes.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod commands;
+mod exit;
+mod harden;
+mod input;
+mod paths;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::exit::Code;
+
+fn main() -> ExitCode {
+    // Before anything secret is read: no core dumps, no same-user ptrace.
+    harden::process();
+    if let Some(verb) = std::env::args().nth(1).filter(|a| cli::NO_READ_BACK.contains(&a.as_str())) {
+        eprintln!(
+            "envseal: error: there is no `{verb}`: envseal is write-only, and no command \
+             prints, exports or copies a value"
+        );
+        eprintln!("  hint: `envseal list` shows names; a pinned program receives the value itself");
+        return ExitCode::from(Code::Usage as u8);
+    }
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(Code::Usage as u8)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match commands::run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let (code, hint) = exit::classify(&err);
+            eprintln!("envseal: error: {err:#}");
+            if let Some(hint) = hint {
+                eprintln!("  hint: {hint}");
+            }
+            ExitCode::from(code as u8)
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! `envseal approve KEY…`: endorse pending values.
+
+use envseal_vault::{ApproveOutcome, SecretName, Vault};
+
+use crate::cli::ApproveArgs;
+use crate::{input, paths};
+
+pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
+    let names = args
+        .keys
+        .iter()
+        .map(|k| SecretName::new(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    let pass = input::passphrase(args.passphrase, "to approve")?;
+    let keys = vault.unlock(&pass)?;
+    let outcomes = vault.approve(&keys, &names)?;
+    for (name, outcome) in names.iter().zip(outcomes) {
+        match outcome {
+            ApproveOutcome::Approved => eprintln!("envseal: approved {name}"),
+            ApproveOutcome::AlreadyApproved => eprintln!("envseal: {name} was already approved"),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! `envseal init`: create the vault.
+
+use anyhow::Context as _;
+use envseal_vault::{Error as VaultError, KdfParams, Vault, db_path};
+
+use crate::cli::InitArgs;
+use crate::{input, paths};
+
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let dir = paths::vault_dir()?;
+    // Check before asking for a passphrase twice; `create` checks again.
+    if db_path(&dir).exists() {
+        return Err(VaultError::AlreadyExists(dir).into());
+    }
+    let params = KdfParams::new(args.kdf_memory, args.kdf_time)?;
+    let passphrase = input::new_passphrase(args.passphrase)?;
+    Vault::create(&dir, &passphrase, params).context("cannot create the vault")?;
+    eprintln!(
+        "envseal: vault created in {} (Argon2id m={} MiB, t={})",
+        dir.display(),
+        params.memory_mib(),
+        params.time()
+    );
+    eprintln!("envseal: next: `envseal set NAME` to store a secret");
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! `envseal set KEY`: write a value (write-only; pending until approved).
+
+use envseal_vault::{Error as VaultError, SecretName, SetOutcome, Vault};
+
+use crate::cli::SetArgs;
+use crate::{input, paths};
+
+pub fn run(args: SetArgs) -> anyhow::Result<()> {
+    let name = SecretName::new(&args.key)?;
+    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    let value = if args.generate {
+        input::generated(args.length)?
+    } else {
+        input::value(name.as_str())?
+    };
+    let outcome = match vault.set(&name, &value, args.replace) {
+        Err(VaultError::PassphraseRequired(n)) => {
+            if !input::passphrase_available(args.passphrase) {
+                return Err(VaultError::PassphraseRequired(n).into());
+            }
+            let pass = input::passphrase(args.passphrase, &format!("to replace approved {name}"))?;
+            let keys = vault.unlock(&pass)?;
+            vault.set_endorsed(&keys, &name, &value, args.replace)?
+        }
+        other => other?,
+    };
+    match outcome {
+        SetOutcome::Created => eprintln!(
+            "envseal: stored {name} (pending: `envseal approve {name}` lets granted programs use it)"
+        ),
+        SetOutcome::ReplacedPending => eprintln!("envseal: replaced {name} (still pending)"),
+        SetOutcome::ReplacedApproved => eprintln!("envseal: replaced {name} (approved)"),
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Exit codes and the one place where errors become messages.
+//!
+//! envseal's own failures use codes from the BSD `sysexits` range so they
+//! rarely collide with a launched program's status, which passes through.
+
+use envseal_vault::Error as VaultError;
+
+/// envseal's exit codes (documented in the README and `--help`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// Anything not listed below.
+    Failure = 1,
+    /// Bad arguments or input.
+    Usage = 64,
+    /// The vault database is unreadable, truncated or from a newer envseal.
+    Corrupt = 65,
+    /// No vault: run `envseal init`.
+    NoVault = 66,
+    /// The vault was edited outside envseal.
+    Tampered = 67,
+    /// Wrong or missing passphrase; operation not allowed.
+    Denied = 77,
+}
+
+/// An error raised by the CLI itself with a code and an optional hint.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: Code,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Picks the exit code and a hint for an error chain.
+pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return (e.code, e.hint.clone());
+        }
+        if let Some(e) = cause.downcast_ref::<VaultError>() {
+            return classify_vault(e);
+        }
+    }
+    (Code::Failure, None)
+}
+
+fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
+    let hint = |s: &str| Some(s.to_owned());
+    match e {
+        VaultError::NotInitialized(_) => (
+            Code::NoVault,
+            hint("create one with `envseal init` (or point ENVSEAL_HOME at an existing vault)"),
+        ),
+        VaultError::AlreadyExists(_) => (
+            Code::Failure,
+            hint("envseal never overwrites a vault; use another ENVSEAL_HOME or remove it yourself"),
+        ),
+        VaultError::WrongPassphrase => (Code::Denied, None),
+        VaultError::PassphraseRequired(_) => (
+            Code::Denied,
+            hint("run it in a terminal, or pass the passphrase with --passphrase-fd N"),
+        ),
+        VaultError::NotApproved(_) => (Code::Denied, None),
+        VaultError::InvalidName { .. } | VaultError::InvalidValue { .. } | VaultError::InvalidKdf(_) => {
+            (Code::Usage, None)
+        }
+        VaultError::SecretExists(_) => (Code::Failure, hint("add --replace to overwrite its value")),
+        VaultError::NoSuchSecret(_) => (Code::Failure, hint("`envseal list` shows the names")),
+        VaultError::Tampered(_) => (
+            Code::Tampered,
+            hint(
+                "the vault database was edited outside envseal; nothing was changed. \
+                 Remove each affected secret with `envseal rm NAME` and set it again",
+            ),
+        ),
+        VaultError::Corrupt(_) | VaultError::UnsupportedSchema { .. } => (
+            Code::Corrupt,
+            hint("nothing was changed; restore the vault directory from a backup if you have one"),
+        ),
+        _ => (Code::Failure, None),
+    }
+}
