@@ -1,0 +1,393 @@
+//! End-to-end tests of the vault commands, run as a user would. Every
+//! `Env` scans all output and the vault files for the values used (G1).
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+
+use util::{Env, code, value};
+
+#[test]
+fn lifecycle_init_set_list_approve_replace_rm() {
+    let env = Env::initialized();
+    let api = value("api");
+    let db = value("db");
+    env.expect_ok(&env.set("API_TOKEN", &api));
+    env.expect_ok(&env.set("DB_PASSWORD", &db));
+
+    // list --json: names and states only, with exactly the documented fields.
+    let r = env.run(&["list", "--json"], b"");
+    env.expect_ok(&r);
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let secrets = json["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 2);
+    for s in secrets {
+        let mut keys: Vec<_> = s.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["created_at", "name", "state", "updated_at"]);
+        assert_eq!(s["state"], "pending");
+        assert!(humantime::parse_rfc3339(s["created_at"].as_str().unwrap()).is_ok());
+    }
+    assert_eq!(secrets[0]["name"], "API_TOKEN");
+    assert_eq!(secrets[1]["name"], "DB_PASSWORD");
+
+    // approve needs the passphrase; without a terminal or fd it is denied.
+    env.expect_code(&env.run(&["approve", "API_TOKEN"], b""), code::DENIED);
+    let r = env.run_pw(&["approve", "API_TOKEN"], b"");
+    env.expect_ok(&r);
+    assert!(r.stderr().contains("approved API_TOKEN"));
+    let r = env.run(&["list"], b"");
+    env.expect_ok(&r);
+    let text = r.stdout();
+    assert!(text.lines().any(|l| l.starts_with("API_TOKEN") && l.contains("approved")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("DB_PASSWORD") && l.contains("pending")), "{text}");
+
+    // set on an existing name needs --replace.
+    let api2 = value("api2");
+    env.remember(api2.as_bytes());
+    let r = env.run(&["set", "DB_PASSWORD"], api2.as_bytes());
+    env.expect_code(&r, 1);
+    assert!(r.stderr().contains("--replace"));
+    // Replacing a pending value needs no passphrase; it stays pending.
+    let db2 = value("db2");
+    env.remember(db2.as_bytes());
+    let r = env.run(&["set", "DB_PASSWORD", "--replace"], db2.as_bytes());
+    env.expect_ok(&r);
+    assert!(r.stderr().contains("still pending"));
+    // Replacing an approved value needs the passphrase.
+    let before = ciphertext(&env, "API_TOKEN");
+    let r = env.run(&["set", "API_TOKEN", "--replace"], api2.as_bytes());
+    env.expect_code(&r, code::DENIED);
+    assert_eq!(ciphertext(&env, "API_TOKEN"), before, "a denied replace changed the value");
+    let r = env.run_pw(&["set", "API_TOKEN", "--replace"], api2.as_bytes());
+    env.expect_ok(&r);
+    assert_eq!(env.read_back("API_TOKEN"), api2.as_bytes());
+    let r = env.run_pw(&["approve", "DB_PASSWORD"], b"");
+    env.expect_ok(&r);
+    assert_eq!(env.read_back("DB_PASSWORD"), db2.as_bytes());
+
+    // rm needs the passphrase.
+    env.expect_code(&env.run(&["rm", "API_TOKEN"], b""), code::DENIED);
+    env.expect_ok(&env.run_pw(&["rm", "API_TOKEN"], b""));
+    let r = env.run(&["list", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let names: Vec<_> = json["secrets"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(names, ["DB_PASSWORD"]);
+    env.expect_code(&env.run_pw(&["rm", "API_TOKEN"], b""), 1);
+    env.expect_code(&env.run_pw(&["approve", "NOPE"], b""), 1);
+}
+
+#[test]
+fn stdin_bytes_are_kept_exactly() {
+    let env = Env::initialized();
+    let with_newline = format!("{}\n", value("nl"));
+    let binary: Vec<u8> = (0u8..=255).chain(0u8..=255).collect();
+    env.expect_ok(&env.set("WITH_NEWLINE", &with_newline));
+    env.remember(&binary);
+    env.expect_ok(&env.run(&["set", "BINARY"], &binary));
+    env.expect_ok(&env.run_pw(&["approve", "WITH_NEWLINE", "BINARY"], b""));
+    assert_eq!(env.read_back("WITH_NEWLINE"), with_newline.as_bytes());
+    assert_eq!(env.read_back("BINARY"), binary);
+}
+
+#[test]
+fn generate_stores_a_random_value_nobody_sees() {
+    let env = Env::initialized();
+    env.expect_ok(&env.run(&["set", "GEN_A", "--generate"], b""));
+    env.expect_ok(&env.run(&["set", "GEN_B", "--generate", "--length", "64"], b""));
+    env.expect_ok(&env.run_pw(&["approve", "GEN_A", "GEN_B"], b""));
+    let a = env.read_back("GEN_A");
+    let b = env.read_back("GEN_B");
+    env.remember(&a);
+    env.remember(&b);
+    assert_eq!(a.len(), 32);
+    assert_eq!(b.len(), 64);
+    assert!(a.iter().chain(&b).all(u8::is_ascii_alphanumeric));
+    assert_ne!(a[..], b[..32]);
+    env.expect_code(&env.run(&["set", "GEN_C", "--generate", "--length", "4"], b""), code::USAGE);
+    env.expect_code(&env.run(&["set", "GEN_D", "--length", "40"], b"xxxxxxxxxx"), code::USAGE);
+    // The Drop scan checks that neither generated value was printed.
+}
+
+#[test]
+fn no_read_back_verbs_exist() {
+    let env = Env::initialized();
+    let v = value("verbs");
+    env.set_approved("TOKEN", &v);
+    for verb in ["get", "show", "export", "cat", "read", "print", "dump", "reveal"] {
+        let r = env.run_pw(&[verb, "TOKEN"], b"");
+        env.expect_code(&r, code::USAGE);
+        assert!(r.stderr().contains("write-only"), "{}", r.stderr());
+    }
+    let r = env.run(&["--help"], b"");
+    env.expect_ok(&r);
+    let help = r.stdout();
+    assert!(help.contains("no get, show, export, cat, read, print or dump"), "{help}");
+    for sub in ["init", "set", "approve", "list", "rm"] {
+        let r = env.run(&[sub, "--help"], b"");
+        env.expect_ok(&r);
+        assert!(r.stdout().contains("Example"), "{sub} --help has no example");
+    }
+}
+
+#[test]
+fn wrong_passphrase_is_denied_and_changes_nothing() {
+    let env = Env::initialized();
+    env.set_approved("KEEP", &value("keep"));
+    env.expect_ok(&env.set("PENDING", &value("pending")));
+    let snapshot = rows(&env);
+    env.remember(b"not the passphrase");
+    for args in [
+        &["approve", "PENDING"][..],
+        &["rm", "KEEP"],
+        &["set", "KEEP", "--replace"],
+    ] {
+        let r = env.run_with_passphrase(args, b"a replacement value", "not the passphrase");
+        env.expect_code(&r, code::DENIED);
+        assert!(r.stderr().contains("wrong passphrase"), "{}", r.stderr());
+        assert_eq!(rows(&env), snapshot, "`{}` changed the vault", args.join(" "));
+    }
+}
+
+#[test]
+fn missing_vault_says_run_init() {
+    let env = Env::new();
+    for args in [&["list"][..], &["set", "A"], &["approve", "A"], &["rm", "A"]] {
+        let r = env.run(args, b"some value 123");
+        env.expect_code(&r, code::NO_VAULT);
+        assert!(r.stderr().contains("envseal init"), "{}", r.stderr());
+    }
+    assert!(!env.home.exists(), "a read command created the vault directory");
+}
+
+#[test]
+fn init_refuses_to_overwrite() {
+    let env = Env::initialized();
+    env.set_approved("KEEP", &value("keep"));
+    let before = fs::read(env.db()).unwrap();
+    let r = env.run_with_passphrase(&["init", "--kdf-memory", "8", "--kdf-time", "1"], b"", "another passphrase");
+    env.expect_code(&r, 1);
+    assert!(r.stderr().contains("already exists"));
+    assert_eq!(fs::read(env.db()).unwrap(), before);
+    assert_eq!(env.read_back("KEEP").len(), value("keep").len());
+    // KDF floor: m >= 8 MiB, t >= 1.
+    let other = Env::new();
+    other.expect_code(&other.run_pw(&["init", "--kdf-memory", "7"], b""), code::USAGE);
+    other.expect_code(&other.run_pw(&["init", "--kdf-memory", "8", "--kdf-time", "0"], b""), code::USAGE);
+    assert!(!other.db().exists());
+}
+
+#[test]
+fn files_are_private() {
+    let env = Env::initialized();
+    env.set_approved("A", &value("perm"));
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.home), 0o700);
+    for entry in fs::read_dir(&env.home).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{} is not 0600", p.display());
+    }
+    // Open a reader so the -wal and -shm files exist, then check them too.
+    let c = env.sqlite();
+    let _: i64 = c.query_row("SELECT count(*) FROM secrets", [], |r| r.get(0)).unwrap();
+    let mut seen = 0;
+    for entry in fs::read_dir(&env.home).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{} is not 0600", p.display());
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the WAL files beside the database");
+}
+
+#[test]
+fn invalid_names_and_values_are_refused() {
+    let env = Env::initialized();
+    let long = "N".repeat(129);
+    for bad in ["1ABC", "A-B", "A B", "", "ÄPI", long.as_str()] {
+        let r = env.run(&["set", bad], b"a valid value");
+        env.expect_code(&r, code::USAGE);
+        assert!(r.stderr().contains("invalid secret name"), "{}", r.stderr());
+    }
+    env.expect_ok(&env.run(&["set", &"N".repeat(128)], b"a valid value"));
+    let r = env.run(&["set", "EMPTY"], b"");
+    env.expect_code(&r, code::USAGE);
+    assert!(r.stderr().contains("empty"));
+    let big = vec![b'x'; 1024 * 1024 + 1];
+    let r = env.run(&["set", "BIG"], &big);
+    env.expect_code(&r, code::USAGE);
+    assert!(r.stderr().contains("larger than 1 MiB"));
+    let max = vec![b'y'; 1024 * 1024];
+    env.expect_ok(&env.run(&["set", "MAX"], &max));
+    let r = env.run(&["list", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(json["secrets"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn corrupt_database_is_reported_not_panicked() {
+    // Truncated to half.
+    let env = Env::initialized();
+    env.set_approved("A", &value("trunc"));
+    checkpoint(&env);
+    let bytes = fs::read(env.db()).unwrap();
+    fs::write(env.db(), &bytes[..bytes.len() / 2]).unwrap();
+    for args in [&["list"][..], &["approve", "A"], &["rm", "A"]] {
+        let r = if args[0] == "list" { env.run(args, b"") } else { env.run_pw(args, b"") };
+        assert!(
+            r.code == Some(code::CORRUPT),
+            "`{}` on a truncated vault exited {:?}: {}",
+            args.join(" "),
+            r.code,
+            env.redact(&r.stderr())
+        );
+        assert!(r.stderr().contains("corrupt"), "{}", r.stderr());
+    }
+
+    // Not a database at all.
+    let env = Env::initialized();
+    fs::write(env.db(), b"this is not an SQLite database, just some bytes........").unwrap();
+    let r = env.run(&["list"], b"");
+    env.expect_code(&r, code::CORRUPT);
+
+    // A bit flipped in the header's page size.
+    let env = Env::initialized();
+    checkpoint(&env);
+    let mut bytes = fs::read(env.db()).unwrap();
+    bytes[16] ^= 0x40;
+    fs::write(env.db(), &bytes).unwrap();
+    env.expect_code(&env.run(&["list"], b""), code::CORRUPT);
+
+    // Written by a newer envseal.
+    let env = Env::initialized();
+    env.sqlite().pragma_update(None, "user_version", 99).unwrap();
+    let r = env.run(&["set", "X"], b"some value 123");
+    env.expect_code(&r, code::CORRUPT);
+    assert!(r.stderr().contains("newer"), "{}", r.stderr());
+
+    // The wrapped identity record damaged.
+    let env = Env::initialized();
+    env.sqlite()
+        .execute("UPDATE meta SET value = x'00' WHERE key = 'wrapped_identity'", [])
+        .unwrap();
+    let r = env.run(&["list"], b"");
+    env.expect_code(&r, code::CORRUPT);
+}
+
+#[test]
+fn database_holds_no_plaintext() {
+    let env = Env::initialized();
+    for i in 0..20 {
+        env.set_approved(&format!("S{i}"), &value(&format!("plain{i}")));
+    }
+    env.expect_ok(&env.run_pw(&["rm", "S3"], b""));
+    checkpoint(&env);
+    // The Drop scan covers vault.db, -wal and -shm; do it now explicitly.
+    env.scan_all();
+    let db = fs::read(env.db()).unwrap();
+    assert!(util::contains(&db, b"age-encryption.org/v1"), "values are not age ciphertexts");
+}
+
+#[test]
+fn prompt_does_not_echo_and_strips_newline() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::OwnedFd;
+    use std::time::{Duration, Instant};
+
+    let env = Env::initialized();
+    let typed = value("typed");
+    env.remember(typed.as_bytes());
+
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let master: OwnedFd = pty.master;
+    let slave: OwnedFd = pty.slave;
+    let mut cmd = std::process::Command::new("setsid");
+    // -w waits for envseal; -c makes the pty its controlling terminal.
+    cmd.args(["-w", "-c"])
+        .arg(util::bin())
+        .args(["set", "TYPED"])
+        .env("ENVSEAL_HOME", &env.home)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = cmd.spawn().expect("setsid (util-linux) is needed for the pty test");
+    drop(cmd);
+
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut reader = std::fs::File::from(master.try_clone().unwrap());
+    let sink = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut writer = std::fs::File::from(master);
+    let wait_for = |needle: &str, count: usize| {
+        let start = Instant::now();
+        loop {
+            let text = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+            if text.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no prompt {needle:?} on the terminal; screen: {}",
+                env.redact(&text)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("(not echoed)", 1);
+    writer.write_all(format!("{typed}\n").as_bytes()).unwrap();
+    wait_for("Repeat the value", 1);
+    writer.write_all(format!("{typed}\n").as_bytes()).unwrap();
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let screen = screen.lock().unwrap().clone();
+    env.record(
+        "set TYPED (on a terminal)".into(),
+        std::process::Output {
+            status,
+            stdout: screen.clone(),
+            stderr: Vec::new(),
+        },
+    );
+    assert!(status.success(), "set on a terminal failed: {}", env.redact(&String::from_utf8_lossy(&screen)));
+    assert!(!util::contains(&screen, typed.as_bytes()), "the typed value was echoed");
+    env.expect_ok(&env.run_pw(&["approve", "TYPED"], b""));
+    assert_eq!(env.read_back("TYPED"), typed.as_bytes(), "trailing newline not stripped");
+}
+
+/// Every row of the secrets table and the manifest, as raw bytes.
+fn rows(env: &Env) -> Vec<(String, String, Vec<u8>)> {
+    let c = env.sqlite();
+    let mut stmt = c.prepare("SELECT name, state, ciphertext FROM secrets ORDER BY name").unwrap();
+    let mut out: Vec<_> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let (body, mac): (Vec<u8>, Vec<u8>) = c
+        .query_row("SELECT body, mac FROM manifest", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    out.push(("<manifest>".into(), String::new(), [body, mac].concat()));
+    out
+}
+
+fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
+    env.sqlite()
+        .query_row("SELECT ciphertext FROM secrets WHERE name = ?1", [name], |r| r.get(0))
+        .unwrap()
+}
+
+/// Moves the WAL into the main file so byte-level edits hit real pages.
+fn checkpoint(env: &Env) {
+    let c = env.sqlite();
+    let _: (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+}

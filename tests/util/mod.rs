@@ -1,0 +1,276 @@
+//! A small harness for end-to-end tests of the `envseal` binary.
+//!
+//! Every [`Env`] keeps the secret values a test used and everything envseal
+//! printed. When it is dropped it scans all outputs and every file in the
+//! vault directory for those values (and the passphrase) and fails the test
+//! if one appears — the G1 scan. Failure messages never contain a value:
+//! outputs are redacted before they are shown.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// The passphrase every test vault uses.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Exit codes, as documented in the README.
+pub mod code {
+    pub const USAGE: i32 = 64;
+    pub const CORRUPT: i32 = 65;
+    pub const NO_VAULT: i32 = 66;
+    pub const TAMPERED: i32 = 67;
+    pub const DENIED: i32 = 77;
+}
+
+/// What one envseal invocation printed.
+pub struct Run {
+    pub label: String,
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A throwaway `ENVSEAL_HOME` plus the secrets a test used.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+    passfile: PathBuf,
+    secrets: RefCell<Vec<Vec<u8>>>,
+    runs: RefCell<Vec<(String, Vec<u8>)>>,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_envseal"))
+}
+
+impl Env {
+    /// A fresh directory with no vault yet.
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = tmp.path().join("vault");
+        let passfile = tmp.path().join("passphrase");
+        fs::write(&passfile, format!("{PASSPHRASE}\n")).unwrap();
+        let env = Env {
+            tmp,
+            home,
+            passfile,
+            secrets: RefCell::new(Vec::new()),
+            runs: RefCell::new(Vec::new()),
+        };
+        env.remember(PASSPHRASE.as_bytes());
+        env
+    }
+
+    /// A fresh vault with cheap KDF parameters (m = 8 MiB, t = 1).
+    pub fn initialized() -> Env {
+        let env = Env::new();
+        let r = env.run_pw(&["init", "--kdf-memory", "8", "--kdf-time", "1"], b"");
+        env.expect_ok(&r);
+        env
+    }
+
+    /// Registers a value that must never appear in any output or file.
+    pub fn remember(&self, value: &[u8]) {
+        assert!(value.len() >= 8, "test secrets must be at least 8 bytes to scan reliably");
+        self.secrets.borrow_mut().push(value.to_vec());
+    }
+
+    /// A `Command` for envseal in this environment (stdin must be set).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env("ENVSEAL_HOME", &self.home)
+            .env_remove("XDG_DATA_HOME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs envseal with `stdin`, without a passphrase.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut c = self.command();
+        c.args(args);
+        self.finish(args.join(" "), c, stdin)
+    }
+
+    /// Runs envseal with the test passphrase on fd 3.
+    pub fn run_pw(&self, args: &[&str], stdin: &[u8]) -> Run {
+        self.run_with_passfile(args, stdin, &self.passfile.clone())
+    }
+
+    /// Runs envseal with `passphrase` on fd 3.
+    pub fn run_with_passphrase(&self, args: &[&str], stdin: &[u8], passphrase: &str) -> Run {
+        let file = self.tmp.path().join("other-passphrase");
+        fs::write(&file, format!("{passphrase}\n")).unwrap();
+        self.run_with_passfile(args, stdin, &file)
+    }
+
+    fn run_with_passfile(&self, args: &[&str], stdin: &[u8], passfile: &Path) -> Run {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(r#"exec "$0" "$@" --passphrase-fd 3 3<"$ENVSEAL_TEST_PASSFILE""#)
+            .arg(bin())
+            .args(args)
+            .env("ENVSEAL_HOME", &self.home)
+            .env("ENVSEAL_TEST_PASSFILE", passfile)
+            .env_remove("XDG_DATA_HOME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.finish(format!("{} --passphrase-fd 3", args.join(" ")), c, stdin)
+    }
+
+    fn finish(&self, label: String, mut c: Command, stdin: &[u8]) -> Run {
+        c.stdin(Stdio::piped());
+        let mut child = c.spawn().expect("spawn envseal");
+        let mut pipe = child.stdin.take().unwrap();
+        let input = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait envseal");
+        writer.join().unwrap();
+        self.record(label, out)
+    }
+
+    /// Records a finished process's output for the final scan.
+    pub fn record(&self, label: String, out: Output) -> Run {
+        let mut runs = self.runs.borrow_mut();
+        runs.push((format!("stdout of `envseal {label}`"), out.stdout.clone()));
+        runs.push((format!("stderr of `envseal {label}`"), out.stderr.clone()));
+        drop(runs);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked"),
+            "`envseal {label}` panicked: {}",
+            self.redact(&stderr)
+        );
+        Run {
+            label,
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }
+    }
+
+    /// `envseal set NAME` with `value` on stdin; remembers the value.
+    pub fn set(&self, name: &str, value: &str) -> Run {
+        self.remember(value.as_bytes());
+        self.run(&["set", name], value.as_bytes())
+    }
+
+    /// Sets and approves a value, asserting both succeed.
+    pub fn set_approved(&self, name: &str, value: &str) {
+        let r = self.set(name, value);
+        self.expect_ok(&r);
+        let r = self.run_pw(&["approve", name], b"");
+        self.expect_ok(&r);
+    }
+
+    pub fn expect_ok(&self, r: &Run) {
+        self.expect_code(r, 0);
+    }
+
+    pub fn expect_code(&self, r: &Run, code: i32) {
+        assert_eq!(
+            r.code,
+            Some(code),
+            "`envseal {}` exited {:?}, expected {code}\nstdout: {}\nstderr: {}",
+            r.label,
+            r.code,
+            self.redact(&r.stdout()),
+            self.redact(&r.stderr())
+        );
+    }
+
+    /// Replaces every remembered value in `text` (for failure messages).
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for (i, s) in self.secrets.borrow().iter().enumerate() {
+            if let Ok(s) = std::str::from_utf8(s) {
+                text = text.replace(s, &format!("<secret #{i}>"));
+            }
+        }
+        text
+    }
+
+    /// The vault database path.
+    pub fn db(&self) -> PathBuf {
+        self.home.join("vault.db")
+    }
+
+    /// A direct SQLite connection: how the attacker edits the vault.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.db()).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c
+    }
+
+    /// Reads a value back through the library (tests only: the CLI has no
+    /// such command). The value is remembered for the scan.
+    pub fn read_back(&self, name: &str) -> Vec<u8> {
+        let vault = envseal_vault::Vault::open(&self.home).unwrap();
+        let keys = vault.unlock(&SecretString::from(PASSPHRASE)).unwrap();
+        let name = envseal_vault::SecretName::new(name).unwrap();
+        let value = vault.open_value(&keys, &name).ok().expect("value opens");
+        value.expose_secret().to_vec()
+    }
+
+    /// Fails if any remembered value occurs in `haystack`.
+    fn scan(&self, what: &str, haystack: &[u8]) {
+        for (i, s) in self.secrets.borrow().iter().enumerate() {
+            assert!(
+                !contains(haystack, s),
+                "G1 violated: secret #{i} appeared in {what}"
+            );
+        }
+    }
+
+    /// Scans everything printed so far and every file of the vault.
+    pub fn scan_all(&self) {
+        for (what, bytes) in self.runs.borrow().iter() {
+            self.scan(what, bytes);
+        }
+        if let Ok(entries) = fs::read_dir(&self.home) {
+            for entry in entries.flatten() {
+                if let Ok(bytes) = fs::read(entry.path()) {
+                    self.scan(&format!("vault file {}", entry.path().display()), &bytes);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.scan_all();
+        }
+    }
+}
+
+/// Byte-substring search.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A distinctive value for test `tag`.
+pub fn value(tag: &str) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(tag.as_bytes());
+    format!("sk-test-{tag}-{:016x}", h.finish())
+}
