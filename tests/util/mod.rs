@@ -229,6 +229,17 @@ impl Env {
         value.expose_secret().to_vec()
     }
 
+    /// Checks a stored value without ever printing it.
+    pub fn assert_value(&self, name: &str, expected: &[u8]) {
+        let got = self.read_back(name);
+        assert!(
+            got == expected,
+            "the value stored as {name} differs from the one written ({} vs {} bytes)",
+            got.len(),
+            expected.len()
+        );
+    }
+
     /// Fails if any remembered value occurs in `haystack`.
     fn scan(&self, what: &str, haystack: &[u8]) {
         for (i, s) in self.secrets.borrow().iter().enumerate() {
@@ -267,7 +278,7 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A distinctive value for test `tag`.
+/// A distinctive, random value for test `tag` (different on every call).
 pub fn value(tag: &str) -> String {
     use std::hash::{BuildHasher as _, Hasher as _};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -1,0 +1,252 @@
+//! G4: the agent — a same-user process without the passphrase — edits the
+//! vault database directly with SQLite. Every edit to the endorsed state
+//! must be detected and refused, and nothing may be changed by the refusal.
+
+mod util;
+
+use secrecy::SecretString;
+use util::{Env, PASSPHRASE, code, value};
+
+/// Runs a passphrase command that verifies the endorsed state and checks it
+/// is refused as tampered, naming every secret in `names`.
+fn assert_refused(env: &Env, names: &[&str]) {
+    // A fresh pending value gives `approve` something legitimate to do.
+    let probe = value("probe");
+    env.expect_ok(&env.run(&["set", "PROBE", "--replace"], probe.as_bytes()));
+    env.remember(probe.as_bytes());
+    let r = env.run_pw(&["approve", "PROBE"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    let err = r.stderr();
+    assert!(err.contains("vault tampered"), "{}", env.redact(&err));
+    for name in names {
+        assert!(err.contains(name), "the error does not name {name}: {}", env.redact(&err));
+    }
+    let state: String = env
+        .sqlite()
+        .query_row("SELECT state FROM secrets WHERE name = 'PROBE'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "pending", "a refused approve still approved");
+    // And no program could be handed the value: the library refuses too.
+    let vault = envseal_vault::Vault::open(&env.home).unwrap();
+    let keys = vault.unlock(&SecretString::from(PASSPHRASE)).unwrap();
+    for name in names {
+        let name = envseal_vault::SecretName::new(name).unwrap();
+        assert!(
+            matches!(vault.open_value(&keys, &name), Err(envseal_vault::Error::Tampered(_))),
+            "open_value({name}) was not refused as tampered"
+        );
+    }
+}
+
+fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
+    env.sqlite()
+        .query_row("SELECT ciphertext FROM secrets WHERE name = ?1", [name], |r| r.get(0))
+        .unwrap()
+}
+
+fn put_ciphertext(env: &Env, name: &str, ct: &[u8]) {
+    let n = env
+        .sqlite()
+        .execute("UPDATE secrets SET ciphertext = ?2 WHERE name = ?1", rusqlite::params![name, ct])
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn swapped_ciphertexts_are_refused() {
+    let env = Env::initialized();
+    env.set_approved("ALPHA", &value("alpha"));
+    env.set_approved("BRAVO", &value("bravo"));
+    let (a, b) = (ciphertext(&env, "ALPHA"), ciphertext(&env, "BRAVO"));
+    put_ciphertext(&env, "ALPHA", &b);
+    put_ciphertext(&env, "BRAVO", &a);
+    assert_refused(&env, &["ALPHA", "BRAVO"]);
+    // Replacing a value re-signs the manifest, so it must refuse too.
+    let r = env.run_pw(&["set", "ALPHA", "--replace"], b"a new value 1234");
+    env.expect_code(&r, code::TAMPERED);
+}
+
+#[test]
+fn renamed_row_is_refused() {
+    let env = Env::initialized();
+    env.set_approved("ALPHA", &value("alpha"));
+    env.sqlite()
+        .execute("UPDATE secrets SET name = 'ZULU' WHERE name = 'ALPHA'", [])
+        .unwrap();
+    let r = env.run_pw(&["approve", "ZULU"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(r.stderr().contains("ZULU") && r.stderr().contains("ALPHA"), "{}", r.stderr());
+
+    // A renamed pending row opens to the wrong name at approval.
+    let env = Env::initialized();
+    env.expect_ok(&env.set("PENDING", &value("pending")));
+    env.sqlite()
+        .execute("UPDATE secrets SET name = 'OTHER' WHERE name = 'PENDING'", [])
+        .unwrap();
+    let r = env.run_pw(&["approve", "OTHER"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(r.stderr().contains("belongs to secret PENDING"), "{}", r.stderr());
+}
+
+#[test]
+fn replayed_ciphertext_is_refused() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("old"));
+    let old = ciphertext(&env, "TOKEN");
+    let new = value("new");
+    env.remember(new.as_bytes());
+    env.expect_ok(&env.run_pw(&["set", "TOKEN", "--replace"], new.as_bytes()));
+    put_ciphertext(&env, "TOKEN", &old);
+    assert_refused(&env, &["TOKEN"]);
+}
+
+#[test]
+fn injected_approved_row_is_refused() {
+    let env = Env::initialized();
+    env.set_approved("REAL", &value("real"));
+    // The attacker can encrypt to the public recipient (that is what `set`
+    // does), then flips the row to approved.
+    env.expect_ok(&env.set("EVIL", &value("evil")));
+    env.sqlite()
+        .execute("UPDATE secrets SET state = 'approved' WHERE name = 'EVIL'", [])
+        .unwrap();
+    assert_refused(&env, &["EVIL"]);
+    // A row inserted from scratch, copying a real ciphertext.
+    let env = Env::initialized();
+    env.set_approved("REAL", &value("real"));
+    let ct = ciphertext(&env, "REAL");
+    env.sqlite()
+        .execute(
+            "INSERT INTO secrets VALUES ('COPY', 'approved', ?1, 0, 0)",
+            rusqlite::params![ct],
+        )
+        .unwrap();
+    assert_refused(&env, &["COPY"]);
+}
+
+#[test]
+fn swapped_pending_values_fail_approval() {
+    let env = Env::initialized();
+    env.expect_ok(&env.set("P1", &value("p1")));
+    env.expect_ok(&env.set("P2", &value("p2")));
+    let (a, b) = (ciphertext(&env, "P1"), ciphertext(&env, "P2"));
+    put_ciphertext(&env, "P1", &b);
+    put_ciphertext(&env, "P2", &a);
+    let r = env.run_pw(&["approve", "P1", "P2"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(r.stderr().contains("P1"), "{}", r.stderr());
+    let approved: i64 = env
+        .sqlite()
+        .query_row("SELECT count(*) FROM secrets WHERE state = 'approved'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(approved, 0, "a refused approve approved something");
+}
+
+#[test]
+fn bit_flipped_ciphertext_is_refused() {
+    let env = Env::initialized();
+    env.set_approved("APPROVED", &value("approved"));
+    let mut ct = ciphertext(&env, "APPROVED");
+    let last = ct.len() - 1;
+    ct[last] ^= 0x01;
+    put_ciphertext(&env, "APPROVED", &ct);
+    assert_refused(&env, &["APPROVED"]);
+
+    let env = Env::initialized();
+    env.expect_ok(&env.set("PENDING", &value("pending")));
+    let mut ct = ciphertext(&env, "PENDING");
+    let last = ct.len() - 1;
+    ct[last] ^= 0x01;
+    put_ciphertext(&env, "PENDING", &ct);
+    let r = env.run_pw(&["approve", "PENDING"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(r.stderr().contains("PENDING"), "{}", r.stderr());
+}
+
+#[test]
+fn replaced_recipient_is_detected() {
+    // The attacker makes a vault of their own and plants its public key.
+    let env = Env::initialized();
+    let attacker = Env::initialized();
+    let theirs: Vec<u8> = attacker
+        .sqlite()
+        .query_row("SELECT value FROM meta WHERE key = 'recipient'", [], |r| r.get(0))
+        .unwrap();
+    env.sqlite()
+        .execute("UPDATE meta SET value = ?1 WHERE key = 'recipient'", rusqlite::params![theirs])
+        .unwrap();
+    // The user, unaware, stores a value (no passphrase needed)...
+    env.expect_ok(&env.set("NEW", &value("new")));
+    // ...and the next passphrase use reports it.
+    let r = env.run_pw(&["approve", "NEW"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(r.stderr().contains("public key was replaced"), "{}", r.stderr());
+}
+
+#[test]
+fn manifest_edits_are_refused() {
+    type Edit = fn(&rusqlite::Connection);
+    let edits: [(&str, Edit); 4] = [
+        ("deleted", |c| {
+            c.execute("DELETE FROM manifest", []).unwrap();
+        }),
+        ("mac flipped", |c| {
+            c.execute("UPDATE manifest SET mac = zeroblob(32)", []).unwrap();
+        }),
+        ("body edited", |c| {
+            let mut body: Vec<u8> = c.query_row("SELECT body FROM manifest", [], |r| r.get(0)).unwrap();
+            let last = body.len() - 1;
+            body[last] ^= 0x80;
+            c.execute("UPDATE manifest SET body = ?1", [body]).unwrap();
+        }),
+        ("row demoted to pending", |c| {
+            c.execute("UPDATE secrets SET state = 'pending' WHERE name = 'KEEP'", []).unwrap();
+        }),
+    ];
+    for (what, edit) in edits {
+        let env = Env::initialized();
+        env.set_approved("KEEP", &value("keep"));
+        edit(&env.sqlite());
+        let r = env.run_pw(&["approve", "KEEP"], b"");
+        assert_eq!(r.code, Some(code::TAMPERED), "manifest {what}: {}", env.redact(&r.stderr()));
+    }
+    // A deleted approved row.
+    let env = Env::initialized();
+    env.set_approved("GONE", &value("gone"));
+    env.sqlite().execute("DELETE FROM secrets WHERE name = 'GONE'", []).unwrap();
+    let r = env.run_pw(&["approve", "PROBE"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(r.stderr().contains("GONE"), "{}", r.stderr());
+    // Another vault's valid manifest does not authenticate here.
+    let env = Env::initialized();
+    env.set_approved("KEEP", &value("keep"));
+    let other = Env::initialized();
+    other.set_approved("KEEP", &value("keep-other"));
+    let (body, mac): (Vec<u8>, Vec<u8>) = other
+        .sqlite()
+        .query_row("SELECT body, mac FROM manifest", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    env.sqlite()
+        .execute("UPDATE manifest SET body = ?1, mac = ?2", rusqlite::params![body, mac])
+        .unwrap();
+    let r = env.run_pw(&["approve", "KEEP"], b"");
+    env.expect_code(&r, code::TAMPERED);
+}
+
+#[test]
+fn rm_repairs_a_tampered_secret() {
+    let env = Env::initialized();
+    let good = value("good");
+    env.set_approved("GOOD", &good);
+    env.expect_ok(&env.set("EVIL", &value("evil")));
+    env.sqlite()
+        .execute("UPDATE secrets SET state = 'approved' WHERE name = 'EVIL'", [])
+        .unwrap();
+    // Other operations are refused while the injected row is there...
+    env.expect_code(&env.run_pw(&["rm", "GOOD"], b""), code::TAMPERED);
+    // ...but removing the tampered secret itself is allowed, and repairs.
+    env.expect_ok(&env.run_pw(&["rm", "EVIL"], b""));
+    env.expect_ok(&env.set("NEXT", &value("next")));
+    env.expect_ok(&env.run_pw(&["approve", "NEXT"], b""));
+    env.assert_value("GOOD", good.as_bytes());
+}
