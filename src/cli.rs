@@ -11,7 +11,9 @@ Exit codes: 0 ok; 1 error; 64 usage; 65 vault corrupt; 66 no vault;
 67 vault tampered; 77 denied (wrong or missing passphrase).";
 
 /// Verbs that read a value back. None exists; they get a clear refusal.
-pub const NO_READ_BACK: &[&str] = &["get", "show", "export", "cat", "read", "print", "dump", "reveal"];
+pub const NO_READ_BACK: &[&str] = &[
+    "get", "show", "export", "cat", "read", "print", "dump", "reveal",
+];
 
 /// A write-only secret vault for developers and their AI agents.
 #[derive(Debug, Parser)]
@@ -24,7 +26,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the vault (asks for a new passphrase)
-    #[command(after_help = "Example:\n  envseal init\n  envseal init --passphrase-fd 3 3<passphrase.txt")]
+    #[command(
+        after_help = "Example:\n  envseal init\n  envseal init --passphrase-fd 3 3<passphrase.txt"
+    )]
     Init(InitArgs),
 
     /// Store a secret value, read from stdin or a no-echo prompt (never from argv)

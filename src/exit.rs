@@ -75,7 +75,9 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
         ),
         VaultError::AlreadyExists(_) => (
             Code::Failure,
-            hint("envseal never overwrites a vault; use another ENVSEAL_HOME or remove it yourself"),
+            hint(
+                "envseal never overwrites a vault; use another ENVSEAL_HOME or remove it yourself",
+            ),
         ),
         VaultError::WrongPassphrase => (Code::Denied, None),
         VaultError::PassphraseRequired(_) => (
@@ -83,10 +85,12 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
             hint("run it in a terminal, or pass the passphrase with --passphrase-fd N"),
         ),
         VaultError::NotApproved(_) => (Code::Denied, None),
-        VaultError::InvalidName { .. } | VaultError::InvalidValue { .. } | VaultError::InvalidKdf(_) => {
-            (Code::Usage, None)
+        VaultError::InvalidName { .. }
+        | VaultError::InvalidValue { .. }
+        | VaultError::InvalidKdf(_) => (Code::Usage, None),
+        VaultError::SecretExists(_) => {
+            (Code::Failure, hint("add --replace to overwrite its value"))
         }
-        VaultError::SecretExists(_) => (Code::Failure, hint("add --replace to overwrite its value")),
         VaultError::NoSuchSecret(_) => (Code::Failure, hint("`envseal list` shows the names")),
         VaultError::Tampered(_) => (
             Code::Tampered,

@@ -59,7 +59,10 @@ pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
         let first = prompt(&format!("Value for {key} (not echoed): "))?;
         let again = prompt(&format!("Repeat the value for {key}: "))?;
         if first.expose_secret() != again.expose_secret() {
-            return Err(CliError::new(Code::Usage, "the two values do not match; nothing stored"));
+            return Err(CliError::new(
+                Code::Usage,
+                "the two values do not match; nothing stored",
+            ));
         }
         return Ok(SecretSlice::from(first.expose_secret().as_bytes().to_vec()));
     }
@@ -73,11 +76,19 @@ pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(CliError::new(Code::Failure, format!("cannot read stdin: {e}"))),
+            Err(e) => {
+                return Err(CliError::new(
+                    Code::Failure,
+                    format!("cannot read stdin: {e}"),
+                ));
+            }
         }
     }
     if filled == limit {
-        return Err(CliError::new(Code::Usage, format!("the value for {key} is larger than 1 MiB")));
+        return Err(CliError::new(
+            Code::Usage,
+            format!("the value for {key} is larger than 1 MiB"),
+        ));
     }
     Ok(SecretSlice::from(buf[..filled].to_vec()))
 }
@@ -86,7 +97,10 @@ pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
 pub fn generated(length: usize) -> Result<SecretSlice<u8>, CliError> {
     use rand::Rng as _;
     if !(8..=4096).contains(&length) {
-        return Err(CliError::new(Code::Usage, "--length must be between 8 and 4096"));
+        return Err(CliError::new(
+            Code::Usage,
+            "--length must be between 8 and 4096",
+        ));
     }
     let mut rng = rand::rngs::OsRng;
     let bytes: Vec<u8> = (0..length)
@@ -99,8 +113,11 @@ fn prompt(text: &str) -> Result<SecretString, CliError> {
     rpassword::prompt_password(text)
         .map(SecretString::from)
         .map_err(|_| {
-            CliError::new(Code::Denied, "a passphrase is needed but there is no terminal to ask on")
-                .hint("pass it on a file descriptor with --passphrase-fd N (e.g. 3<passfile)")
+            CliError::new(
+                Code::Denied,
+                "a passphrase is needed but there is no terminal to ask on",
+            )
+            .hint("pass it on a file descriptor with --passphrase-fd N (e.g. 3<passfile)")
         })
 }
 
@@ -117,7 +134,10 @@ fn non_empty(p: SecretString) -> Result<SecretString, CliError> {
 /// is needed here.
 fn from_fd(fd: i32) -> Result<SecretString, CliError> {
     let bad = |why: String| {
-        CliError::new(Code::Usage, format!("cannot read the passphrase from fd {fd}: {why}"))
+        CliError::new(
+            Code::Usage,
+            format!("cannot read the passphrase from fd {fd}: {why}"),
+        )
     };
     if fd < 0 {
         return Err(bad("not a file descriptor".into()));

@@ -18,7 +18,10 @@ use crate::exit::Code;
 fn main() -> ExitCode {
     // Before anything secret is read: no core dumps, no same-user ptrace.
     harden::process();
-    if let Some(verb) = std::env::args().nth(1).filter(|a| cli::NO_READ_BACK.contains(&a.as_str())) {
+    if let Some(verb) = std::env::args()
+        .nth(1)
+        .filter(|a| cli::NO_READ_BACK.contains(&a.as_str()))
+    {
         eprintln!(
             "envseal: error: there is no `{verb}`: envseal is write-only, and no command \
              prints, exports or copies a value"

@@ -14,10 +14,16 @@ pub fn vault_dir() -> Result<PathBuf, CliError> {
     if let Some(home) = env::var_os("ENVSEAL_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(home));
     }
-    if let Some(data) = env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+    if let Some(data) = env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         return Ok(data.join("envseal"));
     }
-    match env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+    match env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         Some(home) => Ok(home.join(".local/share/envseal")),
         None => Err(CliError::new(
             Code::Usage,

@@ -40,8 +40,16 @@ fn lifecycle_init_set_list_approve_replace_rm() {
     let r = env.run(&["list"], b"");
     env.expect_ok(&r);
     let text = r.stdout();
-    assert!(text.lines().any(|l| l.starts_with("API_TOKEN") && l.contains("approved")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("DB_PASSWORD") && l.contains("pending")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("API_TOKEN") && l.contains("approved")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("DB_PASSWORD") && l.contains("pending")),
+        "{text}"
+    );
 
     // set on an existing name needs --replace.
     let api2 = value("api2");
@@ -59,7 +67,11 @@ fn lifecycle_init_set_list_approve_replace_rm() {
     let before = ciphertext(&env, "API_TOKEN");
     let r = env.run(&["set", "API_TOKEN", "--replace"], api2.as_bytes());
     env.expect_code(&r, code::DENIED);
-    assert_eq!(ciphertext(&env, "API_TOKEN"), before, "a denied replace changed the value");
+    assert_eq!(
+        ciphertext(&env, "API_TOKEN"),
+        before,
+        "a denied replace changed the value"
+    );
     let r = env.run_pw(&["set", "API_TOKEN", "--replace"], api2.as_bytes());
     env.expect_ok(&r);
     env.assert_value("API_TOKEN", api2.as_bytes());
@@ -72,7 +84,12 @@ fn lifecycle_init_set_list_approve_replace_rm() {
     env.expect_ok(&env.run_pw(&["rm", "API_TOKEN"], b""));
     let r = env.run(&["list", "--json"], b"");
     let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    let names: Vec<_> = json["secrets"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    let names: Vec<_> = json["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
     assert_eq!(names, ["DB_PASSWORD"]);
     env.expect_code(&env.run_pw(&["rm", "API_TOKEN"], b""), 1);
     env.expect_code(&env.run_pw(&["approve", "NOPE"], b""), 1);
@@ -105,8 +122,14 @@ fn generate_stores_a_random_value_nobody_sees() {
     assert_eq!(b.len(), 64);
     assert!(a.iter().chain(&b).all(u8::is_ascii_alphanumeric));
     assert!(a[..] != b[..32], "two generated values share a prefix");
-    env.expect_code(&env.run(&["set", "GEN_C", "--generate", "--length", "4"], b""), code::USAGE);
-    env.expect_code(&env.run(&["set", "GEN_D", "--length", "40"], b"xxxxxxxxxx"), code::USAGE);
+    env.expect_code(
+        &env.run(&["set", "GEN_C", "--generate", "--length", "4"], b""),
+        code::USAGE,
+    );
+    env.expect_code(
+        &env.run(&["set", "GEN_D", "--length", "40"], b"xxxxxxxxxx"),
+        code::USAGE,
+    );
     // The Drop scan checks that neither generated value was printed.
 }
 
@@ -115,7 +138,9 @@ fn no_read_back_verbs_exist() {
     let env = Env::initialized();
     let v = value("verbs");
     env.set_approved("TOKEN", &v);
-    for verb in ["get", "show", "export", "cat", "read", "print", "dump", "reveal"] {
+    for verb in [
+        "get", "show", "export", "cat", "read", "print", "dump", "reveal",
+    ] {
         let r = env.run_pw(&[verb, "TOKEN"], b"");
         env.expect_code(&r, code::USAGE);
         assert!(r.stderr().contains("write-only"), "{}", r.stderr());
@@ -123,11 +148,17 @@ fn no_read_back_verbs_exist() {
     let r = env.run(&["--help"], b"");
     env.expect_ok(&r);
     let help = r.stdout();
-    assert!(help.contains("no get, show, export, cat, read, print or dump"), "{help}");
+    assert!(
+        help.contains("no get, show, export, cat, read, print or dump"),
+        "{help}"
+    );
     for sub in ["init", "set", "approve", "list", "rm"] {
         let r = env.run(&[sub, "--help"], b"");
         env.expect_ok(&r);
-        assert!(r.stdout().contains("Example"), "{sub} --help has no example");
+        assert!(
+            r.stdout().contains("Example"),
+            "{sub} --help has no example"
+        );
     }
 }
 
@@ -146,19 +177,32 @@ fn wrong_passphrase_is_denied_and_changes_nothing() {
         let r = env.run_with_passphrase(args, b"a replacement value", "not the passphrase");
         env.expect_code(&r, code::DENIED);
         assert!(r.stderr().contains("wrong passphrase"), "{}", r.stderr());
-        assert_eq!(rows(&env), snapshot, "`{}` changed the vault", args.join(" "));
+        assert_eq!(
+            rows(&env),
+            snapshot,
+            "`{}` changed the vault",
+            args.join(" ")
+        );
     }
 }
 
 #[test]
 fn missing_vault_says_run_init() {
     let env = Env::new();
-    for args in [&["list"][..], &["set", "A"], &["approve", "A"], &["rm", "A"]] {
+    for args in [
+        &["list"][..],
+        &["set", "A"],
+        &["approve", "A"],
+        &["rm", "A"],
+    ] {
         let r = env.run(args, b"some value 123");
         env.expect_code(&r, code::NO_VAULT);
         assert!(r.stderr().contains("envseal init"), "{}", r.stderr());
     }
-    assert!(!env.home.exists(), "a read command created the vault directory");
+    assert!(
+        !env.home.exists(),
+        "a read command created the vault directory"
+    );
 }
 
 #[test]
@@ -166,15 +210,25 @@ fn init_refuses_to_overwrite() {
     let env = Env::initialized();
     env.set_approved("KEEP", &value("keep"));
     let before = fs::read(env.db()).unwrap();
-    let r = env.run_with_passphrase(&["init", "--kdf-memory", "8", "--kdf-time", "1"], b"", "another passphrase");
+    let r = env.run_with_passphrase(
+        &["init", "--kdf-memory", "8", "--kdf-time", "1"],
+        b"",
+        "another passphrase",
+    );
     env.expect_code(&r, 1);
     assert!(r.stderr().contains("already exists"));
     assert_eq!(fs::read(env.db()).unwrap(), before);
     assert!(!env.read_back("KEEP").is_empty());
     // KDF floor: m >= 8 MiB, t >= 1.
     let other = Env::new();
-    other.expect_code(&other.run_pw(&["init", "--kdf-memory", "7"], b""), code::USAGE);
-    other.expect_code(&other.run_pw(&["init", "--kdf-memory", "8", "--kdf-time", "0"], b""), code::USAGE);
+    other.expect_code(
+        &other.run_pw(&["init", "--kdf-memory", "7"], b""),
+        code::USAGE,
+    );
+    other.expect_code(
+        &other.run_pw(&["init", "--kdf-memory", "8", "--kdf-time", "0"], b""),
+        code::USAGE,
+    );
     assert!(!other.db().exists());
 }
 
@@ -190,7 +244,9 @@ fn files_are_private() {
     }
     // Open a reader so the -wal and -shm files exist, then check them too.
     let c = env.sqlite();
-    let _: i64 = c.query_row("SELECT count(*) FROM secrets", [], |r| r.get(0)).unwrap();
+    let _: i64 = c
+        .query_row("SELECT count(*) FROM secrets", [], |r| r.get(0))
+        .unwrap();
     let mut seen = 0;
     for entry in fs::read_dir(&env.home).unwrap() {
         let p = entry.unwrap().path();
@@ -233,7 +289,11 @@ fn corrupt_database_is_reported_not_panicked() {
     let bytes = fs::read(env.db()).unwrap();
     fs::write(env.db(), &bytes[..bytes.len() / 2]).unwrap();
     for args in [&["list"][..], &["approve", "A"], &["rm", "A"]] {
-        let r = if args[0] == "list" { env.run(args, b"") } else { env.run_pw(args, b"") };
+        let r = if args[0] == "list" {
+            env.run(args, b"")
+        } else {
+            env.run_pw(args, b"")
+        };
         assert!(
             r.code == Some(code::CORRUPT),
             "`{}` on a truncated vault exited {:?}: {}",
@@ -246,7 +306,11 @@ fn corrupt_database_is_reported_not_panicked() {
 
     // Not a database at all.
     let env = Env::initialized();
-    fs::write(env.db(), b"this is not an SQLite database, just some bytes........").unwrap();
+    fs::write(
+        env.db(),
+        b"this is not an SQLite database, just some bytes........",
+    )
+    .unwrap();
     let r = env.run(&["list"], b"");
     env.expect_code(&r, code::CORRUPT);
 
@@ -260,7 +324,9 @@ fn corrupt_database_is_reported_not_panicked() {
 
     // Written by a newer envseal.
     let env = Env::initialized();
-    env.sqlite().pragma_update(None, "user_version", 99).unwrap();
+    env.sqlite()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
     let r = env.run(&["set", "X"], b"some value 123");
     env.expect_code(&r, code::CORRUPT);
     assert!(r.stderr().contains("newer"), "{}", r.stderr());
@@ -268,7 +334,10 @@ fn corrupt_database_is_reported_not_panicked() {
     // The wrapped identity record damaged.
     let env = Env::initialized();
     env.sqlite()
-        .execute("UPDATE meta SET value = x'00' WHERE key = 'wrapped_identity'", [])
+        .execute(
+            "UPDATE meta SET value = x'00' WHERE key = 'wrapped_identity'",
+            [],
+        )
         .unwrap();
     let r = env.run(&["list"], b"");
     env.expect_code(&r, code::CORRUPT);
@@ -285,7 +354,10 @@ fn database_holds_no_plaintext() {
     // The Drop scan covers vault.db, -wal and -shm; do it now explicitly.
     env.scan_all();
     let db = fs::read(env.db()).unwrap();
-    assert!(util::contains(&db, b"age-encryption.org/v1"), "values are not age ciphertexts");
+    assert!(
+        util::contains(&db, b"age-encryption.org/v1"),
+        "values are not age ciphertexts"
+    );
 }
 
 #[test]
@@ -310,7 +382,9 @@ fn prompt_does_not_echo_and_strips_newline() {
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave);
-    let mut child = cmd.spawn().expect("setsid (util-linux) is needed for the pty test");
+    let mut child = cmd
+        .spawn()
+        .expect("setsid (util-linux) is needed for the pty test");
     drop(cmd);
 
     let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -356,8 +430,15 @@ fn prompt_does_not_echo_and_strips_newline() {
             stderr: Vec::new(),
         },
     );
-    assert!(status.success(), "set on a terminal failed: {}", env.redact(&String::from_utf8_lossy(&screen)));
-    assert!(!util::contains(&screen, typed.as_bytes()), "the typed value was echoed");
+    assert!(
+        status.success(),
+        "set on a terminal failed: {}",
+        env.redact(&String::from_utf8_lossy(&screen))
+    );
+    assert!(
+        !util::contains(&screen, typed.as_bytes()),
+        "the typed value was echoed"
+    );
     env.expect_ok(&env.run_pw(&["approve", "TYPED"], b""));
     env.assert_value("TYPED", typed.as_bytes());
 }
@@ -365,14 +446,18 @@ fn prompt_does_not_echo_and_strips_newline() {
 /// Every row of the secrets table and the manifest, as raw bytes.
 fn rows(env: &Env) -> Vec<(String, String, Vec<u8>)> {
     let c = env.sqlite();
-    let mut stmt = c.prepare("SELECT name, state, ciphertext FROM secrets ORDER BY name").unwrap();
+    let mut stmt = c
+        .prepare("SELECT name, state, ciphertext FROM secrets ORDER BY name")
+        .unwrap();
     let mut out: Vec<_> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let (body, mac): (Vec<u8>, Vec<u8>) = c
-        .query_row("SELECT body, mac FROM manifest", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT body, mac FROM manifest", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     out.push(("<manifest>".into(), String::new(), [body, mac].concat()));
     out
@@ -380,7 +465,11 @@ fn rows(env: &Env) -> Vec<(String, String, Vec<u8>)> {
 
 fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
     env.sqlite()
-        .query_row("SELECT ciphertext FROM secrets WHERE name = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT ciphertext FROM secrets WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -388,6 +477,8 @@ fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
 fn checkpoint(env: &Env) {
     let c = env.sqlite();
     let _: (i64, i64, i64) = c
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
 }

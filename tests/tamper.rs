@@ -19,11 +19,17 @@ fn assert_refused(env: &Env, names: &[&str]) {
     let err = r.stderr();
     assert!(err.contains("vault tampered"), "{}", env.redact(&err));
     for name in names {
-        assert!(err.contains(name), "the error does not name {name}: {}", env.redact(&err));
+        assert!(
+            err.contains(name),
+            "the error does not name {name}: {}",
+            env.redact(&err)
+        );
     }
     let state: String = env
         .sqlite()
-        .query_row("SELECT state FROM secrets WHERE name = 'PROBE'", [], |r| r.get(0))
+        .query_row("SELECT state FROM secrets WHERE name = 'PROBE'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(state, "pending", "a refused approve still approved");
     // And no program could be handed the value: the library refuses too.
@@ -32,7 +38,10 @@ fn assert_refused(env: &Env, names: &[&str]) {
     for name in names {
         let name = envseal_vault::SecretName::new(name).unwrap();
         assert!(
-            matches!(vault.open_value(&keys, &name), Err(envseal_vault::Error::Tampered(_))),
+            matches!(
+                vault.open_value(&keys, &name),
+                Err(envseal_vault::Error::Tampered(_))
+            ),
             "open_value({name}) was not refused as tampered"
         );
     }
@@ -40,14 +49,21 @@ fn assert_refused(env: &Env, names: &[&str]) {
 
 fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
     env.sqlite()
-        .query_row("SELECT ciphertext FROM secrets WHERE name = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT ciphertext FROM secrets WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
 fn put_ciphertext(env: &Env, name: &str, ct: &[u8]) {
     let n = env
         .sqlite()
-        .execute("UPDATE secrets SET ciphertext = ?2 WHERE name = ?1", rusqlite::params![name, ct])
+        .execute(
+            "UPDATE secrets SET ciphertext = ?2 WHERE name = ?1",
+            rusqlite::params![name, ct],
+        )
         .unwrap();
     assert_eq!(n, 1);
 }
@@ -75,17 +91,28 @@ fn renamed_row_is_refused() {
         .unwrap();
     let r = env.run_pw(&["approve", "ZULU"], b"");
     env.expect_code(&r, code::TAMPERED);
-    assert!(r.stderr().contains("ZULU") && r.stderr().contains("ALPHA"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("ZULU") && r.stderr().contains("ALPHA"),
+        "{}",
+        r.stderr()
+    );
 
     // A renamed pending row opens to the wrong name at approval.
     let env = Env::initialized();
     env.expect_ok(&env.set("PENDING", &value("pending")));
     env.sqlite()
-        .execute("UPDATE secrets SET name = 'OTHER' WHERE name = 'PENDING'", [])
+        .execute(
+            "UPDATE secrets SET name = 'OTHER' WHERE name = 'PENDING'",
+            [],
+        )
         .unwrap();
     let r = env.run_pw(&["approve", "OTHER"], b"");
     env.expect_code(&r, code::TAMPERED);
-    assert!(r.stderr().contains("belongs to secret PENDING"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("belongs to secret PENDING"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -108,7 +135,10 @@ fn injected_approved_row_is_refused() {
     // does), then flips the row to approved.
     env.expect_ok(&env.set("EVIL", &value("evil")));
     env.sqlite()
-        .execute("UPDATE secrets SET state = 'approved' WHERE name = 'EVIL'", [])
+        .execute(
+            "UPDATE secrets SET state = 'approved' WHERE name = 'EVIL'",
+            [],
+        )
         .unwrap();
     assert_refused(&env, &["EVIL"]);
     // A row inserted from scratch, copying a real ciphertext.
@@ -137,7 +167,11 @@ fn swapped_pending_values_fail_approval() {
     assert!(r.stderr().contains("P1"), "{}", r.stderr());
     let approved: i64 = env
         .sqlite()
-        .query_row("SELECT count(*) FROM secrets WHERE state = 'approved'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM secrets WHERE state = 'approved'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(approved, 0, "a refused approve approved something");
 }
@@ -170,17 +204,26 @@ fn replaced_recipient_is_detected() {
     let attacker = Env::initialized();
     let theirs: Vec<u8> = attacker
         .sqlite()
-        .query_row("SELECT value FROM meta WHERE key = 'recipient'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'recipient'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     env.sqlite()
-        .execute("UPDATE meta SET value = ?1 WHERE key = 'recipient'", rusqlite::params![theirs])
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'recipient'",
+            rusqlite::params![theirs],
+        )
         .unwrap();
     // The user, unaware, stores a value (no passphrase needed)...
     env.expect_ok(&env.set("NEW", &value("new")));
     // ...and the next passphrase use reports it.
     let r = env.run_pw(&["approve", "NEW"], b"");
     env.expect_code(&r, code::TAMPERED);
-    assert!(r.stderr().contains("public key was replaced"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("public key was replaced"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -191,16 +234,23 @@ fn manifest_edits_are_refused() {
             c.execute("DELETE FROM manifest", []).unwrap();
         }),
         ("mac flipped", |c| {
-            c.execute("UPDATE manifest SET mac = zeroblob(32)", []).unwrap();
+            c.execute("UPDATE manifest SET mac = zeroblob(32)", [])
+                .unwrap();
         }),
         ("body edited", |c| {
-            let mut body: Vec<u8> = c.query_row("SELECT body FROM manifest", [], |r| r.get(0)).unwrap();
+            let mut body: Vec<u8> = c
+                .query_row("SELECT body FROM manifest", [], |r| r.get(0))
+                .unwrap();
             let last = body.len() - 1;
             body[last] ^= 0x80;
             c.execute("UPDATE manifest SET body = ?1", [body]).unwrap();
         }),
         ("row demoted to pending", |c| {
-            c.execute("UPDATE secrets SET state = 'pending' WHERE name = 'KEEP'", []).unwrap();
+            c.execute(
+                "UPDATE secrets SET state = 'pending' WHERE name = 'KEEP'",
+                [],
+            )
+            .unwrap();
         }),
     ];
     for (what, edit) in edits {
@@ -208,12 +258,19 @@ fn manifest_edits_are_refused() {
         env.set_approved("KEEP", &value("keep"));
         edit(&env.sqlite());
         let r = env.run_pw(&["approve", "KEEP"], b"");
-        assert_eq!(r.code, Some(code::TAMPERED), "manifest {what}: {}", env.redact(&r.stderr()));
+        assert_eq!(
+            r.code,
+            Some(code::TAMPERED),
+            "manifest {what}: {}",
+            env.redact(&r.stderr())
+        );
     }
     // A deleted approved row.
     let env = Env::initialized();
     env.set_approved("GONE", &value("gone"));
-    env.sqlite().execute("DELETE FROM secrets WHERE name = 'GONE'", []).unwrap();
+    env.sqlite()
+        .execute("DELETE FROM secrets WHERE name = 'GONE'", [])
+        .unwrap();
     let r = env.run_pw(&["approve", "PROBE"], b"");
     env.expect_code(&r, code::TAMPERED);
     assert!(r.stderr().contains("GONE"), "{}", r.stderr());
@@ -224,10 +281,15 @@ fn manifest_edits_are_refused() {
     other.set_approved("KEEP", &value("keep-other"));
     let (body, mac): (Vec<u8>, Vec<u8>) = other
         .sqlite()
-        .query_row("SELECT body, mac FROM manifest", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT body, mac FROM manifest", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     env.sqlite()
-        .execute("UPDATE manifest SET body = ?1, mac = ?2", rusqlite::params![body, mac])
+        .execute(
+            "UPDATE manifest SET body = ?1, mac = ?2",
+            rusqlite::params![body, mac],
+        )
         .unwrap();
     let r = env.run_pw(&["approve", "KEEP"], b"");
     env.expect_code(&r, code::TAMPERED);
@@ -240,7 +302,10 @@ fn rm_repairs_a_tampered_secret() {
     env.set_approved("GOOD", &good);
     env.expect_ok(&env.set("EVIL", &value("evil")));
     env.sqlite()
-        .execute("UPDATE secrets SET state = 'approved' WHERE name = 'EVIL'", [])
+        .execute(
+            "UPDATE secrets SET state = 'approved' WHERE name = 'EVIL'",
+            [],
+        )
         .unwrap();
     // Other operations are refused while the injected row is there...
     env.expect_code(&env.run_pw(&["rm", "GOOD"], b""), code::TAMPERED);

@@ -36,8 +36,17 @@ pub fn run(args: ListArgs) -> anyhow::Result<()> {
     } else if secrets.is_empty() {
         eprintln!("envseal: no secrets yet (add one with `envseal set NAME`)");
     } else {
-        let width = secrets.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-        writeln!(out, "{:width$}  {:8}  {:20}  UPDATED", "NAME", "STATE", "CREATED")?;
+        let width = secrets
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        writeln!(
+            out,
+            "{:width$}  {:8}  {:20}  UPDATED",
+            "NAME", "STATE", "CREATED"
+        )?;
         for s in &secrets {
             writeln!(
                 out,

@@ -7,11 +7,11 @@
 //! outputs are redacted before they are shown.
 #![allow(dead_code)]
 
-use std::cell::RefCell;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -50,8 +50,8 @@ pub struct Env {
     pub tmp: tempfile::TempDir,
     pub home: PathBuf,
     passfile: PathBuf,
-    secrets: RefCell<Vec<Vec<u8>>>,
-    runs: RefCell<Vec<(String, Vec<u8>)>>,
+    secrets: Mutex<Vec<Vec<u8>>>,
+    runs: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 pub fn bin() -> PathBuf {
@@ -69,8 +69,8 @@ impl Env {
             tmp,
             home,
             passfile,
-            secrets: RefCell::new(Vec::new()),
-            runs: RefCell::new(Vec::new()),
+            secrets: Mutex::new(Vec::new()),
+            runs: Mutex::new(Vec::new()),
         };
         env.remember(PASSPHRASE.as_bytes());
         env
@@ -86,8 +86,11 @@ impl Env {
 
     /// Registers a value that must never appear in any output or file.
     pub fn remember(&self, value: &[u8]) {
-        assert!(value.len() >= 8, "test secrets must be at least 8 bytes to scan reliably");
-        self.secrets.borrow_mut().push(value.to_vec());
+        assert!(
+            value.len() >= 8,
+            "test secrets must be at least 8 bytes to scan reliably"
+        );
+        self.secrets.lock().unwrap().push(value.to_vec());
     }
 
     /// A `Command` for envseal in this environment (stdin must be set).
@@ -148,7 +151,7 @@ impl Env {
 
     /// Records a finished process's output for the final scan.
     pub fn record(&self, label: String, out: Output) -> Run {
-        let mut runs = self.runs.borrow_mut();
+        let mut runs = self.runs.lock().unwrap();
         runs.push((format!("stdout of `envseal {label}`"), out.stdout.clone()));
         runs.push((format!("stderr of `envseal {label}`"), out.stderr.clone()));
         drop(runs);
@@ -199,7 +202,7 @@ impl Env {
     /// Replaces every remembered value in `text` (for failure messages).
     pub fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
-        for (i, s) in self.secrets.borrow().iter().enumerate() {
+        for (i, s) in self.secrets.lock().unwrap().iter().enumerate() {
             if let Ok(s) = std::str::from_utf8(s) {
                 text = text.replace(s, &format!("<secret #{i}>"));
             }
@@ -225,7 +228,10 @@ impl Env {
         let vault = envseal_vault::Vault::open(&self.home).unwrap();
         let keys = vault.unlock(&SecretString::from(PASSPHRASE)).unwrap();
         let name = envseal_vault::SecretName::new(name).unwrap();
-        let value = vault.open_value(&keys, &name).ok().expect("value opens");
+        let value = match vault.open_value(&keys, &name) {
+            Ok(v) => v,
+            Err(e) => panic!("{name} does not open: {e}"),
+        };
         value.expose_secret().to_vec()
     }
 
@@ -242,7 +248,7 @@ impl Env {
 
     /// Fails if any remembered value occurs in `haystack`.
     fn scan(&self, what: &str, haystack: &[u8]) {
-        for (i, s) in self.secrets.borrow().iter().enumerate() {
+        for (i, s) in self.secrets.lock().unwrap().iter().enumerate() {
             assert!(
                 !contains(haystack, s),
                 "G1 violated: secret #{i} appeared in {what}"
@@ -252,7 +258,7 @@ impl Env {
 
     /// Scans everything printed so far and every file of the vault.
     pub fn scan_all(&self) {
-        for (what, bytes) in self.runs.borrow().iter() {
+        for (what, bytes) in self.runs.lock().unwrap().iter() {
             self.scan(what, bytes);
         }
         if let Ok(entries) = fs::read_dir(&self.home) {

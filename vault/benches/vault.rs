@@ -24,7 +24,9 @@ use secrecy::{SecretSlice, SecretString};
 
 fn env_usize(key: &str, default: usize) -> usize {
     match std::env::var(key) {
-        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{key} must be a number, not {v:?}")),
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} must be a number, not {v:?}")),
         Err(_) => default,
     }
 }
@@ -94,7 +96,11 @@ fn bench_set(n: usize) {
     let listed = vault.list().expect("list");
     let list_time = t.elapsed();
     assert_eq!(listed.len(), n);
-    println!("list (library, in-process): {} entries in {:.3} ms", listed.len(), ms(list_time));
+    println!(
+        "list (library, in-process): {} entries in {:.3} ms",
+        listed.len(),
+        ms(list_time)
+    );
     println!("RESULT lib_list_ms={:.3}", ms(list_time));
 
     // Breakdown: the age encryption alone (what `set` does before SQLite).

@@ -93,9 +93,9 @@ pub(crate) fn open(
         .map_err(|_| tampered("its ciphertext fails authentication"))?;
     decode(&plain, name).map_err(|e| match e {
         EnvelopeError::Malformed => tampered("its envelope is malformed"),
-        EnvelopeError::WrongName(other) => {
-            tampered(&format!("its ciphertext belongs to secret {other} (rows swapped or renamed)"))
-        }
+        EnvelopeError::WrongName(other) => tampered(&format!(
+            "its ciphertext belongs to secret {other} (rows swapped or renamed)"
+        )),
     })
 }
 

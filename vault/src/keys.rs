@@ -285,7 +285,10 @@ mod tests {
             back.unwrap(&SecretString::from("wrong"), &vid),
             Err(Error::WrongPassphrase)
         ));
-        assert!(matches!(back.unwrap(&pass, &[8u8; VAULT_ID_LEN]), Err(Error::WrongPassphrase)));
+        assert!(matches!(
+            back.unwrap(&pass, &[8u8; VAULT_ID_LEN]),
+            Err(Error::WrongPassphrase)
+        ));
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl Vault {
             }
             Err(e) => return Err(io_err("cannot read", &path, e)),
             Ok(m) if !m.file_type().is_file() => {
-                return Err(Error::Corrupt(format!("{} is not a regular file", path.display())));
+                return Err(Error::Corrupt(format!(
+                    "{} is not a regular file",
+                    path.display()
+                )));
             }
             Ok(_) => {}
         }
@@ -210,10 +213,17 @@ impl Vault {
     /// pending; an existing one is replaced only with `replace`, and only
     /// while it is pending (an approved one returns
     /// [`Error::PassphraseRequired`]; use [`Vault::set_endorsed`]).
-    pub fn set(&mut self, name: &SecretName, value: &SecretSlice<u8>, replace: bool) -> Result<SetOutcome> {
+    pub fn set(
+        &mut self,
+        name: &SecretName,
+        value: &SecretSlice<u8>,
+        replace: bool,
+    ) -> Result<SetOutcome> {
         check_value(name, value)?;
         let ciphertext = envelope::seal(&self.recipient, name, value)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let outcome = match row_state(&tx, name)? {
             None => {
                 insert_pending(&tx, name, &ciphertext)?;
@@ -242,7 +252,9 @@ impl Vault {
     ) -> Result<SetOutcome> {
         check_value(name, value)?;
         let ciphertext = envelope::seal(&self.recipient, name, value)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
         let outcome = match row_state(&tx, name)? {
             None => {
@@ -256,7 +268,9 @@ impl Vault {
             }
             Some(SecretState::Approved) => {
                 update_ciphertext(&tx, name, &ciphertext)?;
-                manifest.secrets.insert(name.clone(), manifest::digest(&ciphertext));
+                manifest
+                    .secrets
+                    .insert(name.clone(), manifest::digest(&ciphertext));
                 write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
                 SetOutcome::ReplacedApproved
             }
@@ -268,7 +282,9 @@ impl Vault {
     /// Endorses pending values. Each is decrypted to check that its
     /// envelope names it; all or none are approved.
     pub fn approve(&mut self, keys: &Keys, names: &[SecretName]) -> Result<Vec<ApproveOutcome>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
         let mut outcomes = Vec::with_capacity(names.len());
         for name in names {
@@ -291,7 +307,9 @@ impl Vault {
                 "UPDATE secrets SET state = 'approved' WHERE name = ?1",
                 [name.as_str()],
             )?;
-            manifest.secrets.insert(name.clone(), manifest::digest(&ciphertext));
+            manifest
+                .secrets
+                .insert(name.clone(), manifest::digest(&ciphertext));
             outcomes.push(ApproveOutcome::Approved);
         }
         if outcomes.contains(&ApproveOutcome::Approved) {
@@ -304,8 +322,11 @@ impl Vault {
     /// Deletes a secret. Tampering that concerns only this secret does not
     /// block its removal (that is how a user repairs it); any other does.
     pub fn remove(&mut self, keys: &Keys, name: &SecretName) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, std::slice::from_ref(name))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut manifest =
+            verified_manifest(&tx, keys, &self.vault_id, std::slice::from_ref(name))?;
         let deleted = tx.execute("DELETE FROM secrets WHERE name = ?1", [name.as_str()])?;
         let endorsed = manifest.secrets.remove(name).is_some();
         if deleted == 0 && !endorsed {
@@ -379,7 +400,10 @@ fn build_new(tmp: &Path, passphrase: &SecretString, params: KdfParams) -> Result
     put.execute(rusqlite::params!["vault_id", vault_id.as_slice()])?;
     put.execute(rusqlite::params!["recipient", recipient.as_bytes()])?;
     put.execute(rusqlite::params!["wrapped_identity", wrapped.encode()])?;
-    put.execute(rusqlite::params!["created_at", now().to_be_bytes().as_slice()])?;
+    put.execute(rusqlite::params![
+        "created_at",
+        now().to_be_bytes().as_slice()
+    ])?;
     drop(put);
     write_manifest(&tx, &keys, &vault_id, &mut Manifest::default())?;
     tx.commit()?;
@@ -426,7 +450,9 @@ fn verified_manifest(
         let endorsed = manifest.secrets.get(&name);
         match (state, endorsed) {
             (SecretState::Approved, None) => {
-                problems.push(format!("secret {name} is marked approved but was never approved"));
+                problems.push(format!(
+                    "secret {name} is marked approved but was never approved"
+                ));
             }
             (SecretState::Approved, Some(digest)) => {
                 let ciphertext = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
@@ -438,7 +464,9 @@ fn verified_manifest(
                 }
             }
             (SecretState::Pending, Some(_)) => {
-                problems.push(format!("secret {name} was approved but its row was reset to pending"));
+                problems.push(format!(
+                    "secret {name} was approved but its row was reset to pending"
+                ));
             }
             (SecretState::Pending, None) => {}
         }
@@ -477,7 +505,11 @@ fn write_manifest(
 
 fn row_state(tx: &Transaction<'_>, name: &SecretName) -> Result<Option<SecretState>> {
     let state: Option<String> = tx
-        .query_row("SELECT state FROM secrets WHERE name = ?1", [name.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT state FROM secrets WHERE name = ?1",
+            [name.as_str()],
+            |r| r.get(0),
+        )
         .optional()?;
     state.as_deref().map(parse_state).transpose()
 }
