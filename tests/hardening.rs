@@ -1,0 +1,250 @@
+//! The CLI's own process hardening, attacked by a same-user process.
+//!
+//! envseal makes itself non-dumpable before it reads a passphrase or a
+//! value. Here an unprivileged user (created with `useradd`; CI runs as
+//! root) runs `envseal set` and, while it holds part of a value in memory,
+//! a second process of the *same* user tries to read it through
+//! `/proc/PID/environ`, `/proc/PID/mem`, `/proc/PID/fd/0`, ptrace and
+//! `process_vm_readv`. As a control, the same attacks against an ordinary
+//! process of that user must succeed — otherwise the test proves nothing.
+//!
+//! The attacker is this test binary re-executed as that user with
+//! `ENVSEAL_ATTACK_PID` set (a harness-less self re-exec, as birdcage does).
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::{Env, value};
+
+const ATTACKER: &str = "envseal-attacker";
+const ATTACK_ENV: &str = "ENVSEAL_ATTACK_PID";
+
+/// Creates (once) an unprivileged user and returns its uid and gid.
+fn attacker_user() -> (u32, u32) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this attack test needs root to create an unprivileged user with useradd \
+         (CI runs as root); run ./scripts/test as root"
+    );
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, ATTACKER])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+    };
+    if id("-u").is_none() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                ATTACKER,
+            ])
+            .status()
+            .expect("useradd is needed to create the attacker user");
+        assert!(
+            st.success() || id("-u").is_some(),
+            "useradd {ATTACKER} failed"
+        );
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+/// `setpriv` prefix running a command as the attacker user.
+fn as_user(uid: u32, gid: u32, program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// Copies an executable where the unprivileged user can run it.
+fn runnable_copy(from: &Path, dir: &Path) -> PathBuf {
+    let to = dir.join(from.file_name().unwrap());
+    fs::copy(from, &to).unwrap();
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).unwrap();
+    to
+}
+
+/// Runs every attack against `pid` from this process; returns what worked.
+fn attack(pid: i32) -> BTreeMap<&'static str, String> {
+    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+    use nix::unistd::Pid;
+    let mut out = BTreeMap::new();
+    let outcome = |r: std::io::Result<()>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(0)),
+    };
+    out.insert(
+        "environ",
+        outcome(fs::read(format!("/proc/{pid}/environ")).map(drop)),
+    );
+    out.insert(
+        "mem",
+        outcome(fs::File::open(format!("/proc/{pid}/mem")).map(drop)),
+    );
+    out.insert(
+        "fd0",
+        outcome(fs::File::open(format!("/proc/{pid}/fd/0")).map(drop)),
+    );
+    let target = Pid::from_raw(pid);
+    let traced = nix::sys::ptrace::attach(target);
+    if traced.is_ok() {
+        let _ = nix::sys::wait::waitpid(target, None);
+        let _ = nix::sys::ptrace::detach(target, None);
+    }
+    out.insert("ptrace", outcome(traced.map_err(std::io::Error::from)));
+    // Permission is checked before the address: EPERM means "denied",
+    // EFAULT means "allowed, bad address".
+    let mut buf = [0u8; 16];
+    let remote = [RemoteIoVec {
+        base: 0x1000,
+        len: 16,
+    }];
+    let r = process_vm_readv(target, &mut [std::io::IoSliceMut::new(&mut buf)], &remote);
+    out.insert(
+        "process_vm_readv",
+        match r {
+            Ok(_) => "ok".into(),
+            Err(nix::errno::Errno::EPERM) => "errno 1".into(),
+            Err(e) => format!("allowed ({e})"),
+        },
+    );
+    out
+}
+
+/// Re-executes this test binary as the attacker user against `pid`.
+fn attack_as_user(uid: u32, gid: u32, me: &Path, pid: u32) -> BTreeMap<String, String> {
+    let out = as_user(uid, gid, me)
+        .args([
+            "--exact",
+            "cli_memory_is_unreadable_by_the_same_user",
+            "--nocapture",
+        ])
+        .env(ATTACK_ENV, pid.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ATTACK-RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "the attacker printed no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).unwrap()
+}
+
+fn wait_until_blocked(pid: u32, exe_name: &str) {
+    let start = Instant::now();
+    loop {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if exe.to_string_lossy().ends_with(exe_name) && status.contains("State:\tS") {
+            std::thread::sleep(Duration::from_millis(100));
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{exe_name} never blocked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn cli_memory_is_unreadable_by_the_same_user() {
+    if let Ok(pid) = std::env::var(ATTACK_ENV) {
+        let results = attack(pid.parse().unwrap());
+        println!("ATTACK-RESULT {}", serde_json::to_string(&results).unwrap());
+        std::process::exit(0);
+    }
+    let (uid, gid) = attacker_user();
+    let env = Env::initialized();
+    let bins = tempfile::tempdir().unwrap();
+    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let envseal = runnable_copy(&util::bin(), bins.path());
+    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
+    // The vault belongs to the attacker user: it is the victim's own vault.
+    fs::set_permissions(env.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&env.home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+
+    // Victim: `envseal set HELD`, blocked reading stdin with half a value.
+    let held = value("held");
+    env.remember(held.as_bytes());
+    let (first, second) = held.split_at(held.len() / 2);
+    env.remember(first.as_bytes());
+    let mut victim = as_user(uid, gid, &envseal)
+        .args(["set", "HELD"])
+        .env("ENVSEAL_HOME", &env.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = victim.stdin.take().unwrap();
+    stdin.write_all(first.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until_blocked(victim.id(), "envseal");
+    let on_envseal = attack_as_user(uid, gid, &me, victim.id());
+
+    // Control: the same attacks on an ordinary process of the same user.
+    let mut control = as_user(uid, gid, Path::new("/bin/sleep"))
+        .arg("30")
+        .spawn()
+        .unwrap();
+    wait_until_blocked(control.id(), "sleep");
+    let on_control = attack_as_user(uid, gid, &me, control.id());
+    let _ = control.kill();
+    let _ = control.wait();
+
+    stdin.write_all(second.as_bytes()).unwrap();
+    drop(stdin);
+    let out = victim.wait_with_output().unwrap();
+    let r = env.record("set HELD (as the attacker's user)".into(), out);
+    env.expect_ok(&r);
+
+    for attack in ["environ", "mem", "fd0", "ptrace"] {
+        assert_eq!(
+            on_control[attack], "ok",
+            "control: {attack} should work on a dumpable process"
+        );
+    }
+    assert!(
+        on_control["process_vm_readv"].starts_with("allowed"),
+        "control: {on_control:?}"
+    );
+    for (attack, result) in &on_envseal {
+        assert!(
+            result.starts_with("errno"),
+            "{attack} on envseal succeeded: {result}"
+        );
+    }
+    env.expect_ok(&env.run_pw(&["approve", "HELD"], b""));
+    env.assert_value("HELD", held.as_bytes());
+}
