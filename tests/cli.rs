@@ -64,11 +64,11 @@ fn lifecycle_init_set_list_approve_replace_rm() {
     env.expect_ok(&r);
     assert!(r.stderr().contains("still pending"));
     // Replacing an approved value needs the passphrase.
-    let before = ciphertext(&env, "API_TOKEN");
+    let before = env.ciphertext("API_TOKEN");
     let r = env.run(&["set", "API_TOKEN", "--replace"], api2.as_bytes());
     env.expect_code(&r, code::DENIED);
     assert_eq!(
-        ciphertext(&env, "API_TOKEN"),
+        env.ciphertext("API_TOKEN"),
         before,
         "a denied replace changed the value"
     );
@@ -461,16 +461,6 @@ fn rows(env: &Env) -> Vec<(String, String, Vec<u8>)> {
         .unwrap();
     out.push(("<manifest>".into(), String::new(), [body, mac].concat()));
     out
-}
-
-fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
-    env.sqlite()
-        .query_row(
-            "SELECT ciphertext FROM secrets WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap()
 }
 
 /// Moves the WAL into the main file so byte-level edits hit real pages.

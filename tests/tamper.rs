@@ -47,16 +47,6 @@ fn assert_refused(env: &Env, names: &[&str]) {
     }
 }
 
-fn ciphertext(env: &Env, name: &str) -> Vec<u8> {
-    env.sqlite()
-        .query_row(
-            "SELECT ciphertext FROM secrets WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
 fn put_ciphertext(env: &Env, name: &str, ct: &[u8]) {
     let n = env
         .sqlite()
@@ -73,7 +63,7 @@ fn swapped_ciphertexts_are_refused() {
     let env = Env::initialized();
     env.set_approved("ALPHA", &value("alpha"));
     env.set_approved("BRAVO", &value("bravo"));
-    let (a, b) = (ciphertext(&env, "ALPHA"), ciphertext(&env, "BRAVO"));
+    let (a, b) = (env.ciphertext("ALPHA"), env.ciphertext("BRAVO"));
     put_ciphertext(&env, "ALPHA", &b);
     put_ciphertext(&env, "BRAVO", &a);
     assert_refused(&env, &["ALPHA", "BRAVO"]);
@@ -119,7 +109,7 @@ fn renamed_row_is_refused() {
 fn replayed_ciphertext_is_refused() {
     let env = Env::initialized();
     env.set_approved("TOKEN", &value("old"));
-    let old = ciphertext(&env, "TOKEN");
+    let old = env.ciphertext("TOKEN");
     let new = value("new");
     env.remember(new.as_bytes());
     env.expect_ok(&env.run_pw(&["set", "TOKEN", "--replace"], new.as_bytes()));
@@ -144,7 +134,7 @@ fn injected_approved_row_is_refused() {
     // A row inserted from scratch, copying a real ciphertext.
     let env = Env::initialized();
     env.set_approved("REAL", &value("real"));
-    let ct = ciphertext(&env, "REAL");
+    let ct = env.ciphertext("REAL");
     env.sqlite()
         .execute(
             "INSERT INTO secrets VALUES ('COPY', 'approved', ?1, 0, 0)",
@@ -159,7 +149,7 @@ fn swapped_pending_values_fail_approval() {
     let env = Env::initialized();
     env.expect_ok(&env.set("P1", &value("p1")));
     env.expect_ok(&env.set("P2", &value("p2")));
-    let (a, b) = (ciphertext(&env, "P1"), ciphertext(&env, "P2"));
+    let (a, b) = (env.ciphertext("P1"), env.ciphertext("P2"));
     put_ciphertext(&env, "P1", &b);
     put_ciphertext(&env, "P2", &a);
     let r = env.run_pw(&["approve", "P1", "P2"], b"");
@@ -180,7 +170,7 @@ fn swapped_pending_values_fail_approval() {
 fn bit_flipped_ciphertext_is_refused() {
     let env = Env::initialized();
     env.set_approved("APPROVED", &value("approved"));
-    let mut ct = ciphertext(&env, "APPROVED");
+    let mut ct = env.ciphertext("APPROVED");
     let last = ct.len() - 1;
     ct[last] ^= 0x01;
     put_ciphertext(&env, "APPROVED", &ct);
@@ -188,7 +178,7 @@ fn bit_flipped_ciphertext_is_refused() {
 
     let env = Env::initialized();
     env.expect_ok(&env.set("PENDING", &value("pending")));
-    let mut ct = ciphertext(&env, "PENDING");
+    let mut ct = env.ciphertext("PENDING");
     let last = ct.len() - 1;
     ct[last] ^= 0x01;
     put_ciphertext(&env, "PENDING", &ct);

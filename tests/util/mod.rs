@@ -222,6 +222,17 @@ impl Env {
         c
     }
 
+    /// The stored ciphertext of `name`, as the attacker sees it.
+    pub fn ciphertext(&self, name: &str) -> Vec<u8> {
+        self.sqlite()
+            .query_row(
+                "SELECT ciphertext FROM secrets WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
     /// Reads a value back through the library (tests only: the CLI has no
     /// such command). The value is remembered for the scan.
     pub fn read_back(&self, name: &str) -> Vec<u8> {

@@ -219,25 +219,7 @@ impl Vault {
         value: &SecretSlice<u8>,
         replace: bool,
     ) -> Result<SetOutcome> {
-        check_value(name, value)?;
-        let ciphertext = envelope::seal(&self.recipient, name, value)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcome = match row_state(&tx, name)? {
-            None => {
-                insert_pending(&tx, name, &ciphertext)?;
-                SetOutcome::Created
-            }
-            Some(_) if !replace => return Err(Error::SecretExists(name.to_string())),
-            Some(SecretState::Pending) => {
-                update_ciphertext(&tx, name, &ciphertext)?;
-                SetOutcome::ReplacedPending
-            }
-            Some(SecretState::Approved) => return Err(Error::PassphraseRequired(name.to_string())),
-        };
-        tx.commit()?;
-        Ok(outcome)
+        self.write_value(None, name, value, replace)
     }
 
     /// Writes a value with the passphrase: like [`Vault::set`], but an
@@ -250,23 +232,40 @@ impl Vault {
         value: &SecretSlice<u8>,
         replace: bool,
     ) -> Result<SetOutcome> {
+        self.write_value(Some(keys), name, value, replace)
+    }
+
+    fn write_value(
+        &mut self,
+        keys: Option<&Keys>,
+        name: &SecretName,
+        value: &SecretSlice<u8>,
+        replace: bool,
+    ) -> Result<SetOutcome> {
         check_value(name, value)?;
+        // Encrypt before taking the write lock, to hold it briefly.
         let ciphertext = envelope::seal(&self.recipient, name, value)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
-        let outcome = match row_state(&tx, name)? {
-            None => {
+        let manifest = match keys {
+            Some(keys) => Some((keys, verified_manifest(&tx, keys, &self.vault_id, &[])?)),
+            None => None,
+        };
+        let outcome = match (row_state(&tx, name)?, manifest) {
+            (None, _) => {
                 insert_pending(&tx, name, &ciphertext)?;
                 SetOutcome::Created
             }
-            Some(_) if !replace => return Err(Error::SecretExists(name.to_string())),
-            Some(SecretState::Pending) => {
+            (Some(_), _) if !replace => return Err(Error::SecretExists(name.to_string())),
+            (Some(SecretState::Pending), _) => {
                 update_ciphertext(&tx, name, &ciphertext)?;
                 SetOutcome::ReplacedPending
             }
-            Some(SecretState::Approved) => {
+            (Some(SecretState::Approved), None) => {
+                return Err(Error::PassphraseRequired(name.to_string()));
+            }
+            (Some(SecretState::Approved), Some((keys, mut manifest))) => {
                 update_ciphertext(&tx, name, &ciphertext)?;
                 manifest
                     .secrets
@@ -288,15 +287,8 @@ impl Vault {
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
         let mut outcomes = Vec::with_capacity(names.len());
         for name in names {
-            let row: Option<(String, Vec<u8>)> = tx
-                .query_row(
-                    "SELECT state, ciphertext FROM secrets WHERE name = ?1",
-                    [name.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let (state, ciphertext) = row.ok_or_else(|| Error::NoSuchSecret(name.to_string()))?;
-            if parse_state(&state)? == SecretState::Approved {
+            let (state, ciphertext) = stored(&tx, name)?;
+            if state == SecretState::Approved {
                 outcomes.push(ApproveOutcome::AlreadyApproved);
                 continue;
             }
@@ -348,16 +340,8 @@ impl Vault {
     /// endorsed state is verified first; pending values are refused.
     pub fn open_value(&self, keys: &Keys, name: &SecretName) -> Result<SecretSlice<u8>> {
         let manifest = verified_manifest(&self.conn, keys, &self.vault_id, &[])?;
-        let row: Option<(String, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT state, ciphertext FROM secrets WHERE name = ?1",
-                [name.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (state, ciphertext) = row.ok_or_else(|| Error::NoSuchSecret(name.to_string()))?;
-        if parse_state(&state)? != SecretState::Approved || !manifest.secrets.contains_key(name) {
+        let (state, ciphertext) = stored(&self.conn, name)?;
+        if state != SecretState::Approved || !manifest.secrets.contains_key(name) {
             return Err(Error::NotApproved(name.to_string()));
         }
         envelope::open(&keys.identity, name, &ciphertext)
@@ -512,6 +496,19 @@ fn row_state(tx: &Transaction<'_>, name: &SecretName) -> Result<Option<SecretSta
         )
         .optional()?;
     state.as_deref().map(parse_state).transpose()
+}
+
+/// The state and ciphertext of `name`, or [`Error::NoSuchSecret`].
+fn stored(conn: &Connection, name: &SecretName) -> Result<(SecretState, Vec<u8>)> {
+    let row: Option<(String, Vec<u8>)> = conn
+        .query_row(
+            "SELECT state, ciphertext FROM secrets WHERE name = ?1",
+            [name.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (state, ciphertext) = row.ok_or_else(|| Error::NoSuchSecret(name.to_string()))?;
+    Ok((parse_state(&state)?, ciphertext))
 }
 
 fn insert_pending(tx: &Transaction<'_>, name: &SecretName, ciphertext: &[u8]) -> Result<()> {
