@@ -6,6 +6,7 @@ mod util;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 
+use util::terminal::Terminal;
 use util::{Env, code, value};
 
 #[test]
@@ -362,85 +363,77 @@ fn database_holds_no_plaintext() {
 
 #[test]
 fn prompt_does_not_echo_and_strips_newline() {
-    use std::io::{Read as _, Write as _};
-    use std::os::fd::OwnedFd;
-    use std::time::{Duration, Instant};
-
     let env = Env::initialized();
     let typed = value("typed");
     env.remember(typed.as_bytes());
-
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    let master: OwnedFd = pty.master;
-    let slave: OwnedFd = pty.slave;
-    let mut cmd = std::process::Command::new("setsid");
-    // -w waits for envseal; -c makes the pty its controlling terminal.
-    cmd.args(["-w", "-c"])
-        .arg(util::bin())
-        .args(["set", "TYPED"])
-        .env("ENVSEAL_HOME", &env.home)
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave);
-    let mut child = cmd
-        .spawn()
-        .expect("setsid (util-linux) is needed for the pty test");
-    drop(cmd);
-
-    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut reader = std::fs::File::from(master.try_clone().unwrap());
-    let sink = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let mut writer = std::fs::File::from(master);
-    let wait_for = |needle: &str, count: usize| {
-        let start = Instant::now();
-        loop {
-            let text = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-            if text.matches(needle).count() >= count {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no prompt {needle:?} on the terminal; screen: {}",
-                env.redact(&text)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_for("(not echoed)", 1);
-    writer.write_all(format!("{typed}\n").as_bytes()).unwrap();
-    wait_for("Repeat the value", 1);
-    writer.write_all(format!("{typed}\n").as_bytes()).unwrap();
-    let status = child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    let screen = screen.lock().unwrap().clone();
-    env.record(
-        "set TYPED (on a terminal)".into(),
-        std::process::Output {
-            status,
-            stdout: screen.clone(),
-            stderr: Vec::new(),
-        },
-    );
+    let mut term = Terminal::spawn(&env, &["set", "TYPED"]);
+    term.expect("(not echoed)", 1);
+    term.type_line(&typed);
+    term.expect("Repeat the value", 1);
+    term.type_line(&typed);
+    let r = term.finish();
+    env.expect_ok(&r);
     assert!(
-        status.success(),
-        "set on a terminal failed: {}",
-        env.redact(&String::from_utf8_lossy(&screen))
-    );
-    assert!(
-        !util::contains(&screen, typed.as_bytes()),
+        !util::contains(&r.stdout, typed.as_bytes()),
         "the typed value was echoed"
     );
     env.expect_ok(&env.run_pw(&["approve", "TYPED"], b""));
     env.assert_value("TYPED", typed.as_bytes());
+
+    // Two different values: nothing is stored.
+    let mut term = Terminal::spawn(&env, &["set", "MISTYPED"]);
+    term.expect("(not echoed)", 1);
+    term.type_line(&typed);
+    term.expect("Repeat the value", 1);
+    term.type_line("something else entirely");
+    let r = term.finish();
+    env.expect_code(&r, code::USAGE);
+    assert!(
+        r.stdout().contains("do not match"),
+        "{}",
+        env.redact(&r.stdout())
+    );
+    let names = env.run(&["list", "--json"], b"");
+    assert!(!names.stdout().contains("MISTYPED"));
+}
+
+#[test]
+fn passphrase_prompts_on_a_terminal() {
+    // init asks twice; a mismatch creates nothing.
+    let env = Env::new();
+    let mut term = Terminal::spawn(&env, &["init", "--kdf-memory", "8", "--kdf-time", "1"]);
+    term.expect("New vault passphrase", 1);
+    term.type_line(util::PASSPHRASE);
+    term.expect("Repeat the passphrase", 1);
+    term.type_line("a different passphrase");
+    let r = term.finish();
+    env.expect_code(&r, code::USAGE);
+    assert!(!env.db().exists(), "a mismatched init created a vault");
+
+    let mut term = Terminal::spawn(&env, &["init", "--kdf-memory", "8", "--kdf-time", "1"]);
+    term.expect("New vault passphrase", 1);
+    term.type_line(util::PASSPHRASE);
+    term.expect("Repeat the passphrase", 1);
+    term.type_line(util::PASSPHRASE);
+    env.expect_ok(&term.finish());
+
+    // approve and rm ask once, without echo (the G1 scan covers the screen).
+    env.expect_ok(&env.set("TERM_SECRET", &value("term")));
+    let mut term = Terminal::spawn(&env, &["approve", "TERM_SECRET"]);
+    term.expect("Passphrase (to approve)", 1);
+    term.type_line(util::PASSPHRASE);
+    let r = term.finish();
+    env.expect_ok(&r);
+    assert!(
+        r.stdout().contains("approved TERM_SECRET"),
+        "{}",
+        r.stdout()
+    );
+
+    let mut term = Terminal::spawn(&env, &["rm", "TERM_SECRET"]);
+    term.expect("Passphrase (to remove TERM_SECRET)", 1);
+    term.type_line("wrong passphrase here");
+    env.expect_code(&term.finish(), code::DENIED);
 }
 
 /// Every row of the secrets table and the manifest, as raw bytes.

@@ -7,6 +7,8 @@
 //! outputs are redacted before they are shown.
 #![allow(dead_code)]
 
+pub mod terminal;
+
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
