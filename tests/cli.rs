@@ -267,6 +267,8 @@ fn invalid_names_and_values_are_refused() {
         assert!(r.stderr().contains("invalid secret name"), "{}", r.stderr());
     }
     env.expect_ok(&env.run(&["set", &"N".repeat(128)], b"a valid value"));
+    let r = env.run(&["set", "FD0", "--passphrase-fd", "0"], b"a valid value");
+    env.expect_code(&r, code::USAGE);
     let r = env.run(&["set", "EMPTY"], b"");
     env.expect_code(&r, code::USAGE);
     assert!(r.stderr().contains("empty"));

@@ -3,11 +3,20 @@
 use envseal_vault::{Error as VaultError, SecretName, SetOutcome, Vault};
 
 use crate::cli::SetArgs;
+use crate::exit::{CliError, Code};
 use crate::{input, paths};
 
 pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let name = SecretName::new(&args.key)?;
     let mut vault = Vault::open(&paths::vault_dir()?)?;
+    if args.passphrase.passphrase_fd == Some(0) && !args.generate {
+        return Err(CliError::new(
+            Code::Usage,
+            "--passphrase-fd 0 would read the passphrase from stdin, where the value comes from",
+        )
+        .hint("pass the passphrase on another descriptor, e.g. --passphrase-fd 3 3<passfile")
+        .into());
+    }
     let value = if args.generate {
         input::generated(args.length)?
     } else {
