@@ -305,3 +305,36 @@ fn rm_repairs_a_tampered_secret() {
     env.expect_ok(&env.run_pw(&["approve", "NEXT"], b""));
     env.assert_value("GOOD", good.as_bytes());
 }
+
+#[test]
+fn invalid_name_row_is_reported_and_removable() {
+    let env = Env::initialized();
+    env.set_approved("GOOD", &value("good"));
+    let junk = "bad-name\u{1b}[2J";
+    env.sqlite()
+        .execute(
+            "INSERT INTO secrets VALUES (?1, 'pending', x'00', 0, 0)",
+            [junk],
+        )
+        .unwrap();
+    // Listed without letting it drive the terminal.
+    let r = env.run(&["list"], b"");
+    env.expect_ok(&r);
+    assert!(
+        !r.stdout().contains('\u{1b}'),
+        "a raw escape reached the terminal"
+    );
+    // Every passphrase operation reports it, escaped...
+    let r = env.run_pw(&["rm", "GOOD"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    assert!(
+        r.stderr().contains("invalid name \"bad-name\\u{1b}[2J\""),
+        "{}",
+        r.stderr()
+    );
+    // ...and removing it by its exact name repairs the vault.
+    env.expect_ok(&env.run_pw(&["rm", junk], b""));
+    env.expect_ok(&env.run_pw(&["rm", "GOOD"], b""));
+    // An invalid name that matches no row is a usage error, as before.
+    env.expect_code(&env.run_pw(&["rm", "no-such-row"], b""), code::USAGE);
+}

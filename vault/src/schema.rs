@@ -55,6 +55,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Re-read under the write lock: another process may have migrated.
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if !(1..=CURRENT).contains(&version) {
+        return Err(Error::Corrupt(format!(
+            "the schema version changed to {version} while migrating"
+        )));
+    }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize - 1) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", from as i64 + 2)?;

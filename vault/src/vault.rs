@@ -313,16 +313,25 @@ impl Vault {
 
     /// Deletes a secret. Tampering that concerns only this secret does not
     /// block its removal (that is how a user repairs it); any other does.
-    pub fn remove(&mut self, keys: &Keys, name: &SecretName) -> Result<()> {
+    /// `name` may also be the exact name of a row whose name is invalid
+    /// (only an edit of the database can create one), so that it too can be
+    /// removed.
+    pub fn remove(&mut self, keys: &Keys, name: &str) -> Result<()> {
+        let valid = SecretName::new(name);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut manifest =
-            verified_manifest(&tx, keys, &self.vault_id, std::slice::from_ref(name))?;
-        let deleted = tx.execute("DELETE FROM secrets WHERE name = ?1", [name.as_str()])?;
-        let endorsed = manifest.secrets.remove(name).is_some();
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[name])?;
+        let deleted = tx.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
+        let endorsed = match &valid {
+            Ok(n) => manifest.secrets.remove(n).is_some(),
+            Err(_) => false,
+        };
         if deleted == 0 && !endorsed {
-            return Err(Error::NoSuchSecret(name.to_string()));
+            return Err(match valid {
+                Ok(_) => Error::NoSuchSecret(name.to_owned()),
+                Err(invalid) => invalid,
+            });
         }
         if endorsed {
             write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
@@ -333,14 +342,17 @@ impl Vault {
 
     /// Checks the whole endorsed state against the database.
     pub fn verify(&self, keys: &Keys) -> Result<()> {
-        verified_manifest(&self.conn, keys, &self.vault_id, &[]).map(drop)
+        // One read transaction: the manifest and the rows from one snapshot.
+        let tx = self.conn.unchecked_transaction()?;
+        verified_manifest(&tx, keys, &self.vault_id, &[]).map(drop)
     }
 
     /// Decrypts an approved value for delivery to a pinned program. The
     /// endorsed state is verified first; pending values are refused.
     pub fn open_value(&self, keys: &Keys, name: &SecretName) -> Result<SecretSlice<u8>> {
-        let manifest = verified_manifest(&self.conn, keys, &self.vault_id, &[])?;
-        let (state, ciphertext) = stored(&self.conn, name)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
+        let (state, ciphertext) = stored(&tx, name)?;
         if state != SecretState::Approved || !manifest.secrets.contains_key(name) {
             return Err(Error::NotApproved(name.to_string()));
         }
@@ -396,12 +408,12 @@ fn build_new(tmp: &Path, passphrase: &SecretString, params: KdfParams) -> Result
 }
 
 /// Loads the manifest, checks its MAC, and compares it with every row.
-/// Problems concerning a name in `except` are ignored.
+/// Problems concerning a (raw) name in `except` are ignored.
 fn verified_manifest(
     conn: &Connection,
     keys: &Keys,
     vault_id: &[u8; VAULT_ID_LEN],
-    except: &[SecretName],
+    except: &[&str],
 ) -> Result<Manifest> {
     let tampered = |what: &str| Error::Tampered(what.to_owned());
     let (body, tag): (Vec<u8>, Vec<u8>) = conn
@@ -422,14 +434,19 @@ fn verified_manifest(
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let raw: String = row.get(0)?;
-        let Ok(name) = SecretName::new(&raw) else {
-            problems.push(format!("a row has an invalid name {:?}", truncate(&raw)));
-            continue;
-        };
-        if except.contains(&name) {
-            seen.insert(name);
+        if except.contains(&raw.as_str()) {
+            if let Ok(name) = SecretName::new(&raw) {
+                seen.insert(name);
+            }
             continue;
         }
+        let Ok(name) = SecretName::new(&raw) else {
+            problems.push(format!(
+                "a row has an invalid name {} (remove it with `envseal rm` and that exact name)",
+                shown(&raw)
+            ));
+            continue;
+        };
         let state = parse_state(&row.get::<_, String>(1)?)?;
         let endorsed = manifest.secrets.get(&name);
         match (state, endorsed) {
@@ -457,7 +474,7 @@ fn verified_manifest(
         seen.insert(name);
     }
     for name in manifest.secrets.keys() {
-        if !seen.contains(name) && !except.contains(name) {
+        if !seen.contains(name) && !except.contains(&name.as_str()) {
             problems.push(format!("secret {name} was approved but its row is missing"));
         }
     }
@@ -563,8 +580,19 @@ fn from_unix(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(32).collect()
+/// An attacker-chosen name, made safe to print on a terminal.
+fn shown(raw: &str) -> String {
+    const MAX: usize = 200;
+    let mut out: String = raw
+        .chars()
+        .take(MAX)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if raw.chars().count() > MAX {
+        out.push_str("… (truncated)");
+    }
+    format!("\"{out}\"")
 }
 
 fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> Error {
