@@ -37,19 +37,21 @@ fn lifecycle_init_set_list_approve_replace_rm() {
     env.expect_code(&env.run(&["approve", "API_TOKEN"], b""), code::DENIED);
     let r = env.run_pw(&["approve", "API_TOKEN"], b"");
     env.expect_ok(&r);
-    assert!(r.stderr().contains("approved API_TOKEN"));
+    env.expect_stderr(&r, &["approved API_TOKEN"]);
     let r = env.run(&["list"], b"");
     env.expect_ok(&r);
     let text = r.stdout();
     assert!(
         text.lines()
             .any(|l| l.starts_with("API_TOKEN") && l.contains("approved")),
-        "{text}"
+        "{}",
+        env.redact(&text)
     );
     assert!(
         text.lines()
             .any(|l| l.starts_with("DB_PASSWORD") && l.contains("pending")),
-        "{text}"
+        "{}",
+        env.redact(&text)
     );
 
     // set on an existing name needs --replace.
@@ -83,15 +85,7 @@ fn lifecycle_init_set_list_approve_replace_rm() {
     // rm needs the passphrase.
     env.expect_code(&env.run(&["rm", "API_TOKEN"], b""), code::DENIED);
     env.expect_ok(&env.run_pw(&["rm", "API_TOKEN"], b""));
-    let r = env.run(&["list", "--json"], b"");
-    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    let names: Vec<_> = json["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].clone())
-        .collect();
-    assert_eq!(names, ["DB_PASSWORD"]);
+    assert_eq!(env.names(), ["DB_PASSWORD".to_owned()].into());
     env.expect_code(&env.run_pw(&["rm", "API_TOKEN"], b""), 1);
     env.expect_code(&env.run_pw(&["approve", "NOPE"], b""), 1);
 }
@@ -144,14 +138,15 @@ fn no_read_back_verbs_exist() {
     ] {
         let r = env.run_pw(&[verb, "TOKEN"], b"");
         env.expect_code(&r, code::USAGE);
-        assert!(r.stderr().contains("write-only"), "{}", r.stderr());
+        env.expect_stderr(&r, &["write-only"]);
     }
     let r = env.run(&["--help"], b"");
     env.expect_ok(&r);
     let help = r.stdout();
     assert!(
         help.contains("no get, show, export, cat, read, print or dump"),
-        "{help}"
+        "{}",
+        env.redact(&help)
     );
     for sub in ["init", "set", "approve", "list", "rm"] {
         let r = env.run(&[sub, "--help"], b"");
@@ -177,7 +172,7 @@ fn wrong_passphrase_is_denied_and_changes_nothing() {
     ] {
         let r = env.run_with_passphrase(args, b"a replacement value", "not the passphrase");
         env.expect_code(&r, code::DENIED);
-        assert!(r.stderr().contains("wrong passphrase"), "{}", r.stderr());
+        env.expect_stderr(&r, &["wrong passphrase"]);
         assert_eq!(
             rows(&env),
             snapshot,
@@ -198,7 +193,7 @@ fn missing_vault_says_run_init() {
     ] {
         let r = env.run(args, b"some value 123");
         env.expect_code(&r, code::NO_VAULT);
-        assert!(r.stderr().contains("envseal init"), "{}", r.stderr());
+        env.expect_stderr(&r, &["envseal init"]);
     }
     assert!(
         !env.home.exists(),
@@ -264,7 +259,7 @@ fn invalid_names_and_values_are_refused() {
     for bad in ["1ABC", "A-B", "A B", "", "ÄPI", long.as_str()] {
         let r = env.run(&["set", bad], b"a valid value");
         env.expect_code(&r, code::USAGE);
-        assert!(r.stderr().contains("invalid secret name"), "{}", r.stderr());
+        env.expect_stderr(&r, &["invalid secret name"]);
     }
     env.expect_ok(&env.run(&["set", &"N".repeat(128)], b"a valid value"));
     let r = env.run(&["set", "FD0", "--passphrase-fd", "0"], b"a valid value");
@@ -278,9 +273,7 @@ fn invalid_names_and_values_are_refused() {
     assert!(r.stderr().contains("larger than 1 MiB"));
     let max = vec![b'y'; 1024 * 1024];
     env.expect_ok(&env.run(&["set", "MAX"], &max));
-    let r = env.run(&["list", "--json"], b"");
-    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    assert_eq!(json["secrets"].as_array().unwrap().len(), 2);
+    assert_eq!(env.names().len(), 2);
 }
 
 #[test]
@@ -304,7 +297,7 @@ fn corrupt_database_is_reported_not_panicked() {
             r.code,
             env.redact(&r.stderr())
         );
-        assert!(r.stderr().contains("corrupt"), "{}", r.stderr());
+        env.expect_stderr(&r, &["corrupt"]);
     }
 
     // Not a database at all.
@@ -332,7 +325,7 @@ fn corrupt_database_is_reported_not_panicked() {
         .unwrap();
     let r = env.run(&["set", "X"], b"some value 123");
     env.expect_code(&r, code::CORRUPT);
-    assert!(r.stderr().contains("newer"), "{}", r.stderr());
+    env.expect_stderr(&r, &["newer"]);
 
     // The wrapped identity record damaged.
     let env = Env::initialized();
@@ -390,13 +383,8 @@ fn prompt_does_not_echo_and_strips_newline() {
     term.type_line("something else entirely");
     let r = term.finish();
     env.expect_code(&r, code::USAGE);
-    assert!(
-        r.stdout().contains("do not match"),
-        "{}",
-        env.redact(&r.stdout())
-    );
-    let names = env.run(&["list", "--json"], b"");
-    assert!(!names.stdout().contains("MISTYPED"));
+    env.expect_stdout(&r, &["do not match"]);
+    assert!(!env.names().contains("MISTYPED"));
 }
 
 #[test]
@@ -426,11 +414,7 @@ fn passphrase_prompts_on_a_terminal() {
     term.type_line(util::PASSPHRASE);
     let r = term.finish();
     env.expect_ok(&r);
-    assert!(
-        r.stdout().contains("approved TERM_SECRET"),
-        "{}",
-        r.stdout()
-    );
+    env.expect_stdout(&r, &["approved TERM_SECRET"]);
 
     let mut term = Terminal::spawn(&env, &["rm", "TERM_SECRET"]);
     term.expect("Passphrase (to remove TERM_SECRET)", 1);

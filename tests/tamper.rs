@@ -7,6 +7,14 @@ mod util;
 use secrecy::SecretString;
 use util::{Env, PASSPHRASE, code, value};
 
+/// Checks that `r` was refused as tampered (exit 67, "vault tampered")
+/// and that the message names each of `mentions`.
+fn expect_tampered(env: &Env, r: util::Run, mentions: &[&str]) {
+    env.expect_code(&r, code::TAMPERED);
+    env.expect_stderr(&r, &["vault tampered"]);
+    env.expect_stderr(&r, mentions);
+}
+
 /// Runs a passphrase command that verifies the endorsed state and checks it
 /// is refused as tampered, naming every secret in `names`.
 fn assert_refused(env: &Env, names: &[&str]) {
@@ -14,17 +22,7 @@ fn assert_refused(env: &Env, names: &[&str]) {
     let probe = value("probe");
     env.expect_ok(&env.run(&["set", "PROBE", "--replace"], probe.as_bytes()));
     env.remember(probe.as_bytes());
-    let r = env.run_pw(&["approve", "PROBE"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    let err = r.stderr();
-    assert!(err.contains("vault tampered"), "{}", env.redact(&err));
-    for name in names {
-        assert!(
-            err.contains(name),
-            "the error does not name {name}: {}",
-            env.redact(&err)
-        );
-    }
+    expect_tampered(env, env.run_pw(&["approve", "PROBE"], b""), names);
     let state: String = env
         .sqlite()
         .query_row("SELECT state FROM secrets WHERE name = 'PROBE'", [], |r| {
@@ -79,12 +77,10 @@ fn renamed_row_is_refused() {
     env.sqlite()
         .execute("UPDATE secrets SET name = 'ZULU' WHERE name = 'ALPHA'", [])
         .unwrap();
-    let r = env.run_pw(&["approve", "ZULU"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(
-        r.stderr().contains("ZULU") && r.stderr().contains("ALPHA"),
-        "{}",
-        r.stderr()
+    expect_tampered(
+        &env,
+        env.run_pw(&["approve", "ZULU"], b""),
+        &["ZULU", "ALPHA"],
     );
 
     // A renamed pending row opens to the wrong name at approval.
@@ -96,12 +92,10 @@ fn renamed_row_is_refused() {
             [],
         )
         .unwrap();
-    let r = env.run_pw(&["approve", "OTHER"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(
-        r.stderr().contains("belongs to secret PENDING"),
-        "{}",
-        r.stderr()
+    expect_tampered(
+        &env,
+        env.run_pw(&["approve", "OTHER"], b""),
+        &["belongs to secret PENDING"],
     );
 }
 
@@ -152,9 +146,7 @@ fn swapped_pending_values_fail_approval() {
     let (a, b) = (env.ciphertext("P1"), env.ciphertext("P2"));
     put_ciphertext(&env, "P1", &b);
     put_ciphertext(&env, "P2", &a);
-    let r = env.run_pw(&["approve", "P1", "P2"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(r.stderr().contains("P1"), "{}", r.stderr());
+    expect_tampered(&env, env.run_pw(&["approve", "P1", "P2"], b""), &["P1"]);
     let approved: i64 = env
         .sqlite()
         .query_row(
@@ -182,9 +174,7 @@ fn bit_flipped_ciphertext_is_refused() {
     let last = ct.len() - 1;
     ct[last] ^= 0x01;
     put_ciphertext(&env, "PENDING", &ct);
-    let r = env.run_pw(&["approve", "PENDING"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(r.stderr().contains("PENDING"), "{}", r.stderr());
+    expect_tampered(&env, env.run_pw(&["approve", "PENDING"], b""), &["PENDING"]);
 }
 
 #[test]
@@ -207,12 +197,10 @@ fn replaced_recipient_is_detected() {
     // The user, unaware, stores a value (no passphrase needed)...
     env.expect_ok(&env.set("NEW", &value("new")));
     // ...and the next passphrase use reports it.
-    let r = env.run_pw(&["approve", "NEW"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(
-        r.stderr().contains("public key was replaced"),
-        "{}",
-        r.stderr()
+    expect_tampered(
+        &env,
+        env.run_pw(&["approve", "NEW"], b""),
+        &["public key was replaced"],
     );
 }
 
@@ -261,9 +249,7 @@ fn manifest_edits_are_refused() {
     env.sqlite()
         .execute("DELETE FROM secrets WHERE name = 'GONE'", [])
         .unwrap();
-    let r = env.run_pw(&["approve", "PROBE"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(r.stderr().contains("GONE"), "{}", r.stderr());
+    expect_tampered(&env, env.run_pw(&["approve", "PROBE"], b""), &["GONE"]);
     // Another vault's valid manifest does not authenticate here.
     let env = Env::initialized();
     env.set_approved("KEEP", &value("keep"));
@@ -281,8 +267,7 @@ fn manifest_edits_are_refused() {
             rusqlite::params![body, mac],
         )
         .unwrap();
-    let r = env.run_pw(&["approve", "KEEP"], b"");
-    env.expect_code(&r, code::TAMPERED);
+    expect_tampered(&env, env.run_pw(&["approve", "KEEP"], b""), &[]);
 }
 
 #[test]
@@ -325,12 +310,10 @@ fn invalid_name_row_is_reported_and_removable() {
         "a raw escape reached the terminal"
     );
     // Every passphrase operation reports it, escaped...
-    let r = env.run_pw(&["rm", "GOOD"], b"");
-    env.expect_code(&r, code::TAMPERED);
-    assert!(
-        r.stderr().contains("invalid name \"bad-name\\u{1b}[2J\""),
-        "{}",
-        r.stderr()
+    expect_tampered(
+        &env,
+        env.run_pw(&["rm", "GOOD"], b""),
+        &["invalid name \"bad-name\\u{1b}[2J\""],
     );
     // ...and removing it by its exact name repairs the vault.
     env.expect_ok(&env.run_pw(&["rm", junk], b""));

@@ -201,6 +201,28 @@ impl Env {
         );
     }
 
+    /// Asserts that stderr mentions every one of `needles`; on failure the
+    /// output is shown redacted.
+    pub fn expect_stderr(&self, r: &Run, needles: &[&str]) {
+        self.expect_mentions(r, "stderr", &r.stderr(), needles);
+    }
+
+    /// Like [`Env::expect_stderr`], for stdout (a terminal's screen too).
+    pub fn expect_stdout(&self, r: &Run, needles: &[&str]) {
+        self.expect_mentions(r, "stdout", &r.stdout(), needles);
+    }
+
+    fn expect_mentions(&self, r: &Run, stream: &str, text: &str, needles: &[&str]) {
+        for needle in needles {
+            assert!(
+                text.contains(needle),
+                "{stream} of `envseal {}` does not mention {needle:?}: {}",
+                r.label,
+                self.redact(text)
+            );
+        }
+    }
+
     /// Replaces every remembered value in `text` (for failure messages).
     pub fn redact(&self, text: &str) -> String {
         let mut text = text.to_owned();
@@ -210,6 +232,19 @@ impl Env {
             }
         }
         text
+    }
+
+    /// The secret names, as `envseal list --json` reports them.
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        let r = self.run(&["list", "--json"], b"");
+        self.expect_ok(&r);
+        let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        json["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// The vault database path.

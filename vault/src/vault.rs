@@ -69,8 +69,9 @@ pub enum SetOutcome {
 /// Result of [`Vault::approve`] for one name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApproveOutcome {
-    /// Was pending, now approved.
-    Approved,
+    /// Was pending, now approved. `written_at` is when the approved value
+    /// was written, so a person can notice a value they did not write.
+    Approved { written_at: SystemTime },
     /// Nothing to do.
     AlreadyApproved,
 }
@@ -252,7 +253,7 @@ impl Vault {
             Some(keys) => Some((keys, verified_manifest(&tx, keys, &self.vault_id, &[])?)),
             None => None,
         };
-        let outcome = match (row_state(&tx, name)?, manifest) {
+        let outcome = match (stored(&tx, name)?.map(|row| row.state), manifest) {
             (None, _) => {
                 insert_pending(&tx, name, &ciphertext)?;
                 SetOutcome::Created
@@ -287,24 +288,29 @@ impl Vault {
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
         let mut outcomes = Vec::with_capacity(names.len());
         for name in names {
-            let (state, ciphertext) = stored(&tx, name)?;
-            if state == SecretState::Approved {
+            let row = existing(&tx, name)?;
+            if row.state == SecretState::Approved {
                 outcomes.push(ApproveOutcome::AlreadyApproved);
                 continue;
             }
             // Opening proves the ciphertext is ours and is this secret's;
             // the value itself is dropped (and wiped) at once.
-            drop(envelope::open(&keys.identity, name, &ciphertext)?);
+            drop(envelope::open(&keys.identity, name, &row.ciphertext)?);
             tx.execute(
                 "UPDATE secrets SET state = 'approved' WHERE name = ?1",
                 [name.as_str()],
             )?;
             manifest
                 .secrets
-                .insert(name.clone(), manifest::digest(&ciphertext));
-            outcomes.push(ApproveOutcome::Approved);
+                .insert(name.clone(), manifest::digest(&row.ciphertext));
+            outcomes.push(ApproveOutcome::Approved {
+                written_at: from_unix(row.updated_at),
+            });
         }
-        if outcomes.contains(&ApproveOutcome::Approved) {
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, ApproveOutcome::Approved { .. }))
+        {
             write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
         }
         tx.commit()?;
@@ -352,11 +358,11 @@ impl Vault {
     pub fn open_value(&self, keys: &Keys, name: &SecretName) -> Result<SecretSlice<u8>> {
         let tx = self.conn.unchecked_transaction()?;
         let manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
-        let (state, ciphertext) = stored(&tx, name)?;
-        if state != SecretState::Approved || !manifest.secrets.contains_key(name) {
+        let row = existing(&tx, name)?;
+        if row.state != SecretState::Approved || !manifest.secrets.contains_key(name) {
             return Err(Error::NotApproved(name.to_string()));
         }
-        envelope::open(&keys.identity, name, &ciphertext)
+        envelope::open(&keys.identity, name, &row.ciphertext)
     }
 }
 
@@ -504,28 +510,35 @@ fn write_manifest(
     Ok(())
 }
 
-fn row_state(tx: &Transaction<'_>, name: &SecretName) -> Result<Option<SecretState>> {
-    let state: Option<String> = tx
-        .query_row(
-            "SELECT state FROM secrets WHERE name = ?1",
-            [name.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    state.as_deref().map(parse_state).transpose()
+/// One row of `secrets`, as the operations need it.
+struct Row {
+    state: SecretState,
+    ciphertext: Vec<u8>,
+    updated_at: i64,
 }
 
-/// The state and ciphertext of `name`, or [`Error::NoSuchSecret`].
-fn stored(conn: &Connection, name: &SecretName) -> Result<(SecretState, Vec<u8>)> {
-    let row: Option<(String, Vec<u8>)> = conn
+/// The row of `name`, if there is one.
+fn stored(conn: &Connection, name: &SecretName) -> Result<Option<Row>> {
+    let row: Option<(String, Vec<u8>, i64)> = conn
         .query_row(
-            "SELECT state, ciphertext FROM secrets WHERE name = ?1",
+            "SELECT state, ciphertext, updated_at FROM secrets WHERE name = ?1",
             [name.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let (state, ciphertext) = row.ok_or_else(|| Error::NoSuchSecret(name.to_string()))?;
-    Ok((parse_state(&state)?, ciphertext))
+    row.map(|(state, ciphertext, updated_at)| {
+        Ok(Row {
+            state: parse_state(&state)?,
+            ciphertext,
+            updated_at,
+        })
+    })
+    .transpose()
+}
+
+/// The row of `name`, or [`Error::NoSuchSecret`].
+fn existing(conn: &Connection, name: &SecretName) -> Result<Row> {
+    stored(conn, name)?.ok_or_else(|| Error::NoSuchSecret(name.to_string()))
 }
 
 fn insert_pending(tx: &Transaction<'_>, name: &SecretName, ciphertext: &[u8]) -> Result<()> {
