@@ -1,6 +1,8 @@
 //! The command line (clap derive). Values never come from argv.
 
-use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const AFTER_HELP: &str = "\
 envseal is write-only: there is no get, show, export, cat, read, print or dump
@@ -8,7 +10,10 @@ command, and there never will be. A value can be written and used by a pinned
 program; it is never printed, copied or exported.
 
 Exit codes: 0 ok; 1 error; 64 usage; 65 vault corrupt; 66 no vault;
-67 vault tampered; 77 denied (wrong or missing passphrase).";
+67 vault tampered; 68 not granted; 69 program changed since pinned;
+70 pinned path swapped; 71 a granted secret was removed; 77 denied;
+126 cannot execute; 127 program not found. `exec` otherwise exits with the
+program's own status (128+N if signal N killed it).";
 
 /// Verbs that read a value back. None exists; they get a clear refusal.
 pub const NO_READ_BACK: &[&str] = &[
@@ -58,6 +63,43 @@ Examples:
     /// Delete a secret (passphrase)
     #[command(after_help = "Example:\n  envseal rm OLD_TOKEN")]
     Rm(RmArgs),
+
+    /// Pin a program (path + SHA-256) and grant it secrets (passphrase)
+    #[command(after_help = "\
+PROGRAM is found like a shell would (PATH for a bare name), then resolved to
+its canonical path; its bytes are hashed and pinned. A `#!` script pins its
+interpreter too (`#!/usr/bin/env NAME` is resolved now and pinned). Running
+`allow` again for the same program re-pins it and adds the secrets given.
+
+Examples:
+  envseal allow --secret API_TOKEN -- deploy
+  envseal allow --secret DB_PASSWORD=PGPASSWORD -- psql
+  envseal allow --file TLS_KEY -- ./server        # path in $TLS_KEY_FILE
+  envseal allow --secret TOKEN --args-exact /opt/job.py -- python3")]
+    Allow(AllowArgs),
+
+    /// List grants: pinned programs and the secrets they receive (no passphrase)
+    #[command(after_help = "Examples:\n  envseal grants\n  envseal grants --json")]
+    Grants(GrantsArgs),
+
+    /// Remove a grant, or some secrets from it (passphrase)
+    #[command(
+        after_help = "Examples:\n  envseal revoke deploy\n  envseal revoke deploy --secret OLD_TOKEN"
+    )]
+    Revoke(RevokeArgs),
+
+    /// Run a pinned program with the secrets its grant gives it
+    #[command(after_help = "\
+CMD is resolved exactly like `allow` does. The bytes that run are a sealed
+copy of the file, checked against the pinned SHA-256 after copying; the
+environment is the caller's minus loader and interpreter hijack variables
+(LD_*, PYTHONPATH, NODE_OPTIONS, BASH_ENV, ...), plus the secrets. Until the
+broker exists, `exec` asks for the passphrase (terminal or --passphrase-fd).
+
+Examples:
+  envseal exec --allow deploy -- deploy --prod
+  envseal exec --secret API_TOKEN -- deploy     # only API_TOKEN of its grant")]
+    Exec(ExecArgs),
 }
 
 /// Where the passphrase comes from when one is needed.
@@ -127,4 +169,104 @@ pub struct RmArgs {
 
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+/// Confinement tiers (`hardened` and `lockdown` are not built yet).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TierArg {
+    /// Non-dumpable, execute-only sealed copy, clean environment, no inherited descriptors
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// Grant secret KEY, in the environment variable ENV (default: KEY)
+    #[arg(long = "secret", value_name = "KEY[=ENV]")]
+    pub secrets: Vec<String>,
+
+    /// Grant secret KEY as a file; its path is in VAR (default: KEY_FILE)
+    #[arg(long = "file", value_name = "KEY[=VAR]")]
+    pub files: Vec<String>,
+
+    /// Confinement tier
+    #[arg(long, value_enum, default_value = "none")]
+    pub tier: TierArg,
+
+    /// Allow only exactly these arguments after the program (none if
+    /// empty); the list ends at `--`
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_terminator = "--",
+          value_name = "ARG", conflicts_with = "args_prefix")]
+    pub args_exact: Option<Vec<OsString>>,
+
+    /// Allow only arguments that start with these; the list ends at `--`
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_terminator = "--",
+          value_name = "ARG")]
+    pub args_prefix: Option<Vec<OsString>>,
+
+    /// Grant an interpreter or shell without an argument constraint anyway
+    #[arg(long)]
+    pub force_interpreter: bool,
+
+    /// Approve the named secrets that are still pending
+    #[arg(long)]
+    pub approve: bool,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+
+    /// The program to pin (after `--`)
+    #[arg(required = true, value_name = "PROGRAM")]
+    pub program: OsString,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    /// Print JSON: {"grants":[{"program","sha256","interpreter","secrets","tier","args",...}]}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The program (as for `allow`, or its pinned path)
+    pub program: OsString,
+
+    /// Remove only these secrets from the grant
+    #[arg(long = "secret", value_name = "KEY")]
+    pub secrets: Vec<String>,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The pinned program CMD must resolve to (refused otherwise). With no
+    /// grant yet and a person at the terminal, offers to pin CMD
+    #[arg(long = "allow", value_name = "PROGRAM")]
+    pub allow: Vec<OsString>,
+
+    /// Deliver only these secrets of the grant
+    #[arg(long = "secret", value_name = "KEY")]
+    pub secrets: Vec<String>,
+
+    /// Start from an empty environment plus PATH, HOME, LANG and TERM
+    #[arg(long)]
+    pub clearenv: bool,
+
+    /// Say what was verified and which protections apply
+    #[arg(long, short)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
 }

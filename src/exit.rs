@@ -3,6 +3,8 @@
 //! envseal's own failures use codes from the BSD `sysexits` range so they
 //! rarely collide with a launched program's status, which passes through.
 
+use envseal_launcher::Error as LaunchError;
+use envseal_policy::Error as PolicyError;
 use envseal_vault::Error as VaultError;
 
 /// envseal's exit codes (documented in the README and `--help`).
@@ -18,8 +20,20 @@ pub enum Code {
     NoVault = 66,
     /// The vault was edited outside envseal.
     Tampered = 67,
+    /// The program has no grant (or none for these secrets).
+    NotGranted = 68,
+    /// The program's (or its interpreter's) bytes differ from the pin.
+    Changed = 69,
+    /// A symlink now stands in the pinned path.
+    Swapped = 70,
+    /// A secret the grant gives was removed from the vault.
+    SecretMissing = 71,
     /// Wrong or missing passphrase; operation not allowed.
     Denied = 77,
+    /// The program was found but cannot be executed.
+    CannotExecute = 126,
+    /// The program does not exist.
+    NotFound = 127,
 }
 
 /// An error raised by the CLI itself with a code and an optional hint.
@@ -62,8 +76,62 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         if let Some(e) = cause.downcast_ref::<VaultError>() {
             return classify_vault(e);
         }
+        if let Some(e) = cause.downcast_ref::<PolicyError>() {
+            return classify_policy(e);
+        }
+        if let Some(e) = cause.downcast_ref::<LaunchError>() {
+            return classify_launch(e);
+        }
     }
     (Code::Failure, None)
+}
+
+fn classify_policy(e: &PolicyError) -> (Code, Option<String>) {
+    match e {
+        PolicyError::NotFound(_) => (Code::NotFound, None),
+        PolicyError::NotExecutable(_) => (Code::CannotExecute, None),
+        PolicyError::Interpreter(_) => (
+            Code::Denied,
+            Some(
+                "constrain what it may run with --args-exact ARG... (or --args-prefix), \
+                 or pin the script itself; --force-interpreter accepts the risk"
+                    .into(),
+            ),
+        ),
+        PolicyError::ArgsRejected { .. } | PolicyError::NotInGrant { .. } => (Code::Denied, None),
+        PolicyError::Malformed => (Code::Tampered, None),
+        PolicyError::NonUtf8Path(_) | PolicyError::Shebang { .. } | PolicyError::Invalid(_) => {
+            (Code::Usage, None)
+        }
+        _ => (Code::Failure, None),
+    }
+}
+
+fn classify_launch(e: &LaunchError) -> (Code, Option<String>) {
+    match e {
+        LaunchError::NotFound { path } => (
+            Code::NotFound,
+            Some(format!(
+                "revoke it with `envseal revoke {path}` or restore the file"
+            )),
+        ),
+        LaunchError::Swapped { .. } | LaunchError::NotRegular { .. } => (
+            Code::Swapped,
+            Some(
+                "nothing was run; find out who replaced the file before pinning anything again"
+                    .into(),
+            ),
+        ),
+        LaunchError::Changed { path, .. } => (
+            Code::Changed,
+            Some(format!(
+                "nothing was run. If you updated it on purpose, pin it again: \
+                 envseal allow --secret KEY -- {path}"
+            )),
+        ),
+        LaunchError::Exec { .. } => (Code::CannotExecute, None),
+        _ => (Code::Failure, None),
+    }
 }
 
 fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
@@ -92,6 +160,7 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
             (Code::Failure, hint("add --replace to overwrite its value"))
         }
         VaultError::NoSuchSecret(_) => (Code::Failure, hint("`envseal list` shows the names")),
+        VaultError::NoSuchGrant(_) => (Code::NotGranted, hint("`envseal grants` lists them")),
         VaultError::Tampered(_) => (
             Code::Tampered,
             hint(

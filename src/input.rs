@@ -51,6 +51,32 @@ pub fn passphrase_available(args: PassphraseArgs) -> bool {
     args.passphrase_fd.is_some() || File::open("/dev/tty").is_ok()
 }
 
+/// Whether a person is at a terminal (stdin is one, and /dev/tty opens).
+pub fn at_terminal() -> bool {
+    std::io::stdin().is_terminal() && File::open("/dev/tty").is_ok()
+}
+
+/// Asks a yes/no question on the terminal; anything but y/yes is no.
+pub fn confirm(question: &str) -> Result<bool, CliError> {
+    use std::io::{BufRead as _, Write as _};
+    let no_tty = |_| CliError::new(Code::Denied, "no terminal to ask for confirmation");
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(no_tty)?;
+    let mut out = &tty;
+    out.write_all(question.as_bytes()).map_err(no_tty)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(no_tty)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 /// Reads a secret value: the exact bytes of stdin when it is not a
 /// terminal, else a no-echo prompt typed twice (trailing newline dropped).
 pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         }
     };
     match commands::run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(err) => {
             let (code, hint) = exit::classify(&err);
             eprintln!("envseal: error: {err:#}");

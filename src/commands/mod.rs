@@ -1,20 +1,31 @@
 //! One module per verb.
 
+mod allow;
 mod approve;
+mod exec;
+mod grants;
 mod init;
 mod list;
+mod pin;
+mod revoke;
 mod rm;
 mod set;
 
 use crate::cli::Command;
 
-/// Runs one command.
-pub fn run(command: Command) -> anyhow::Result<()> {
+/// Runs one command; returns the exit status (a launched program's own
+/// for `exec`, else 0).
+pub fn run(command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Init(args) => init::run(args),
         Command::Set(args) => set::run(args),
         Command::Approve(args) => approve::run(args),
         Command::List(args) => list::run(args),
         Command::Rm(args) => rm::run(args),
+        Command::Allow(args) => allow::run(args),
+        Command::Grants(args) => grants::run(args),
+        Command::Revoke(args) => revoke::run(args),
+        Command::Exec(args) => return exec::run(args),
     }
+    .map(|()| 0)
 }

@@ -7,6 +7,7 @@
 //! outputs are redacted before they are shown.
 #![allow(dead_code)]
 
+pub mod probe;
 pub mod terminal;
 
 use std::fs;
@@ -26,7 +27,13 @@ pub mod code {
     pub const CORRUPT: i32 = 65;
     pub const NO_VAULT: i32 = 66;
     pub const TAMPERED: i32 = 67;
+    pub const NOT_GRANTED: i32 = 68;
+    pub const CHANGED: i32 = 69;
+    pub const SWAPPED: i32 = 70;
+    pub const SECRET_MISSING: i32 = 71;
     pub const DENIED: i32 = 77;
+    pub const CANNOT_EXECUTE: i32 = 126;
+    pub const NOT_FOUND: i32 = 127;
 }
 
 /// What one envseal invocation printed.
@@ -125,17 +132,38 @@ impl Env {
     }
 
     fn run_with_passfile(&self, args: &[&str], stdin: &[u8], passfile: &Path) -> Run {
-        let mut c = Command::new("sh");
+        let c = self.command_with_passfile(args, passfile);
+        self.finish(label_pw(args), c, stdin)
+    }
+
+    /// A `Command` for `envseal ARGS` with the test passphrase on fd 3.
+    /// `--passphrase-fd 3` goes right after the subcommand, before any
+    /// argument lists and `--`.
+    pub fn command_pw(&self, args: &[&str]) -> Command {
+        self.command_with_passfile(args, &self.passfile.clone())
+    }
+
+    fn command_with_passfile(&self, args: &[&str], passfile: &Path) -> Command {
+        let at = args.len().min(1);
+        let mut c = Command::new("/bin/sh");
         c.arg("-c")
-            .arg(r#"exec "$0" "$@" --passphrase-fd 3 3<"$ENVSEAL_TEST_PASSFILE""#)
+            .arg(r#"exec "$0" "$@" 3<"$ENVSEAL_TEST_PASSFILE""#)
             .arg(bin())
-            .args(args)
+            .args(&args[..at])
+            .args(["--passphrase-fd", "3"])
+            .args(&args[at..])
             .env("ENVSEAL_HOME", &self.home)
             .env("ENVSEAL_TEST_PASSFILE", passfile)
             .env_remove("XDG_DATA_HOME")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        self.finish(format!("{} --passphrase-fd 3", args.join(" ")), c, stdin)
+        c
+    }
+
+    /// Runs a prepared command (from [`Env::command`] or
+    /// [`Env::command_pw`]) with `stdin`, recording its output.
+    pub fn run_command(&self, label: String, c: Command, stdin: &[u8]) -> Run {
+        self.finish(label, c, stdin)
     }
 
     fn finish(&self, label: String, mut c: Command, stdin: &[u8]) -> Run {
@@ -325,6 +353,11 @@ impl Drop for Env {
             self.scan_all();
         }
     }
+}
+
+/// How a passphrase run is labelled in messages.
+pub fn label_pw(args: &[&str]) -> String {
+    format!("{} (passphrase on fd 3)", args.join(" "))
 }
 
 /// Byte-substring search.

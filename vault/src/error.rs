@@ -37,6 +37,10 @@ pub enum Error {
     #[error("no secret named {0}")]
     NoSuchSecret(String),
 
+    /// No grant for this program.
+    #[error("no grant for {0}")]
+    NoSuchGrant(String),
+
     /// The secret exists but is still pending approval.
     #[error("secret {0} is pending approval (run `envseal approve {0}`)")]
     NotApproved(String),

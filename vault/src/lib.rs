@@ -16,7 +16,7 @@
 //!   *pending* and are never handed out until approved.
 #![forbid(unsafe_code)]
 
-mod codec;
+pub mod codec;
 pub mod envelope;
 mod error;
 mod keys;
@@ -31,4 +31,6 @@ pub use error::{Error, Result};
 pub use keys::{KdfParams, Keys};
 pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
-pub use vault::{ApproveOutcome, SecretInfo, SecretState, SetOutcome, Vault};
+pub use vault::{
+    ApproveOutcome, Endorsed, GrantRecord, SecretInfo, SecretState, SetOutcome, Vault,
+};

@@ -1,13 +1,19 @@
 //! The endorsed-state manifest: which approved secrets exist, with which
-//! ciphertext digests, authenticated with an HMAC key derived from the
-//! identity (G4). Only a holder of the passphrase can produce a valid one.
+//! ciphertext digests, and which grants exist, with which encoded-grant
+//! digests — authenticated with an HMAC key derived from the identity
+//! (G4). Only a holder of the passphrase can produce a valid one.
 //!
 //! ```text
-//! "ESM1" | vault_id [16] | generation u64 | count u32 | (name_len u8 | name | sha256 [32])*
+//! "ESM2" | vault_id [16] | generation u64
+//!        | count u32 | (name_len u8 | name | sha256 [32])*        secrets
+//!        | count u32 | (key_len u16 | key | sha256 [32])*         grants
 //! ```
 //!
-//! Entries are strictly sorted by name, so every manifest has exactly one
-//! encoding and the decoder rejects anything else.
+//! Entries are strictly sorted by name (key), so every manifest has
+//! exactly one encoding and the decoder rejects anything else. Vaults
+//! made before grants existed hold "ESM1" manifests: the same without the
+//! grants section; they are read as having no grants and rewritten as
+//! "ESM2" at the next endorsed change.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +24,8 @@ use crate::codec::Reader;
 use crate::keys::VAULT_ID_LEN;
 use crate::name::SecretName;
 
-const MAGIC: &[u8; 4] = b"ESM1";
+const MAGIC: &[u8; 4] = b"ESM2";
+const MAGIC_V1: &[u8; 4] = b"ESM1";
 
 /// SHA-256 of a stored ciphertext.
 pub type CiphertextDigest = [u8; 32];
@@ -35,6 +42,8 @@ pub struct Manifest {
     pub generation: u64,
     /// Approved secrets and the digest of their ciphertext.
     pub secrets: BTreeMap<SecretName, CiphertextDigest>,
+    /// Grants, by program key, and the digest of their encoding.
+    pub grants: BTreeMap<String, [u8; 32]>,
 }
 
 /// A manifest that is not well formed.
@@ -54,14 +63,24 @@ impl Manifest {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(digest);
         }
+        out.extend_from_slice(&(self.grants.len() as u32).to_be_bytes());
+        for (key, digest) in &self.grants {
+            out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(digest);
+        }
         out
     }
 
     /// Parses the canonical encoding, for this vault only.
     pub fn decode(bytes: &[u8], vault_id: &[u8; VAULT_ID_LEN]) -> Result<Self, Malformed> {
         let mut r = Reader::new(bytes);
-        if r.take(4) != Some(MAGIC.as_slice()) || r.take(VAULT_ID_LEN) != Some(vault_id.as_slice())
-        {
+        let with_grants = match r.take(4) {
+            Some(m) if m == MAGIC => true,
+            Some(m) if m == MAGIC_V1 => false,
+            _ => return Err(Malformed),
+        };
+        if r.take(VAULT_ID_LEN) != Some(vault_id.as_slice()) {
             return Err(Malformed);
         }
         let generation = r.u64().ok_or(Malformed)?;
@@ -82,12 +101,29 @@ impl Manifest {
             last = Some(name.clone());
             secrets.insert(name, digest);
         }
+        let mut grants = BTreeMap::new();
+        if with_grants {
+            let count = r.u32().ok_or(Malformed)?;
+            let mut last: Option<String> = None;
+            for _ in 0..count {
+                let len = r.u16().ok_or(Malformed)? as usize;
+                let key = r.take(len).ok_or(Malformed)?;
+                let key = String::from_utf8(key.to_vec()).map_err(|_| Malformed)?;
+                if key.is_empty() || last.as_ref().is_some_and(|l| l >= &key) {
+                    return Err(Malformed);
+                }
+                let digest = r.array::<32>().ok_or(Malformed)?;
+                last = Some(key.clone());
+                grants.insert(key, digest);
+            }
+        }
         if !r.is_empty() {
             return Err(Malformed);
         }
         Ok(Manifest {
             generation,
             secrets,
+            grants,
         })
     }
 }
@@ -121,10 +157,12 @@ mod tests {
                 any::<[u8; 32]>(),
                 0..20,
             ),
+            proptest::collection::btree_map("/[a-z/._-]{1,40}", any::<[u8; 32]>(), 0..5),
         )
-            .prop_map(|(generation, secrets)| Manifest {
+            .prop_map(|(generation, secrets, grants)| Manifest {
                 generation,
                 secrets,
+                grants,
             })
     }
 
@@ -155,6 +193,21 @@ mod tests {
             let cut = cut % body.len();
             prop_assert!(Manifest::decode(&body[..cut], &VID).is_err());
         }
+    }
+
+    #[test]
+    fn a_v1_manifest_reads_as_having_no_grants() {
+        let mut m = Manifest::default();
+        m.secrets.insert(SecretName::new("A").unwrap(), [7; 32]);
+        m.generation = 5;
+        let mut v1 = m.encode(&VID);
+        v1[..4].copy_from_slice(MAGIC_V1);
+        v1.truncate(v1.len() - 4); // no grants section in ESM1
+        assert_eq!(Manifest::decode(&v1, &VID), Ok(m.clone()));
+        // ...and an ESM1 body with a grants section is not canonical.
+        let mut bad = m.encode(&VID);
+        bad[..4].copy_from_slice(MAGIC_V1);
+        assert_eq!(Manifest::decode(&bad, &VID), Err(Malformed));
     }
 
     #[test]

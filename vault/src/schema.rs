@@ -29,11 +29,31 @@ CREATE TABLE manifest (
 ) STRICT;
 ";
 
-/// Upgrades from each version to the next (none yet beyond version 1).
-const MIGRATIONS: &[&str] = &[];
+/// Upgrades from each version to the next.
+const MIGRATIONS: &[&str] = &[
+    // 1 → 2: grants. `program` is the pinned canonical path; `body` the
+    // encoded grant, whose digest the manifest authenticates.
+    "CREATE TABLE grants (
+        program    TEXT PRIMARY KEY,
+        body       BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;",
+];
 
 /// The version this build reads and writes.
 pub(crate) const CURRENT: i64 = 1 + MIGRATIONS.len() as i64;
+
+/// Creates the current schema in an empty database: version 1, then every
+/// migration, so new and upgraded vaults are built by the same steps.
+pub(crate) fn create(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    tx.execute_batch(V1)?;
+    for sql in MIGRATIONS {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", CURRENT)?;
+    Ok(())
+}
 
 /// Reads the schema version and applies pending migrations.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -250,7 +250,10 @@ impl Vault {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let manifest = match keys {
-            Some(keys) => Some((keys, verified_manifest(&tx, keys, &self.vault_id, &[])?)),
+            Some(keys) => Some((
+                keys,
+                verified_manifest(&tx, keys, &self.vault_id, &[], None)?,
+            )),
             None => None,
         };
         let outcome = match (stored(&tx, name)?.map(|row| row.state), manifest) {
@@ -285,7 +288,7 @@ impl Vault {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
         let mut outcomes = Vec::with_capacity(names.len());
         for name in names {
             let row = existing(&tx, name)?;
@@ -293,19 +296,7 @@ impl Vault {
                 outcomes.push(ApproveOutcome::AlreadyApproved);
                 continue;
             }
-            // Opening proves the ciphertext is ours and is this secret's;
-            // the value itself is dropped (and wiped) at once.
-            drop(envelope::open(&keys.identity, name, &row.ciphertext)?);
-            tx.execute(
-                "UPDATE secrets SET state = 'approved' WHERE name = ?1",
-                [name.as_str()],
-            )?;
-            manifest
-                .secrets
-                .insert(name.clone(), manifest::digest(&row.ciphertext));
-            outcomes.push(ApproveOutcome::Approved {
-                written_at: from_unix(row.updated_at),
-            });
+            outcomes.push(approve_row(&tx, keys, &mut manifest, name, &row)?);
         }
         if outcomes
             .iter()
@@ -327,7 +318,7 @@ impl Vault {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[name])?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[name], None)?;
         let deleted = tx.execute("DELETE FROM secrets WHERE name = ?1", [name])?;
         let endorsed = match &valid {
             Ok(n) => manifest.secrets.remove(n).is_some(),
@@ -348,21 +339,154 @@ impl Vault {
 
     /// Checks the whole endorsed state against the database.
     pub fn verify(&self, keys: &Keys) -> Result<()> {
-        // One read transaction: the manifest and the rows from one snapshot.
-        let tx = self.conn.unchecked_transaction()?;
-        verified_manifest(&tx, keys, &self.vault_id, &[]).map(drop)
+        self.endorsed(keys).map(drop)
     }
 
     /// Decrypts an approved value for delivery to a pinned program. The
     /// endorsed state is verified first; pending values are refused.
     pub fn open_value(&self, keys: &Keys, name: &SecretName) -> Result<SecretSlice<u8>> {
+        self.endorsed(keys)?.open_value(name)
+    }
+
+    /// A verified, read-only snapshot of the endorsed state: the manifest
+    /// and every row are checked once, and the grant and values read
+    /// through it come from that same snapshot.
+    pub fn endorsed<'v>(&'v self, keys: &'v Keys) -> Result<Endorsed<'v>> {
         let tx = self.conn.unchecked_transaction()?;
-        let manifest = verified_manifest(&tx, keys, &self.vault_id, &[])?;
-        let row = existing(&tx, name)?;
-        if row.state != SecretState::Approved || !manifest.secrets.contains_key(name) {
+        let manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
+        Ok(Endorsed { tx, manifest, keys })
+    }
+
+    /// Every grant as stored, *not* authenticated (no passphrase is
+    /// needed to list them; every use verifies them).
+    pub fn grants(&self) -> Result<Vec<GrantRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT program, body, updated_at FROM grants ORDER BY program")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(GrantRecord {
+                program: r.get(0)?,
+                body: r.get(1)?,
+                updated_at: from_unix(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Stores the grant for `program` (replacing any), after checking that
+    /// every secret in `uses` exists and is approved — approving pending
+    /// ones first if `approve` — all in one transaction that verifies the
+    /// whole endorsed state and re-signs it.
+    pub fn put_grant(
+        &mut self,
+        keys: &Keys,
+        program: &str,
+        body: &[u8],
+        uses: &[SecretName],
+        approve: bool,
+    ) -> Result<Vec<(SecretName, ApproveOutcome)>> {
+        if program.is_empty() || program.len() > u16::MAX as usize {
+            return Err(Error::Corrupt(
+                "a grant's program key has an invalid length".into(),
+            ));
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
+        let mut outcomes = Vec::new();
+        for name in uses {
+            let row = existing(&tx, name)?;
+            if row.state == SecretState::Pending {
+                if !approve {
+                    return Err(Error::NotApproved(name.to_string()));
+                }
+                outcomes.push((
+                    name.clone(),
+                    approve_row(&tx, keys, &mut manifest, name, &row)?,
+                ));
+            }
+        }
+        let t = now();
+        tx.execute(
+            "INSERT INTO grants (program, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (program) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+            rusqlite::params![program, body, t],
+        )?;
+        manifest
+            .grants
+            .insert(program.to_owned(), manifest::digest(body));
+        write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Removes the grant for `program`. Tampering that concerns only this
+    /// grant does not block its removal.
+    pub fn remove_grant(&mut self, keys: &Keys, program: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], Some(program))?;
+        let deleted = tx.execute("DELETE FROM grants WHERE program = ?1", [program])?;
+        let endorsed = manifest.grants.remove(program).is_some();
+        if deleted == 0 && !endorsed {
+            return Err(Error::NoSuchGrant(program.to_owned()));
+        }
+        write_manifest(&tx, keys, &self.vault_id, &mut manifest)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A grant row as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// The pinned program's canonical path.
+    pub program: String,
+    /// The encoded grant (see `envseal-policy`).
+    pub body: Vec<u8>,
+    /// When it was last written.
+    pub updated_at: SystemTime,
+}
+
+/// A verified snapshot of the endorsed state (see [`Vault::endorsed`]).
+pub struct Endorsed<'v> {
+    tx: Transaction<'v>,
+    manifest: Manifest,
+    keys: &'v Keys,
+}
+
+impl Endorsed<'_> {
+    /// The authenticated grant body for `program`, if there is one.
+    pub fn grant(&self, program: &str) -> Result<Option<Vec<u8>>> {
+        let Some(digest) = self.manifest.grants.get(program) else {
+            return Ok(None);
+        };
+        let body: Vec<u8> = self
+            .tx
+            .query_row(
+                "SELECT body FROM grants WHERE program = ?1",
+                [program],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::Tampered(format!("the grant for {program} is missing")))?;
+        if &manifest::digest(&body) != digest {
+            return Err(Error::Tampered(format!(
+                "the grant for {program} was changed outside envseal"
+            )));
+        }
+        Ok(Some(body))
+    }
+
+    /// Decrypts an approved value; pending values are refused.
+    pub fn open_value(&self, name: &SecretName) -> Result<SecretSlice<u8>> {
+        let row = existing(&self.tx, name)?;
+        if row.state != SecretState::Approved || !self.manifest.secrets.contains_key(name) {
             return Err(Error::NotApproved(name.to_string()));
         }
-        envelope::open(&keys.identity, name, &row.ciphertext)
+        envelope::open(&self.keys.identity, name, &row.ciphertext)
     }
 }
 
@@ -396,8 +520,7 @@ fn build_new(tmp: &Path, passphrase: &SecretString, params: KdfParams) -> Result
     let keys = Keys::new(identity, &vault_id);
 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(schema::V1)?;
-    tx.pragma_update(None, "user_version", schema::CURRENT)?;
+    schema::create(&tx)?;
     let mut put = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
     put.execute(rusqlite::params!["vault_id", vault_id.as_slice()])?;
     put.execute(rusqlite::params!["recipient", recipient.as_bytes()])?;
@@ -413,13 +536,15 @@ fn build_new(tmp: &Path, passphrase: &SecretString, params: KdfParams) -> Result
     Ok(())
 }
 
-/// Loads the manifest, checks its MAC, and compares it with every row.
-/// Problems concerning a (raw) name in `except` are ignored.
+/// Loads the manifest, checks its MAC, and compares it with every secret
+/// and grant row. Problems concerning a (raw) secret name in `except`, or
+/// the grant `except_grant`, are ignored (that is how they are removed).
 fn verified_manifest(
     conn: &Connection,
     keys: &Keys,
     vault_id: &[u8; VAULT_ID_LEN],
     except: &[&str],
+    except_grant: Option<&str>,
 ) -> Result<Manifest> {
     let tampered = |what: &str| Error::Tampered(what.to_owned());
     let (body, tag): (Vec<u8>, Vec<u8>) = conn
@@ -484,13 +609,55 @@ fn verified_manifest(
             problems.push(format!("secret {name} was approved but its row is missing"));
         }
     }
+    drop(rows);
+    drop(stmt);
+    check_grants(conn, &manifest, except_grant, &mut problems)?;
     if problems.is_empty() {
-        drop(rows);
-        drop(stmt);
         Ok(manifest)
     } else {
         Err(Error::Tampered(problems.join("; ")))
     }
+}
+
+/// Compares every grant row with the manifest: a grant added, widened,
+/// re-pinned or removed by editing the database is a problem.
+fn check_grants(
+    conn: &Connection,
+    manifest: &Manifest,
+    except: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    let mut stmt = conn.prepare("SELECT program, body FROM grants")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let program: String = row.get(0)?;
+        if except == Some(program.as_str()) {
+            continue;
+        }
+        let body = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+        match manifest.grants.get(&program) {
+            None => problems.push(format!(
+                "a grant for {} was added outside envseal",
+                shown(&program)
+            )),
+            Some(digest) if &manifest::digest(body) != digest => problems.push(format!(
+                "the grant for {} was changed outside envseal (widened or re-pinned)",
+                shown(&program)
+            )),
+            Some(_) => {}
+        }
+        seen.insert(program);
+    }
+    for program in manifest.grants.keys() {
+        if !seen.contains(program) && except != Some(program.as_str()) {
+            problems.push(format!(
+                "the grant for {} was removed outside envseal",
+                shown(program)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn write_manifest(
@@ -508,6 +675,28 @@ fn write_manifest(
         rusqlite::params![body, tag.as_slice()],
     )?;
     Ok(())
+}
+
+/// Approves one pending row: decrypting proves the ciphertext is ours and
+/// is this secret's (the value is dropped, and wiped, at once).
+fn approve_row(
+    tx: &Transaction<'_>,
+    keys: &Keys,
+    manifest: &mut Manifest,
+    name: &SecretName,
+    row: &Row,
+) -> Result<ApproveOutcome> {
+    drop(envelope::open(&keys.identity, name, &row.ciphertext)?);
+    tx.execute(
+        "UPDATE secrets SET state = 'approved' WHERE name = ?1",
+        [name.as_str()],
+    )?;
+    manifest
+        .secrets
+        .insert(name.clone(), manifest::digest(&row.ciphertext));
+    Ok(ApproveOutcome::Approved {
+        written_at: from_unix(row.updated_at),
+    })
 }
 
 /// One row of `secrets`, as the operations need it.

@@ -1,0 +1,6 @@
+//! Thin wrappers over the system calls the launcher needs. Everything
+//! `unsafe` in envseal lives in this module, each block with its reason.
+
+pub(crate) mod files;
+pub(crate) mod signals;
+pub(crate) mod spawn;

@@ -1,0 +1,392 @@
+//! Grants and their one canonical encoding.
+//!
+//! ```text
+//! "ESG1" | str16 program | sha256 [32]
+//!        | u8 script? [ str16 interpreter | sha256 [32] | u8 arg? [ str16 arg ] ]
+//!        | u8 tier | u8 forced_interpreter
+//!        | u8 rule (0 any, 1 exact, 2 prefix) [ u16 count | (u32 len | bytes)* ]
+//!        | u16 count | (u8 len | secret | u8 kind (0 env, 1 file) | u8 len | variable)*
+//! str16 = u16 len | UTF-8 bytes
+//! ```
+//!
+//! Secrets are strictly sorted by name, flags are 0 or 1, and nothing may
+//! follow the last field, so every grant has exactly one encoding: the
+//! vault's manifest authenticates the digest of these bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envseal_vault::SecretName;
+use envseal_vault::codec::Reader;
+
+use crate::Digest;
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"ESG1";
+
+/// How strongly the program is confined when it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Parent hardening only: non-dumpable, execute-only memfd, clean
+    /// environment, no inherited descriptors.
+    None,
+    /// Namespaces and seccomp (not built yet).
+    Hardened,
+    /// Hardened plus mount/network namespaces and Landlock (not built yet).
+    Lockdown,
+}
+
+impl Tier {
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::None => "none",
+            Tier::Hardened => "hardened",
+            Tier::Lockdown => "lockdown",
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn from_code(c: u8) -> Option<Tier> {
+        [Tier::None, Tier::Hardened, Tier::Lockdown]
+            .into_iter()
+            .find(|t| t.code() == c)
+    }
+}
+
+/// A file pinned by canonical path and content hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// Canonical absolute path (no symlinks, no `.`/`..`).
+    pub path: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: Digest,
+}
+
+/// For a `#!` script: the interpreter that runs it, pinned too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// The interpreter (for `#!/usr/bin/env NAME`, NAME as resolved at
+    /// grant time).
+    pub interpreter: Pin,
+    /// The optional single argument of the `#!` line (not for `env`).
+    pub arg: Option<String>,
+}
+
+/// How one secret reaches the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// As this environment variable.
+    Env(SecretName),
+    /// As a file whose path is in this environment variable.
+    File(SecretName),
+}
+
+impl Delivery {
+    /// The environment variable the program reads.
+    pub fn variable(&self) -> &SecretName {
+        match self {
+            Delivery::Env(v) | Delivery::File(v) => v,
+        }
+    }
+}
+
+/// A constraint on the arguments after the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgRule {
+    /// Any arguments.
+    Any,
+    /// Exactly these.
+    Exact(Vec<Vec<u8>>),
+    /// These first, then anything.
+    Prefix(Vec<Vec<u8>>),
+}
+
+/// A program and the secrets it may receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The program (the script itself, for a `#!` script).
+    pub program: Pin,
+    /// Present when the program is a `#!` script.
+    pub script: Option<Script>,
+    /// Secret name → how it is delivered.
+    pub secrets: BTreeMap<SecretName, Delivery>,
+    /// Confinement tier.
+    pub tier: Tier,
+    /// Constraint on the arguments.
+    pub args: ArgRule,
+    /// Granted although the program is a known interpreter.
+    pub forced_interpreter: bool,
+}
+
+impl Grant {
+    /// Checks what the types cannot: no two secrets share a variable.
+    pub fn validate(&self) -> Result<()> {
+        if self.secrets.is_empty() {
+            return Err(Error::Invalid(
+                "a grant must give at least one secret".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (name, delivery) in &self.secrets {
+            if !seen.insert(delivery.variable()) {
+                return Err(Error::Invalid(format!(
+                    "two secrets would be delivered in the variable {} (the second is {name})",
+                    delivery.variable()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(MAGIC);
+        put_pin(&mut out, &self.program);
+        match &self.script {
+            None => out.push(0),
+            Some(script) => {
+                out.push(1);
+                put_pin(&mut out, &script.interpreter);
+                match &script.arg {
+                    None => out.push(0),
+                    Some(arg) => {
+                        out.push(1);
+                        put_str16(&mut out, arg);
+                    }
+                }
+            }
+        }
+        out.push(self.tier.code());
+        out.push(u8::from(self.forced_interpreter));
+        let (rule, list) = match &self.args {
+            ArgRule::Any => (0, None),
+            ArgRule::Exact(l) => (1, Some(l)),
+            ArgRule::Prefix(l) => (2, Some(l)),
+        };
+        out.push(rule);
+        if let Some(list) = list {
+            out.extend_from_slice(&(list.len() as u16).to_be_bytes());
+            for arg in list {
+                out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+                out.extend_from_slice(arg);
+            }
+        }
+        out.extend_from_slice(&(self.secrets.len() as u16).to_be_bytes());
+        for (name, delivery) in &self.secrets {
+            put_name(&mut out, name);
+            out.push(match delivery {
+                Delivery::Env(_) => 0,
+                Delivery::File(_) => 1,
+            });
+            put_name(&mut out, delivery.variable());
+        }
+        out
+    }
+
+    /// Parses the canonical encoding; anything else is [`Error::Malformed`].
+    pub fn decode(bytes: &[u8]) -> Result<Grant> {
+        decode(&mut Reader::new(bytes)).ok_or(Error::Malformed)
+    }
+}
+
+fn decode(r: &mut Reader<'_>) -> Option<Grant> {
+    if r.take(4)? != MAGIC {
+        return None;
+    }
+    let program = get_pin(r)?;
+    let script = match get_flag(r)? {
+        false => None,
+        true => {
+            let interpreter = get_pin(r)?;
+            let arg = match get_flag(r)? {
+                false => None,
+                true => Some(get_str16(r)?),
+            };
+            Some(Script { interpreter, arg })
+        }
+    };
+    let tier = Tier::from_code(r.u8()?)?;
+    let forced_interpreter = get_flag(r)?;
+    let rule = r.u8()?;
+    let mut list = || -> Option<Vec<Vec<u8>>> {
+        let n = r.u16()?;
+        (0..n)
+            .map(|_| {
+                let len = r.u32()? as usize;
+                Some(r.take(len)?.to_vec())
+            })
+            .collect()
+    };
+    let args = match rule {
+        0 => ArgRule::Any,
+        1 => ArgRule::Exact(list()?),
+        2 => ArgRule::Prefix(list()?),
+        _ => return None,
+    };
+    let count = r.u16()?;
+    let mut secrets = BTreeMap::new();
+    let mut last: Option<SecretName> = None;
+    for _ in 0..count {
+        let name = get_name(r)?;
+        if last.as_ref().is_some_and(|l| l >= &name) {
+            return None;
+        }
+        let kind = r.u8()?;
+        let variable = get_name(r)?;
+        let delivery = match kind {
+            0 => Delivery::Env(variable),
+            1 => Delivery::File(variable),
+            _ => return None,
+        };
+        last = Some(name.clone());
+        secrets.insert(name, delivery);
+    }
+    if !r.is_empty() {
+        return None;
+    }
+    Some(Grant {
+        program,
+        script,
+        secrets,
+        tier,
+        args,
+        forced_interpreter,
+    })
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_pin(out: &mut Vec<u8>, pin: &Pin) {
+    put_str16(out, &pin.path);
+    out.extend_from_slice(&pin.sha256);
+}
+
+fn put_name(out: &mut Vec<u8>, name: &SecretName) {
+    out.push(name.as_str().len() as u8);
+    out.extend_from_slice(name.as_str().as_bytes());
+}
+
+fn get_flag(r: &mut Reader<'_>) -> Option<bool> {
+    match r.u8()? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+fn get_str16(r: &mut Reader<'_>) -> Option<String> {
+    let len = r.u16()? as usize;
+    String::from_utf8(r.take(len)?.to_vec()).ok()
+}
+
+fn get_pin(r: &mut Reader<'_>) -> Option<Pin> {
+    let path = get_str16(r)?;
+    let sha256 = r.array::<32>()?;
+    Some(Pin { path, sha256 })
+}
+
+fn get_name(r: &mut Reader<'_>) -> Option<SecretName> {
+    let len = r.u8()? as usize;
+    SecretName::new(std::str::from_utf8(r.take(len)?).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = SecretName> {
+        "[A-Za-z_][A-Za-z0-9_]{0,20}".prop_map(|s| SecretName::new(&s).unwrap())
+    }
+
+    fn pin() -> impl Strategy<Value = Pin> {
+        ("/[a-z/._-]{0,60}", any::<[u8; 32]>()).prop_map(|(path, sha256)| Pin { path, sha256 })
+    }
+
+    fn grant() -> impl Strategy<Value = Grant> {
+        let args = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..5);
+        let rule = prop_oneof![
+            Just(ArgRule::Any),
+            args.clone().prop_map(ArgRule::Exact),
+            args.prop_map(ArgRule::Prefix),
+        ];
+        let script = proptest::option::of((pin(), proptest::option::of("[ -~]{0,20}")))
+            .prop_map(|s| s.map(|(interpreter, arg)| Script { interpreter, arg }));
+        let delivery = (any::<bool>(), name()).prop_map(|(file, v)| {
+            if file {
+                Delivery::File(v)
+            } else {
+                Delivery::Env(v)
+            }
+        });
+        (
+            pin(),
+            script,
+            proptest::collection::btree_map(name(), delivery, 0..8),
+            0u8..3,
+            rule,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(program, script, secrets, tier, args, forced_interpreter)| Grant {
+                    program,
+                    script,
+                    secrets,
+                    tier: Tier::from_code(tier).unwrap(),
+                    args,
+                    forced_interpreter,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(g in grant()) {
+            prop_assert_eq!(Grant::decode(&g.encode()).unwrap(), g);
+        }
+
+        #[test]
+        fn malformed_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Grant::decode(&bytes);
+        }
+
+        #[test]
+        fn truncation_and_trailing_bytes_are_rejected(g in grant(), cut in any::<usize>()) {
+            let bytes = g.encode();
+            let cut = cut % bytes.len();
+            prop_assert!(Grant::decode(&bytes[..cut]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(Grant::decode(&longer).is_err());
+        }
+    }
+
+    #[test]
+    fn two_secrets_in_one_variable_are_invalid() {
+        let v = SecretName::new("TOKEN").unwrap();
+        let g = Grant {
+            program: Pin {
+                path: "/bin/x".into(),
+                sha256: [0; 32],
+            },
+            script: None,
+            secrets: [
+                (SecretName::new("A").unwrap(), Delivery::Env(v.clone())),
+                (SecretName::new("B").unwrap(), Delivery::Env(v)),
+            ]
+            .into_iter()
+            .collect(),
+            tier: Tier::None,
+            args: ArgRule::Any,
+            forced_interpreter: false,
+        };
+        assert!(g.validate().is_err());
+    }
+}

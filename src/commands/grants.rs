@@ -1,0 +1,144 @@
+//! `envseal grants`: pinned programs and what they receive. Read without
+//! the passphrase, so not authenticated here; every `exec` verifies.
+
+use std::io::Write as _;
+
+use envseal_policy::{ArgRule, Delivery, Grant, hex};
+use envseal_vault::Vault;
+use serde::Serialize;
+
+use crate::cli::GrantsArgs;
+use crate::commands::pin;
+use crate::paths;
+
+/// `grants --json` schema, version 1 (fields are only ever added).
+#[derive(Serialize)]
+struct GrantsJson {
+    grants: Vec<GrantJson>,
+}
+
+#[derive(Serialize)]
+struct GrantJson {
+    program: String,
+    /// `null` when the stored grant does not decode (see `malformed`).
+    sha256: Option<String>,
+    interpreter: Option<InterpreterJson>,
+    secrets: Vec<SecretJson>,
+    tier: Option<&'static str>,
+    args: Option<ArgsJson>,
+    forced_interpreter: bool,
+    malformed: bool,
+    updated_at: String,
+}
+
+#[derive(Serialize)]
+struct InterpreterJson {
+    path: String,
+    sha256: String,
+    arg: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SecretJson {
+    name: String,
+    delivery: &'static str,
+    variable: String,
+}
+
+#[derive(Serialize)]
+struct ArgsJson {
+    rule: &'static str,
+    args: Vec<String>,
+}
+
+pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
+    let vault = Vault::open(&paths::vault_dir()?)?;
+    let records = vault.grants()?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = GrantsJson {
+            grants: records
+                .iter()
+                .map(|r| to_json(&r.program, Grant::decode(&r.body).ok(), r.updated_at))
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &json)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if records.is_empty() {
+        eprintln!(
+            "envseal: no grants yet (pin a program with `envseal allow --secret KEY -- PROGRAM`)"
+        );
+        return Ok(());
+    }
+    for r in &records {
+        match Grant::decode(&r.body) {
+            Ok(g) => write!(out, "{}", pin::describe(&g))?,
+            Err(_) => writeln!(
+                out,
+                "{}\n  (malformed: the vault was edited; `envseal revoke` it)",
+                r.program
+            )?,
+        }
+    }
+    Ok(())
+}
+
+fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) -> GrantJson {
+    let updated_at = humantime::format_rfc3339_seconds(updated).to_string();
+    let Some(g) = grant else {
+        return GrantJson {
+            program: program.to_owned(),
+            sha256: None,
+            interpreter: None,
+            secrets: Vec::new(),
+            tier: None,
+            args: None,
+            forced_interpreter: false,
+            malformed: true,
+            updated_at,
+        };
+    };
+    let lossy = |v: &[Vec<u8>]| {
+        v.iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
+    GrantJson {
+        program: g.program.path.clone(),
+        sha256: Some(hex(&g.program.sha256)),
+        interpreter: g.script.as_ref().map(|s| InterpreterJson {
+            path: s.interpreter.path.clone(),
+            sha256: hex(&s.interpreter.sha256),
+            arg: s.arg.clone(),
+        }),
+        secrets: g
+            .secrets
+            .iter()
+            .map(|(name, d)| SecretJson {
+                name: name.to_string(),
+                delivery: match d {
+                    Delivery::Env(_) => "env",
+                    Delivery::File(_) => "file",
+                },
+                variable: d.variable().to_string(),
+            })
+            .collect(),
+        tier: Some(g.tier.as_str()),
+        args: match &g.args {
+            ArgRule::Any => None,
+            ArgRule::Exact(v) => Some(ArgsJson {
+                rule: "exact",
+                args: lossy(v),
+            }),
+            ArgRule::Prefix(v) => Some(ArgsJson {
+                rule: "prefix",
+                args: lossy(v),
+            }),
+        },
+        forced_interpreter: g.forced_interpreter,
+        malformed: false,
+        updated_at,
+    }
+}

@@ -1,0 +1,146 @@
+//! Shared by `allow`, `exec` and `grants`: resolving a program the one
+//! way, building a grant from the command line, and describing grants.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use envseal_policy::{ArgRule, Delivery, Grant, Resolved, Tier, describe_args, hex};
+use envseal_vault::SecretName;
+
+use crate::exit::{CliError, Code};
+
+/// Resolves a command from the caller's `PATH` and working directory.
+pub fn resolve(cmd: &OsString) -> anyhow::Result<Resolved> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    Ok(envseal_policy::resolve(
+        cmd,
+        std::env::var_os("PATH").as_deref(),
+        &cwd,
+    )?)
+}
+
+/// What the command line asks a new grant to be.
+pub struct Wanted<'a> {
+    pub secrets: &'a [String],
+    pub files: &'a [String],
+    pub args: ArgRule,
+    pub force_interpreter: bool,
+}
+
+/// Pins `resolved` and builds its grant; refuses an unconstrained
+/// interpreter unless forced.
+pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> {
+    let inspected = envseal_policy::inspect(resolved, std::env::var_os("PATH").as_deref())?;
+    let interpreter = inspected.is_interpreter(resolved);
+    // An interpreter with no arguments at all reads its program from
+    // stdin: that is no constraint either.
+    let constrained = match &wanted.args {
+        ArgRule::Any => false,
+        ArgRule::Exact(list) | ArgRule::Prefix(list) => !list.is_empty(),
+    };
+    if interpreter && !constrained && !wanted.force_interpreter {
+        return Err(envseal_policy::Error::Interpreter(inspected.program.path).into());
+    }
+    let mut secrets = BTreeMap::new();
+    let mut add = |spec: &str, file: bool| -> anyhow::Result<()> {
+        let (key, var) = match spec.split_once('=') {
+            Some((k, v)) => (SecretName::new(k)?, Some(SecretName::new(v)?)),
+            None => (SecretName::new(spec)?, None),
+        };
+        let delivery = if file {
+            let var = match var {
+                Some(v) => v,
+                None => SecretName::new(&format!("{key}_FILE"))?,
+            };
+            Delivery::File(var)
+        } else {
+            Delivery::Env(var.unwrap_or_else(|| key.clone()))
+        };
+        match (secrets.get(&key), file) {
+            (None, _) => {}
+            (Some(d), _) if d == &delivery => return Ok(()),
+            // `--secret KEY --file KEY` means "KEY, as a file".
+            (Some(Delivery::Env(v)), true) if v == &key => {}
+            (Some(_), _) => {
+                return Err(CliError::new(
+                    Code::Usage,
+                    format!("{key} is given twice with different deliveries"),
+                )
+                .into());
+            }
+        }
+        secrets.insert(key, delivery);
+        Ok(())
+    };
+    for s in wanted.secrets {
+        add(s, false)?;
+    }
+    for f in wanted.files {
+        add(f, true)?;
+    }
+    if secrets.is_empty() {
+        return Err(
+            CliError::new(Code::Usage, "name at least one secret to grant")
+                .hint("--secret KEY (environment variable) or --file KEY (file)")
+                .into(),
+        );
+    }
+    let grant = Grant {
+        program: inspected.program,
+        script: inspected.script,
+        secrets,
+        tier: Tier::None,
+        args: wanted.args.clone(),
+        forced_interpreter: interpreter && wanted.force_interpreter,
+    };
+    grant.validate()?;
+    Ok(grant)
+}
+
+/// The argument rule given on the command line.
+pub fn arg_rule(exact: Option<Vec<OsString>>, prefix: Option<Vec<OsString>>) -> ArgRule {
+    use std::os::unix::ffi::OsStringExt as _;
+    let bytes = |v: Vec<OsString>| v.into_iter().map(OsString::into_vec).collect();
+    match (exact, prefix) {
+        (Some(e), _) => ArgRule::Exact(bytes(e)),
+        (None, Some(p)) => ArgRule::Prefix(bytes(p)),
+        (None, None) => ArgRule::Any,
+    }
+}
+
+/// A grant for people: program, hash, interpreter, secrets, tier, args.
+pub fn describe(grant: &Grant) -> String {
+    let mut out = format!(
+        "{}\n  sha256      {}\n",
+        grant.program.path,
+        hex(&grant.program.sha256)
+    );
+    if let Some(script) = &grant.script {
+        out += &format!(
+            "  interpreter {}{}\n  sha256      {}\n",
+            script.interpreter.path,
+            script
+                .arg
+                .as_ref()
+                .map(|a| format!(" {a}"))
+                .unwrap_or_default(),
+            hex(&script.interpreter.sha256)
+        );
+    }
+    for (name, delivery) in &grant.secrets {
+        out += &match delivery {
+            Delivery::Env(v) if v == name => format!("  secret      {name}\n"),
+            Delivery::Env(v) => format!("  secret      {name} as ${v}\n"),
+            Delivery::File(v) => format!("  secret      {name} as a file, path in ${v}\n"),
+        };
+    }
+    out += &format!("  tier        {}\n", grant.tier.as_str());
+    if grant.args != ArgRule::Any {
+        out += &format!("  arguments   {}\n", describe_args(&grant.args));
+    }
+    if grant.forced_interpreter {
+        out += "  warning     an interpreter granted with --force-interpreter\n";
+    }
+    out
+}

@@ -1,0 +1,55 @@
+//! `envseal revoke PROGRAM [--secret KEY]…`: remove a grant or some of
+//! its secrets (needs the passphrase).
+
+use envseal_policy::Grant;
+use envseal_vault::{SecretName, Vault};
+
+use crate::cli::RevokeArgs;
+use crate::commands::pin;
+use crate::exit::{CliError, Code};
+use crate::{input, paths};
+
+pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
+    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    // The program may be gone (that is one reason to revoke): then its
+    // pinned path, as `envseal grants` shows it, names the grant.
+    let program = match pin::resolve(&args.program) {
+        Ok(r) => r.canonical,
+        Err(_) => args.program.to_string_lossy().into_owned(),
+    };
+    let secrets = args
+        .secrets
+        .iter()
+        .map(|s| SecretName::new(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pass = input::passphrase(args.passphrase, &format!("to revoke {program}"))?;
+    let keys = vault.unlock(&pass)?;
+    if secrets.is_empty() {
+        vault.remove_grant(&keys, &program)?;
+        eprintln!("envseal: revoked the grant for {program}");
+        return Ok(());
+    }
+    let body = vault
+        .endorsed(&keys)?
+        .grant(&program)?
+        .ok_or_else(|| envseal_vault::Error::NoSuchGrant(program.clone()))?;
+    let mut grant = Grant::decode(&body)?;
+    for name in &secrets {
+        if grant.secrets.remove(name).is_none() {
+            return Err(CliError::new(
+                Code::Usage,
+                format!("the grant for {program} does not give {name}"),
+            )
+            .into());
+        }
+    }
+    if grant.secrets.is_empty() {
+        vault.remove_grant(&keys, &program)?;
+        eprintln!("envseal: revoked the grant for {program} (no secrets were left in it)");
+    } else {
+        vault.put_grant(&keys, &program, &grant.encode(), &[], false)?;
+        let names: Vec<String> = secrets.iter().map(ToString::to_string).collect();
+        eprintln!("envseal: {program} no longer receives {}", names.join(", "));
+    }
+    Ok(())
+}

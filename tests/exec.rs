@@ -1,0 +1,611 @@
+//! `allow`, `grants`, `revoke` and `exec`, end to end (G1, G3).
+//!
+//! The pinned program is the probe (tests/probe/probe.c), which reports
+//! what it received as hashes: which bytes ran (its variant marker),
+//! which variables it got (and a hash of each value), its arguments, its
+//! descriptors. Every run's output is scanned for the values (G1).
+
+mod util;
+
+use std::fs;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use util::probe::{self, Report, fnv};
+use util::terminal::Terminal;
+use util::{Env, PASSPHRASE, Run, code, value};
+
+/// A directory for programs, inside the test's temporary directory.
+fn bin_dir(env: &Env) -> PathBuf {
+    let dir = env.tmp.path().join("bin");
+    fs::create_dir_all(&dir).unwrap();
+    fs::canonicalize(dir).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn allow(env: &Env, args: &[&str]) -> Run {
+    let mut full = vec!["allow"];
+    full.extend_from_slice(args);
+    env.run_pw(&full, b"")
+}
+
+fn exec(env: &Env, args: &[&str]) -> Run {
+    let mut full = vec!["exec"];
+    full.extend_from_slice(args);
+    env.run_pw(&full, b"")
+}
+
+/// Rewrites a file in place: same inode, new bytes (same length here).
+fn rewrite_in_place(path: &Path, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Replaces a file by renaming another over it (a new inode).
+fn replace_by_rename(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("new");
+    probe::install(&tmp, bytes);
+    fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn the_pinned_program_receives_exactly_its_secrets() {
+    let env = Env::initialized();
+    let prog = probe::install(&bin_dir(&env).join("deploy"), probe::bytes());
+    let (api, cert, other) = (value("api"), value("cert"), value("other"));
+    env.set_approved("API_TOKEN", &api);
+    env.set_approved("TLS_CERT", &cert);
+    env.set_approved("OTHER", &other);
+    let r = allow(
+        &env,
+        &[
+            "--secret",
+            "API_TOKEN=DEPLOY_TOKEN",
+            "--file",
+            "TLS_CERT",
+            "--",
+            s(&prog),
+        ],
+    );
+    env.expect_ok(&r);
+    // `allow` prints the pinned path and hash.
+    let sha = sha256_hex(&prog);
+    env.expect_stdout(&r, &[s(&prog), &sha, "DEPLOY_TOKEN", "TLS_CERT_FILE"]);
+
+    // The caller's own DEPLOY_TOKEN is replaced; other variables pass.
+    let mut c = env.command_pw(&["exec", "--", s(&prog), "one", "two words"]);
+    c.env("DEPLOY_TOKEN", "decoy-not-the-secret")
+        .env("KEEP_ME", "visible");
+    let r = env.run_command("exec deploy one 'two words'".into(), c, b"");
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    assert_eq!(rep.variant, "A");
+    assert!(
+        rep.env_is("DEPLOY_TOKEN", api.as_bytes()),
+        "DEPLOY_TOKEN is not the granted value"
+    );
+    assert!(
+        !rep.env.contains_key("API_TOKEN"),
+        "the secret came under its own name too"
+    );
+    assert_eq!(
+        rep.files.get("TLS_CERT_FILE"),
+        Some(&fnv(cert.as_bytes())),
+        "the file secret's contents differ"
+    );
+    assert!(
+        !rep.any_env_is(cert.as_bytes()),
+        "a file secret also reached the environment"
+    );
+    assert!(
+        !rep.any_env_is(other.as_bytes()),
+        "a secret outside the grant reached the program"
+    );
+    assert!(!rep.env.contains_key("OTHER"));
+    assert!(rep.env_is("KEEP_ME", b"visible"));
+    assert_eq!(rep.args, ["one", "two words"]);
+    // 0, 1, 2 and the secret file: the passphrase's fd 3 did not leak.
+    assert_eq!(rep.fds.len(), 4, "descriptors: {:?}", rep.fds);
+    assert!(rep.fds.is_superset(&[0, 1, 2].into()));
+
+    // `--secret` narrows the delivered set to a subset of the grant...
+    let r = exec(&env, &["--secret", "API_TOKEN", "--", s(&prog)]);
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    assert!(rep.env_is("DEPLOY_TOKEN", api.as_bytes()));
+    assert!(!rep.env.contains_key("TLS_CERT_FILE"));
+    // ...and cannot widen it.
+    let r = exec(&env, &["--secret", "OTHER", "--", s(&prog)]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["does not give OTHER"]);
+    assert!(r.stdout.is_empty(), "the program ran");
+
+    // `grants` lists it, without the passphrase; `--json` too.
+    let r = env.run(&["grants", "--json"], b"");
+    env.expect_ok(&r);
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let g = &json["grants"][0];
+    assert_eq!(g["program"], s(&prog));
+    assert_eq!(g["sha256"], sha.as_str());
+    assert_eq!(g["tier"], "none");
+    assert_eq!(g["secrets"][0]["name"], "API_TOKEN");
+    assert_eq!(g["secrets"][0]["variable"], "DEPLOY_TOKEN");
+    assert_eq!(g["secrets"][1]["delivery"], "file");
+
+    // revoke one secret, then the whole grant.
+    let r = env.run_pw(&["revoke", s(&prog), "--secret", "TLS_CERT"], b"");
+    env.expect_ok(&r);
+    let rep = Report::parse(&exec(&env, &["--", s(&prog)]).stdout);
+    assert!(!rep.env.contains_key("TLS_CERT_FILE"));
+    env.expect_ok(&env.run_pw(&["revoke", s(&prog)], b""));
+    env.expect_code(&exec(&env, &["--", s(&prog)]), code::NOT_GRANTED);
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_binary_changed_after_allow_is_refused() {
+    let env = Env::initialized();
+    let token = value("token");
+    env.set_approved("TOKEN", &token);
+    let dir = bin_dir(&env);
+    let prog = probe::install(&dir.join("tool"), probe::bytes());
+    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    let pinned = sha256_hex(&prog);
+    let b = probe::variant(b'B');
+
+    // Rewritten in place: the same inode, other bytes.
+    let inode = fs::metadata(&prog).unwrap().ino();
+    rewrite_in_place(&prog, &b);
+    assert_eq!(fs::metadata(&prog).unwrap().ino(), inode);
+    let r = exec(&env, &["--", s(&prog)]);
+    env.expect_code(&r, code::CHANGED);
+    env.expect_stderr(
+        &r,
+        &[
+            "changed since it was pinned",
+            &format!("expected sha256 {pinned}"),
+            &sha256_hex(&prog),
+        ],
+    );
+    assert!(r.stdout.is_empty(), "the changed program ran");
+
+    // Put back, it runs again: the pin is the content.
+    rewrite_in_place(&prog, probe::bytes());
+    env.expect_ok(&exec(&env, &["--", s(&prog)]));
+
+    // Replaced by rename: a new inode with other bytes.
+    replace_by_rename(&prog, &b);
+    let r = exec(&env, &["--", s(&prog)]);
+    env.expect_code(&r, code::CHANGED);
+    assert!(r.stdout.is_empty());
+
+    // A symlink put in the pinned path is refused, even to identical bytes.
+    let elsewhere = probe::install(&dir.join("elsewhere"), probe::bytes());
+    fs::remove_file(&prog).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &prog).unwrap();
+    let r = exec(&env, &["--", s(&prog)]);
+    env.expect_code(&r, code::SWAPPED);
+    env.expect_stderr(&r, &["was pinned, but it now leads to", s(&elsewhere)]);
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn racing_rewrites_during_200_execs_never_run_other_bytes() {
+    let env = Env::initialized();
+    let token = value("race");
+    env.set_approved("TOKEN", &token);
+    let prog = probe::install(&bin_dir(&env).join("racer"), probe::bytes());
+    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+
+    // The attacker flips the file between A and B as fast as it can, in
+    // place (torn reads are possible) and, every few rounds, by rename.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (stop, prog) = (stop.clone(), prog.clone());
+        let (a, b) = (probe::bytes().to_vec(), probe::variant(b'B'));
+        std::thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                let bytes = if round.is_multiple_of(2) { &a } else { &b };
+                if round.is_multiple_of(16) {
+                    replace_by_rename(&prog, bytes);
+                } else {
+                    rewrite_in_place(&prog, bytes);
+                }
+            }
+            rewrite_in_place(&prog, &a);
+            round
+        })
+    };
+    let (mut ran, mut refused) = (0, 0);
+    for i in 0..200 {
+        let r = exec(&env, &["--", s(&prog), &i.to_string()]);
+        match r.code {
+            Some(0) => {
+                let rep = Report::parse(&r.stdout);
+                assert_eq!(
+                    rep.variant, "A",
+                    "run {i}: bytes other than the pinned ones ran"
+                );
+                assert!(rep.env_is("TOKEN", token.as_bytes()));
+                ran += 1;
+            }
+            Some(code::CHANGED) => {
+                assert!(r.stdout.is_empty(), "run {i}: refused, yet output appeared");
+                refused += 1;
+            }
+            _ => env.expect_code(&r, 0),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rounds = flipper.join().unwrap();
+    eprintln!("200 execs during {rounds} rewrites: {ran} ran the pinned bytes, {refused} refused");
+    assert!(
+        ran > 0,
+        "no run ever saw the pinned bytes; the test proves nothing"
+    );
+    assert!(
+        refused > 0,
+        "no run ever saw other bytes; the race did not happen"
+    );
+}
+
+#[test]
+fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
+    let env = Env::initialized();
+    let token = value("ld");
+    env.set_approved("TOKEN", &token);
+    let prog = probe::install(&bin_dir(&env).join("app"), probe::bytes());
+    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    let hijacks = [
+        ("LD_PRELOAD", "/nonexistent/evil.so"),
+        ("LD_AUDIT", "/nonexistent/audit.so"),
+        ("LD_LIBRARY_PATH", "/nonexistent/lib"),
+        ("LD_BIND_NOW", "1"),
+        ("GCONV_PATH", "/nonexistent/gconv"),
+        ("PYTHONPATH", "/nonexistent/py"),
+        ("PYTHONSTARTUP", "/nonexistent/start.py"),
+        ("NODE_OPTIONS", "--require /nonexistent/evil.js"),
+        ("PERL5OPT", "-Mevil"),
+        ("RUBYOPT", "-revil"),
+        ("BASH_ENV", "/nonexistent/evil.sh"),
+        ("ENV", "/nonexistent/evil.sh"),
+        ("IFS", "x"),
+        ("PS4", "$(evil)"),
+        ("BASH_FUNC_ls%%", "() { evil; }"),
+        ("GIT_CONFIG_COUNT", "1"),
+        ("GIT_CONFIG_KEY_0", "core.pager"),
+        ("GIT_SSH_COMMAND", "evil"),
+    ];
+    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+    for (k, v) in hijacks {
+        c.env(k, v);
+    }
+    c.env("ORDINARY", "kept");
+    let r = env.run_command("exec app (hijack variables set)".into(), c, b"");
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    for (k, _) in hijacks {
+        assert!(!rep.env.contains_key(k), "{k} reached the program");
+    }
+    assert!(rep.env_is("ORDINARY", b"kept"));
+    assert!(rep.env_is("TOKEN", token.as_bytes()));
+
+    // --clearenv: PATH, HOME, LANG, TERM and the secrets, nothing else.
+    let mut c = env.command_pw(&["exec", "--clearenv", "--", s(&prog)]);
+    c.env("LANG", "C.UTF-8")
+        .env("TERM", "dumb")
+        .env("HOME", "/nonexistent")
+        .env("ORDINARY", "x");
+    let r = env.run_command("exec --clearenv app".into(), c, b"");
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    let names: Vec<&str> = rep.env.keys().map(String::as_str).collect();
+    assert_eq!(names, ["HOME", "LANG", "PATH", "TERM", "TOKEN"]);
+}
+
+#[test]
+fn a_scripts_interpreter_is_pinned_and_checked() {
+    let env = Env::initialized();
+    let token = value("script");
+    env.set_approved("TOKEN", &token);
+    let dir = bin_dir(&env);
+    let prog = probe::install(&dir.join("probe"), probe::bytes());
+    // The interpreter is a private copy of sh, found through PATH by
+    // `#!/usr/bin/env`, so the test can swap it.
+    let sh = fs::read(fs::canonicalize("/bin/sh").unwrap()).unwrap();
+    let interp = probe::install(&dir.join("mysh"), &sh);
+    let script = dir.join("job.sh");
+    fs::write(
+        &script,
+        format!("#!/usr/bin/env mysh\nexec {} \"$@\"\n", s(&prog)),
+    )
+    .unwrap();
+    let script = probe::install(&script, &fs::read(&script).unwrap());
+    let path = format!("{}:{}", s(&dir), std::env::var("PATH").unwrap_or_default());
+
+    let mut c = env.command_pw(&["allow", "--secret", "TOKEN", "--", s(&script)]);
+    c.env("PATH", &path);
+    let r = env.run_command("allow job.sh".into(), c, b"");
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &["interpreter", s(&interp), &sha256_hex(&interp)]);
+
+    // Runs with the interpreter pinned at grant time, whatever PATH is now.
+    let r = exec(&env, &["--", s(&script), "x y"]);
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    assert!(rep.env_is("TOKEN", token.as_bytes()));
+    assert_eq!(rep.args, ["x y"]);
+
+    // The interpreter swapped (one byte appended) → refused, nothing runs.
+    let mut changed = sh.clone();
+    changed.push(0);
+    rewrite_in_place(&interp, &changed);
+    let r = exec(&env, &["--", s(&script)]);
+    env.expect_code(&r, code::CHANGED);
+    env.expect_stderr(&r, &[s(&interp), "changed since it was pinned"]);
+    assert!(r.stdout.is_empty());
+    probe::install(&interp, &sh);
+    env.expect_ok(&exec(&env, &["--", s(&script)]));
+
+    // The script itself changed → refused.
+    let mut edited = fs::read(&script).unwrap();
+    edited.extend_from_slice(b"# edited\n");
+    fs::write(&script, edited).unwrap();
+    env.expect_code(&exec(&env, &["--", s(&script)]), code::CHANGED);
+}
+
+#[test]
+fn interpreters_need_an_argument_constraint() {
+    let env = Env::initialized();
+    let k = value("interp");
+    env.set_approved("K", &k);
+    let r = allow(&env, &["--secret", "K", "--", "sh"]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["interpreter or shell", "--args-exact"]);
+    env.expect_code(
+        &exec(&env, &["--", "sh", "-c", "echo \"$K\""]),
+        code::NOT_GRANTED,
+    );
+    // No arguments at all is no constraint: sh would read code from stdin.
+    let r = allow(&env, &["--secret", "K", "--args-exact", "--", "sh"]);
+    env.expect_code(&r, code::DENIED);
+
+    let script = r#"test "$(printf %s "$K" | wc -c)" -gt 8 && exit 7"#;
+    env.expect_ok(&allow(
+        &env,
+        &["--secret", "K", "--args-exact", "-c", script, "--", "sh"],
+    ));
+    let r = exec(&env, &["--", "sh", "-c", script]);
+    env.expect_code(&r, 7);
+    // Any other argv is refused before anything runs.
+    for other in [
+        vec!["sh", "-c", "echo \"$K\""],
+        vec!["sh"],
+        vec!["sh", "-c", script, "extra"],
+    ] {
+        let mut args = vec!["--"];
+        args.extend(other);
+        let r = exec(&env, &args);
+        env.expect_code(&r, code::DENIED);
+        env.expect_stderr(&r, &["do not match", "exactly"]);
+        assert!(r.stdout.is_empty());
+    }
+
+    // --force-interpreter accepts the risk, and says so.
+    let r = allow(&env, &["--secret", "K", "--force-interpreter", "--", "env"]);
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &["--force-interpreter"]);
+    let r = env.run(&["grants", "--json"], b"");
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(
+        json["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["forced_interpreter"] == true)
+    );
+}
+
+#[test]
+fn exit_status_and_signals_pass_through() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("status"));
+    let prog = probe::install(&bin_dir(&env).join("svc"), probe::bytes());
+    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+
+    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+    c.env("PROBE_EXIT", "42");
+    env.expect_code(&env.run_command("exec svc (exit 42)".into(), c, b""), 42);
+
+    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+    c.env("PROBE_MODE", "raise");
+    env.expect_code(
+        &env.run_command("exec svc (SIGTERM)".into(), c, b""),
+        128 + 15,
+    );
+
+    // SIGTERM sent to envseal reaches the program, whose handler exits 3.
+    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+    c.env("PROBE_MODE", "sleep").stdin(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.ends_with("ready\n") {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the program never got ready"
+        );
+        seen.push_str(&line);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    stdout.read_to_string(&mut seen).unwrap();
+    let mut stderr = Vec::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let r = env.record(
+        "exec svc (SIGTERM to envseal)".into(),
+        Output {
+            status,
+            stdout: seen.into_bytes(),
+            stderr,
+        },
+    );
+    env.expect_code(&r, 3);
+    env.expect_stdout(&r, &["got-signal 15"]);
+}
+
+#[test]
+fn failures_have_distinct_codes_and_name_no_secret() {
+    let env = Env::initialized();
+    let token = value("fail");
+    env.set_approved("TOKEN", &token);
+    let dir = bin_dir(&env);
+    let prog = probe::install(&dir.join("tool"), probe::bytes());
+
+    let r = exec(&env, &["--", s(&dir.join("missing"))]);
+    env.expect_code(&r, code::NOT_FOUND);
+    let r = exec(&env, &["--", "envseal-no-such-program"]);
+    env.expect_code(&r, code::NOT_FOUND);
+
+    let r = exec(&env, &["--", s(&prog)]);
+    env.expect_code(&r, code::NOT_GRANTED);
+    env.expect_stderr(
+        &r,
+        &[&format!("envseal allow --secret KEY -- {}", s(&prog))],
+    );
+
+    // Pending secrets are not granted without --approve.
+    env.expect_ok(&env.set("LATER", &value("later")));
+    let r = allow(&env, &["--secret", "LATER", "--", s(&prog)]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["pending", "--approve"]);
+    let r = allow(
+        &env,
+        &[
+            "--secret",
+            "TOKEN",
+            "--secret",
+            "LATER",
+            "--approve",
+            "--",
+            s(&prog),
+        ],
+    );
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["approved LATER"]);
+
+    // --allow must name the program CMD resolves to.
+    let other = probe::install(&dir.join("other"), &probe::variant(b'C'));
+    let r = exec(&env, &["--allow", s(&other), "--", s(&prog)]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["resolves to", s(&prog)]);
+    assert!(r.stdout.is_empty());
+    env.expect_ok(&exec(&env, &["--allow", s(&prog), "--", s(&prog)]));
+    // Through PATH: a same-named program earlier in PATH is refused.
+    let shadow_dir = dir.join("shadow");
+    fs::create_dir_all(&shadow_dir).unwrap();
+    probe::install(&shadow_dir.join("tool"), &probe::variant(b'D'));
+    let mut c = env.command_pw(&["exec", "--allow", s(&prog), "--", "tool"]);
+    c.env("PATH", format!("{}:{}", s(&shadow_dir), s(&dir)));
+    let r = env.run_command("exec --allow tool -- tool (shadowed PATH)".into(), c, b"");
+    env.expect_code(&r, code::DENIED);
+    assert!(r.stdout.is_empty());
+
+    // A secret of the grant removed from the vault.
+    env.expect_ok(&env.run_pw(&["rm", "LATER"], b""));
+    let r = exec(&env, &["--", s(&prog)]);
+    env.expect_code(&r, code::SECRET_MISSING);
+    env.expect_stderr(&r, &["LATER", "removed from the vault", s(&prog)]);
+    assert!(r.stdout.is_empty());
+    // Narrowed to what is left, it runs.
+    env.expect_ok(&exec(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+
+    // The pinned file deleted.
+    fs::remove_file(&prog).unwrap();
+    env.expect_code(&exec(&env, &["--", s(&prog)]), code::NOT_FOUND);
+    // A wrong passphrase runs nothing.
+    let r = env.run_with_passphrase(&["exec", "--", s(&other)], b"", "not the passphrase");
+    assert_ne!(r.code, Some(0));
+}
+
+#[test]
+fn exec_on_a_terminal_offers_to_pin() {
+    let env = Env::initialized();
+    let token = value("offer");
+    env.set_approved("TOKEN", &token);
+    let dir = bin_dir(&env);
+    let prog = probe::install(&dir.join("fresh"), probe::bytes());
+    let args = [
+        "exec",
+        "--allow",
+        s(&prog),
+        "--secret",
+        "TOKEN",
+        "--",
+        s(&prog),
+    ];
+
+    // Declined: nothing pinned, nothing run.
+    let mut term = Terminal::spawn(&env, &args);
+    term.expect("Passphrase", 1);
+    term.type_line(PASSPHRASE);
+    term.expect("Pin it and run it? [y/N]", 1);
+    term.type_line("n");
+    let r = term.finish();
+    env.expect_code(&r, code::NOT_GRANTED);
+    assert!(!r.stdout().contains("variant A"));
+    assert!(
+        env.run(&["grants", "--json"], b"")
+            .stdout()
+            .contains("\"grants\":[]")
+    );
+
+    // Accepted: the confirmation showed path, hash and secret; it ran.
+    let mut term = Terminal::spawn(&env, &args);
+    term.expect("Passphrase", 1);
+    term.type_line(PASSPHRASE);
+    term.expect("Pin it and run it? [y/N]", 1);
+    term.type_line("y");
+    let r = term.finish();
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &[s(&prog), &sha256_hex(&prog), "TOKEN", "variant A"]);
+    let rep = Report::parse(&r.stdout);
+    assert!(rep.env_is("TOKEN", token.as_bytes()));
+    // Without a terminal there is no offer: not granted.
+    let other = probe::install(&dir.join("other"), &probe::variant(b'B'));
+    let r = exec(
+        &env,
+        &["--allow", s(&other), "--secret", "TOKEN", "--", s(&other)],
+    );
+    env.expect_code(&r, code::NOT_GRANTED);
+}

@@ -1,0 +1,125 @@
+//! The probe: a small C program (tests/probe/probe.c) that the tests pin
+//! and run through envseal. It reports what it received as hashes, never
+//! values; [`Report`] parses that and [`fnv`] computes the same hash.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const SOURCE: &str = include_str!("../probe/probe.c");
+const MARKER: &[u8] = b"ENVSEAL-PROBE-VARIANT:";
+
+/// The compiled probe's bytes, variant A (compiled once per test binary).
+pub fn bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("probe.c");
+        fs::write(&src, SOURCE).unwrap();
+        let out = dir.path().join("probe");
+        let st = Command::new("cc")
+            .args(["-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect(
+                "a C compiler (cc) is needed to build the test probe; ./scripts/test installs gcc",
+            );
+        assert!(st.success(), "compiling tests/probe/probe.c failed");
+        fs::read(&out).unwrap()
+    })
+}
+
+/// The probe's bytes with its variant marker set to `variant`: a program
+/// that differs from variant A but behaves the same, except that it
+/// reports `variant`.
+pub fn variant(variant: u8) -> Vec<u8> {
+    let mut b = bytes().to_vec();
+    let at = b
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("the probe has a variant marker");
+    b[at + MARKER.len()] = variant;
+    b
+}
+
+/// Writes an executable (mode 0755) at `path`.
+pub fn install(path: &Path, bytes: &[u8]) -> PathBuf {
+    fs::write(path, bytes).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::canonicalize(path).unwrap()
+}
+
+/// 64-bit FNV-1a, as the probe computes it, in its 16-digit hex form.
+pub fn fnv(bytes: &[u8]) -> String {
+    let mut h: u64 = 1469598103934665603;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(1099511628211);
+    }
+    format!("{h:016x}")
+}
+
+/// What the probe reported.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub variant: String,
+    pub pid: i32,
+    pub dumpable: i32,
+    pub args: Vec<String>,
+    /// Variable name → hash of its value.
+    pub env: BTreeMap<String, String>,
+    /// `*_FILE` variable → hash of the file's contents (or "unreadable").
+    pub files: BTreeMap<String, String>,
+    pub fds: BTreeSet<i32>,
+    pub lines: Vec<String>,
+}
+
+impl Report {
+    pub fn parse(stdout: &[u8]) -> Report {
+        let text = String::from_utf8_lossy(stdout);
+        let mut r = Report::default();
+        for line in text.lines() {
+            r.lines.push(line.to_owned());
+            let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match tag {
+                "variant" => r.variant = rest.to_owned(),
+                "pid" => r.pid = rest.parse().unwrap(),
+                "dumpable" => r.dumpable = rest.parse().unwrap(),
+                "arg" => r.args.push(rest.to_owned()),
+                "env" | "file" => {
+                    let (k, v) = rest.split_once(' ').unwrap();
+                    let map = if tag == "env" {
+                        &mut r.env
+                    } else {
+                        &mut r.files
+                    };
+                    map.insert(k.to_owned(), v.to_owned());
+                }
+                "fd" => {
+                    r.fds.insert(rest.parse().unwrap());
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            !r.variant.is_empty(),
+            "the probe did not report (did it run?)"
+        );
+        r
+    }
+
+    /// Whether variable `name` holds exactly `value`.
+    pub fn env_is(&self, name: &str, value: &[u8]) -> bool {
+        self.env.get(name) == Some(&fnv(value))
+    }
+
+    /// Whether any variable holds `value`.
+    pub fn any_env_is(&self, value: &[u8]) -> bool {
+        let h = fnv(value);
+        self.env.values().any(|v| *v == h)
+    }
+}
