@@ -541,8 +541,10 @@ fn failures_have_distinct_codes_and_name_no_secret() {
     env.expect_code(&r, code::DENIED);
     assert!(r.stdout.is_empty());
 
-    // A secret of the grant removed from the vault.
-    env.expect_ok(&env.run_pw(&["rm", "LATER"], b""));
+    // A secret of the grant removed from the vault; `rm` says who loses it.
+    let r = env.run_pw(&["rm", "LATER"], b"");
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["grants give LATER", s(&prog)]);
     let r = exec(&env, &["--", s(&prog)]);
     env.expect_code(&r, code::SECRET_MISSING);
     env.expect_stderr(&r, &["LATER", "removed from the vault", s(&prog)]);

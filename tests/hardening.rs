@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use util::probe::{self, Report};
 use util::{Env, value};
 
 const ATTACKER: &str = "envseal-attacker";
@@ -131,14 +132,11 @@ fn attack(pid: i32) -> BTreeMap<&'static str, String> {
     out
 }
 
-/// Re-executes this test binary as the attacker user against `pid`.
-fn attack_as_user(uid: u32, gid: u32, me: &Path, pid: u32) -> BTreeMap<String, String> {
+/// Re-executes this test binary as the attacker user against `pid`;
+/// `test` is the test whose body starts with the attacker branch.
+fn attack_as_user(uid: u32, gid: u32, me: &Path, test: &str, pid: u32) -> BTreeMap<String, String> {
     let out = as_user(uid, gid, me)
-        .args([
-            "--exact",
-            "cli_memory_is_unreadable_by_the_same_user",
-            "--nocapture",
-        ])
+        .args(["--exact", test, "--nocapture"])
         .env(ATTACK_ENV, pid.to_string())
         .output()
         .unwrap();
@@ -172,20 +170,18 @@ fn wait_until_blocked(pid: u32, exe_name: &str) {
     }
 }
 
-#[test]
-fn cli_memory_is_unreadable_by_the_same_user() {
+/// In the re-executed attacker: attack and report, then exit.
+fn attacker_branch() {
     if let Ok(pid) = std::env::var(ATTACK_ENV) {
         let results = attack(pid.parse().unwrap());
         println!("ATTACK-RESULT {}", serde_json::to_string(&results).unwrap());
         std::process::exit(0);
     }
-    let (uid, gid) = attacker_user();
-    let env = Env::initialized();
-    let bins = tempfile::tempdir().unwrap();
-    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let envseal = runnable_copy(&util::bin(), bins.path());
-    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
-    // The vault belongs to the attacker user: it is the victim's own vault.
+}
+
+/// Makes the vault the attacker user's own (it is the victim's vault:
+/// same user), and the temporary directory traversable.
+fn give_vault_to(env: &Env, uid: u32, gid: u32) {
     fs::set_permissions(env.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let chown = Command::new("chown")
         .args(["-R", &format!("{uid}:{gid}")])
@@ -193,6 +189,148 @@ fn cli_memory_is_unreadable_by_the_same_user() {
         .status()
         .unwrap();
     assert!(chown.success());
+}
+
+/// Reads a child's stdout until the probe says "ready"; returns the text.
+fn until_ready(out: &mut impl std::io::BufRead) -> String {
+    let mut seen = String::new();
+    while !seen.ends_with("ready\n") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the probe never got ready"
+        );
+        seen.push_str(&line);
+    }
+    seen
+}
+
+fn assert_all_denied(what: &str, results: &BTreeMap<String, String>) {
+    for (attack, result) in results {
+        assert!(
+            result.starts_with("errno"),
+            "{attack} on {what} succeeded: {result}"
+        );
+    }
+}
+
+fn assert_all_allowed(what: &str, results: &BTreeMap<String, String>) {
+    for attack in ["environ", "mem", "fd0", "ptrace"] {
+        assert_eq!(
+            results[attack], "ok",
+            "control: {attack} should work on {what}"
+        );
+    }
+    assert!(
+        results["process_vm_readv"].starts_with("allowed"),
+        "control: {results:?}"
+    );
+}
+
+/// G7: the program `envseal exec` launches, and envseal itself while it
+/// waits, resist a same-user attacker; the same program run directly by
+/// that user does not (the control).
+#[test]
+fn launched_program_is_unreadable_by_the_same_user() {
+    attacker_branch();
+    let test = "launched_program_is_unreadable_by_the_same_user";
+    let (uid, gid) = attacker_user();
+    let env = Env::initialized();
+    let bins = tempfile::tempdir().unwrap();
+    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let envseal = runnable_copy(&util::bin(), bins.path());
+    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
+    let prog = probe::install(&bins.path().join("probe"), probe::bytes());
+    let token = value("g7");
+    env.set_approved("TOKEN", &token);
+    let r = env.run_pw(
+        &["allow", "--secret", "TOKEN", "--", prog.to_str().unwrap()],
+        b"",
+    );
+    env.expect_ok(&r);
+    give_vault_to(&env, uid, gid);
+
+    // Victim: the user runs the pinned program through envseal.
+    let mut victim = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec "$@" 3<"$PASSFILE""#)
+        .arg("sh")
+        .arg("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ])
+        .arg(&envseal)
+        .args(["exec", "--passphrase-fd", "3", "--"])
+        .arg(&prog)
+        .env("ENVSEAL_HOME", &env.home)
+        .env("PASSFILE", env.passfile())
+        .env("PROBE_MODE", "sleep")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(victim.stdout.take().unwrap());
+    let mut seen = until_ready(&mut stdout);
+    let report = Report::parse(seen.as_bytes());
+    assert!(
+        report.env_is("TOKEN", token.as_bytes()),
+        "the program did not get TOKEN"
+    );
+    assert_eq!(report.dumpable, 0, "the launched program is dumpable");
+    let on_program = attack_as_user(uid, gid, &me, test, report.pid as u32);
+    let on_envseal = attack_as_user(uid, gid, &me, test, victim.id());
+
+    // Control: the same program, run directly by the same user.
+    let mut control = as_user(uid, gid, &prog)
+        .env("PROBE_MODE", "sleep")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut control_out = std::io::BufReader::new(control.stdout.take().unwrap());
+    until_ready(&mut control_out);
+    let on_control = attack_as_user(uid, gid, &me, test, control.id());
+    let _ = control.kill();
+    let _ = control.wait();
+
+    // SIGTERM to envseal reaches the program (its handler exits 3).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    std::io::Read::read_to_string(&mut stdout, &mut seen).unwrap();
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut victim.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = victim.wait().unwrap();
+    let r = env.record(
+        "exec probe (as the attacker's user)".into(),
+        std::process::Output {
+            status,
+            stdout: seen.into_bytes(),
+            stderr,
+        },
+    );
+    env.expect_code(&r, 3);
+
+    assert_all_allowed("the same program run directly", &on_control);
+    assert_all_denied("the launched program", &on_program);
+    assert_all_denied("envseal exec", &on_envseal);
+}
+
+#[test]
+fn cli_memory_is_unreadable_by_the_same_user() {
+    attacker_branch();
+    let (uid, gid) = attacker_user();
+    let env = Env::initialized();
+    let bins = tempfile::tempdir().unwrap();
+    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let envseal = runnable_copy(&util::bin(), bins.path());
+    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
+    give_vault_to(&env, uid, gid);
 
     // Victim: `envseal set HELD`, blocked reading stdin with half a value.
     let held = value("held");
@@ -211,7 +349,8 @@ fn cli_memory_is_unreadable_by_the_same_user() {
     stdin.write_all(first.as_bytes()).unwrap();
     stdin.flush().unwrap();
     wait_until_blocked(victim.id(), "envseal");
-    let on_envseal = attack_as_user(uid, gid, &me, victim.id());
+    let test = "cli_memory_is_unreadable_by_the_same_user";
+    let on_envseal = attack_as_user(uid, gid, &me, test, victim.id());
 
     // Control: the same attacks on an ordinary process of the same user.
     let mut control = as_user(uid, gid, Path::new("/bin/sleep"))
@@ -219,7 +358,7 @@ fn cli_memory_is_unreadable_by_the_same_user() {
         .spawn()
         .unwrap();
     wait_until_blocked(control.id(), "sleep");
-    let on_control = attack_as_user(uid, gid, &me, control.id());
+    let on_control = attack_as_user(uid, gid, &me, test, control.id());
     let _ = control.kill();
     let _ = control.wait();
 
@@ -229,22 +368,8 @@ fn cli_memory_is_unreadable_by_the_same_user() {
     let r = env.record("set HELD (as the attacker's user)".into(), out);
     env.expect_ok(&r);
 
-    for attack in ["environ", "mem", "fd0", "ptrace"] {
-        assert_eq!(
-            on_control[attack], "ok",
-            "control: {attack} should work on a dumpable process"
-        );
-    }
-    assert!(
-        on_control["process_vm_readv"].starts_with("allowed"),
-        "control: {on_control:?}"
-    );
-    for (attack, result) in &on_envseal {
-        assert!(
-            result.starts_with("errno"),
-            "{attack} on envseal succeeded: {result}"
-        );
-    }
+    assert_all_allowed("a dumpable process", &on_control);
+    assert_all_denied("envseal", &on_envseal);
     env.expect_ok(&env.run_pw(&["approve", "HELD"], b""));
     env.assert_value("HELD", held.as_bytes());
 }

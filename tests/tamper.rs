@@ -4,7 +4,12 @@
 
 mod util;
 
+use std::path::PathBuf;
+
+use envseal_policy::{ArgRule, Delivery, Grant};
+use envseal_vault::SecretName;
 use secrecy::SecretString;
+use util::probe::{self, Report};
 use util::{Env, PASSPHRASE, code, value};
 
 /// Checks that `r` was refused as tampered (exit 67, "vault tampered")
@@ -320,4 +325,160 @@ fn invalid_name_row_is_reported_and_removable() {
     env.expect_ok(&env.run_pw(&["rm", "GOOD"], b""));
     // An invalid name that matches no row is a usage error, as before.
     env.expect_code(&env.run_pw(&["rm", "no-such-row"], b""), code::USAGE);
+}
+
+// ---- Grants: the agent adds, widens, re-pins, replays or deletes one ----
+
+/// A vault with TOKEN granted to `prog` (the probe) and OTHER not granted;
+/// `evil` is another program, the agent's.
+fn granted() -> (Env, PathBuf, PathBuf) {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("token"));
+    env.set_approved("OTHER", &value("other"));
+    let dir = env.tmp.path().join("bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = probe::install(&dir.join("prog"), probe::bytes());
+    let evil = probe::install(&dir.join("evil"), &probe::variant(b'E'));
+    let r = env.run_pw(
+        &["allow", "--secret", "TOKEN", "--", prog.to_str().unwrap()],
+        b"",
+    );
+    env.expect_ok(&r);
+    (env, prog, evil)
+}
+
+fn grant_body(env: &Env, program: &str) -> Vec<u8> {
+    env.sqlite()
+        .query_row(
+            "SELECT body FROM grants WHERE program = ?1",
+            [program],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn put_grant_body(env: &Env, program: &str, body: &[u8]) {
+    env.sqlite()
+        .execute(
+            "INSERT INTO grants (program, body, created_at, updated_at) VALUES (?1, ?2, 0, 0)
+             ON CONFLICT (program) DO UPDATE SET body = excluded.body",
+            rusqlite::params![program, body],
+        )
+        .unwrap();
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let hex = String::from_utf8(out.stdout).unwrap();
+    let mut d = [0u8; 32];
+    for (i, b) in d.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    d
+}
+
+/// `exec PROGRAM` must be refused as tampered, with nothing run.
+fn exec_refused(env: &Env, program: &str, mentions: &[&str]) {
+    let r = env.run_pw(&["exec", "--", program], b"");
+    assert!(r.stdout.is_empty(), "a program ran despite the tampering");
+    expect_tampered(env, r, mentions);
+}
+
+#[test]
+fn added_grant_is_refused() {
+    let (env, prog, evil) = granted();
+    let (prog, evil) = (prog.to_str().unwrap(), evil.to_str().unwrap());
+    // The agent copies the real grant and points it at its own program.
+    let mut g = Grant::decode(&grant_body(&env, prog)).unwrap();
+    g.program.path = evil.to_owned();
+    g.program.sha256 = sha256(&probe::variant(b'E'));
+    put_grant_body(&env, evil, &g.encode());
+    exec_refused(&env, evil, &["a grant for", evil, "added outside envseal"]);
+    // The whole endorsed state is checked, so the real grant stops too.
+    exec_refused(&env, prog, &["added outside envseal"]);
+    // Revoking the injected grant repairs the vault.
+    env.expect_ok(&env.run_pw(&["revoke", evil], b""));
+    let r = env.run_pw(&["exec", "--", prog], b"");
+    env.expect_ok(&r);
+    assert_eq!(Report::parse(&r.stdout).variant, "A");
+}
+
+#[test]
+fn widened_or_replayed_grant_is_refused() {
+    let (env, prog, _) = granted();
+    let prog = prog.to_str().unwrap();
+    let original = grant_body(&env, prog);
+    // Widened: OTHER added to the grant.
+    let mut g = Grant::decode(&original).unwrap();
+    let other = SecretName::new("OTHER").unwrap();
+    g.secrets.insert(other.clone(), Delivery::Env(other));
+    put_grant_body(&env, prog, &g.encode());
+    exec_refused(
+        &env,
+        prog,
+        &["the grant for", prog, "changed outside envseal"],
+    );
+
+    // Replayed: the person narrows the grant (legitimately); the agent
+    // puts the older, wider body back.
+    put_grant_body(&env, prog, &original);
+    let r = env.run_pw(
+        &[
+            "allow",
+            "--secret",
+            "TOKEN",
+            "--args-exact",
+            "--safe",
+            "--",
+            prog,
+        ],
+        b"",
+    );
+    env.expect_ok(&r);
+    env.expect_code(
+        &env.run_pw(&["exec", "--", prog, "--unsafe"], b""),
+        code::DENIED,
+    );
+    put_grant_body(&env, prog, &original);
+    let r = env.run_pw(&["exec", "--", prog, "--unsafe"], b"");
+    assert!(r.stdout.is_empty());
+    expect_tampered(&env, r, &["changed outside envseal"]);
+    assert_eq!(Grant::decode(&original).unwrap().args, ArgRule::Any);
+}
+
+#[test]
+fn re_pinned_grant_is_refused() {
+    let (env, prog, _) = granted();
+    let prog_s = prog.to_str().unwrap();
+    // The agent replaces the program and re-hashes the grant to match.
+    let b = probe::variant(b'B');
+    probe::install(&prog, &b);
+    let mut g = Grant::decode(&grant_body(&env, prog_s)).unwrap();
+    g.program.sha256 = sha256(&b);
+    put_grant_body(&env, prog_s, &g.encode());
+    exec_refused(&env, prog_s, &["changed outside envseal"]);
+}
+
+#[test]
+fn deleted_grant_is_detected() {
+    let (env, prog, _) = granted();
+    let prog = prog.to_str().unwrap();
+    env.sqlite().execute("DELETE FROM grants", []).unwrap();
+    // Deleting only takes access away: exec finds no grant...
+    env.expect_code(&env.run_pw(&["exec", "--", prog], b""), code::NOT_GRANTED);
+    // ...and every passphrase operation reports the edit.
+    expect_tampered(
+        &env,
+        env.run_pw(&["allow", "--secret", "OTHER", "--", prog], b""),
+        &["the grant for", "removed outside envseal"],
+    );
 }

@@ -1,6 +1,8 @@
-//! `envseal rm KEY`: delete a secret (needs the passphrase).
+//! `envseal rm KEY`: delete a secret (needs the passphrase), and say which
+//! grants still name it.
 
-use envseal_vault::Vault;
+use envseal_policy::Grant;
+use envseal_vault::{SecretName, Vault};
 
 use crate::cli::RmArgs;
 use crate::{input, paths};
@@ -14,5 +16,20 @@ pub fn run(args: RmArgs) -> anyhow::Result<()> {
     let keys = vault.unlock(&pass)?;
     vault.remove(&keys, name)?;
     eprintln!("envseal: removed {name}");
+    if let Ok(secret) = SecretName::new(name) {
+        let losing: Vec<String> = vault
+            .grants()?
+            .into_iter()
+            .filter(|r| Grant::decode(&r.body).is_ok_and(|g| g.secrets.contains_key(&secret)))
+            .map(|r| r.program)
+            .collect();
+        if !losing.is_empty() {
+            eprintln!(
+                "envseal: these grants give {name}, so `exec` of them fails until it is set \
+                 again (or revoked with `envseal revoke PROGRAM --secret {name}`): {}",
+                losing.join(", ")
+            );
+        }
+    }
     Ok(())
 }

@@ -85,6 +85,11 @@ impl Env {
         env
     }
 
+    /// The file holding the test passphrase (one line).
+    pub fn passfile(&self) -> &Path {
+        &self.passfile
+    }
+
     /// A fresh vault with cheap KDF parameters (m = 8 MiB, t = 1).
     pub fn initialized() -> Env {
         let env = Env::new();

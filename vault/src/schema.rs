@@ -87,3 +87,38 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_vault_is_migrated_to_the_current_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, CURRENT);
+        let grants: i64 = conn
+            .query_row("SELECT count(*) FROM grants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(grants, 0);
+        // Migrating again is a no-op.
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn newer_versions_are_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "user_version", CURRENT + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(Error::UnsupportedSchema { .. })
+        ));
+    }
+}
