@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt as _;
 
 use nix::errno::Errno;
 use sha2::{Digest as _, Sha256};
@@ -114,30 +113,11 @@ pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
     })
 }
 
-/// SHA-256 of a sealed memfd's contents (`sha2` uses SHA-NI when the CPU
-/// has it).
+/// SHA-256 of a sealed memfd's contents, hashed from a read-only mapping
+/// (`sha2` uses SHA-NI when the CPU has it).
 fn hash(fd: &OwnedFd) -> Result<[u8; 32]> {
-    let file = File::from(fd.try_clone().map_err(|source| Error::Sys {
-        action: "duplicate the memfd",
-        source,
-    })?);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    loop {
-        let n = file
-            .read_at(&mut buf, offset)
-            .map_err(|source| Error::Sys {
-                action: "read the memfd",
-                source,
-            })?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok(hasher.finalize().into())
+    files::with_sealed_contents(fd, |bytes| Sha256::digest(bytes).into())
+        .map_err(Error::sys("map the sealed memfd"))
 }
 
 fn hex(d: &[u8; 32]) -> String {
@@ -147,7 +127,7 @@ fn hex(d: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 
     fn sha(bytes: &[u8]) -> [u8; 32] {
         Sha256::digest(bytes).into()
