@@ -8,10 +8,10 @@
 mod util;
 
 use std::fs;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -24,6 +24,32 @@ fn bin_dir(env: &Env) -> PathBuf {
     let dir = env.tmp.path().join("bin");
     fs::create_dir_all(&dir).unwrap();
     fs::canonicalize(dir).unwrap()
+}
+
+/// A vault with TOKEN (a fresh value tagged `tag`) approved, and the probe
+/// installed as `bin/NAME`; granted TOKEN when `grant`.
+struct Setup {
+    env: Env,
+    token: String,
+    dir: PathBuf,
+    prog: PathBuf,
+}
+
+fn setup(tag: &str, name: &str, grant: bool) -> Setup {
+    let env = Env::initialized();
+    let token = value(tag);
+    env.set_approved("TOKEN", &token);
+    let dir = bin_dir(&env);
+    let prog = probe::install(&dir.join(name), probe::bytes());
+    if grant {
+        env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    }
+    Setup {
+        env,
+        token,
+        dir,
+        prog,
+    }
 }
 
 fn s(p: &Path) -> &str {
@@ -162,12 +188,7 @@ fn sha256_hex(path: &Path) -> String {
 
 #[test]
 fn a_binary_changed_after_allow_is_refused() {
-    let env = Env::initialized();
-    let token = value("token");
-    env.set_approved("TOKEN", &token);
-    let dir = bin_dir(&env);
-    let prog = probe::install(&dir.join("tool"), probe::bytes());
-    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    let Setup { env, dir, prog, .. } = setup("token", "tool", true);
     let pinned = sha256_hex(&prog);
     let b = probe::variant(b'B');
 
@@ -209,11 +230,9 @@ fn a_binary_changed_after_allow_is_refused() {
 
 #[test]
 fn racing_rewrites_during_200_execs_never_run_other_bytes() {
-    let env = Env::initialized();
-    let token = value("race");
-    env.set_approved("TOKEN", &token);
-    let prog = probe::install(&bin_dir(&env).join("racer"), probe::bytes());
-    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    let Setup {
+        env, token, prog, ..
+    } = setup("race", "racer", true);
 
     // The attacker flips the file between A and B as fast as it can, in
     // place (torn reads are possible) and, every few rounds, by rename.
@@ -271,11 +290,9 @@ fn racing_rewrites_during_200_execs_never_run_other_bytes() {
 
 #[test]
 fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
-    let env = Env::initialized();
-    let token = value("ld");
-    env.set_approved("TOKEN", &token);
-    let prog = probe::install(&bin_dir(&env).join("app"), probe::bytes());
-    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    let Setup {
+        env, token, prog, ..
+    } = setup("ld", "app", true);
     let hijacks = [
         ("LD_PRELOAD", "/nonexistent/evil.so"),
         ("LD_AUDIT", "/nonexistent/audit.so"),
@@ -325,11 +342,12 @@ fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
 
 #[test]
 fn a_scripts_interpreter_is_pinned_and_checked() {
-    let env = Env::initialized();
-    let token = value("script");
-    env.set_approved("TOKEN", &token);
-    let dir = bin_dir(&env);
-    let prog = probe::install(&dir.join("probe"), probe::bytes());
+    let Setup {
+        env,
+        token,
+        dir,
+        prog,
+    } = setup("script", "probe", false);
     // The interpreter is a private copy of sh, found through PATH by
     // `#!/usr/bin/env`, so the test can swap it.
     let sh = fs::read(fs::canonicalize("/bin/sh").unwrap()).unwrap();
@@ -428,10 +446,7 @@ fn interpreters_need_an_argument_constraint() {
 
 #[test]
 fn exit_status_and_signals_pass_through() {
-    let env = Env::initialized();
-    env.set_approved("TOKEN", &value("status"));
-    let prog = probe::install(&bin_dir(&env).join("svc"), probe::bytes());
-    env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    let Setup { env, prog, .. } = setup("status", "svc", true);
 
     let mut c = env.command_pw(&["exec", "--", s(&prog)]);
     c.env("PROBE_EXIT", "42");
@@ -447,50 +462,15 @@ fn exit_status_and_signals_pass_through() {
     // SIGTERM sent to envseal reaches the program, whose handler exits 3.
     let mut c = env.command_pw(&["exec", "--", s(&prog)]);
     c.env("PROBE_MODE", "sleep").stdin(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    while !seen.ends_with("ready\n") {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "the program never got ready"
-        );
-        seen.push_str(&line);
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    stdout.read_to_string(&mut seen).unwrap();
-    let mut stderr = Vec::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    let status = child.wait().unwrap();
-    let r = env.record(
-        "exec svc (SIGTERM to envseal)".into(),
-        Output {
-            status,
-            stdout: seen.into_bytes(),
-            stderr,
-        },
-    );
+    let out = probe::Sleeping::start(&mut c).signal_and_finish(nix::sys::signal::Signal::SIGTERM);
+    let r = env.record("exec svc (SIGTERM to envseal)".into(), out);
     env.expect_code(&r, 3);
     env.expect_stdout(&r, &["got-signal 15"]);
 }
 
 #[test]
 fn failures_have_distinct_codes_and_name_no_secret() {
-    let env = Env::initialized();
-    let token = value("fail");
-    env.set_approved("TOKEN", &token);
-    let dir = bin_dir(&env);
-    let prog = probe::install(&dir.join("tool"), probe::bytes());
+    let Setup { env, dir, prog, .. } = setup("fail", "tool", false);
 
     let r = exec(&env, &["--", s(&dir.join("missing"))]);
     env.expect_code(&r, code::NOT_FOUND);
@@ -562,11 +542,12 @@ fn failures_have_distinct_codes_and_name_no_secret() {
 
 #[test]
 fn exec_on_a_terminal_offers_to_pin() {
-    let env = Env::initialized();
-    let token = value("offer");
-    env.set_approved("TOKEN", &token);
-    let dir = bin_dir(&env);
-    let prog = probe::install(&dir.join("fresh"), probe::bytes());
+    let Setup {
+        env,
+        token,
+        dir,
+        prog,
+    } = setup("offer", "fresh", false);
     let args = [
         "exec",
         "--allow",

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::probe::{self, Report};
+use util::probe;
 use util::{Env, value};
 
 const ATTACKER: &str = "envseal-attacker";
@@ -191,20 +191,6 @@ fn give_vault_to(env: &Env, uid: u32, gid: u32) {
     assert!(chown.success());
 }
 
-/// Reads a child's stdout until the probe says "ready"; returns the text.
-fn until_ready(out: &mut impl std::io::BufRead) -> String {
-    let mut seen = String::new();
-    while !seen.ends_with("ready\n") {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the probe never got ready"
-        );
-        seen.push_str(&line);
-    }
-    seen
-}
-
 fn assert_all_denied(what: &str, results: &BTreeMap<String, String>) {
     for (attack, result) in results {
         assert!(
@@ -227,6 +213,18 @@ fn assert_all_allowed(what: &str, results: &BTreeMap<String, String>) {
     );
 }
 
+/// The attacker user (uid, gid), a vault, a directory that user can read,
+/// and copies of envseal and of this test binary in it.
+fn stage() -> (u32, u32, Env, tempfile::TempDir, PathBuf, PathBuf) {
+    let (uid, gid) = attacker_user();
+    let env = Env::initialized();
+    let bins = tempfile::tempdir().unwrap();
+    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let envseal = runnable_copy(&util::bin(), bins.path());
+    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
+    (uid, gid, env, bins, envseal, me)
+}
+
 /// G7: the program `envseal exec` launches, and envseal itself while it
 /// waits, resist a same-user attacker; the same program run directly by
 /// that user does not (the control).
@@ -234,12 +232,7 @@ fn assert_all_allowed(what: &str, results: &BTreeMap<String, String>) {
 fn launched_program_is_unreadable_by_the_same_user() {
     attacker_branch();
     let test = "launched_program_is_unreadable_by_the_same_user";
-    let (uid, gid) = attacker_user();
-    let env = Env::initialized();
-    let bins = tempfile::tempdir().unwrap();
-    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let envseal = runnable_copy(&util::bin(), bins.path());
-    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
+    let (uid, gid, env, bins, envseal, me) = stage();
     let prog = probe::install(&bins.path().join("probe"), probe::bytes());
     let token = value("g7");
     env.set_approved("TOKEN", &token);
@@ -251,69 +244,49 @@ fn launched_program_is_unreadable_by_the_same_user() {
     give_vault_to(&env, uid, gid);
 
     // Victim: the user runs the pinned program through envseal.
-    let mut victim = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(r#"exec "$@" 3<"$PASSFILE""#)
-        .arg("sh")
-        .arg("setpriv")
-        .args([
-            format!("--reuid={uid}"),
-            format!("--regid={gid}"),
-            "--clear-groups".into(),
-            "--".into(),
-        ])
-        .arg(&envseal)
-        .args(["exec", "--passphrase-fd", "3", "--"])
-        .arg(&prog)
-        .env("ENVSEAL_HOME", &env.home)
-        .env("PASSFILE", env.passfile())
-        .env("PROBE_MODE", "sleep")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(victim.stdout.take().unwrap());
-    let mut seen = until_ready(&mut stdout);
-    let report = Report::parse(seen.as_bytes());
+    let victim = probe::Sleeping::start(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"exec "$@" 3<"$PASSFILE""#)
+            .arg("sh")
+            .arg("setpriv")
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".into(),
+                "--".into(),
+            ])
+            .arg(&envseal)
+            .args(["exec", "--passphrase-fd", "3", "--"])
+            .arg(&prog)
+            .env("ENVSEAL_HOME", &env.home)
+            .env("PASSFILE", env.passfile())
+            .env("PROBE_MODE", "sleep")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let report = victim.report();
     assert!(
         report.env_is("TOKEN", token.as_bytes()),
         "the program did not get TOKEN"
     );
     assert_eq!(report.dumpable, 0, "the launched program is dumpable");
     let on_program = attack_as_user(uid, gid, &me, test, report.pid as u32);
-    let on_envseal = attack_as_user(uid, gid, &me, test, victim.id());
+    let on_envseal = attack_as_user(uid, gid, &me, test, victim.child.id());
 
     // Control: the same program, run directly by the same user.
-    let mut control = as_user(uid, gid, &prog)
-        .env("PROBE_MODE", "sleep")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut control_out = std::io::BufReader::new(control.stdout.take().unwrap());
-    until_ready(&mut control_out);
-    let on_control = attack_as_user(uid, gid, &me, test, control.id());
-    let _ = control.kill();
-    let _ = control.wait();
+    let control = probe::Sleeping::start(
+        as_user(uid, gid, &prog)
+            .env("PROBE_MODE", "sleep")
+            .stdout(Stdio::piped()),
+    );
+    let on_control = attack_as_user(uid, gid, &me, test, control.child.id());
+    drop(control.signal_and_finish(nix::sys::signal::Signal::SIGKILL));
 
     // SIGTERM to envseal reaches the program (its handler exits 3).
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    std::io::Read::read_to_string(&mut stdout, &mut seen).unwrap();
-    let mut stderr = Vec::new();
-    std::io::Read::read_to_end(&mut victim.stderr.take().unwrap(), &mut stderr).unwrap();
-    let status = victim.wait().unwrap();
-    let r = env.record(
-        "exec probe (as the attacker's user)".into(),
-        std::process::Output {
-            status,
-            stdout: seen.into_bytes(),
-            stderr,
-        },
-    );
+    let out = victim.signal_and_finish(nix::sys::signal::Signal::SIGTERM);
+    let r = env.record("exec probe (as the attacker's user)".into(), out);
     env.expect_code(&r, 3);
 
     assert_all_allowed("the same program run directly", &on_control);
@@ -324,12 +297,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
 #[test]
 fn cli_memory_is_unreadable_by_the_same_user() {
     attacker_branch();
-    let (uid, gid) = attacker_user();
-    let env = Env::initialized();
-    let bins = tempfile::tempdir().unwrap();
-    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let envseal = runnable_copy(&util::bin(), bins.path());
-    let me = runnable_copy(&std::env::current_exe().unwrap(), bins.path());
+    let (uid, gid, env, _bins, envseal, me) = stage();
     give_vault_to(&env, uid, gid);
 
     // Victim: `envseal set HELD`, blocked reading stdin with half a value.

@@ -1,16 +1,12 @@
 //! `envseal approve KEY…`: endorse pending values.
 
-use envseal_vault::{ApproveOutcome, SecretName, Vault};
+use envseal_vault::{ApproveOutcome, Vault};
 
 use crate::cli::ApproveArgs;
 use crate::{input, paths};
 
 pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
-    let names = args
-        .keys
-        .iter()
-        .map(|k| SecretName::new(k))
-        .collect::<Result<Vec<_>, _>>()?;
+    let names = super::names(&args.keys)?;
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     let pass = input::passphrase(args.passphrase, "to approve")?;
     let keys = vault.unlock(&pass)?;

@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 
 use envseal_launcher::{self as launcher, Launch, Role, SecretItem};
-use envseal_policy::{ArgRule, Delivery, Grant, Resolved, check_args, hex, select};
+use envseal_policy::{ArgRule, Delivery, Grant, Resolved, Tier, check_args, hex, select};
 use envseal_vault::{Error as VaultError, Keys, SecretName, Vault};
 
 use crate::cli::ExecArgs;
@@ -24,11 +24,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let resolved = pin::resolve(&cmd)?;
     let program = resolved.canonical.clone();
     check_allow(&args.allow, &cmd, &program)?;
-    let requested = args
-        .secrets
-        .iter()
-        .map(|s| SecretName::new(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let requested = super::names(&args.secrets)?;
 
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     // A first look without the key, to fail before asking a passphrase;
@@ -61,6 +57,18 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             .grant(&program)?
             .ok_or_else(|| not_granted(&program))?;
         let grant = Grant::decode(&body)?;
+        if grant.tier != Tier::None {
+            // Never run a program in a weaker sandbox than its grant asks for.
+            return Err(CliError::new(
+                Code::Failure,
+                format!(
+                    "the grant for {program} asks for tier {}, which this envseal cannot provide",
+                    grant.tier.as_str()
+                ),
+            )
+            .hint("nothing was run; upgrade envseal, or pin it again with --tier none")
+            .into());
+        }
         check_args(&grant, &cmd_args)?;
         let selected = select(&grant, &requested)?;
         // The bytes are verified before any secret is decrypted.

@@ -11,7 +11,14 @@ mod revoke;
 mod rm;
 mod set;
 
+use envseal_vault::SecretName;
+
 use crate::cli::Command;
+
+/// Validates secret names given on the command line.
+fn names(given: &[String]) -> Result<Vec<SecretName>, envseal_vault::Error> {
+    given.iter().map(|n| SecretName::new(n)).collect()
+}
 
 /// Runs one command; returns the exit status (a launched program's own
 /// for `exec`, else 0).

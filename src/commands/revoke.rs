@@ -2,7 +2,7 @@
 //! its secrets (needs the passphrase).
 
 use envseal_policy::Grant;
-use envseal_vault::{SecretName, Vault};
+use envseal_vault::Vault;
 
 use crate::cli::RevokeArgs;
 use crate::commands::pin;
@@ -17,11 +17,7 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
         Ok(r) => r.canonical,
         Err(_) => args.program.to_string_lossy().into_owned(),
     };
-    let secrets = args
-        .secrets
-        .iter()
-        .map(|s| SecretName::new(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let secrets = super::names(&args.secrets)?;
     let pass = input::passphrase(args.passphrase, &format!("to revoke {program}"))?;
     let keys = vault.unlock(&pass)?;
     if secrets.is_empty() {

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::{BufRead, BufReader, Read as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdout, Command, Output};
 use std::sync::OnceLock;
 
 const SOURCE: &str = include_str!("../probe/probe.c");
@@ -121,5 +122,58 @@ impl Report {
     pub fn any_env_is(&self, value: &[u8]) -> bool {
         let h = fnv(value);
         self.env.values().any(|v| *v == h)
+    }
+}
+
+/// A probe started in `PROBE_MODE=sleep` (directly or through envseal),
+/// read up to its "ready" line.
+pub struct Sleeping {
+    pub child: Child,
+    stdout: BufReader<ChildStdout>,
+    /// Everything it printed so far.
+    pub seen: String,
+}
+
+impl Sleeping {
+    /// Spawns `command` (stdout piped) and waits for "ready".
+    pub fn start(command: &mut Command) -> Sleeping {
+        let mut child = command.spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        while !seen.ends_with("ready\n") {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "the probe never got ready"
+            );
+            seen.push_str(&line);
+        }
+        Sleeping {
+            child,
+            stdout,
+            seen,
+        }
+    }
+
+    /// What the probe reported before it got ready.
+    pub fn report(&self) -> Report {
+        Report::parse(self.seen.as_bytes())
+    }
+
+    /// Sends `signal` to the spawned process (envseal, when the probe was
+    /// started through it) and collects everything until it exits.
+    pub fn signal_and_finish(mut self, signal: nix::sys::signal::Signal) -> Output {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        self.stdout.read_to_string(&mut self.seen).unwrap();
+        let mut stderr = Vec::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_end(&mut stderr).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        Output {
+            status,
+            stdout: self.seen.into_bytes(),
+            stderr,
+        }
     }
 }
