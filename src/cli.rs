@@ -11,7 +11,8 @@ program; it is never printed, copied or exported.
 
 Exit codes: 0 ok; 1 error; 64 usage; 65 vault corrupt; 66 no vault;
 67 vault tampered; 68 not granted; 69 program changed since pinned;
-70 pinned path swapped; 71 a granted secret was removed; 77 denied;
+70 pinned path swapped; 71 a granted secret was removed; 72 the kernel
+refused the sandbox the grant's tier requires; 77 denied;
 126 cannot execute; 127 program not found. `exec` otherwise exits with the
 program's own status (128+N if signal N killed it).";
 
@@ -75,7 +76,8 @@ Examples:
   envseal allow --secret API_TOKEN -- deploy
   envseal allow --secret DB_PASSWORD=PGPASSWORD -- psql
   envseal allow --file TLS_KEY -- ./server        # path in $TLS_KEY_FILE
-  envseal allow --secret TOKEN --args-exact /opt/job.py -- python3")]
+  envseal allow --secret TOKEN --args-exact /opt/job.py -- python3
+  envseal allow --secret API_TOKEN --tier lockdown -- deploy")]
     Allow(AllowArgs),
 
     /// List grants: pinned programs and the secrets they receive (no passphrase)
@@ -100,6 +102,17 @@ Examples:
   envseal exec --allow deploy -- deploy --prod
   envseal exec --secret API_TOKEN -- deploy     # only API_TOKEN of its grant")]
     Exec(ExecArgs),
+
+    /// Report what this machine supports for each tier
+    #[command(after_help = "Examples:\n  envseal doctor\n  envseal doctor --json")]
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON: {"checks":[{"name","ok","detail"}],"tiers":[{"tier","ok","g7","why"}]}
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the passphrase comes from when one is needed.
@@ -171,11 +184,16 @@ pub struct RmArgs {
     pub passphrase: PassphraseArgs,
 }
 
-/// Confinement tiers (`hardened` and `lockdown` are not built yet).
+/// Confinement tiers.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TierArg {
     /// Non-dumpable, execute-only sealed copy, clean environment, no inherited descriptors
     None,
+    /// None plus user, PID, IPC and UTS namespaces, a PID 1, no_new_privs and a seccomp filter
+    Hardened,
+    /// Hardened plus no network, private /tmp and HOME, file secrets on a read-only tmpfs,
+    /// and Landlock: read-only filesystem, execute only the pinned program
+    Lockdown,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +224,10 @@ pub struct AllowArgs {
     /// Grant an interpreter or shell without an argument constraint anyway
     #[arg(long)]
     pub force_interpreter: bool,
+
+    /// Lockdown: another program it may execute (pinned by path and SHA-256 too)
+    #[arg(long = "may-exec", value_name = "PROGRAM")]
+    pub may_exec: Vec<OsString>,
 
     /// Approve the named secrets that are still pending
     #[arg(long)]

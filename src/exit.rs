@@ -28,6 +28,8 @@ pub enum Code {
     Swapped = 70,
     /// A secret the grant gives was removed from the vault.
     SecretMissing = 71,
+    /// The kernel or machine refused the sandbox the grant's tier needs.
+    Unsupported = 72,
     /// Wrong or missing passphrase; operation not allowed.
     Denied = 77,
     /// The program was found but cannot be executed.
@@ -130,6 +132,16 @@ fn classify_launch(e: &LaunchError) -> (Code, Option<String>) {
             )),
         ),
         LaunchError::Exec { .. } => (Code::CannotExecute, None),
+        LaunchError::Sandbox { fix, .. } => (
+            Code::Unsupported,
+            Some(if fix.is_empty() {
+                "nothing was run; `envseal doctor` shows what this machine supports".to_owned()
+            } else {
+                format!(
+                    "nothing was run; {fix} (`envseal doctor` shows what this machine supports)"
+                )
+            }),
+        ),
         _ => (Code::Failure, None),
     }
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use envseal_launcher::{Exit, Launch, Role, load, run};
+use envseal_launcher::{Exit, Launch, Role, Tier, load, run};
 use sha2::{Digest as _, Sha256};
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -28,6 +28,10 @@ fn median(mut v: Vec<Duration>) -> f64 {
 }
 
 fn launch(path: &str, sha: &[u8; 32]) {
+    launch_in(path, sha, Tier::None);
+}
+
+fn launch_in(path: &str, sha: &[u8; 32], tier: Tier) {
     let executable = load(path, sha, Role::Executable).expect("load");
     let exit = run(Launch {
         executable,
@@ -36,6 +40,9 @@ fn launch(path: &str, sha: &[u8; 32]) {
         args: Vec::new(),
         env: Vec::new(),
         secrets: Vec::new(),
+        tier,
+        may_exec: Vec::new(),
+        verbose: false,
     })
     .expect("run");
     assert_eq!(exit, Exit::Code(0));
@@ -120,9 +127,28 @@ fn main() {
     let big_load = median(loads);
     println!("100 MB load alone (copy + seal + hash): median {big_load:.1} ms");
     println!("SHA-256 throughput: {sha_gbps:.2} GB/s");
+    let tier_runs = (runs / 3).max(20);
+    let mut medians = Vec::new();
+    for tier in [Tier::None, Tier::Hardened, Tier::Lockdown] {
+        let mut t = Vec::new();
+        for i in 0..tier_runs + 5 {
+            let start = Instant::now();
+            launch_in(small, &small_sha, tier);
+            if i >= 5 {
+                t.push(start.elapsed());
+            }
+        }
+        medians.push(median(t));
+    }
+    println!(
+        "tiers (/bin/true, x{tier_runs}): none {:.3} ms, hardened {:.3} ms, lockdown {:.3} ms",
+        medians[0], medians[1], medians[2]
+    );
     println!(
         "RESULT small_launch_ms={small_env:.3} small_direct_ms={small_direct:.3} \
          big_launch_ms={big_env:.1} big_direct_ms={big_direct:.1} big_load_ms={big_load:.1} \
-         sha_gbps={sha_gbps:.2} runs={runs} big_runs={big_runs}"
+         sha_gbps={sha_gbps:.2} runs={runs} big_runs={big_runs} \
+         tier_none_ms={:.3} tier_hardened_ms={:.3} tier_lockdown_ms={:.3} tier_runs={tier_runs}",
+        medians[0], medians[1], medians[2]
     );
 }

@@ -32,6 +32,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The kernel or the machine refused part of the sandbox the tier
+    /// requires; nothing ran.
+    #[error("cannot build the sandbox: {step}: {source}")]
+    Sandbox {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+        /// What the user can do about it ("" if nothing obvious).
+        fix: &'static str,
+    },
+
     /// A system call failed.
     #[error("{action}: {source}")]
     Sys {
@@ -52,3 +63,12 @@ impl Error {
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<nix::errno::Errno> for Error {
+    fn from(e: nix::errno::Errno) -> Self {
+        Error::Sys {
+            action: "a system call",
+            source: e.into(),
+        }
+    }
+}

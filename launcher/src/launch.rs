@@ -13,8 +13,18 @@ use secrecy::{ExposeSecret as _, SecretSlice};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::idmap::{Ids, USERNS_FIX};
 use crate::program::{Role, Verified};
-use crate::sys::{files, signals, spawn};
+use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
+use crate::sys::{files, ns, signals, spawn};
+
+/// How strongly the program is confined (see the crate documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    None,
+    Hardened,
+    Lockdown,
+}
 
 /// How a secret reaches the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +58,12 @@ pub struct Launch {
     pub env: Vec<(OsString, OsString)>,
     /// The secrets; variables of the same names in `env` are replaced.
     pub secrets: Vec<SecretItem>,
+    /// The confinement tier.
+    pub tier: Tier,
+    /// Lockdown: further programs the program may execute (paths).
+    pub may_exec: Vec<String>,
+    /// Print what was applied to stderr ("envseal: …" lines).
+    pub verbose: bool,
 }
 
 /// How the program ended.
@@ -78,8 +94,11 @@ pub fn run(launch: Launch) -> Result<Exit> {
         script,
         argv0,
         args,
-        env,
+        mut env,
         secrets,
+        tier,
+        may_exec,
+        verbose,
     } = launch;
     if executable.role() != Role::Executable {
         return Err(Error::Sys {
@@ -87,19 +106,107 @@ pub fn run(launch: Launch) -> Result<Exit> {
             source: std::io::Error::other("the executable was loaded as a script"),
         });
     }
+    let lockdown = tier == Tier::Lockdown;
+    let mut notes = Vec::new();
 
-    // Secret files first: their descriptors go into the environment.
+    // Namespaced tiers: everything that can fail is checked before any
+    // process is started.
+    let ids = (tier != Tier::None).then(Ids::current);
+    if let Some(ids) = &ids {
+        if !ids.can_map() {
+            return Err(Error::Sandbox {
+                step: "map ids in the sandbox's user namespace",
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                fix: "install the uidmap package (newuidmap, newgidmap), or use --tier none",
+            });
+        }
+        match ids.g7() {
+            Ok(()) => {
+                ids.chown_to_subordinate(executable.fd())?;
+                notes.push(
+                    "G7: the program runs from a copy owned by a subordinate id: other processes \
+                     of the user can neither read nor trace it"
+                        .to_owned(),
+                );
+            }
+            Err(why) => notes.push(format!("G7 does not hold in this tier: {why}")),
+        }
+    }
+    let seccomp = match tier {
+        Tier::None => None,
+        _ => Some(sandbox::seccomp_filters()?),
+    };
+    let landlock = if lockdown {
+        let mut exes: Vec<String> = executable.loader().into_iter().map(str::to_owned).collect();
+        exes.extend(may_exec);
+        let cwd = std::env::current_dir().map_err(|source| Error::Sys {
+            action: "find the working directory",
+            source,
+        })?;
+        let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
+        notes.push(format!(
+            "Landlock ABI {} enforced: read-only everywhere, read-write in {} and /tmp, \
+             execute only {}",
+            sandbox::LANDLOCK_ABI as i32,
+            cwd.display(),
+            if exes.is_empty() {
+                "the pinned program".to_owned()
+            } else {
+                format!("the pinned program and {}", exes.join(", "))
+            }
+        ));
+        Some(ruleset)
+    } else {
+        None
+    };
+    if lockdown {
+        env.retain(|(k, _)| {
+            !matches!(
+                k.to_str(),
+                Some(
+                    "HOME"
+                        | "TMPDIR"
+                        | "XDG_RUNTIME_DIR"
+                        | "XDG_CONFIG_HOME"
+                        | "XDG_CACHE_HOME"
+                        | "XDG_DATA_HOME"
+                        | "XDG_STATE_HOME"
+                )
+            )
+        });
+        for (k, v) in [
+            ("HOME", PRIVATE_HOME.to_owned()),
+            ("TMPDIR", "/tmp".to_owned()),
+            ("XDG_CONFIG_HOME", format!("{PRIVATE_HOME}/.config")),
+            ("XDG_CACHE_HOME", format!("{PRIVATE_HOME}/.cache")),
+            ("XDG_DATA_HOME", format!("{PRIVATE_HOME}/.local/share")),
+            ("XDG_STATE_HOME", format!("{PRIVATE_HOME}/.local/state")),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+    }
+
+    // Secret files first: their paths go into the environment.
     let mut files_kept: Vec<OwnedFd> = Vec::new();
+    let mut secret_files: Vec<SecretFile<'_>> = Vec::new();
     let mut envp: Vec<Zeroizing<Vec<u8>>> = Vec::new();
     for item in &secrets {
         let value = item.value.expose_secret();
-        match item.delivery {
-            Delivery::Env => envp.push(entry(item.variable.as_bytes(), value)),
-            Delivery::File => {
+        match (item.delivery, lockdown) {
+            (Delivery::Env, _) => envp.push(entry(item.variable.as_bytes(), value)),
+            (Delivery::File, false) => {
                 let fd = secret_file(&item.variable, value)?;
                 let path = format!("/dev/fd/{}", fd.as_raw_fd());
                 envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
                 files_kept.push(fd);
+            }
+            (Delivery::File, true) => {
+                let path = format!("{SECRET_DIR}/{}", item.variable);
+                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
+                secret_files.push(SecretFile {
+                    path: cstring(path.into_bytes())?,
+                    value,
+                });
             }
         }
     }
@@ -139,31 +246,153 @@ pub fn run(launch: Launch) -> Result<Exit> {
     let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft.min(65536) as RawFd)
         .unwrap_or(1024);
-    let spawned = spawn::spawn(&spawn::Prepared {
+    let prepared = spawn::Prepared {
         exec_fd: executable.raw_fd(),
         argv: &argv_ptrs,
         envp: &envp_ptrs,
         keep: &keep,
         mask: &mask,
         max_fd,
-    });
+    };
+    let spawned = match (&ids, &seccomp) {
+        (Some(ids), Some(seccomp)) => {
+            // What the sandbox's PID 1 wipes once the program has started.
+            let mut wipe: Vec<(*mut u8, usize)> = envp
+                .iter()
+                .map(|e| (e.as_ptr() as *mut u8, e.len()))
+                .collect();
+            wipe.extend(secrets.iter().map(|s| {
+                (
+                    s.value.expose_secret().as_ptr() as *mut u8,
+                    s.value.expose_secret().len(),
+                )
+            }));
+            let size: usize = secret_files
+                .iter()
+                .map(|f| f.value.len() + 4096)
+                .sum::<usize>()
+                + 65536;
+            let opts = [
+                cstring(format!("size={size},mode=0700,noswap").into_bytes())?,
+                cstring(format!("size={size},mode=0700").into_bytes())?,
+            ];
+            start_sandbox(
+                &sandbox::Plan {
+                    lockdown,
+                    go: -1,
+                    report: -1,
+                    secret_files: &secret_files,
+                    secret_opts: [&opts[0], &opts[1]],
+                    landlock: sandbox::raw(&landlock),
+                    seccomp,
+                    exec: &prepared,
+                    waited: &waited,
+                    wipe: &wipe,
+                },
+                ids,
+                &mut notes,
+            )
+        }
+        _ => spawn::spawn(&prepared).map_err(|source| Error::Exec {
+            path: executable.path().into(),
+            source,
+        }),
+    };
     // The child has its own copy (or failed): wipe ours now.
     drop(envp_ptrs);
     drop(envp);
+    drop(secret_files);
     drop(secrets);
     drop(files_kept);
     drop(script);
-    let child = spawned.map_err(|source| Error::Exec {
-        path: executable.path().into(),
-        source,
-    })?;
+    drop(landlock);
+    let child = spawned?;
     drop(executable);
+    if verbose {
+        for note in &notes {
+            eprintln!("envseal: {note}");
+        }
+    }
 
     let exit = wait(child, &waited);
     // Restore the caller's mask (a library caller may launch again).
     let _ =
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&mask), None);
     exit
+}
+
+/// Starts the sandbox's PID 1 in new namespaces, writes its id maps,
+/// lets it go, and returns once the program has exec'd (or why not).
+fn start_sandbox(
+    plan: &sandbox::Plan<'_>,
+    ids: &Ids,
+    notes: &mut Vec<String>,
+) -> Result<nix::unistd::Pid> {
+    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (report_r, report_w) = spawn::report_pipe().map_err(|source| Error::Sys {
+        action: "create a pipe",
+        source,
+    })?;
+    let mut flags =
+        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if plan.lockdown {
+        flags |= libc::CLONE_NEWNS | libc::CLONE_NEWNET;
+    }
+    let plan = sandbox::Plan {
+        go: go_r.as_raw_fd(),
+        report: report_w.as_raw_fd(),
+        ..*plan
+    };
+    let pid1 = ns::clone(flags).map_err(|e| Error::Sandbox {
+        step: "create the sandbox's namespaces",
+        source: std::io::Error::from_raw_os_error(e),
+        fix: USERNS_FIX,
+    })?;
+    if pid1 == 0 {
+        sandbox::pid1(&plan);
+    }
+    drop(go_r);
+    drop(report_w);
+    let pid = nix::unistd::Pid::from_raw(pid1);
+    let abandon = |e: Error| -> Error {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    ids.map_self(pid1).map_err(abandon)?;
+    nix::unistd::write(&go_w, b"g").map_err(|e| abandon(e.into()))?;
+    drop(go_w);
+    let reports = spawn::read_reports(report_r).map_err(|source| {
+        abandon(Error::Sys {
+            action: "read the sandbox's report",
+            source,
+        })
+    })?;
+    for (stage, errno) in reports {
+        if stage == sandbox::stage::NOTE_NO_NOSWAP {
+            notes.push(
+                "the secrets tmpfs is not noswap: the kernel allows noswap only for root in the \
+                 initial user namespace (or predates 6.4), so its pages may be swapped"
+                    .into(),
+            );
+            continue;
+        }
+        let source = std::io::Error::from_raw_os_error(errno);
+        let _ = waitpid(pid, None);
+        return Err(if stage == spawn::STAGE_EXEC {
+            Error::Exec {
+                path: "the pinned program".into(),
+                source,
+            }
+        } else {
+            Error::Sandbox {
+                step: sandbox::stage::describe(stage),
+                source,
+                fix: "",
+            }
+        });
+    }
+    Ok(pid)
 }
 
 /// Waits for the child, forwarding the signals sent to envseal.

@@ -17,13 +17,18 @@
 //!
 //! Tier None only; namespaces, Landlock and seccomp come with the tiers.
 
+pub mod doctor;
 mod environment;
 mod error;
+mod idmap;
 mod launch;
 mod program;
+mod sandbox;
 mod sys;
 
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};
-pub use launch::{Delivery, Exit, Launch, SecretItem, run};
+pub use idmap::{Ids, USERNS_FIX};
+pub use launch::{Delivery, Exit, Launch, SecretItem, Tier, run};
 pub use program::{Role, Verified, load};
+pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};

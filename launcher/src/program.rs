@@ -28,6 +28,7 @@ pub struct Verified {
     path: String,
     sha256: [u8; 32],
     role: Role,
+    loader: Option<String>,
 }
 
 impl Verified {
@@ -48,6 +49,15 @@ impl Verified {
 
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The dynamic loader an ELF program names (`PT_INTERP`), if any.
+    pub fn loader(&self) -> Option<&str> {
+        self.loader.as_deref()
     }
 
     /// Whether the copy carries every seal (write, shrink, grow, seal).
@@ -97,7 +107,10 @@ pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
         Role::Script => 0o400,
     };
     files::seal(&fd, mode).map_err(Error::sys("seal the program's memfd"))?;
-    let sha256 = hash(&fd)?;
+    let (sha256, loader) = files::with_sealed_contents(&fd, |bytes| {
+        (Sha256::digest(bytes).into(), elf_interpreter(bytes))
+    })
+    .map_err(Error::sys("map the sealed memfd"))?;
     if &sha256 != expected {
         return Err(Error::Changed {
             path: path.into(),
@@ -110,14 +123,35 @@ pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
         path: path.into(),
         sha256,
         role,
+        loader,
     })
 }
 
-/// SHA-256 of a sealed memfd's contents, hashed from a read-only mapping
-/// (`sha2` uses SHA-NI when the CPU has it).
-fn hash(fd: &OwnedFd) -> Result<[u8; 32]> {
-    files::with_sealed_contents(fd, |bytes| Sha256::digest(bytes).into())
-        .map_err(Error::sys("map the sealed memfd"))
+/// The `PT_INTERP` path of a 64-bit little-endian ELF file (the dynamic
+/// loader the kernel opens to run it); `None` for anything else. Every
+/// offset is bounds-checked: the bytes are the program's, not trusted.
+fn elf_interpreter(b: &[u8]) -> Option<String> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    if b.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    (0..phnum).find_map(|i| {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(ph)? != PT_INTERP {
+            return None;
+        }
+        let off = usize::try_from(u64_at(ph + 8)?).ok()?;
+        let len = usize::try_from(u64_at(ph + 32)?).ok()?;
+        let raw = b.get(off..off.checked_add(len)?)?;
+        let raw = raw.split(|&c| c == 0).next()?;
+        String::from_utf8(raw.to_vec()).ok()
+    })
 }
 
 fn hex(d: &[u8; 32]) -> String {
@@ -151,6 +185,18 @@ mod tests {
         // The copy cannot be written, even through a descriptor we hold.
         let w = File::from(v.fd.try_clone().unwrap()).write_at(b"X", 0);
         assert!(w.is_err(), "a sealed memfd accepted a write");
+    }
+
+    #[test]
+    fn finds_the_loader_of_a_dynamic_elf() {
+        let sh = std::fs::read("/bin/sh").unwrap();
+        let loader = elf_interpreter(&sh).expect("/bin/sh is a dynamic ELF");
+        assert!(
+            loader.starts_with('/') && loader.contains("ld-"),
+            "{loader}"
+        );
+        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_interpreter(&sh[..64]), None);
     }
 
     #[test]

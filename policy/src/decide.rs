@@ -94,6 +94,7 @@ mod tests {
             tier: Tier::None,
             args,
             forced_interpreter: false,
+            may_exec: Vec::new(),
         }
     }
 

@@ -1,9 +1,10 @@
 //! Grants and their one canonical encoding.
 //!
 //! ```text
-//! "ESG1" | str16 program | sha256 [32]
+//! "ESG2" | str16 program | sha256 [32]
 //!        | u8 script? [ str16 interpreter | sha256 [32] | u8 arg? [ str16 arg ] ]
 //!        | u8 tier | u8 forced_interpreter
+//!        | u16 count | (str16 path | sha256 [32])*                      may_exec
 //!        | u8 rule (0 any, 1 exact, 2 prefix) [ u16 count | (u32 len | bytes)* ]
 //!        | u16 count | (u8 len | secret | u8 kind (0 env, 1 file) | u8 len | variable)*
 //! str16 = u16 len | UTF-8 bytes
@@ -11,7 +12,8 @@
 //!
 //! Secrets are strictly sorted by name, flags are 0 or 1, and nothing may
 //! follow the last field, so every grant has exactly one encoding: the
-//! vault's manifest authenticates the digest of these bytes.
+//! vault's manifest authenticates the digest of these bytes. "ESG1" (no
+//! `may_exec` list) is still read, as an empty list.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +23,8 @@ use envseal_vault::codec::Reader;
 use crate::Digest;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 4] = b"ESG1";
+const MAGIC: &[u8; 4] = b"ESG2";
+const MAGIC_V1: &[u8; 4] = b"ESG1";
 
 /// How strongly the program is confined when it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +32,10 @@ pub enum Tier {
     /// Parent hardening only: non-dumpable, execute-only memfd, clean
     /// environment, no inherited descriptors.
     None,
-    /// Namespaces and seccomp (not built yet).
+    /// User, PID, IPC and UTS namespaces, a PID 1, no_new_privs, seccomp.
     Hardened,
-    /// Hardened plus mount/network namespaces and Landlock (not built yet).
+    /// Hardened plus mount and network namespaces, private /tmp and HOME,
+    /// file secrets on a read-only tmpfs, and Landlock.
     Lockdown,
 }
 
@@ -119,6 +123,8 @@ pub struct Grant {
     pub args: ArgRule,
     /// Granted although the program is a known interpreter.
     pub forced_interpreter: bool,
+    /// Lockdown: other programs the program may execute, each pinned.
+    pub may_exec: Vec<Pin>,
 }
 
 impl Grant {
@@ -162,6 +168,10 @@ impl Grant {
         }
         out.push(self.tier.code());
         out.push(u8::from(self.forced_interpreter));
+        out.extend_from_slice(&(self.may_exec.len() as u16).to_be_bytes());
+        for pin in &self.may_exec {
+            put_pin(&mut out, pin);
+        }
         let (rule, list) = match &self.args {
             ArgRule::Any => (0, None),
             ArgRule::Exact(l) => (1, Some(l)),
@@ -194,9 +204,11 @@ impl Grant {
 }
 
 fn decode(r: &mut Reader<'_>) -> Option<Grant> {
-    if r.take(4)? != MAGIC {
-        return None;
-    }
+    let v2 = match r.take(4)? {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return None,
+    };
     let program = get_pin(r)?;
     let script = match get_flag(r)? {
         false => None,
@@ -211,6 +223,13 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
     };
     let tier = Tier::from_code(r.u8()?)?;
     let forced_interpreter = get_flag(r)?;
+    let may_exec = if v2 {
+        (0..r.u16()?)
+            .map(|_| get_pin(r))
+            .collect::<Option<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let rule = r.u8()?;
     let mut list = || -> Option<Vec<Vec<u8>>> {
         let n = r.u16()?;
@@ -255,6 +274,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         tier,
         args,
         forced_interpreter,
+        may_exec,
     })
 }
 
@@ -333,15 +353,17 @@ mod tests {
             0u8..3,
             rule,
             any::<bool>(),
+            proptest::collection::vec(pin(), 0..3),
         )
             .prop_map(
-                |(program, script, secrets, tier, args, forced_interpreter)| Grant {
+                |(program, script, secrets, tier, args, forced_interpreter, may_exec)| Grant {
                     program,
                     script,
                     secrets,
                     tier: Tier::from_code(tier).unwrap(),
                     args,
                     forced_interpreter,
+                    may_exec,
                 },
             )
     }
@@ -369,6 +391,33 @@ mod tests {
     }
 
     #[test]
+    fn an_esg1_grant_reads_with_no_may_exec() {
+        let g = Grant {
+            program: Pin {
+                path: "/bin/x".into(),
+                sha256: [1; 32],
+            },
+            script: None,
+            secrets: [(
+                SecretName::new("A").unwrap(),
+                Delivery::Env(SecretName::new("A").unwrap()),
+            )]
+            .into_iter()
+            .collect(),
+            tier: Tier::Lockdown,
+            args: ArgRule::Any,
+            forced_interpreter: false,
+            may_exec: Vec::new(),
+        };
+        let mut v1 = g.encode();
+        v1[..4].copy_from_slice(MAGIC_V1);
+        // ESG1 had no may_exec count after the forced flag.
+        let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1;
+        v1.drain(at..at + 2);
+        assert_eq!(Grant::decode(&v1).unwrap(), g);
+    }
+
+    #[test]
     fn two_secrets_in_one_variable_are_invalid() {
         let v = SecretName::new("TOKEN").unwrap();
         let g = Grant {
@@ -386,6 +435,7 @@ mod tests {
             tier: Tier::None,
             args: ArgRule::Any,
             forced_interpreter: false,
+            may_exec: Vec::new(),
         };
         assert!(g.validate().is_err());
     }

@@ -1,10 +1,10 @@
 //! `envseal allow --secret KEY… -- PROGRAM`: pin a program and grant it
 //! secrets (needs the passphrase).
 
-use envseal_policy::{Grant, hex};
+use envseal_policy::{Grant, Tier, hex};
 use envseal_vault::{ApproveOutcome, Error as VaultError, SecretName, Vault};
 
-use crate::cli::AllowArgs;
+use crate::cli::{AllowArgs, TierArg};
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
 use crate::{input, paths};
@@ -16,6 +16,12 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         files: &args.files,
         args: pin::arg_rule(args.args_exact, args.args_prefix),
         force_interpreter: args.force_interpreter,
+        tier: match args.tier {
+            TierArg::None => Tier::None,
+            TierArg::Hardened => Tier::Hardened,
+            TierArg::Lockdown => Tier::Lockdown,
+        },
+        may_exec: &args.may_exec,
     };
     let mut grant = pin::build(&resolved, &wanted)?;
     // Only the secrets named now are checked (exist, approved); those of

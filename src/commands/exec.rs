@@ -57,22 +57,11 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             .grant(&program)?
             .ok_or_else(|| not_granted(&program))?;
         let grant = Grant::decode(&body)?;
-        if grant.tier != Tier::None {
-            // Never run a program in a weaker sandbox than its grant asks for.
-            return Err(CliError::new(
-                Code::Failure,
-                format!(
-                    "the grant for {program} asks for tier {}, which this envseal cannot provide",
-                    grant.tier.as_str()
-                ),
-            )
-            .hint("nothing was run; upgrade envseal, or pin it again with --tier none")
-            .into());
-        }
         check_args(&grant, &cmd_args)?;
         let selected = select(&grant, &requested)?;
         // The bytes are verified before any secret is decrypted.
         let (executable, script) = load(&grant)?;
+        let may_exec = verify_may_exec(&grant)?;
         let mut secrets = Vec::with_capacity(selected.len());
         for (name, delivery) in selected {
             let value = endorsed
@@ -103,6 +92,13 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             args: cmd_args,
             env,
             secrets,
+            tier: match grant.tier {
+                Tier::None => launcher::Tier::None,
+                Tier::Hardened => launcher::Tier::Hardened,
+                Tier::Lockdown => launcher::Tier::Lockdown,
+            },
+            may_exec,
+            verbose: args.verbose,
         }
     };
     // Nothing of the vault stays open while the program runs.
@@ -177,6 +173,25 @@ fn load(grant: &Grant) -> anyhow::Result<(launcher::Verified, Option<launcher::V
     })
 }
 
+/// The extra programs a Lockdown grant may execute, checked against their
+/// pins now (Landlock then allows executing exactly those paths).
+fn verify_may_exec(grant: &Grant) -> anyhow::Result<Vec<String>> {
+    let mut paths = Vec::new();
+    for pin in &grant.may_exec {
+        let found = envseal_policy::sha256_file(std::path::Path::new(&pin.path))?;
+        if found != pin.sha256 {
+            return Err(envseal_launcher::Error::Changed {
+                path: pin.path.clone(),
+                expected: hex(&pin.sha256),
+                found: hex(&found),
+            }
+            .into());
+        }
+        paths.push(pin.path.clone());
+    }
+    Ok(paths)
+}
+
 /// `--verbose`: what was verified and which protections apply.
 fn report(grant: &Grant, removed: usize, secrets: usize) {
     eprintln!(
@@ -193,14 +208,16 @@ fn report(grant: &Grant, removed: usize, secrets: usize) {
     }
     eprintln!("envseal: tier {}", grant.tier.as_str());
     let root = nix::unistd::geteuid().is_root();
-    eprintln!(
-        "envseal: non-dumpable program (execute-only copy): {}",
-        if root {
-            "no — root can read any file, so the kernel leaves the program dumpable"
-        } else {
-            "yes"
-        }
-    );
+    if grant.tier == Tier::None {
+        eprintln!(
+            "envseal: non-dumpable program (execute-only copy): {}",
+            if root {
+                "no — root can read any file, so the kernel leaves the program dumpable"
+            } else {
+                "yes"
+            }
+        );
+    }
     eprintln!(
         "envseal: {removed} environment variable(s) removed; {secrets} secret(s) delivered; \
          descriptors above 2 closed"
@@ -236,6 +253,8 @@ fn offer_pin(
             files: &[],
             args: ArgRule::Any,
             force_interpreter: false,
+            tier: Tier::None,
+            may_exec: &[],
         },
     )?;
     eprint!(

@@ -27,6 +27,7 @@ struct GrantJson {
     tier: Option<&'static str>,
     args: Option<ArgsJson>,
     forced_interpreter: bool,
+    may_exec: Vec<InterpreterJson>,
     malformed: bool,
     updated_at: String,
 }
@@ -96,6 +97,7 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
             tier: None,
             args: None,
             forced_interpreter: false,
+            may_exec: Vec::new(),
             malformed: true,
             updated_at,
         };
@@ -138,6 +140,15 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
             }),
         },
         forced_interpreter: g.forced_interpreter,
+        may_exec: g
+            .may_exec
+            .iter()
+            .map(|p| InterpreterJson {
+                path: p.path.clone(),
+                sha256: hex(&p.sha256),
+                arg: None,
+            })
+            .collect(),
         malformed: false,
         updated_at,
     }

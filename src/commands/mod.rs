@@ -2,6 +2,7 @@
 
 mod allow;
 mod approve;
+mod doctor;
 mod exec;
 mod grants;
 mod init;
@@ -33,6 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Grants(args) => grants::run(args),
         Command::Revoke(args) => revoke::run(args),
         Command::Exec(args) => return exec::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
     .map(|()| 0)
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use envseal_policy::{ArgRule, Delivery, Grant, Resolved, Tier, describe_args, hex};
+use envseal_policy::{ArgRule, Delivery, Grant, Pin, Resolved, Tier, describe_args, hex};
 use envseal_vault::SecretName;
 
 use crate::exit::{CliError, Code};
@@ -26,6 +26,8 @@ pub struct Wanted<'a> {
     pub files: &'a [String],
     pub args: ArgRule,
     pub force_interpreter: bool,
+    pub tier: Tier,
+    pub may_exec: &'a [OsString],
 }
 
 /// Pins `resolved` and builds its grant; refuses an unconstrained
@@ -86,13 +88,30 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
                 .into(),
         );
     }
+    if !wanted.may_exec.is_empty() && wanted.tier != Tier::Lockdown {
+        return Err(CliError::new(
+            Code::Usage,
+            "--may-exec applies to --tier lockdown (the other tiers do not restrict exec)",
+        )
+        .into());
+    }
+    let mut may_exec = Vec::new();
+    for program in wanted.may_exec {
+        let r = resolve(program)?;
+        let sha256 = envseal_policy::sha256_file(std::path::Path::new(&r.canonical))?;
+        may_exec.push(Pin {
+            path: r.canonical,
+            sha256,
+        });
+    }
     let grant = Grant {
         program: inspected.program,
         script: inspected.script,
         secrets,
-        tier: Tier::None,
+        tier: wanted.tier,
         args: wanted.args.clone(),
         forced_interpreter: interpreter && wanted.force_interpreter,
+        may_exec,
     };
     grant.validate()?;
     Ok(grant)
@@ -136,6 +155,9 @@ pub fn describe(grant: &Grant) -> String {
         };
     }
     out += &format!("  tier        {}\n", grant.tier.as_str());
+    for pin in &grant.may_exec {
+        out += &format!("  may exec    {} (sha256 {})\n", pin.path, hex(&pin.sha256));
+    }
     if grant.args != ArgRule::Any {
         out += &format!("  arguments   {}\n", describe_args(&grant.args));
     }

@@ -2,5 +2,6 @@
 //! `unsafe` in envseal lives in this module, each block with its reason.
 
 pub(crate) mod files;
+pub(crate) mod ns;
 pub(crate) mod signals;
 pub(crate) mod spawn;

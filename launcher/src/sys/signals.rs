@@ -4,7 +4,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
 
 /// Signals that reach envseal and are passed on to the program.
-pub(crate) const FORWARDED: [Signal; 7] = [
+pub(crate) const FORWARDED: [Signal; 8] = [
+    Signal::SIGALRM,
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,

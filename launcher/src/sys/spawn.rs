@@ -8,12 +8,17 @@
 use std::ffi::c_char;
 use std::fs::File;
 use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, RawFd};
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::SigSet;
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
+
+use super::ns;
+
+/// The report stage of a failed `execveat`.
+pub(crate) const STAGE_EXEC: u32 = 0;
 
 /// What the child does between `fork` and `execveat`, all prepared.
 pub(crate) struct Prepared<'a> {
@@ -31,39 +36,54 @@ pub(crate) struct Prepared<'a> {
     pub(crate) max_fd: RawFd,
 }
 
-/// Starts the child. Returns once `execveat` has succeeded (or reports
-/// why it failed, read back through a close-on-exec pipe).
+/// A close-on-exec pipe on which a child reports `(stage, errno)`.
+pub(crate) fn report_pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
+    Ok(pipe2(OFlag::O_CLOEXEC)?)
+}
+
+/// Reads every `(stage, errno)` report until all write ends are closed.
+pub(crate) fn read_reports(read_end: OwnedFd) -> Result<Vec<(u32, i32)>, std::io::Error> {
+    let mut buf = Vec::new();
+    File::from(read_end).read_to_end(&mut buf)?;
+    Ok(buf
+        .chunks_exact(8)
+        .map(|m| {
+            (
+                u32::from_ne_bytes(m[..4].try_into().unwrap()),
+                i32::from_ne_bytes(m[4..].try_into().unwrap()),
+            )
+        })
+        .collect())
+}
+
+/// Starts the child (tier None). Returns once `execveat` has succeeded
+/// (or reports why it failed, read back through a close-on-exec pipe).
 pub(crate) fn spawn(p: &Prepared<'_>) -> Result<Pid, std::io::Error> {
     assert_eq!(p.argv.last(), Some(&std::ptr::null()));
     assert_eq!(p.envp.last(), Some(&std::ptr::null()));
-    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (report_r, report_w) = report_pipe()?;
     // SAFETY: the child only calls async-signal-safe functions (see
-    // `child`) and never returns into Rust code of the parent's.
+    // `exec_child`) and never returns into Rust code of the parent's.
     match unsafe { fork() }? {
-        ForkResult::Child => child(p, report_w.as_raw_fd()),
+        ForkResult::Child => exec_child(p, report_w.as_raw_fd()),
         ForkResult::Parent { child } => {
             drop(report_w);
-            let mut errno = [0u8; 4];
-            let mut report = File::from(report_r);
-            let n = loop {
-                match report.read(&mut errno) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    other => break other?,
-                }
-            };
-            if n == 0 {
-                return Ok(child);
+            let reports = read_reports(report_r)?;
+            if let Some(&(_, errno)) = reports.first() {
+                // The child exits at once after reporting; reap it.
+                let _ = nix::sys::wait::waitpid(child, None);
+                return Err(std::io::Error::from_raw_os_error(errno));
             }
-            // The child exits at once after reporting; reap it.
-            let _ = nix::sys::wait::waitpid(child, None);
-            Err(std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+            Ok(child)
         }
     }
 }
 
-/// The child side. Only async-signal-safe calls: `signal`,
-/// `sigprocmask`, `close_range`, `fcntl`, `execveat`, `write`, `_exit`.
-fn child(p: &Prepared<'_>, report: RawFd) -> ! {
+/// The last steps of every child: reset the signal state, close every
+/// descriptor above 2 but the kept ones, `execveat`. Only
+/// async-signal-safe calls: `signal`, `sigprocmask`, `close_range`,
+/// `fcntl`, `execveat`, `write`, `_exit`.
+pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
     // SAFETY: each call below is async-signal-safe and gets pointers to
     // memory prepared before fork, which stays valid in the child.
     unsafe {
@@ -96,8 +116,7 @@ fn child(p: &Prepared<'_>, report: RawFd) -> ! {
             p.envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         );
-        let errno = Errno::last_raw().to_ne_bytes();
-        libc::write(report, errno.as_ptr().cast(), errno.len());
-        libc::_exit(127);
     }
+    ns::report(report, STAGE_EXEC, Errno::last_raw());
+    ns::exit(127)
 }

@@ -1,0 +1,231 @@
+//! `envseal doctor`: what this machine supports, probed for real (each
+//! probe is a short-lived child that tries the operation), and what that
+//! means for each tier.
+
+use crate::idmap::Ids;
+use crate::launch::Tier;
+use crate::sandbox::LANDLOCK_ABI;
+use crate::sys::ns;
+
+/// One probe.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What a tier can do here.
+#[derive(Clone, Debug)]
+pub struct TierReport {
+    pub tier: Tier,
+    /// The tier can run here.
+    pub ok: bool,
+    /// The launched program is out of reach of the user's other processes.
+    pub g7: bool,
+    /// Why not (empty when both hold).
+    pub why: Vec<String>,
+}
+
+/// Everything `doctor` reports.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub tiers: Vec<TierReport>,
+}
+
+/// Runs `f` in a child created with `clone(flags)`; the child's exit code
+/// is 0 on success or an errno.
+fn probe(flags: libc::c_int, f: fn() -> i32) -> Result<(), String> {
+    match ns::clone(flags) {
+        Ok(0) => ns::exit(f()),
+        Ok(pid) => {
+            let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            match st {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(nix::sys::wait::WaitStatus::Exited(_, e)) => {
+                    Err(std::io::Error::from_raw_os_error(e).to_string())
+                }
+                other => Err(format!("probe ended with {other:?}")),
+            }
+        }
+        Err(e) => Err(std::io::Error::from_raw_os_error(e).to_string()),
+    }
+}
+
+fn noswap_mount() -> i32 {
+    let private = ns::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None);
+    let mounted = private.and_then(|()| {
+        ns::mount(
+            Some(c"tmpfs"),
+            c"/tmp",
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(c"size=1m,noswap"),
+        )
+    });
+    mounted.err().unwrap_or(0)
+}
+
+fn check(name: &'static str, r: Result<String, String>) -> Check {
+    match r {
+        Ok(detail) => Check {
+            name,
+            ok: true,
+            detail,
+        },
+        Err(detail) => Check {
+            name,
+            ok: false,
+            detail,
+        },
+    }
+}
+
+/// Probes the machine.
+pub fn diagnose() -> Report {
+    let ids = Ids::current();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let userns = probe(libc::CLONE_NEWUSER, || 0).map(|()| "can be created".to_owned());
+    let all_ns = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWNET;
+    let lockdown_ns =
+        probe(all_ns, || 0).map(|()| "user, PID, IPC, UTS, mount, network".to_owned());
+    let maps = if ids.is_root() {
+        Ok("envseal runs as root and writes maps itself".to_owned())
+    } else {
+        match &ids.tools {
+            Some((u, g)) => Ok(format!("{} and {}", u.display(), g.display())),
+            None => Err("newuidmap/newgidmap not found: install the uidmap package".to_owned()),
+        }
+    };
+    let subordinate = match ids.subordinate {
+        Some((u, g)) => Ok(format!(
+            "user {} has subordinate uid {u}, gid {g}",
+            ids.user
+        )),
+        None => Err(format!(
+            "no range for user {} in /etc/subuid and /etc/subgid",
+            ids.user
+        )),
+    };
+    let landlock = match ns::landlock_abi() {
+        Ok(v) if v >= LANDLOCK_ABI as i64 => Ok(format!("ABI {v}")),
+        Ok(v) => Err(format!(
+            "ABI {v}; Lockdown needs ABI {} or later",
+            LANDLOCK_ABI as i32
+        )),
+        Err(libc::EOPNOTSUPP) => {
+            Err("built but disabled (add landlock to the lsm= boot parameter)".into())
+        }
+        Err(e) => Err(format!(
+            "not available ({})",
+            std::io::Error::from_raw_os_error(e)
+        )),
+    };
+    let seccomp = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .filter(|s| s.contains("Seccomp:"))
+        .map(|_| "filters supported".to_owned())
+        .ok_or_else(|| "the kernel has no seccomp".to_owned());
+    // SAFETY: memfd_secret(0) either returns a new descriptor, closed at
+    // once, or fails.
+    let secret_fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0u32) };
+    let memfd_secret = if secret_fd >= 0 {
+        ns::close(secret_fd as i32);
+        Ok("available".to_owned())
+    } else {
+        Err(format!(
+            "not available ({}; boot with secretmem.enable=1)",
+            std::io::Error::last_os_error()
+        ))
+    };
+    let noswap = probe(libc::CLONE_NEWUSER | libc::CLONE_NEWNS, noswap_mount)
+        .map(|()| "a tmpfs in a user namespace accepts noswap".to_owned())
+        .map_err(|e| {
+            format!(
+                "a tmpfs in a user namespace refuses noswap ({e}): Linux allows it only for \
+                 root in the initial namespace, so Lockdown's secret files may be swapped"
+            )
+        });
+    let yama = match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
+        Ok(v) => Ok(format!("ptrace_scope {}", v.trim())),
+        Err(_) => Err("absent: any same-user process may ptrace a dumpable one".to_owned()),
+    };
+    let exe_readable = std::env::current_exe()
+        .ok()
+        .is_some_and(|p| nix::unistd::access(&p, nix::unistd::AccessFlags::R_OK).is_ok());
+    let install = if ids.is_root() {
+        Ok("running as root".to_owned())
+    } else if exe_readable {
+        Err(
+            "the envseal binary is readable by its user: install it execute-only \
+             (install -o root -m 0711)"
+                .to_owned(),
+        )
+    } else {
+        Ok("execute-only".to_owned())
+    };
+
+    let checks = vec![
+        check("kernel", Ok(kernel)),
+        check("user namespaces", userns.clone()),
+        check("lockdown namespaces", lockdown_ns.clone()),
+        check("id maps", maps.clone()),
+        check("subordinate ids", subordinate),
+        check("landlock", landlock.clone()),
+        check("seccomp", seccomp.clone()),
+        check("memfd_secret", memfd_secret),
+        check("tmpfs noswap", noswap),
+        check("yama", yama),
+        check("install", install),
+    ];
+    let g7 = ids.g7();
+    let mut hardened_why: Vec<String> = [&userns, &maps, &seccomp]
+        .into_iter()
+        .filter_map(|r| r.clone().err())
+        .collect();
+    let hardened_ok = hardened_why.is_empty();
+    let mut lockdown_why = hardened_why.clone();
+    lockdown_why.extend(
+        [&lockdown_ns, &landlock]
+            .into_iter()
+            .filter_map(|r| r.clone().err()),
+    );
+    let lockdown_ok = lockdown_why.is_empty();
+    if let Err(why) = &g7 {
+        hardened_why.push(format!("G7: {why}"));
+        lockdown_why.push(format!("G7: {why}"));
+    }
+    let tiers = vec![
+        TierReport {
+            tier: Tier::None,
+            ok: true,
+            g7: !ids.is_root(),
+            why: if ids.is_root() {
+                vec!["G7: envseal runs as root, and root can read any program".into()]
+            } else {
+                Vec::new()
+            },
+        },
+        TierReport {
+            tier: Tier::Hardened,
+            ok: hardened_ok,
+            g7: hardened_ok && g7.is_ok(),
+            why: hardened_why,
+        },
+        TierReport {
+            tier: Tier::Lockdown,
+            ok: lockdown_ok,
+            g7: lockdown_ok && g7.is_ok(),
+            why: lockdown_why,
+        },
+    ];
+    Report { checks, tiers }
+}

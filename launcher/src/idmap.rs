@@ -1,0 +1,232 @@
+//! User and group id maps for the sandbox's user namespace, and the
+//! subordinate-id `chown` that keeps the program unreadable (G7).
+//!
+//! The user owns the user namespace the sandbox creates, so the user's
+//! other processes hold every capability in it, and could ptrace even a
+//! non-dumpable program there — unless the executed file's owner is not
+//! mapped in that namespace: then the kernel raises the program's
+//! `mm->user_ns` to the initial namespace, where the user has no
+//! capability. So before the launch a short-lived helper, in a namespace
+//! where 0 maps to the user and 1 to the user's first subordinate id,
+//! `fchown`s the sealed memfd to 1:1; the program's own namespace maps
+//! only the user's ids.
+//!
+//! Maps of a non-dumpable process can be written only by a privileged
+//! writer: the setuid `newuidmap`/`newgidmap` (package `uidmap`), or
+//! envseal itself when it runs as root. The processes are never made
+//! dumpable for it.
+
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::error::{Error, Result};
+use crate::sys::ns;
+
+/// The caller's ids and what the machine offers for mapping them.
+#[derive(Clone, Debug)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    /// The first subordinate uid and gid from /etc/subuid and /etc/subgid.
+    pub subordinate: Option<(u32, u32)>,
+    /// `newuidmap` and `newgidmap`, when envseal is not root.
+    pub tools: Option<(PathBuf, PathBuf)>,
+    pub user: String,
+}
+
+impl Ids {
+    /// Reads the real ids, the user name, subordinate ranges and tools.
+    pub fn current() -> Ids {
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let user = nix::unistd::User::from_uid(uid.into())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default();
+        let sub = |file: &str| first_subordinate(&std::fs::read_to_string(file).ok()?, &user, uid);
+        let subordinate = sub("/etc/subuid").zip(sub("/etc/subgid"));
+        let tools = tool("newuidmap").zip(tool("newgidmap"));
+        Ids {
+            uid,
+            gid,
+            subordinate,
+            tools,
+            user,
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Whether maps can be written at all (root, or the uidmap tools).
+    pub fn can_map(&self) -> bool {
+        self.is_root() || self.tools.is_some()
+    }
+
+    /// Whether the launched program can be kept out of the user's reach
+    /// in a namespaced tier (G7), and if not, why.
+    pub fn g7(&self) -> std::result::Result<(), String> {
+        if self.is_root() {
+            return Err("envseal runs as root, and root can read any program".into());
+        }
+        if self.tools.is_none() {
+            return Err("newuidmap/newgidmap are missing (install the uidmap package)".into());
+        }
+        if self.subordinate.is_none() {
+            return Err(format!(
+                "user {} has no subordinate ids in /etc/subuid and /etc/subgid \
+                 (add some: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {})",
+                self.user, self.user
+            ));
+        }
+        Ok(())
+    }
+
+    /// Maps the user's own ids (only) in `pid`'s user namespace.
+    pub(crate) fn map_self(&self, pid: libc::pid_t) -> Result<()> {
+        let uid = format!("{} {} 1", self.uid, self.uid);
+        let gid = format!("{} {} 1", self.gid, self.gid);
+        self.write_maps(pid, &uid, &gid)
+    }
+
+    fn write_maps(&self, pid: libc::pid_t, uid_map: &str, gid_map: &str) -> Result<()> {
+        if self.is_root() {
+            for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+                std::fs::write(format!("/proc/{pid}/{file}"), map).map_err(|source| {
+                    Error::Sandbox {
+                        step: "write the namespace's id maps",
+                        source,
+                        fix: "",
+                    }
+                })?;
+            }
+            return Ok(());
+        }
+        let Some((newuidmap, newgidmap)) = &self.tools else {
+            return Err(Error::Sandbox {
+                step: "map ids in the sandbox's user namespace",
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                fix: "install the uidmap package (newuidmap, newgidmap)",
+            });
+        };
+        for (tool, map) in [(newuidmap, uid_map), (newgidmap, gid_map)] {
+            let out = Command::new(tool)
+                .arg(pid.to_string())
+                .args(map.split(' '))
+                .env_clear()
+                .output()
+                .map_err(|source| Error::Sandbox {
+                    step: "run newuidmap/newgidmap",
+                    source,
+                    fix: "install the uidmap package",
+                })?;
+            if !out.status.success() {
+                return Err(Error::Sandbox {
+                    step: "map ids in the sandbox's user namespace",
+                    source: std::io::Error::other(format!(
+                        "{} failed: {}",
+                        tool.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )),
+                    fix: "check /etc/subuid and /etc/subgid, and that newuidmap is setuid root",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `memfd` to the first subordinate uid and gid (see the module
+    /// comment). Needs [`Ids::g7`] to be `Ok`.
+    pub(crate) fn chown_to_subordinate(&self, memfd: &OwnedFd) -> Result<()> {
+        let (subuid, subgid) = self.subordinate.ok_or_else(|| Error::Sandbox {
+            step: "find subordinate ids",
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            fix: "add a range to /etc/subuid and /etc/subgid",
+        })?;
+        let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let fd = memfd.as_raw_fd();
+        let helper = ns::clone(libc::CLONE_NEWUSER).map_err(|e| Error::Sandbox {
+            step: "create a user namespace",
+            source: std::io::Error::from_raw_os_error(e),
+            fix: USERNS_FIX,
+        })?;
+        if helper == 0 {
+            // Child: wait for the maps, then chown (0 → the user, 1 → the
+            // subordinate ids). System calls only.
+            let go = ns::read_byte(go_r.as_raw_fd());
+            // SAFETY: fchown on a descriptor this process holds.
+            let r = unsafe { libc::fchown(fd, 1, 1) };
+            let errno = if r == 0 {
+                0
+            } else {
+                nix::errno::Errno::last_raw()
+            };
+            ns::exit(match go {
+                Ok(true) => errno.min(255),
+                _ => 255,
+            });
+        }
+        drop(go_r);
+        let mapped = self.write_maps(
+            helper,
+            &format!("0 {} 1 1 {subuid} 1", self.uid),
+            &format!("0 {} 1 1 {subgid} 1", self.gid),
+        );
+        if mapped.is_ok() {
+            let _ = nix::unistd::write(&go_w, b"g");
+        }
+        drop(go_w);
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None)
+            .map_err(Error::sys("wait for the id helper"))?;
+        mapped?;
+        match status {
+            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            other => Err(Error::Sandbox {
+                step: "give the program's copy to a subordinate id",
+                source: std::io::Error::other(format!("the helper ended with {other:?}")),
+                fix: "",
+            }),
+        }
+    }
+}
+
+/// What to do when the kernel refuses a user namespace.
+pub const USERNS_FIX: &str = "enable unprivileged user namespaces (sysctl \
+     kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; on Ubuntu also \
+     kernel.apparmor_restrict_unprivileged_userns=0), or use --tier none";
+
+/// The first subordinate id of `user` (or `uid`) in a subuid/subgid file.
+fn first_subordinate(text: &str, user: &str, uid: u32) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        let start: u32 = start.parse().ok()?;
+        let count: u32 = count.parse().ok()?;
+        ((who == user || who == uid.to_string()) && count > 0 && !who.is_empty()).then_some(start)
+    })
+}
+
+/// A system tool by absolute path only (never from the caller's PATH).
+fn tool(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_by_name_or_uid() {
+        let text = "alice:100000:65536\n1001:200000:65536\nbob:300000:0\n";
+        assert_eq!(first_subordinate(text, "alice", 1000), Some(100000));
+        assert_eq!(first_subordinate(text, "carol", 1001), Some(200000));
+        assert_eq!(first_subordinate(text, "bob", 1002), None);
+        assert_eq!(first_subordinate("", "alice", 1000), None);
+    }
+}

@@ -1,0 +1,447 @@
+//! The namespaced tiers, Hardened and Lockdown.
+//!
+//! Parent side (before `clone`): the seccomp filters are compiled with
+//! `seccompiler`, the Landlock ruleset is created with the `landlock`
+//! crate at a hard compatibility requirement (an older kernel fails
+//! instead of enforcing less), and everything the children need is laid
+//! out in a [`Plan`]. Child side ([`pid1`]): system calls only.
+//!
+//! - **Hardened**: new user, PID, IPC and UTS namespaces. The first child
+//!   is the namespace's PID 1: it forks the program, forwards signals to
+//!   it, reaps every orphan, and exits with the program's status. The
+//!   program gets `PR_SET_NO_NEW_PRIVS` and the seccomp filters.
+//! - **Lockdown**: Hardened plus mount and network namespaces (no network
+//!   at all): the mount tree made private, a private tmpfs on `/tmp` with
+//!   `HOME` in it, a fresh `/proc`, file secrets as 0400 files on a
+//!   size-capped tmpfs (`noswap` where the kernel has it) remounted
+//!   read-only, and Landlock: read-only everywhere, read-write in the
+//!   working directory and `/tmp`, execute only the loader the pinned
+//!   program needs (the program itself runs from its memfd).
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::path::Path;
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr,
+};
+use nix::sys::signal::SigSet;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+use crate::error::{Error, Result};
+use crate::sys::ns;
+use crate::sys::spawn::{self, Prepared};
+
+/// Where Lockdown puts file secrets (inside the private `/tmp`).
+pub const SECRET_DIR: &str = "/tmp/envseal-secrets";
+/// The program's private, empty `HOME` in Lockdown.
+pub const PRIVATE_HOME: &str = "/tmp/home";
+
+/// The Landlock ABI Lockdown requires (file access rights up to
+/// `Truncate`); a kernel without it fails the launch.
+pub const LANDLOCK_ABI: ABI = ABI::V3;
+
+/// Report stages: where a sandbox child failed (the errno comes with it).
+pub(crate) mod stage {
+    pub const WAIT: u32 = 1;
+    pub const MOUNT_PRIVATE: u32 = 2;
+    pub const MOUNT_TMP: u32 = 3;
+    pub const HOME: u32 = 4;
+    pub const MOUNT_PROC: u32 = 5;
+    pub const MOUNT_SECRETS: u32 = 6;
+    pub const WRITE_SECRET: u32 = 7;
+    pub const REMOUNT_SECRETS: u32 = 8;
+    pub const FORK: u32 = 9;
+    pub const NO_NEW_PRIVS: u32 = 10;
+    pub const LANDLOCK: u32 = 11;
+    pub const SECCOMP: u32 = 12;
+    pub const HOSTNAME: u32 = 13;
+    /// Not a failure: the kernel refused `noswap` for the secrets tmpfs.
+    pub const NOTE_NO_NOSWAP: u32 = 100;
+
+    pub fn describe(stage: u32) -> &'static str {
+        match stage {
+            WAIT => "wait for the id maps",
+            MOUNT_PRIVATE => "make the mount tree private",
+            MOUNT_TMP => "mount a private /tmp",
+            HOME => "create the private HOME",
+            MOUNT_PROC => "mount /proc",
+            MOUNT_SECRETS => "mount the secrets tmpfs",
+            WRITE_SECRET => "write a secret file",
+            REMOUNT_SECRETS => "make the secrets tmpfs read-only",
+            FORK => "start the program in the sandbox",
+            NO_NEW_PRIVS => "set no_new_privs",
+            LANDLOCK => "enforce Landlock",
+            SECCOMP => "install the seccomp filter",
+            HOSTNAME => "set the sandbox's hostname",
+            _ => "exec the program",
+        }
+    }
+}
+
+/// Syscalls the program may not make (EPERM).
+fn denied_syscalls() -> Vec<i64> {
+    let mut v = vec![
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_kcmp,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_fsopen,
+        libc::SYS_fsmount,
+        libc::SYS_fsconfig,
+        libc::SYS_fspick,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_mount_setattr,
+        libc::SYS_pivot_root,
+        libc::SYS_chroot,
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_reboot,
+        libc::SYS_acct,
+        libc::SYS_quotactl,
+        libc::SYS_quotactl_fd,
+    ];
+    v.sort_unstable();
+    v
+}
+
+/// `CLONE_NEW*` flags: `clone` with any of them is refused.
+const CLONE_NEW_FLAGS: [libc::c_int; 8] = [
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWCGROUP,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    0x80, // CLONE_NEWTIME
+];
+
+const MFD_NOEXEC_SEAL: u64 = 0x0008;
+
+/// The two seccomp filters: EPERM for the denied calls and arguments,
+/// and ENOSYS for `clone3` (so libc falls back to `clone`, whose flags a
+/// filter can see).
+pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
+    let arch = std::env::consts::ARCH.try_into().map_err(|_| {
+        seccomp_error(format!(
+            "unsupported architecture {}",
+            std::env::consts::ARCH
+        ))
+    })?;
+    let cond = |arg, len, op, value| {
+        SeccompCondition::new(arg, len, op, value).map_err(|e| seccomp_error(e.to_string()))
+    };
+    let rule =
+        |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(|e| seccomp_error(e.to_string()));
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = denied_syscalls()
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect();
+    let mut clone_rules = Vec::new();
+    for flag in CLONE_NEW_FLAGS {
+        let flag = flag as u64;
+        clone_rules.push(rule(vec![cond(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag),
+            flag,
+        )?])?);
+    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![rule(vec![cond(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::TIOCSTI,
+        )?])?],
+    );
+    rules.insert(
+        libc::SYS_memfd_create,
+        vec![rule(vec![cond(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(MFD_NOEXEC_SEAL),
+            0,
+        )?])?],
+    );
+    let compile = |rules, action| -> Result<BpfProgram> {
+        let filter = SeccompFilter::new(rules, SeccompAction::Allow, action, arch)
+            .map_err(|e| seccomp_error(e.to_string()))?;
+        BpfProgram::try_from(filter).map_err(|e| seccomp_error(e.to_string()))
+    };
+    Ok([
+        compile(rules, SeccompAction::Errno(libc::EPERM as u32))?,
+        compile(
+            [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+            SeccompAction::Errno(libc::ENOSYS as u32),
+        )?,
+    ])
+}
+
+fn seccomp_error(msg: String) -> Error {
+    Error::Sandbox {
+        step: "build the seccomp filter",
+        source: std::io::Error::other(msg),
+        fix: "",
+    }
+}
+
+/// Lockdown's Landlock ruleset (hard requirement: ABI 3), without the
+/// rule for the private `/tmp`, which the child adds once it is mounted.
+/// Returns the ruleset and the access rights for `/tmp`.
+pub(crate) fn landlock_ruleset(cwd: &Path, executables: &[String]) -> Result<(OwnedFd, u64)> {
+    let abi = LANDLOCK_ABI;
+    let all = AccessFs::from_all(abi);
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    let write = all ^ AccessFs::Execute;
+    let err = |source: std::io::Error| Error::Sandbox {
+        step: "create the Landlock ruleset",
+        source,
+        fix: "Lockdown needs Landlock ABI 3 (Linux 6.2 or later, with landlock in the lsm= list)",
+    };
+    let other = |e: landlock::RulesetError| err(std::io::Error::other(e.to_string()));
+    let path_fd = |p: &Path| PathFd::new(p).map_err(|e| err(std::io::Error::other(e.to_string())));
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(all)
+        .map_err(other)?
+        .create()
+        .map_err(other)?
+        .add_rule(PathBeneath::new(path_fd(Path::new("/"))?, read))
+        .map_err(other)?
+        .add_rule(PathBeneath::new(path_fd(cwd)?, write))
+        .map_err(other)?;
+    for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"] {
+        if Path::new(dev).exists() {
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(
+                    path_fd(Path::new(dev))?,
+                    AccessFs::ReadFile | AccessFs::WriteFile,
+                ))
+                .map_err(other)?;
+        }
+    }
+    for exe in executables {
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(
+                path_fd(Path::new(exe))?,
+                AccessFs::Execute | AccessFs::ReadFile,
+            ))
+            .map_err(other)?;
+    }
+    let fd: Option<OwnedFd> = ruleset.into();
+    let fd = fd.ok_or_else(|| err(std::io::Error::other("Landlock is not enforced")))?;
+    Ok((fd, write.bits()))
+}
+
+/// A file secret for Lockdown: its path and value (owned by the caller).
+pub(crate) struct SecretFile<'a> {
+    pub(crate) path: CString,
+    pub(crate) value: &'a [u8],
+}
+
+/// Everything the sandbox's children need, prepared before `clone`.
+pub(crate) struct Plan<'a> {
+    pub(crate) lockdown: bool,
+    /// PID 1 reads one byte here once its id maps are written.
+    pub(crate) go: RawFd,
+    /// Failures and notes, as `(stage, errno)`.
+    pub(crate) report: RawFd,
+    pub(crate) secret_files: &'a [SecretFile<'a>],
+    /// tmpfs options for the secrets, with and without `noswap`.
+    pub(crate) secret_opts: [&'a CStr; 2],
+    /// The Landlock ruleset and the access rights for `/tmp` (Lockdown).
+    pub(crate) landlock: Option<(RawFd, u64)>,
+    pub(crate) seccomp: &'a [BpfProgram; 2],
+    pub(crate) exec: &'a Prepared<'a>,
+    /// The signals PID 1 waits for (blocked by the parent before clone).
+    pub(crate) waited: &'a SigSet,
+    /// Memory holding secret copies that PID 1 wipes once the program
+    /// has been started.
+    pub(crate) wipe: &'a [(*mut u8, usize)],
+}
+
+/// The sandbox's PID 1. Never returns.
+pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
+    let fail = |stage: u32, errno: ns::Errno| -> ! {
+        ns::report(plan.report, stage, errno);
+        ns::exit(126)
+    };
+    match ns::read_byte(plan.go) {
+        Ok(true) => {}
+        Ok(false) => fail(stage::WAIT, libc::ECANCELED),
+        Err(e) => fail(stage::WAIT, e),
+    }
+    ns::close(plan.go);
+    if let Err(e) = ns::sethostname(b"envseal") {
+        fail(stage::HOSTNAME, e);
+    }
+    if plan.lockdown
+        && let Err((s, e)) = lockdown_mounts(plan)
+    {
+        fail(s, e);
+    }
+    let program = match ns::clone(0) {
+        Ok(0) => confine_and_exec(plan),
+        Ok(pid) => pid,
+        Err(e) => fail(stage::FORK, e),
+    };
+    ns::close(plan.report);
+    for &(ptr, len) in plan.wipe {
+        // SAFETY: the parent prepared these ranges in memory this process
+        // inherited (and owns as a copy); nothing reads them any more.
+        unsafe { ns::wipe(ptr, len) };
+    }
+    reap_and_forward(program, plan.waited)
+}
+
+fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)> {
+    let at = |stage| move |e| (stage, e);
+    ns::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(at(stage::MOUNT_PRIVATE))?;
+    ns::mount(
+        Some(c"tmpfs"),
+        c"/tmp",
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=1777"),
+    )
+    .map_err(at(stage::MOUNT_TMP))?;
+    ns::mkdir(c"/tmp/home", 0o700).map_err(at(stage::HOME))?;
+    ns::mount(
+        Some(c"proc"),
+        c"/proc",
+        Some(c"proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+    .map_err(at(stage::MOUNT_PROC))?;
+    if !plan.secret_files.is_empty() {
+        ns::mkdir(c"/tmp/envseal-secrets", 0o700).map_err(at(stage::MOUNT_SECRETS))?;
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let dir = c"/tmp/envseal-secrets";
+        if ns::mount(
+            Some(c"tmpfs"),
+            dir,
+            Some(c"tmpfs"),
+            flags,
+            Some(plan.secret_opts[0]),
+        )
+        .is_err()
+        {
+            ns::report(plan.report, stage::NOTE_NO_NOSWAP, 0);
+            ns::mount(
+                Some(c"tmpfs"),
+                dir,
+                Some(c"tmpfs"),
+                flags,
+                Some(plan.secret_opts[1]),
+            )
+            .map_err(at(stage::MOUNT_SECRETS))?;
+        }
+        for file in plan.secret_files {
+            ns::create_file(&file.path, file.value, 0o400).map_err(at(stage::WRITE_SECRET))?;
+        }
+        ns::mount(
+            None,
+            dir,
+            None,
+            libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+            None,
+        )
+        .map_err(at(stage::REMOUNT_SECRETS))?;
+    }
+    if let Some((ruleset, access)) = plan.landlock {
+        ns::landlock_allow(ruleset, c"/tmp", access).map_err(at(stage::LANDLOCK))?;
+    }
+    Ok(())
+}
+
+/// The program's process: no_new_privs, Landlock, seccomp, exec.
+fn confine_and_exec(plan: &Plan<'_>) -> ! {
+    let fail = |stage: u32, errno: ns::Errno| -> ! {
+        ns::report(plan.report, stage, errno);
+        ns::exit(126)
+    };
+    if let Err(e) = ns::no_new_privs() {
+        fail(stage::NO_NEW_PRIVS, e);
+    }
+    if let Some((ruleset, _)) = plan.landlock
+        && let Err(e) = ns::landlock_restrict(ruleset)
+    {
+        fail(stage::LANDLOCK, e);
+    }
+    for filter in plan.seccomp {
+        if let Err(e) = ns::seccomp(filter) {
+            fail(stage::SECCOMP, e);
+        }
+    }
+    spawn::exec_child(plan.exec, plan.report)
+}
+
+/// PID 1's loop: forward signals sent to it to the program, reap every
+/// child, and exit with the program's status once it has ended.
+fn reap_and_forward(program: libc::pid_t, waited: &SigSet) -> ! {
+    loop {
+        // SAFETY: siginfo_t is plain data; zeroed is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the call.
+        let sig = unsafe { libc::sigwaitinfo(waited.as_ref(), &mut info) };
+        if sig == libc::SIGCHLD {
+            loop {
+                let mut status = 0;
+                // SAFETY: reaps any child without blocking.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if pid <= 0 {
+                    break;
+                }
+                if pid == program {
+                    let code = if libc::WIFEXITED(status) {
+                        libc::WEXITSTATUS(status)
+                    } else {
+                        128 + libc::WTERMSIG(status)
+                    };
+                    ns::exit(code);
+                }
+            }
+        } else if sig > 0 && info.si_code != libc::SI_KERNEL {
+            // SAFETY: signals the program's process.
+            unsafe { libc::kill(program, sig) };
+        }
+    }
+}
+
+/// A raw fd of an optional ruleset.
+pub(crate) fn raw(fd: &Option<(OwnedFd, u64)>) -> Option<(RawFd, u64)> {
+    fd.as_ref().map(|(f, a)| (f.as_raw_fd(), *a))
+}

@@ -1,0 +1,232 @@
+//! Namespaces, mounts, Landlock and seccomp at the system-call level, for
+//! the child side of a sandboxed launch. Every function here only makes
+//! system calls on data prepared before `clone` (async-signal-safe; no
+//! allocation), and returns the errno on failure.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+/// Failure of one system call: its errno.
+pub(crate) type Errno = i32;
+
+fn check(r: libc::c_long) -> Result<libc::c_long, Errno> {
+    if r < 0 {
+        Err(nix::errno::Errno::last_raw())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `clone(flags | SIGCHLD)` with no new stack: fork semantics, plus the
+/// namespaces in `flags`. Returns 0 in the child, the pid in the parent.
+pub(crate) fn clone(flags: libc::c_int) -> Result<libc::pid_t, Errno> {
+    // SAFETY: with a NULL stack, clone behaves like fork: the child runs
+    // on a copy of the caller's stack. The callers in this crate run only
+    // system calls in the child (see the module comment).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    check(r).map(|pid| pid as libc::pid_t)
+}
+
+/// `mount(2)`.
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
+    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is NULL or a valid NUL-terminated string.
+    let r = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    check(r.into()).map(drop)
+}
+
+/// `mkdir(2)`.
+pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::mkdir(path.as_ptr(), mode) }.into()).map(drop)
+}
+
+/// Creates `path` (which must not exist) with `mode` and writes `bytes`.
+pub(crate) fn create_file(path: &CStr, bytes: &[u8], mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: a valid path; the returned descriptor is closed below.
+    let fd = check(
+        unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                mode,
+            )
+        }
+        .into(),
+    )? as RawFd;
+    let mut done = 0;
+    let result = loop {
+        if done == bytes.len() {
+            break Ok(());
+        }
+        // SAFETY: the pointer and length are within `bytes`.
+        let n = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        match check(n as libc::c_long) {
+            Ok(n) => done += n as usize,
+            Err(libc::EINTR) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    // SAFETY: `fd` was opened above and is not used afterwards.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// `sethostname(2)`.
+pub(crate) fn sethostname(name: &[u8]) -> Result<(), Errno> {
+    // SAFETY: pointer and length describe `name`.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }.into()).map(drop)
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+pub(crate) fn no_new_privs() -> Result<(), Errno> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }.into()).map(drop)
+}
+
+/// `struct landlock_path_beneath_attr` (packed in the kernel UAPI).
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+
+/// Adds a path-beneath rule for `path` to the Landlock ruleset `ruleset`.
+pub(crate) fn landlock_allow(ruleset: RawFd, path: &CStr, access: u64) -> Result<(), Errno> {
+    // SAFETY: a valid path; the descriptor is closed below.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) }.into())?
+        as RawFd;
+    let attr = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: fd,
+    };
+    // SAFETY: `attr` is a valid landlock_path_beneath_attr for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset,
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0u32,
+        )
+    };
+    // SAFETY: `fd` was opened above and is not used afterwards.
+    unsafe { libc::close(fd) };
+    check(r).map(drop)
+}
+
+/// Enforces the Landlock ruleset on the calling thread.
+pub(crate) fn landlock_restrict(ruleset: RawFd) -> Result<(), Errno> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) }).map(drop)
+}
+
+/// The kernel's Landlock ABI version, or the errno (EOPNOTSUPP: built but
+/// disabled; ENOSYS: not built).
+pub(crate) fn landlock_abi() -> Result<i64, Errno> {
+    // SAFETY: the documented version query: NULL attribute, size 0.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    })
+}
+
+/// Installs a classic-BPF seccomp filter (built by `seccompiler`) on the
+/// calling thread. `NO_NEW_PRIVS` must already be set.
+pub(crate) fn seccomp(filter: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+    let prog = libc::sock_fprog {
+        len: filter.len() as libc::c_ushort,
+        // `seccompiler::sock_filter` has the kernel's layout, as libc's does.
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `filter`, which outlives the call; the
+    // kernel copies the program.
+    check(
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            )
+        }
+        .into(),
+    )
+    .map(drop)
+}
+
+/// `read(2)` of one byte; `Ok(false)` at end of file.
+pub(crate) fn read_byte(fd: RawFd) -> Result<bool, Errno> {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: one byte into `b`.
+        match check(unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) } as libc::c_long) {
+            Ok(n) => return Ok(n == 1),
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Writes an 8-byte report (stage, errno) to the report pipe.
+pub(crate) fn report(fd: RawFd, stage: u32, errno: Errno) {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&stage.to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    // SAFETY: eight bytes from `msg`. A failed write cannot be reported.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// `_exit(2)`.
+pub(crate) fn exit(code: i32) -> ! {
+    // SAFETY: ends the process without running any user-space code.
+    unsafe { libc::_exit(code) }
+}
+
+/// `close(2)`, errors ignored.
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: the callers own `fd` and do not use it afterwards.
+    unsafe { libc::close(fd) };
+}
+
+/// Overwrites `len` bytes at `ptr` with zeros (volatile: not optimised
+/// away). For the sandbox's PID 1, which holds a copy of the secrets it
+/// no longer needs once the program has its own.
+///
+/// # Safety
+/// `ptr..ptr+len` must be writable memory of this process.
+pub(crate) unsafe fn wipe(ptr: *mut u8, len: usize) {
+    for i in 0..len {
+        // SAFETY: within the range the caller vouches for.
+        unsafe { std::ptr::write_volatile(ptr.add(i), 0) };
+    }
+}

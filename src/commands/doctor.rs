@@ -1,0 +1,91 @@
+//! `envseal doctor`: what this machine supports, for each tier.
+
+use std::io::Write as _;
+
+use envseal_launcher::Tier;
+use envseal_launcher::doctor::{self, Report};
+use serde::Serialize;
+
+use crate::cli::DoctorArgs;
+
+#[derive(Serialize)]
+struct DoctorJson<'a> {
+    checks: Vec<CheckJson<'a>>,
+    tiers: Vec<TierJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    name: &'a str,
+    ok: bool,
+    detail: &'a str,
+}
+
+#[derive(Serialize)]
+struct TierJson<'a> {
+    tier: &'static str,
+    ok: bool,
+    g7: bool,
+    why: &'a [String],
+}
+
+fn name(t: Tier) -> &'static str {
+    match t {
+        Tier::None => "none",
+        Tier::Hardened => "hardened",
+        Tier::Lockdown => "lockdown",
+    }
+}
+
+pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
+    let report: Report = doctor::diagnose();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = DoctorJson {
+            checks: report
+                .checks
+                .iter()
+                .map(|c| CheckJson {
+                    name: c.name,
+                    ok: c.ok,
+                    detail: &c.detail,
+                })
+                .collect(),
+            tiers: report
+                .tiers
+                .iter()
+                .map(|t| TierJson {
+                    tier: name(t.tier),
+                    ok: t.ok,
+                    g7: t.g7,
+                    why: &t.why,
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut out, &json)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for c in &report.checks {
+        writeln!(
+            out,
+            "{:<20} {:<4} {}",
+            c.name,
+            if c.ok { "ok" } else { "no" },
+            c.detail
+        )?;
+    }
+    writeln!(out)?;
+    for t in &report.tiers {
+        let state = match (t.ok, t.g7) {
+            (true, true) => "available; the program is out of reach of your other processes (G7)",
+            (true, false) => "available, but G7 does not hold",
+            (false, _) => "not available",
+        };
+        writeln!(out, "tier {:<9} {state}", name(t.tier))?;
+        for why in &t.why {
+            writeln!(out, "  - {why}")?;
+        }
+    }
+    Ok(())
+}
