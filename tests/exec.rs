@@ -17,14 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use util::probe::{self, Report, fnv};
 use util::terminal::Terminal;
-use util::{Env, PASSPHRASE, Run, code, value};
-
-/// A directory for programs, inside the test's temporary directory.
-fn bin_dir(env: &Env) -> PathBuf {
-    let dir = env.tmp.path().join("bin");
-    fs::create_dir_all(&dir).unwrap();
-    fs::canonicalize(dir).unwrap()
-}
+use util::{Env, PASSPHRASE, code, value};
 
 /// A vault with TOKEN (a fresh value tagged `tag`) approved, and the probe
 /// installed as `bin/NAME`; granted TOKEN when `grant`.
@@ -39,10 +32,10 @@ fn setup(tag: &str, name: &str, grant: bool) -> Setup {
     let env = Env::initialized();
     let token = value(tag);
     env.set_approved("TOKEN", &token);
-    let dir = bin_dir(&env);
+    let dir = env.bin_dir();
     let prog = probe::install(&dir.join(name), probe::bytes());
     if grant {
-        env.expect_ok(&allow(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", s(&prog)]));
     }
     Setup {
         env,
@@ -54,18 +47,6 @@ fn setup(tag: &str, name: &str, grant: bool) -> Setup {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn allow(env: &Env, args: &[&str]) -> Run {
-    let mut full = vec!["allow"];
-    full.extend_from_slice(args);
-    env.run_pw(&full, b"")
-}
-
-fn exec(env: &Env, args: &[&str]) -> Run {
-    let mut full = vec!["exec"];
-    full.extend_from_slice(args);
-    env.run_pw(&full, b"")
 }
 
 /// Rewrites a file in place: same inode, new bytes (same length here).
@@ -84,22 +65,19 @@ fn replace_by_rename(path: &Path, bytes: &[u8]) {
 #[test]
 fn the_pinned_program_receives_exactly_its_secrets() {
     let env = Env::initialized();
-    let prog = probe::install(&bin_dir(&env).join("deploy"), probe::bytes());
+    let prog = probe::install(&env.bin_dir().join("deploy"), probe::bytes());
     let (api, cert, other) = (value("api"), value("cert"), value("other"));
     env.set_approved("API_TOKEN", &api);
     env.set_approved("TLS_CERT", &cert);
     env.set_approved("OTHER", &other);
-    let r = allow(
-        &env,
-        &[
-            "--secret",
-            "API_TOKEN=DEPLOY_TOKEN",
-            "--file",
-            "TLS_CERT",
-            "--",
-            s(&prog),
-        ],
-    );
+    let r = env.allow(&[
+        "--secret",
+        "API_TOKEN=DEPLOY_TOKEN",
+        "--file",
+        "TLS_CERT",
+        "--",
+        s(&prog),
+    ]);
     env.expect_ok(&r);
     // `allow` prints the pinned path and hash.
     let sha = sha256_hex(&prog);
@@ -142,13 +120,13 @@ fn the_pinned_program_receives_exactly_its_secrets() {
     assert!(rep.fds.is_superset(&[0, 1, 2].into()));
 
     // `--secret` narrows the delivered set to a subset of the grant...
-    let r = exec(&env, &["--secret", "API_TOKEN", "--", s(&prog)]);
+    let r = env.exec(&["--secret", "API_TOKEN", "--", s(&prog)]);
     env.expect_ok(&r);
     let rep = Report::parse(&r.stdout);
     assert!(rep.env_is("DEPLOY_TOKEN", api.as_bytes()));
     assert!(!rep.env.contains_key("TLS_CERT_FILE"));
     // ...and cannot widen it.
-    let r = exec(&env, &["--secret", "OTHER", "--", s(&prog)]);
+    let r = env.exec(&["--secret", "OTHER", "--", s(&prog)]);
     env.expect_code(&r, code::DENIED);
     env.expect_stderr(&r, &["does not give OTHER"]);
     assert!(r.stdout.is_empty(), "the program ran");
@@ -168,10 +146,10 @@ fn the_pinned_program_receives_exactly_its_secrets() {
     // revoke one secret, then the whole grant.
     let r = env.run_pw(&["revoke", s(&prog), "--secret", "TLS_CERT"], b"");
     env.expect_ok(&r);
-    let rep = Report::parse(&exec(&env, &["--", s(&prog)]).stdout);
+    let rep = Report::parse(&env.exec(&["--", s(&prog)]).stdout);
     assert!(!rep.env.contains_key("TLS_CERT_FILE"));
     env.expect_ok(&env.run_pw(&["revoke", s(&prog)], b""));
-    env.expect_code(&exec(&env, &["--", s(&prog)]), code::NOT_GRANTED);
+    env.expect_code(&env.exec(&["--", s(&prog)]), code::NOT_GRANTED);
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -196,7 +174,7 @@ fn a_binary_changed_after_allow_is_refused() {
     let inode = fs::metadata(&prog).unwrap().ino();
     rewrite_in_place(&prog, &b);
     assert_eq!(fs::metadata(&prog).unwrap().ino(), inode);
-    let r = exec(&env, &["--", s(&prog)]);
+    let r = env.exec(&["--", s(&prog)]);
     env.expect_code(&r, code::CHANGED);
     env.expect_stderr(
         &r,
@@ -210,11 +188,11 @@ fn a_binary_changed_after_allow_is_refused() {
 
     // Put back, it runs again: the pin is the content.
     rewrite_in_place(&prog, probe::bytes());
-    env.expect_ok(&exec(&env, &["--", s(&prog)]));
+    env.expect_ok(&env.exec(&["--", s(&prog)]));
 
     // Replaced by rename: a new inode with other bytes.
     replace_by_rename(&prog, &b);
-    let r = exec(&env, &["--", s(&prog)]);
+    let r = env.exec(&["--", s(&prog)]);
     env.expect_code(&r, code::CHANGED);
     assert!(r.stdout.is_empty());
 
@@ -222,7 +200,7 @@ fn a_binary_changed_after_allow_is_refused() {
     let elsewhere = probe::install(&dir.join("elsewhere"), probe::bytes());
     fs::remove_file(&prog).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &prog).unwrap();
-    let r = exec(&env, &["--", s(&prog)]);
+    let r = env.exec(&["--", s(&prog)]);
     env.expect_code(&r, code::SWAPPED);
     env.expect_stderr(&r, &["was pinned, but it now leads to", s(&elsewhere)]);
     assert!(r.stdout.is_empty());
@@ -257,7 +235,7 @@ fn racing_rewrites_during_200_execs_never_run_other_bytes() {
     };
     let (mut ran, mut refused) = (0, 0);
     for i in 0..200 {
-        let r = exec(&env, &["--", s(&prog), &i.to_string()]);
+        let r = env.exec(&["--", s(&prog), &i.to_string()]);
         match r.code {
             Some(0) => {
                 let rep = Report::parse(&r.stdout);
@@ -368,7 +346,7 @@ fn a_scripts_interpreter_is_pinned_and_checked() {
     env.expect_stdout(&r, &["interpreter", s(&interp), &sha256_hex(&interp)]);
 
     // Runs with the interpreter pinned at grant time, whatever PATH is now.
-    let r = exec(&env, &["--", s(&script), "x y"]);
+    let r = env.exec(&["--", s(&script), "x y"]);
     env.expect_ok(&r);
     let rep = Report::parse(&r.stdout);
     assert!(rep.env_is("TOKEN", token.as_bytes()));
@@ -378,18 +356,18 @@ fn a_scripts_interpreter_is_pinned_and_checked() {
     let mut changed = sh.clone();
     changed.push(0);
     rewrite_in_place(&interp, &changed);
-    let r = exec(&env, &["--", s(&script)]);
+    let r = env.exec(&["--", s(&script)]);
     env.expect_code(&r, code::CHANGED);
     env.expect_stderr(&r, &[s(&interp), "changed since it was pinned"]);
     assert!(r.stdout.is_empty());
     probe::install(&interp, &sh);
-    env.expect_ok(&exec(&env, &["--", s(&script)]));
+    env.expect_ok(&env.exec(&["--", s(&script)]));
 
     // The script itself changed → refused.
     let mut edited = fs::read(&script).unwrap();
     edited.extend_from_slice(b"# edited\n");
     fs::write(&script, edited).unwrap();
-    env.expect_code(&exec(&env, &["--", s(&script)]), code::CHANGED);
+    env.expect_code(&env.exec(&["--", s(&script)]), code::CHANGED);
 }
 
 #[test]
@@ -397,23 +375,20 @@ fn interpreters_need_an_argument_constraint() {
     let env = Env::initialized();
     let k = value("interp");
     env.set_approved("K", &k);
-    let r = allow(&env, &["--secret", "K", "--", "sh"]);
+    let r = env.allow(&["--secret", "K", "--", "sh"]);
     env.expect_code(&r, code::DENIED);
     env.expect_stderr(&r, &["interpreter or shell", "--args-exact"]);
     env.expect_code(
-        &exec(&env, &["--", "sh", "-c", "echo \"$K\""]),
+        &env.exec(&["--", "sh", "-c", "echo \"$K\""]),
         code::NOT_GRANTED,
     );
     // No arguments at all is no constraint: sh would read code from stdin.
-    let r = allow(&env, &["--secret", "K", "--args-exact", "--", "sh"]);
+    let r = env.allow(&["--secret", "K", "--args-exact", "--", "sh"]);
     env.expect_code(&r, code::DENIED);
 
     let script = r#"test "$(printf %s "$K" | wc -c)" -gt 8 && exit 7"#;
-    env.expect_ok(&allow(
-        &env,
-        &["--secret", "K", "--args-exact", "-c", script, "--", "sh"],
-    ));
-    let r = exec(&env, &["--", "sh", "-c", script]);
+    env.expect_ok(&env.allow(&["--secret", "K", "--args-exact", "-c", script, "--", "sh"]));
+    let r = env.exec(&["--", "sh", "-c", script]);
     env.expect_code(&r, 7);
     // Any other argv is refused before anything runs.
     for other in [
@@ -423,14 +398,14 @@ fn interpreters_need_an_argument_constraint() {
     ] {
         let mut args = vec!["--"];
         args.extend(other);
-        let r = exec(&env, &args);
+        let r = env.exec(&args);
         env.expect_code(&r, code::DENIED);
         env.expect_stderr(&r, &["do not match", "exactly"]);
         assert!(r.stdout.is_empty());
     }
 
     // --force-interpreter accepts the risk, and says so.
-    let r = allow(&env, &["--secret", "K", "--force-interpreter", "--", "env"]);
+    let r = env.allow(&["--secret", "K", "--force-interpreter", "--", "env"]);
     env.expect_ok(&r);
     env.expect_stdout(&r, &["--force-interpreter"]);
     let r = env.run(&["grants", "--json"], b"");
@@ -472,12 +447,12 @@ fn exit_status_and_signals_pass_through() {
 fn failures_have_distinct_codes_and_name_no_secret() {
     let Setup { env, dir, prog, .. } = setup("fail", "tool", false);
 
-    let r = exec(&env, &["--", s(&dir.join("missing"))]);
+    let r = env.exec(&["--", s(&dir.join("missing"))]);
     env.expect_code(&r, code::NOT_FOUND);
-    let r = exec(&env, &["--", "envseal-no-such-program"]);
+    let r = env.exec(&["--", "envseal-no-such-program"]);
     env.expect_code(&r, code::NOT_FOUND);
 
-    let r = exec(&env, &["--", s(&prog)]);
+    let r = env.exec(&["--", s(&prog)]);
     env.expect_code(&r, code::NOT_GRANTED);
     env.expect_stderr(
         &r,
@@ -486,31 +461,28 @@ fn failures_have_distinct_codes_and_name_no_secret() {
 
     // Pending secrets are not granted without --approve.
     env.expect_ok(&env.set("LATER", &value("later")));
-    let r = allow(&env, &["--secret", "LATER", "--", s(&prog)]);
+    let r = env.allow(&["--secret", "LATER", "--", s(&prog)]);
     env.expect_code(&r, code::DENIED);
     env.expect_stderr(&r, &["pending", "--approve"]);
-    let r = allow(
-        &env,
-        &[
-            "--secret",
-            "TOKEN",
-            "--secret",
-            "LATER",
-            "--approve",
-            "--",
-            s(&prog),
-        ],
-    );
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--secret",
+        "LATER",
+        "--approve",
+        "--",
+        s(&prog),
+    ]);
     env.expect_ok(&r);
     env.expect_stderr(&r, &["approved LATER"]);
 
     // --allow must name the program CMD resolves to.
     let other = probe::install(&dir.join("other"), &probe::variant(b'C'));
-    let r = exec(&env, &["--allow", s(&other), "--", s(&prog)]);
+    let r = env.exec(&["--allow", s(&other), "--", s(&prog)]);
     env.expect_code(&r, code::DENIED);
     env.expect_stderr(&r, &["resolves to", s(&prog)]);
     assert!(r.stdout.is_empty());
-    env.expect_ok(&exec(&env, &["--allow", s(&prog), "--", s(&prog)]));
+    env.expect_ok(&env.exec(&["--allow", s(&prog), "--", s(&prog)]));
     // Through PATH: a same-named program earlier in PATH is refused.
     let shadow_dir = dir.join("shadow");
     fs::create_dir_all(&shadow_dir).unwrap();
@@ -525,16 +497,16 @@ fn failures_have_distinct_codes_and_name_no_secret() {
     let r = env.run_pw(&["rm", "LATER"], b"");
     env.expect_ok(&r);
     env.expect_stderr(&r, &["grants give LATER", s(&prog)]);
-    let r = exec(&env, &["--", s(&prog)]);
+    let r = env.exec(&["--", s(&prog)]);
     env.expect_code(&r, code::SECRET_MISSING);
     env.expect_stderr(&r, &["LATER", "removed from the vault", s(&prog)]);
     assert!(r.stdout.is_empty());
     // Narrowed to what is left, it runs.
-    env.expect_ok(&exec(&env, &["--secret", "TOKEN", "--", s(&prog)]));
+    env.expect_ok(&env.exec(&["--secret", "TOKEN", "--", s(&prog)]));
 
     // The pinned file deleted.
     fs::remove_file(&prog).unwrap();
-    env.expect_code(&exec(&env, &["--", s(&prog)]), code::NOT_FOUND);
+    env.expect_code(&env.exec(&["--", s(&prog)]), code::NOT_FOUND);
     // A wrong passphrase runs nothing.
     let r = env.run_with_passphrase(&["exec", "--", s(&other)], b"", "not the passphrase");
     assert_ne!(r.code, Some(0));
@@ -586,9 +558,6 @@ fn exec_on_a_terminal_offers_to_pin() {
     assert!(rep.env_is("TOKEN", token.as_bytes()));
     // Without a terminal there is no offer: not granted.
     let other = probe::install(&dir.join("other"), &probe::variant(b'B'));
-    let r = exec(
-        &env,
-        &["--allow", s(&other), "--secret", "TOKEN", "--", s(&other)],
-    );
+    let r = env.exec(&["--allow", s(&other), "--secret", "TOKEN", "--", s(&other)]);
     env.expect_code(&r, code::NOT_GRANTED);
 }

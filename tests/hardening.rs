@@ -27,8 +27,14 @@ use util::{Env, value};
 const ATTACKER: &str = "envseal-attacker";
 const ATTACK_ENV: &str = "ENVSEAL_ATTACK_PID";
 
-/// Creates (once) an unprivileged user and returns its uid and gid.
+/// Creates (once per test binary, whichever test asks first) an
+/// unprivileged user with subordinate ids; returns its uid and gid.
 fn attacker_user() -> (u32, u32) {
+    static USER: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *USER.get_or_init(create_attacker_user)
+}
+
+fn create_attacker_user() -> (u32, u32) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "this attack test needs root to create an unprivileged user with useradd \
@@ -62,6 +68,22 @@ fn attacker_user() -> (u32, u32) {
             st.success() || id("-u").is_some(),
             "useradd {ATTACKER} failed"
         );
+    }
+    // Subordinate ids, for the namespaced tiers' G7 protection.
+    let has_range = fs::read_to_string("/etc/subuid")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with(&format!("{ATTACKER}:"))));
+    if !has_range {
+        let st = Command::new("usermod")
+            .args([
+                "--add-subuids",
+                "300000-365535",
+                "--add-subgids",
+                "300000-365535",
+                ATTACKER,
+            ])
+            .status()
+            .expect("usermod is needed to give the attacker user subordinate ids");
+        assert!(st.success(), "usermod --add-subuids {ATTACKER} failed");
     }
     (id("-u").unwrap(), id("-g").unwrap())
 }
@@ -225,57 +247,56 @@ fn stage() -> (u32, u32, Env, tempfile::TempDir, PathBuf, PathBuf) {
     (uid, gid, env, bins, envseal, me)
 }
 
-/// G7: the program `envseal exec` launches, and envseal itself while it
-/// waits, resist a same-user attacker; the same program run directly by
-/// that user does not (the control).
+/// G7: the program `envseal exec` launches — in every tier — and envseal
+/// itself while it waits, resist a same-user attacker; the same program
+/// run directly by that user does not (the control). In the namespaced
+/// tiers the sandbox's PID 1 is attacked too, and `doctor`, run as that
+/// user, must have said G7 holds.
 #[test]
 fn launched_program_is_unreadable_by_the_same_user() {
     attacker_branch();
     let test = "launched_program_is_unreadable_by_the_same_user";
     let (uid, gid, env, bins, envseal, me) = stage();
+    assert!(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "the namespaced tiers need newuidmap (package uidmap); ./scripts/test installs it"
+    );
     let prog = probe::install(&bins.path().join("probe"), probe::bytes());
     let token = value("g7");
     env.set_approved("TOKEN", &token);
-    let r = env.run_pw(
-        &["allow", "--secret", "TOKEN", "--", prog.to_str().unwrap()],
-        b"",
-    );
-    env.expect_ok(&r);
+    let programs: Vec<(&str, PathBuf)> = ["none", "hardened", "lockdown"]
+        .into_iter()
+        .map(|tier| {
+            let copy = probe::install(
+                &bins.path().join(format!("probe-{tier}")),
+                &probe::variant(tier.as_bytes()[0]),
+            );
+            let r = env.run_pw(
+                &[
+                    "allow",
+                    "--secret",
+                    "TOKEN",
+                    "--tier",
+                    tier,
+                    "--",
+                    copy.to_str().unwrap(),
+                ],
+                b"",
+            );
+            env.expect_ok(&r);
+            (tier, copy)
+        })
+        .collect();
     give_vault_to(&env, uid, gid);
 
-    // Victim: the user runs the pinned program through envseal.
-    let victim = probe::Sleeping::start(
-        Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"exec "$@" 3<"$PASSFILE""#)
-            .arg("sh")
-            .arg("setpriv")
-            .args([
-                format!("--reuid={uid}"),
-                format!("--regid={gid}"),
-                "--clear-groups".into(),
-                "--".into(),
-            ])
-            .arg(&envseal)
-            .args(["exec", "--passphrase-fd", "3", "--"])
-            .arg(&prog)
-            .env("ENVSEAL_HOME", &env.home)
-            .env("PASSFILE", env.passfile())
-            .env("PROBE_MODE", "sleep")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    let report = victim.report();
-    assert!(
-        report.env_is("TOKEN", token.as_bytes()),
-        "the program did not get TOKEN"
-    );
-    assert_eq!(report.dumpable, 0, "the launched program is dumpable");
-    let on_program = attack_as_user(uid, gid, &me, test, report.pid as u32);
-    let on_envseal = attack_as_user(uid, gid, &me, test, victim.child.id());
+    // What doctor tells this user.
+    let doctor = as_user(uid, gid, &envseal)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let doctor: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
 
-    // Control: the same program, run directly by the same user.
+    // Control: the probe, run directly by the same user.
     let control = probe::Sleeping::start(
         as_user(uid, gid, &prog)
             .env("PROBE_MODE", "sleep")
@@ -283,15 +304,102 @@ fn launched_program_is_unreadable_by_the_same_user() {
     );
     let on_control = attack_as_user(uid, gid, &me, test, control.child.id());
     drop(control.signal_and_finish(nix::sys::signal::Signal::SIGKILL));
-
-    // SIGTERM to envseal reaches the program (its handler exits 3).
-    let out = victim.signal_and_finish(nix::sys::signal::Signal::SIGTERM);
-    let r = env.record("exec probe (as the attacker's user)".into(), out);
-    env.expect_code(&r, 3);
-
     assert_all_allowed("the same program run directly", &on_control);
-    assert_all_denied("the launched program", &on_program);
-    assert_all_denied("envseal exec", &on_envseal);
+
+    for (tier, copy) in &programs {
+        // Victim: the user runs the pinned program through envseal.
+        let victim = probe::Sleeping::start(
+            Command::new("/bin/sh")
+                .arg("-c")
+                .arg(r#"exec "$@" 3<"$PASSFILE""#)
+                .arg("sh")
+                .arg("setpriv")
+                .args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={gid}"),
+                    "--clear-groups".into(),
+                    "--".into(),
+                ])
+                .arg(&envseal)
+                .args(["exec", "--passphrase-fd", "3", "--"])
+                .arg(copy)
+                .current_dir(bins.path())
+                .env("ENVSEAL_HOME", &env.home)
+                .env("PASSFILE", env.passfile())
+                .env("PROBE_MODE", "sleep")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let report = victim.report();
+        assert!(
+            report.env_is("TOKEN", token.as_bytes()),
+            "{tier}: the program did not get TOKEN"
+        );
+        assert_eq!(
+            report.dumpable, 0,
+            "{tier}: the launched program is dumpable"
+        );
+        let envseal_pid = victim.child.id();
+        // The program's pid as the attacker sees it: in the namespaced
+        // tiers it runs under the sandbox's PID 1, a child of envseal.
+        let mut targets = vec![("envseal exec", envseal_pid)];
+        if *tier == "none" {
+            targets.push(("the launched program", report.pid as u32));
+        } else {
+            let pid1 = child_of(envseal_pid);
+            targets.push(("the sandbox's PID 1", pid1));
+            targets.push(("the launched program", child_of(pid1)));
+        }
+        let attacks: Vec<_> = targets
+            .iter()
+            .map(|(what, pid)| (*what, attack_as_user(uid, gid, &me, test, *pid)))
+            .collect();
+        let out = victim.signal_and_finish(nix::sys::signal::Signal::SIGTERM);
+        let r = env.record(
+            format!("exec probe, tier {tier} (as the attacker's user)"),
+            out,
+        );
+        env.expect_code(&r, 3);
+        for (what, results) in &attacks {
+            assert_all_denied(&format!("{what} (tier {tier})"), results);
+        }
+        let said = doctor["tiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tier"] == *tier)
+            .unwrap();
+        assert_eq!(
+            said["g7"], true,
+            "doctor, as this user, says G7 fails in {tier}: {said}"
+        );
+    }
+}
+
+/// The single child of `pid` (from /proc/*/status).
+fn child_of(pid: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let children: Vec<u32> = fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| {
+                    s.lines().any(|l| {
+                        l.strip_prefix("PPid:")
+                            .is_some_and(|v| v.trim() == pid.to_string())
+                    })
+                })
+            })
+            .collect();
+        if let [only] = children[..] {
+            return only;
+        }
+        assert!(Instant::now() < deadline, "{pid} has children {children:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

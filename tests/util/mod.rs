@@ -31,6 +31,7 @@ pub mod code {
     pub const CHANGED: i32 = 69;
     pub const SWAPPED: i32 = 70;
     pub const SECRET_MISSING: i32 = 71;
+    pub const UNSUPPORTED: i32 = 72;
     pub const DENIED: i32 = 77;
     pub const CANNOT_EXECUTE: i32 = 126;
     pub const NOT_FOUND: i32 = 127;
@@ -122,6 +123,23 @@ impl Env {
         let mut c = self.command();
         c.args(args);
         self.finish(args.join(" "), c, stdin)
+    }
+
+    /// A directory for programs, inside the test's temporary directory.
+    pub fn bin_dir(&self) -> PathBuf {
+        let dir = self.tmp.path().join("bin");
+        fs::create_dir_all(&dir).unwrap();
+        fs::canonicalize(dir).unwrap()
+    }
+
+    /// `envseal allow ARGS` with the passphrase.
+    pub fn allow(&self, args: &[&str]) -> Run {
+        self.run_pw(&[&["allow"], args].concat(), b"")
+    }
+
+    /// `envseal exec ARGS` with the passphrase.
+    pub fn exec(&self, args: &[&str]) -> Run {
+        self.run_pw(&[&["exec"], args].concat(), b"")
     }
 
     /// Runs envseal with the test passphrase on fd 3.

@@ -1,0 +1,342 @@
+//! The namespaced tiers, Hardened and Lockdown, attacked from inside: the
+//! pinned probe (tests/probe/probe.c, `PROBE_MODE=sandbox`) tries what a
+//! compromised or steered program would, and reports each result. Every
+//! run is its own `envseal exec` process, so each sandbox is built from
+//! scratch in its own process.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use util::probe::{self, Report};
+use util::{Env, Run, code, value};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The probe's `check NAME RESULT` lines.
+fn checks(r: &Report) -> BTreeMap<String, String> {
+    r.lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("check "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A vault with TOKEN (env) and CERT (file) approved, and the probe
+/// pinned with them at `tier`.
+fn pinned(tier: &str) -> (Env, PathBuf, String, String) {
+    let env = Env::initialized();
+    let (token, cert) = (value("token"), value("cert"));
+    env.set_approved("TOKEN", &token);
+    env.set_approved("CERT", &cert);
+    let prog = probe::install(&env.bin_dir().join("probe"), probe::bytes());
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--file",
+        "CERT",
+        "--tier",
+        tier,
+        "--",
+        s(&prog),
+    ]);
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &[&format!("tier        {tier}")]);
+    (env, prog, token, cert)
+}
+
+fn run_in(env: &Env, prog: &Path, cwd: &Path, vars: &[(&str, String)], label: &str) -> Run {
+    let mut c = env.command_pw(&["exec", "--", s(prog)]);
+    c.current_dir(cwd).stdin(Stdio::null());
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    env.run_command(label.into(), c, b"")
+}
+
+#[test]
+fn lockdown_confines_the_program() {
+    let (env, prog, token, cert) = pinned("lockdown");
+    // Not under /tmp, which the sandbox replaces with its own.
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let work = base.path().join("work");
+    let outside = base.path().join("outside");
+    fs::create_dir_all(&work).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let marker = "/tmp/written-by-probe";
+    let marker_existed = Path::new(&marker).exists();
+
+    let r = run_in(
+        &env,
+        &prog,
+        &work,
+        &[
+            ("PROBE_MODE", "sandbox".into()),
+            ("PROBE_PORT", port.to_string()),
+            ("PROBE_OUTSIDE", s(&outside).into()),
+            ("PROBE_HOST_PID", std::process::id().to_string()),
+        ],
+        "exec probe (lockdown, sandbox checks)",
+    );
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    let c = checks(&rep);
+    let is = |k: &str, v: &str| {
+        assert_eq!(
+            c.get(k).map(String::as_str),
+            Some(v),
+            "check {k}: all checks {c:?}"
+        );
+    };
+    // The secrets arrived: TOKEN in the environment, CERT as a file.
+    assert!(rep.env_is("TOKEN", token.as_bytes()));
+    assert!(rep.env_is("CERT_FILE", b"/tmp/envseal-secrets/CERT_FILE"));
+    assert_eq!(
+        rep.files.get("CERT_FILE"),
+        Some(&probe::fnv(cert.as_bytes()))
+    );
+    // No network: nothing reached the server on the host's loopback.
+    assert!(c["connect"].starts_with("errno"), "connect: {c:?}");
+    assert!(server.accept().is_err(), "a connection reached the host");
+    // Writes only in the working directory and the private /tmp.
+    is("write_outside", "errno 13");
+    assert!(!outside.join("written-by-probe").exists());
+    is("write_cwd", "ok");
+    assert!(
+        work.join("written-by-probe").exists(),
+        "the cwd write did not land"
+    );
+    is("write_tmp", "ok");
+    assert_eq!(
+        Path::new(&marker).exists(),
+        marker_existed,
+        "the private /tmp leaked onto the host's /tmp"
+    );
+    // Host processes are invisible; /tmp and HOME are private and empty.
+    is("proc_host_pid", "errno 2");
+    let mut tmp: Vec<&str> = c["tmp"].trim_matches(['[', ']']).split(' ').collect();
+    tmp.sort_unstable();
+    assert_eq!(tmp, ["envseal-secrets", "home", "written-by-probe"]);
+    is("home", "[]");
+    assert!(rep.env_is("HOME", b"/tmp/home"));
+    // The secret file: 0400, on a read-only tmpfs, not on the host.
+    is("secret_mode", "400");
+    is("secret_fs", "tmpfs ro");
+    assert!(c["secret_write"].starts_with("errno"), "{c:?}");
+    assert!(!Path::new("/tmp/envseal-secrets/CERT_FILE").exists());
+    // No other program runs; the dangerous system calls are refused.
+    is("exec_sh", "errno 13");
+    for call in [
+        "ptrace",
+        "unshare",
+        "mount",
+        "keyctl",
+        "memfd_plain",
+        "clone_newuser",
+        "tiocsti",
+    ] {
+        is(call, "errno 1");
+    }
+    is("memfd_noexec", "ok");
+    is("clone3", "errno 38");
+    is("hostname", "envseal");
+    assert_eq!(rep.pid, 2, "the program is PID 2 of its own PID namespace");
+}
+
+#[test]
+fn hardened_applies_seccomp_and_a_pid_1_that_reaps() {
+    let (env, prog, token, cert) = pinned("hardened");
+    let here = env.tmp.path().to_owned();
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &[("PROBE_MODE", "sandbox".into())],
+        "exec probe (hardened)",
+    );
+    env.expect_ok(&r);
+    let rep = Report::parse(&r.stdout);
+    let c = checks(&rep);
+    assert!(rep.env_is("TOKEN", token.as_bytes()));
+    // Hardened delivers files as sealed memfds, as tier None does.
+    assert_eq!(
+        rep.files.get("CERT_FILE"),
+        Some(&probe::fnv(cert.as_bytes()))
+    );
+    for call in [
+        "ptrace",
+        "unshare",
+        "mount",
+        "keyctl",
+        "memfd_plain",
+        "clone_newuser",
+        "tiocsti",
+    ] {
+        assert_eq!(c[call], "errno 1", "{call}: {c:?}");
+    }
+    assert_eq!(c["clone3"], "errno 38");
+    assert_eq!(c["hostname"], "envseal");
+    assert_eq!(rep.pid, 2);
+
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &[("PROBE_MODE", "orphan".into())],
+        "exec probe (orphan)",
+    );
+    env.expect_ok(&r);
+    assert_eq!(checks(&Report::parse(&r.stdout))["orphan_reaped"], "yes");
+
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &[("PROBE_EXIT", "42".into())],
+        "exec probe (exit 42)",
+    );
+    env.expect_code(&r, 42);
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &[("PROBE_MODE", "raise".into())],
+        "exec probe (raise)",
+    );
+    env.expect_code(&r, 128 + 15);
+    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+    c.env("PROBE_MODE", "sleep").stdin(Stdio::null());
+    let out = probe::Sleeping::start(&mut c).signal_and_finish(nix::sys::signal::Signal::SIGTERM);
+    let r = env.record("exec probe (hardened, SIGTERM to envseal)".into(), out);
+    env.expect_code(&r, 3);
+    env.expect_stdout(&r, &["got-signal 15"]);
+}
+
+/// User namespaces refused (as a kernel with them disabled would): the
+/// namespaced tiers fail with the documented code and nothing runs; tier
+/// None still works.
+#[test]
+fn namespaced_tiers_fail_clearly_without_user_namespaces() {
+    let (env, prog, _, _) = pinned("hardened");
+    let plain = probe::install(&env.bin_dir().join("plain"), &probe::variant(b'N'));
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", s(&plain)]));
+    // The filter applies to this thread and what it starts.
+    let (hardened, none) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                deny_new_user_namespaces();
+                (env.exec(&["--", s(&prog)]), env.exec(&["--", s(&plain)]))
+            })
+            .join()
+            .unwrap()
+    });
+    env.expect_code(&hardened, code::UNSUPPORTED);
+    env.expect_stderr(
+        &hardened,
+        &["cannot build the sandbox", "namespace", "envseal doctor"],
+    );
+    assert!(hardened.stdout.is_empty(), "the program ran");
+    env.expect_ok(&none);
+    assert_eq!(Report::parse(&none.stdout).variant, "N");
+}
+
+/// A seccomp filter on the calling thread: `clone` and `unshare` with
+/// `CLONE_NEWUSER` fail with EPERM.
+fn deny_new_user_namespaces() {
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    };
+    let newuser = libc::CLONE_NEWUSER as u64;
+    let rule = |arg| {
+        vec![
+            SeccompRule::new(vec![
+                SeccompCondition::new(
+                    arg,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(newuser),
+                    newuser,
+                )
+                .unwrap(),
+            ])
+            .unwrap(),
+        ]
+    };
+    let filter = SeccompFilter::new(
+        [(libc::SYS_clone, rule(0)), (libc::SYS_unshare, rule(0))]
+            .into_iter()
+            .collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    seccompiler::apply_filter(&program).unwrap();
+}
+
+#[test]
+fn doctor_reports_what_this_machine_supports() {
+    let env = Env::new();
+    let r = env.run(&["doctor", "--json"], b"");
+    env.expect_ok(&r);
+    let json: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let checks: BTreeMap<String, bool> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    for name in [
+        "kernel",
+        "user namespaces",
+        "lockdown namespaces",
+        "id maps",
+        "subordinate ids",
+        "landlock",
+        "seccomp",
+        "memfd_secret",
+        "tmpfs noswap",
+        "yama",
+        "install",
+    ] {
+        assert!(checks.contains_key(name), "doctor lacks {name}");
+    }
+    let tiers = json["tiers"].as_array().unwrap();
+    let tier = |n: &str| tiers.iter().find(|t| t["tier"] == n).unwrap().clone();
+    // Accurate: where doctor says Lockdown works, a Lockdown run works
+    // (the other tests run one); where it says not, exec must refuse.
+    let lockdown_ok = tier("lockdown")["ok"].as_bool().unwrap();
+    assert_eq!(
+        lockdown_ok,
+        checks["user namespaces"]
+            && checks["lockdown namespaces"]
+            && checks["landlock"]
+            && checks["seccomp"]
+            && checks["id maps"],
+    );
+    assert!(
+        lockdown_ok,
+        "this test machine should support Lockdown: {json}"
+    );
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(tier("hardened")["g7"], false, "as root G7 cannot hold");
+    }
+    let human = env.run(&["doctor"], b"");
+    env.expect_ok(&human);
+    env.expect_stdout(&human, &["tier lockdown", "landlock"]);
+}
