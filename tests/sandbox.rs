@@ -154,6 +154,78 @@ fn lockdown_confines_the_program() {
 }
 
 #[test]
+fn lockdown_may_exec_only_what_the_grant_pins() {
+    let (env, _, _, _) = pinned("lockdown");
+    // Not under /tmp: Lockdown replaces /tmp, so the host's is not visible.
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = base.path();
+    let sh = fs::read(fs::canonicalize("/bin/sh").unwrap()).unwrap();
+    let helper = probe::install(&dir.join("helper-sh"), &sh);
+    let prog = probe::install(&dir.join("launcher-probe"), &probe::variant(b'M'));
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--tier",
+        "lockdown",
+        "--may-exec",
+        s(&helper),
+        "--",
+        s(&prog),
+    ]);
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &["may exec", s(&helper)]);
+    let here = env.tmp.path().to_owned();
+    let vars = |exe: &Path| {
+        vec![
+            ("PROBE_MODE", "sandbox".to_owned()),
+            ("PROBE_EXEC", s(exe).to_owned()),
+        ]
+    };
+    // The pinned helper runs; /bin/sh (not pinned) still does not.
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &vars(&helper),
+        "exec probe (may-exec helper)",
+    );
+    env.expect_ok(&r);
+    assert_eq!(checks(&Report::parse(&r.stdout))["exec_sh"], "ok");
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &vars(Path::new("/bin/sh")),
+        "exec probe (may-exec /bin/sh)",
+    );
+    env.expect_ok(&r);
+    assert_eq!(checks(&Report::parse(&r.stdout))["exec_sh"], "errno 13");
+    // The helper changed since it was pinned: nothing runs.
+    let mut changed = sh.clone();
+    changed.push(0);
+    probe::install(&helper, &changed);
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &vars(&helper),
+        "exec probe (helper changed)",
+    );
+    env.expect_code(&r, code::CHANGED);
+    assert!(r.stdout.is_empty());
+    // --may-exec only means something in Lockdown.
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--may-exec",
+        s(&helper),
+        "--",
+        s(&prog),
+    ]);
+    env.expect_code(&r, code::USAGE);
+}
+
+#[test]
 fn hardened_applies_seccomp_and_a_pid_1_that_reaps() {
     let (env, prog, token, cert) = pinned("hardened");
     let here = env.tmp.path().to_owned();

@@ -18,7 +18,7 @@
 
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 use crate::sys::ns;
@@ -85,23 +85,31 @@ impl Ids {
         Ok(())
     }
 
-    /// Maps the user's own ids (only) in `pid`'s user namespace.
-    pub(crate) fn map_self(&self, pid: libc::pid_t) -> Result<()> {
-        let uid = format!("{} {} 1", self.uid, self.uid);
-        let gid = format!("{} {} 1", self.gid, self.gid);
-        self.write_maps(pid, &uid, &gid)
+    /// The maps for a namespace holding only the user's own ids.
+    pub(crate) fn self_maps(&self, pid: libc::pid_t) -> Maps {
+        Maps {
+            pid,
+            uid: format!("{} {} 1", self.uid, self.uid),
+            gid: format!("{} {} 1", self.gid, self.gid),
+        }
     }
 
-    fn write_maps(&self, pid: libc::pid_t, uid_map: &str, gid_map: &str) -> Result<()> {
+    /// Writes every map in `maps` — as root directly, else with all the
+    /// `newuidmap`/`newgidmap` runs started at once and then awaited (each
+    /// is a setuid process start; doing them one after the other was most
+    /// of a namespaced launch's time).
+    pub(crate) fn write_all(&self, maps: &[Maps]) -> Result<()> {
         if self.is_root() {
-            for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
-                std::fs::write(format!("/proc/{pid}/{file}"), map).map_err(|source| {
-                    Error::Sandbox {
-                        step: "write the namespace's id maps",
-                        source,
-                        fix: "",
-                    }
-                })?;
+            for m in maps {
+                for (file, map) in [("uid_map", &m.uid), ("gid_map", &m.gid)] {
+                    std::fs::write(format!("/proc/{}/{file}", m.pid), map).map_err(|source| {
+                        Error::Sandbox {
+                            step: "write the namespace's id maps",
+                            source,
+                            fix: "",
+                        }
+                    })?;
+                }
             }
             return Ok(());
         }
@@ -112,35 +120,53 @@ impl Ids {
                 fix: "install the uidmap package (newuidmap, newgidmap)",
             });
         };
-        for (tool, map) in [(newuidmap, uid_map), (newgidmap, gid_map)] {
-            let out = Command::new(tool)
-                .arg(pid.to_string())
-                .args(map.split(' '))
-                .env_clear()
-                .output()
-                .map_err(|source| Error::Sandbox {
-                    step: "run newuidmap/newgidmap",
-                    source,
-                    fix: "install the uidmap package",
-                })?;
-            if !out.status.success() {
-                return Err(Error::Sandbox {
-                    step: "map ids in the sandbox's user namespace",
-                    source: std::io::Error::other(format!(
-                        "{} failed: {}",
-                        tool.display(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )),
-                    fix: "check /etc/subuid and /etc/subgid, and that newuidmap is setuid root",
-                });
+        let mut running = Vec::new();
+        for m in maps {
+            for (tool, map) in [(newuidmap, &m.uid), (newgidmap, &m.gid)] {
+                let child = Command::new(tool)
+                    .arg(m.pid.to_string())
+                    .args(map.split(' '))
+                    .env_clear()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|source| Error::Sandbox {
+                        step: "run newuidmap/newgidmap",
+                        source,
+                        fix: "install the uidmap package",
+                    })?;
+                running.push((tool, child));
             }
         }
-        Ok(())
+        let mut failure = None;
+        for (tool, child) in running {
+            let out = child.wait_with_output();
+            let failed = match out {
+                Ok(o) if o.status.success() => continue,
+                Ok(o) => format!(
+                    "{} failed: {}",
+                    tool.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => format!("{}: {e}", tool.display()),
+            };
+            failure.get_or_insert(failed);
+        }
+        match failure {
+            None => Ok(()),
+            Some(msg) => Err(Error::Sandbox {
+                step: "map ids in the sandbox's user namespace",
+                source: std::io::Error::other(msg),
+                fix: "check /etc/subuid and /etc/subgid, and that newuidmap is setuid root",
+            }),
+        }
     }
 
-    /// Gives `memfd` to the first subordinate uid and gid (see the module
-    /// comment). Needs [`Ids::g7`] to be `Ok`.
-    pub(crate) fn chown_to_subordinate(&self, memfd: &OwnedFd) -> Result<()> {
+    /// Starts the helper that will give `memfd` to the first subordinate
+    /// uid and gid (see the module comment) once its maps are written;
+    /// returns it with the maps it needs. Needs [`Ids::g7`] to be `Ok`.
+    pub(crate) fn chown_helper(&self, memfd: &OwnedFd) -> Result<(ChownHelper, Maps)> {
         let (subuid, subgid) = self.subordinate.ok_or_else(|| Error::Sandbox {
             step: "find subordinate ids",
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -157,31 +183,64 @@ impl Ids {
             // Child: wait for the maps, then chown (0 → the user, 1 → the
             // subordinate ids). System calls only.
             let go = ns::read_byte(go_r.as_raw_fd());
+            if go != Ok(true) {
+                ns::exit(255);
+            }
             // SAFETY: fchown on a descriptor this process holds.
             let r = unsafe { libc::fchown(fd, 1, 1) };
-            let errno = if r == 0 {
+            ns::exit(if r == 0 {
                 0
             } else {
-                nix::errno::Errno::last_raw()
-            };
-            ns::exit(match go {
-                Ok(true) => errno.min(255),
-                _ => 255,
+                nix::errno::Errno::last_raw().min(254)
             });
         }
-        drop(go_r);
-        let mapped = self.write_maps(
-            helper,
-            &format!("0 {} 1 1 {subuid} 1", self.uid),
-            &format!("0 {} 1 1 {subgid} 1", self.gid),
-        );
-        if mapped.is_ok() {
-            let _ = nix::unistd::write(&go_w, b"g");
-        }
-        drop(go_w);
-        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(helper), None)
+        let maps = Maps {
+            pid: helper,
+            uid: format!("0 {} 1 1 {subuid} 1", self.uid),
+            gid: format!("0 {} 1 1 {subgid} 1", self.gid),
+        };
+        Ok((
+            ChownHelper {
+                pid: helper,
+                go: go_w,
+            },
+            maps,
+        ))
+    }
+}
+
+/// One namespace's uid and gid maps.
+pub(crate) struct Maps {
+    pid: libc::pid_t,
+    uid: String,
+    gid: String,
+}
+
+/// The running chown helper (see [`Ids::chown_helper`]).
+pub(crate) struct ChownHelper {
+    pid: libc::pid_t,
+    go: OwnedFd,
+}
+
+impl ChownHelper {
+    /// Lets the helper chown (its maps must be written) and waits for it.
+    pub(crate) fn finish(self) -> Result<()> {
+        let _ = nix::unistd::write(&self.go, b"g");
+        let ChownHelper { pid, go } = self;
+        drop(go);
+        Self::wait(pid)
+    }
+
+    /// Ends the helper without letting it act.
+    pub(crate) fn abandon(self) {
+        let ChownHelper { pid, go } = self;
+        drop(go);
+        let _ = Self::wait(pid);
+    }
+
+    fn wait(pid: libc::pid_t) -> Result<()> {
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
             .map_err(Error::sys("wait for the id helper"))?;
-        mapped?;
         match status {
             nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
             other => Err(Error::Sandbox {

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret as _, SecretSlice};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::idmap::{Ids, USERNS_FIX};
+use crate::idmap::{ChownHelper, Ids, Maps, USERNS_FIX};
 use crate::program::{Role, Verified};
 use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
 use crate::sys::{files, ns, signals, spawn};
@@ -112,6 +112,7 @@ pub fn run(launch: Launch) -> Result<Exit> {
     // Namespaced tiers: everything that can fail is checked before any
     // process is started.
     let ids = (tier != Tier::None).then(Ids::current);
+    let mut chown = None;
     if let Some(ids) = &ids {
         if !ids.can_map() {
             return Err(Error::Sandbox {
@@ -122,7 +123,7 @@ pub fn run(launch: Launch) -> Result<Exit> {
         }
         match ids.g7() {
             Ok(()) => {
-                ids.chown_to_subordinate(executable.fd())?;
+                chown = Some(ids.chown_helper(executable.fd())?);
                 notes.push(
                     "G7: the program runs from a copy owned by a subordinate id: other processes \
                      of the user can neither read nor trace it"
@@ -290,6 +291,7 @@ pub fn run(launch: Launch) -> Result<Exit> {
                     wipe: &wipe,
                 },
                 ids,
+                chown.take(),
                 &mut notes,
             )
         }
@@ -326,6 +328,7 @@ pub fn run(launch: Launch) -> Result<Exit> {
 fn start_sandbox(
     plan: &sandbox::Plan<'_>,
     ids: &Ids,
+    chown: Option<(ChownHelper, Maps)>,
     notes: &mut Vec<String>,
 ) -> Result<nix::unistd::Pid> {
     let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -343,11 +346,19 @@ fn start_sandbox(
         report: report_w.as_raw_fd(),
         ..*plan
     };
-    let pid1 = ns::clone(flags).map_err(|e| Error::Sandbox {
-        step: "create the sandbox's namespaces",
-        source: std::io::Error::from_raw_os_error(e),
-        fix: USERNS_FIX,
-    })?;
+    let pid1 = match ns::clone(flags) {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Some((helper, _)) = chown {
+                helper.abandon();
+            }
+            return Err(Error::Sandbox {
+                step: "create the sandbox's namespaces",
+                source: std::io::Error::from_raw_os_error(e),
+                fix: USERNS_FIX,
+            });
+        }
+    };
     if pid1 == 0 {
         sandbox::pid1(&plan);
     }
@@ -359,7 +370,22 @@ fn start_sandbox(
         let _ = waitpid(pid, None);
         e
     };
-    ids.map_self(pid1).map_err(abandon)?;
+    // Every map in one round: the chown helper's and PID 1's.
+    let mut maps = vec![ids.self_maps(pid1)];
+    let helper = chown.map(|(helper, helper_maps)| {
+        maps.push(helper_maps);
+        helper
+    });
+    let mapped = ids.write_all(&maps);
+    let chowned = match helper {
+        Some(h) if mapped.is_ok() => h.finish(),
+        Some(h) => {
+            h.abandon();
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    mapped.and(chowned).map_err(abandon)?;
     nix::unistd::write(&go_w, b"g").map_err(|e| abandon(e.into()))?;
     drop(go_w);
     let reports = spawn::read_reports(report_r).map_err(|source| {

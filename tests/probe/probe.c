@@ -110,10 +110,11 @@ static void sandbox_checks(void) {
                    (fs.f_flags & ST_RDONLY) ? "ro" : "rw");
         check("secret_write", open(secret, O_WRONLY));
     }
+    const char *other = getenv("PROBE_EXEC");
     pid_t child = fork();
     if (child == 0) {
         char *argv[] = { "sh", "-c", "exit 0", NULL };
-        execv("/bin/sh", argv);
+        execv(other ? other : "/bin/sh", argv);
         _exit(errno);
     }
     int status = 0;
