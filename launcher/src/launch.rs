@@ -137,6 +137,18 @@ pub fn run(launch: Launch) -> Result<Exit> {
         Tier::None => None,
         _ => Some(sandbox::seccomp_filters()?),
     };
+    if tier != Tier::None {
+        notes.push(format!(
+            "namespaces: user, PID (with envseal's PID 1), IPC, UTS{}; no_new_privs; seccomp \
+             refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, setns, \
+             clone into new namespaces, TIOCSTI and executable memfds",
+            if lockdown {
+                ", mount, network (no network)"
+            } else {
+                ""
+            }
+        ));
+    }
     let landlock = if lockdown {
         let mut exes: Vec<String> = executable.loader().into_iter().map(str::to_owned).collect();
         exes.extend(may_exec);

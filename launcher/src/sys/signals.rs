@@ -3,9 +3,18 @@
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
 
-/// Signals that reach envseal and are passed on to the program.
-pub(crate) const FORWARDED: [Signal; 8] = [
+/// Signals that reach envseal and are passed on to the program: every
+/// catchable one except job control (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`,
+/// `SIGCONT`: the terminal sends those to the whole process group, so
+/// envseal stops and continues with the program), the synchronous fault
+/// signals, `SIGPIPE` and `SIGCHLD`.
+pub(crate) const FORWARDED: [Signal; 13] = [
     Signal::SIGALRM,
+    Signal::SIGIO,
+    Signal::SIGPROF,
+    Signal::SIGPWR,
+    Signal::SIGURG,
+    Signal::SIGVTALRM,
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
