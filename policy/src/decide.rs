@@ -76,26 +76,10 @@ pub fn select(grant: &Grant, requested: &[SecretName]) -> Result<Vec<(SecretName
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::{Pin, Tier};
+    use crate::grant::Tier;
 
     fn grant(args: ArgRule) -> Grant {
-        Grant {
-            program: Pin {
-                path: "/usr/bin/python3".into(),
-                sha256: [0; 32],
-            },
-            script: None,
-            secrets: [(
-                SecretName::new("A").unwrap(),
-                Delivery::Env(SecretName::new("A").unwrap()),
-            )]
-            .into_iter()
-            .collect(),
-            tier: Tier::None,
-            args,
-            forced_interpreter: false,
-            may_exec: Vec::new(),
-        }
+        crate::grant::sample("/usr/bin/python3", Tier::None, args)
     }
 
     fn os(v: &[&str]) -> Vec<OsString> {

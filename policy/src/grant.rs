@@ -317,6 +317,24 @@ fn get_name(r: &mut Reader<'_>) -> Option<SecretName> {
     SecretName::new(std::str::from_utf8(r.take(len)?).ok()?).ok()
 }
 
+/// A grant for tests: `path` gives secret A as `$A`.
+#[cfg(test)]
+pub(crate) fn sample(path: &str, tier: Tier, args: ArgRule) -> Grant {
+    let a = SecretName::new("A").unwrap();
+    Grant {
+        program: Pin {
+            path: path.into(),
+            sha256: [1; 32],
+        },
+        script: None,
+        secrets: [(a.clone(), Delivery::Env(a))].into_iter().collect(),
+        tier,
+        args,
+        forced_interpreter: false,
+        may_exec: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,23 +410,7 @@ mod tests {
 
     #[test]
     fn an_esg1_grant_reads_with_no_may_exec() {
-        let g = Grant {
-            program: Pin {
-                path: "/bin/x".into(),
-                sha256: [1; 32],
-            },
-            script: None,
-            secrets: [(
-                SecretName::new("A").unwrap(),
-                Delivery::Env(SecretName::new("A").unwrap()),
-            )]
-            .into_iter()
-            .collect(),
-            tier: Tier::Lockdown,
-            args: ArgRule::Any,
-            forced_interpreter: false,
-            may_exec: Vec::new(),
-        };
+        let g = sample("/bin/x", Tier::Lockdown, ArgRule::Any);
         let mut v1 = g.encode();
         v1[..4].copy_from_slice(MAGIC_V1);
         // ESG1 had no may_exec count after the forced flag.
@@ -419,24 +421,11 @@ mod tests {
 
     #[test]
     fn two_secrets_in_one_variable_are_invalid() {
-        let v = SecretName::new("TOKEN").unwrap();
-        let g = Grant {
-            program: Pin {
-                path: "/bin/x".into(),
-                sha256: [0; 32],
-            },
-            script: None,
-            secrets: [
-                (SecretName::new("A").unwrap(), Delivery::Env(v.clone())),
-                (SecretName::new("B").unwrap(), Delivery::Env(v)),
-            ]
-            .into_iter()
-            .collect(),
-            tier: Tier::None,
-            args: ArgRule::Any,
-            forced_interpreter: false,
-            may_exec: Vec::new(),
-        };
+        let mut g = sample("/bin/x", Tier::None, ArgRule::Any);
+        g.secrets.insert(
+            SecretName::new("B").unwrap(),
+            Delivery::Env(SecretName::new("A").unwrap()),
+        );
         assert!(g.validate().is_err());
     }
 }
