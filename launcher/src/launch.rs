@@ -156,6 +156,15 @@ pub fn run(launch: Launch) -> Result<Exit> {
             action: "find the working directory",
             source,
         })?;
+        if cwd == std::path::Path::new("/") {
+            return Err(Error::Sandbox {
+                step: "choose what Lockdown may write",
+                source: std::io::Error::other(
+                    "the working directory is /, and Lockdown makes the working directory writable",
+                ),
+                fix: "run it from the directory the program should work in",
+            });
+        }
         let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
         notes.push(format!(
             "Landlock ABI {} enforced: read-only everywhere, read-write in {} and /tmp, \
