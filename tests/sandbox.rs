@@ -19,6 +19,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A temporary directory that is not under /tmp (Lockdown hides the
+/// host's /tmp; the tree this test runs from may well be under it).
+fn outside_tmp() -> tempfile::TempDir {
+    let dir = Path::new("/var/tmp");
+    assert!(
+        dir.is_dir(),
+        "these Lockdown tests need /var/tmp (a directory outside /tmp) to exist"
+    );
+    tempfile::tempdir_in(dir).unwrap()
+}
+
 /// The probe's `check NAME RESULT` lines.
 fn checks(r: &Report) -> BTreeMap<String, String> {
     r.lines
@@ -87,7 +98,7 @@ fn run_in(env: &Env, prog: &Path, cwd: &Path, vars: &[(&str, String)], label: &s
 fn lockdown_confines_the_program() {
     let (env, prog, token, cert) = pinned("lockdown");
     // Not under /tmp, which the sandbox replaces with its own.
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let base = outside_tmp();
     let work = base.path().join("work");
     let outside = base.path().join("outside");
     fs::create_dir_all(&work).unwrap();
@@ -173,7 +184,7 @@ fn lockdown_confines_the_program() {
 fn lockdown_may_exec_only_what_the_grant_pins() {
     let (env, _, _, _) = pinned("lockdown");
     // Not under /tmp: Lockdown replaces /tmp, so the host's is not visible.
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let base = outside_tmp();
     let dir = base.path();
     let sh = fs::read(fs::canonicalize("/bin/sh").unwrap()).unwrap();
     let helper = probe::install(&dir.join("helper-sh"), &sh);
