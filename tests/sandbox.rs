@@ -174,7 +174,13 @@ fn lockdown_confines_the_program() {
     assert_eq!(rep.pid, 2, "the program is PID 2 of its own PID namespace");
 
     // From / the working directory would make everything writable: refused.
-    let r = run_in(&env, &prog, Path::new("/"), &[], "exec probe (lockdown, from /)");
+    let r = run_in(
+        &env,
+        &prog,
+        Path::new("/"),
+        &[],
+        "exec probe (lockdown, from /)",
+    );
     env.expect_code(&r, code::UNSUPPORTED);
     env.expect_stderr(&r, &["working directory is /"]);
     assert!(r.stdout.is_empty());

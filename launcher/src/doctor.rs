@@ -133,7 +133,18 @@ pub fn diagnose() -> Report {
         .ok()
         .filter(|s| s.contains("Seccomp:"))
         .map(|_| "filters supported".to_owned())
-        .ok_or_else(|| "the kernel has no seccomp".to_owned());
+        .ok_or_else(|| "the kernel has no seccomp".to_owned())
+        .and_then(|ok| {
+            if ns::x32_enabled() {
+                Err(
+                    "the kernel accepts x32 system calls, which envseal's filters cannot \
+                     match: boot with syscall.x32=n"
+                        .to_owned(),
+                )
+            } else {
+                Ok(ok)
+            }
+        });
     // SAFETY: memfd_secret(0) either returns a new descriptor, closed at
     // once, or fails.
     let secret_fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0u32) };

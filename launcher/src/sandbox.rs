@@ -150,6 +150,15 @@ const MFD_NOEXEC_SEAL: u64 = 0x0008;
 /// and ENOSYS for `clone3` (so libc falls back to `clone`, whose flags a
 /// filter can see).
 pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
+    if ns::x32_enabled() {
+        return Err(Error::Sandbox {
+            step: "install the seccomp filter",
+            source: std::io::Error::other(
+                "the kernel accepts x32 system calls, which the filter cannot match",
+            ),
+            fix: "boot with syscall.x32=n (the default on most distributions)",
+        });
+    }
     let arch = std::env::consts::ARCH.try_into().map_err(|_| {
         seccomp_error(format!(
             "unsupported architecture {}",

@@ -230,3 +230,17 @@ pub(crate) unsafe fn wipe(ptr: *mut u8, len: usize) {
         unsafe { std::ptr::write_volatile(ptr.add(i), 0) };
     }
 }
+
+/// Whether the kernel accepts x32-ABI system calls (x86_64 numbers with
+/// bit 30 set), which a filter matching x86_64 numbers does not see.
+pub(crate) fn x32_enabled() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: x32 getpid(2) takes no arguments and has no effect.
+        unsafe { libc::syscall(0x4000_0000 | libc::SYS_getpid) >= 0 }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
