@@ -329,7 +329,21 @@ pub fn run(launch: Launch) -> Result<Exit> {
     drop(files_kept);
     drop(script);
     drop(landlock);
-    let child = spawned?;
+    let restore = || {
+        // The caller's mask again (a library caller may launch again).
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&mask),
+            None,
+        );
+    };
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            restore();
+            return Err(e);
+        }
+    };
     drop(executable);
     if verbose {
         for note in &notes {
