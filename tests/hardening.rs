@@ -321,7 +321,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
                     "--".into(),
                 ])
                 .arg(&envseal)
-                .args(["exec", "--passphrase-fd", "3", "--"])
+                .args(["exec", "--verbose", "--passphrase-fd", "3", "--"])
                 .arg(copy)
                 .current_dir(bins.path())
                 .env("ENVSEAL_HOME", &env.home)
@@ -361,6 +361,13 @@ fn launched_program_is_unreadable_by_the_same_user() {
             out,
         );
         env.expect_code(&r, 3);
+        // --verbose told the user G7 holds (in tier None: non-dumpable).
+        let said_g7 = if *tier == "none" {
+            "non-dumpable program (execute-only copy): yes"
+        } else {
+            "G7: the program runs from a copy owned by a subordinate id"
+        };
+        env.expect_stderr(&r, &[said_g7]);
         for (what, results) in &attacks {
             assert_all_denied(&format!("{what} (tier {tier})"), results);
         }

@@ -282,6 +282,19 @@ fn hardened_applies_seccomp_and_a_pid_1_that_reaps() {
     assert_eq!(c["hostname"], "envseal");
     assert_eq!(rep.pid, 2);
 
+    // --verbose says what applied, and (as root) that G7 does not hold.
+    let mut c = env.command_pw(&["exec", "--verbose", "--", s(&prog)]);
+    c.stdin(Stdio::null());
+    let r = env.run_command("exec --verbose probe (hardened)".into(), c, b"");
+    env.expect_ok(&r);
+    env.expect_stderr(
+        &r,
+        &["tier hardened", "namespaces: user, PID", "seccomp refuses"],
+    );
+    if nix::unistd::geteuid().is_root() {
+        env.expect_stderr(&r, &["G7 does not hold in this tier: envseal runs as root"]);
+    }
+
     let r = run_in(
         &env,
         &prog,
