@@ -106,6 +106,14 @@ pub fn run(launch: Launch) -> Result<Exit> {
             source: std::io::Error::other("the executable was loaded as a script"),
         });
     }
+    if !single_threaded() {
+        return Err(Error::Sys {
+            action: "launch",
+            source: std::io::Error::other(
+                "the launcher forks and must be called from a single-threaded process",
+            ),
+        });
+    }
     let lockdown = tier == Tier::Lockdown;
     let mut notes = Vec::new();
 
@@ -476,6 +484,14 @@ fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -> Result<Ex
             let _ = kill(child, sig);
         }
     }
+}
+
+/// Whether this process has exactly one thread (from /proc/self/status).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.strip_prefix("Threads:").is_some_and(|n| n.trim() == "1"))
+    })
 }
 
 /// `NAME=value\0`, in a buffer wiped on drop and allocated once at its

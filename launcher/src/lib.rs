@@ -14,8 +14,15 @@
 //!   the program non-dumpable from its first instruction: a same-user
 //!   process cannot read its `environ` or memory or ptrace it. Secret
 //!   buffers are wiped in this process as soon as the child has them.
+//! - **Tiers** — Hardened and Lockdown add namespaces, a PID 1, seccomp
+//!   and (Lockdown) Landlock and private mounts (`sandbox`); a grant's tier
+//!   is a minimum: what the kernel refuses fails the launch
+//!   ([`Error::Sandbox`]), it never runs weaker. In the namespaced tiers G7
+//!   rests on a subordinate-id owner for the sealed copy (`idmap`).
 //!
-//! Tier None only; namespaces, Landlock and seccomp come with the tiers.
+//! The caller must be single-threaded when it calls [`run`] (checked):
+//! children are created with `fork`/`clone`, and run only system calls
+//! before `exec`.
 
 pub mod doctor;
 mod environment;
