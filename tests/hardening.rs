@@ -88,6 +88,46 @@ fn create_attacker_user() -> (u32, u32) {
     (id("-u").unwrap(), id("-g").unwrap())
 }
 
+/// A supplementary group the attacker user belongs to (created once).
+fn attacker_group() -> u32 {
+    static GROUP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *GROUP.get_or_init(|| {
+        attacker_user();
+        const GROUP_NAME: &str = "envseal-g7";
+        let gid = || {
+            Command::new("getent")
+                .args(["group", GROUP_NAME])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split(':')
+                        .nth(2)?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+        };
+        if gid().is_none() {
+            let st = Command::new("groupadd")
+                .arg(GROUP_NAME)
+                .status()
+                .expect("groupadd");
+            assert!(
+                st.success() || gid().is_some(),
+                "groupadd {GROUP_NAME} failed"
+            );
+        }
+        let st = Command::new("usermod")
+            .args(["-aG", GROUP_NAME, ATTACKER])
+            .status()
+            .expect("usermod");
+        assert!(st.success(), "usermod -aG {GROUP_NAME} failed");
+        gid().unwrap()
+    })
+}
+
 /// `setpriv` prefix running a command as the attacker user.
 fn as_user(uid: u32, gid: u32, program: &Path) -> Command {
     let mut c = Command::new("setpriv");
@@ -306,7 +346,23 @@ fn launched_program_is_unreadable_by_the_same_user() {
     drop(control.signal_and_finish(nix::sys::signal::Signal::SIGKILL));
     assert_all_allowed("the same program run directly", &on_control);
 
-    for (tier, copy) in &programs {
+    // Each tier; the namespaced ones also with a supplementary group, the
+    // other way to keep the program's copy unmapped (no subordinate ids).
+    let group = attacker_group();
+    let rounds = programs
+        .iter()
+        .map(|(tier, copy)| (*tier, copy, None))
+        .chain(
+            programs
+                .iter()
+                .filter(|(tier, _)| *tier != "none")
+                .map(|(tier, copy)| (*tier, copy, Some(group))),
+        );
+    for (tier, copy, group) in rounds {
+        let groups = match group {
+            None => "--clear-groups".to_owned(),
+            Some(g) => format!("--groups={g}"),
+        };
         // Victim: the user runs the pinned program through envseal.
         let victim = probe::Sleeping::start(
             Command::new("/bin/sh")
@@ -317,7 +373,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
                 .args([
                     format!("--reuid={uid}"),
                     format!("--regid={gid}"),
-                    "--clear-groups".into(),
+                    groups,
                     "--".into(),
                 ])
                 .arg(&envseal)
@@ -344,7 +400,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
         // The program's pid as the attacker sees it: in the namespaced
         // tiers it runs under the sandbox's PID 1, a child of envseal.
         let mut targets = vec![("envseal exec", envseal_pid)];
-        if *tier == "none" {
+        if tier == "none" {
             targets.push(("the launched program", report.pid as u32));
         } else {
             let pid1 = child_of(envseal_pid);
@@ -357,15 +413,15 @@ fn launched_program_is_unreadable_by_the_same_user() {
             .collect();
         let out = victim.signal_and_finish(nix::sys::signal::Signal::SIGTERM);
         let r = env.record(
-            format!("exec probe, tier {tier} (as the attacker's user)"),
+            format!("exec probe, tier {tier}, group {group:?} (as the attacker's user)"),
             out,
         );
         env.expect_code(&r, 3);
         // --verbose told the user G7 holds (in tier None: non-dumpable).
-        let said_g7 = if *tier == "none" {
-            "non-dumpable program (execute-only copy): yes"
-        } else {
-            "G7: the program runs from a copy owned by a subordinate id"
+        let said_g7 = match (tier, group) {
+            ("none", _) => "non-dumpable program (execute-only copy): yes",
+            (_, None) => "G7: the program runs from a copy owned by a subordinate id",
+            (_, Some(_)) => "G7: the program runs from a copy whose group",
         };
         env.expect_stderr(&r, &[said_g7]);
         for (what, results) in &attacks {
@@ -375,7 +431,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|t| t["tier"] == *tier)
+            .find(|t| t["tier"] == tier)
             .unwrap();
         assert_eq!(
             said["g7"], true,

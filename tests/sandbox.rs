@@ -414,6 +414,7 @@ fn doctor_reports_what_this_machine_supports() {
         "lockdown namespaces",
         "id maps",
         "subordinate ids",
+        "supplementary group",
         "landlock",
         "seccomp",
         "memfd_secret",

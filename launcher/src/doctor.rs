@@ -115,6 +115,12 @@ pub fn diagnose() -> Report {
             ids.user
         )),
     };
+    let supplementary = match ids.supplementary {
+        Some(g) => Ok(format!(
+            "group {g}: G7 in the namespaced tiers without subordinate ids (faster)"
+        )),
+        None => Err("none (G7 then needs subordinate ids)".to_owned()),
+    };
     let landlock = match ns::landlock_abi() {
         Ok(v) if v >= LANDLOCK_ABI as i64 => Ok(format!("ABI {v}")),
         Ok(v) => Err(format!(
@@ -190,6 +196,7 @@ pub fn diagnose() -> Report {
         check("lockdown namespaces", lockdown_ns.clone()),
         check("id maps", maps.clone()),
         check("subordinate ids", subordinate),
+        check("supplementary group", supplementary),
         check("landlock", landlock.clone()),
         check("seccomp", seccomp.clone()),
         check("memfd_secret", memfd_secret),

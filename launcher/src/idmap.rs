@@ -3,13 +3,16 @@
 //!
 //! The user owns the user namespace the sandbox creates, so the user's
 //! other processes hold every capability in it, and could ptrace even a
-//! non-dumpable program there — unless the executed file's owner is not
-//! mapped in that namespace: then the kernel raises the program's
-//! `mm->user_ns` to the initial namespace, where the user has no
-//! capability. So before the launch a short-lived helper, in a namespace
-//! where 0 maps to the user and 1 to the user's first subordinate id,
-//! `fchown`s the sealed memfd to 1:1; the program's own namespace maps
-//! only the user's ids.
+//! non-dumpable program there — unless the executed file's owner or group
+//! is not mapped in that namespace: then the kernel refuses the read
+//! override and raises the program's `mm->user_ns` to the initial
+//! namespace, where the user has no capability. The program's namespace
+//! maps only the user's own uid and primary gid, and before the launch:
+//!
+//! - if the user has a supplementary group, the sealed memfd's group is
+//!   set to it (an owner may do that unprivileged) — it is unmapped;
+//! - else a short-lived helper, in a namespace where 0 maps to the user
+//!   and 1 to the user's first subordinate id, `fchown`s the memfd to 1:1.
 //!
 //! Maps of a non-dumpable process can be written only by a privileged
 //! writer: the setuid `newuidmap`/`newgidmap` (package `uidmap`), or
@@ -30,6 +33,8 @@ pub struct Ids {
     pub gid: u32,
     /// The first subordinate uid and gid from /etc/subuid and /etc/subgid.
     pub subordinate: Option<(u32, u32)>,
+    /// A supplementary group of this process other than the primary one.
+    pub supplementary: Option<u32>,
     /// `newuidmap` and `newgidmap`, when envseal is not root.
     pub tools: Option<(PathBuf, PathBuf)>,
     pub user: String,
@@ -48,10 +53,16 @@ impl Ids {
         let sub = |file: &str| first_subordinate(&std::fs::read_to_string(file).ok()?, &user, uid);
         let subordinate = sub("/etc/subuid").zip(sub("/etc/subgid"));
         let tools = tool("newuidmap").zip(tool("newgidmap"));
+        let supplementary = nix::unistd::getgroups()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .find(|&g| g != gid);
         Ids {
             uid,
             gid,
             subordinate,
+            supplementary,
             tools,
             user,
         }
@@ -66,23 +77,27 @@ impl Ids {
         self.is_root() || self.tools.is_some()
     }
 
-    /// Whether the launched program can be kept out of the user's reach
-    /// in a namespaced tier (G7), and if not, why.
-    pub fn g7(&self) -> std::result::Result<(), String> {
+    /// How the launched program is kept out of the user's reach in a
+    /// namespaced tier (G7), or why it cannot be.
+    pub fn g7(&self) -> std::result::Result<G7, String> {
         if self.is_root() {
             return Err("envseal runs as root, and root can read any program".into());
         }
         if self.tools.is_none() {
             return Err("newuidmap/newgidmap are missing (install the uidmap package)".into());
         }
-        if self.subordinate.is_none() {
-            return Err(format!(
-                "user {} has no subordinate ids in /etc/subuid and /etc/subgid \
-                 (add some: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {})",
-                self.user, self.user
-            ));
+        if let Some(group) = self.supplementary {
+            return Ok(G7::Group(group));
         }
-        Ok(())
+        if self.subordinate.is_some() {
+            return Ok(G7::Subordinate);
+        }
+        Err(format!(
+            "user {} has no supplementary group and no subordinate ids in /etc/subuid and \
+             /etc/subgid (add some: usermod --add-subuids 100000-165535 --add-subgids \
+             100000-165535 {})",
+            self.user, self.user
+        ))
     }
 
     /// The maps for a namespace holding only the user's own ids.
@@ -207,6 +222,24 @@ impl Ids {
             maps,
         ))
     }
+}
+
+/// How G7 is achieved for a launch (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum G7 {
+    /// The sealed copy's group becomes this supplementary group.
+    Group(u32),
+    /// A helper gives the sealed copy to the first subordinate ids.
+    Subordinate,
+}
+
+/// Sets the sealed copy's group to `group` (one the user belongs to).
+pub(crate) fn chgrp(memfd: &OwnedFd, group: u32) -> Result<()> {
+    nix::unistd::fchown(memfd, None, Some(group.into())).map_err(|e| Error::Sandbox {
+        step: "give the program's copy to a supplementary group",
+        source: e.into(),
+        fix: "",
+    })
 }
 
 /// One namespace's uid and gid maps.

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret as _, SecretSlice};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::idmap::{ChownHelper, Ids, Maps, USERNS_FIX};
+use crate::idmap::{self, ChownHelper, G7, Ids, Maps, USERNS_FIX};
 use crate::program::{Role, Verified};
 use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
 use crate::sys::{files, ns, signals, spawn};
@@ -130,7 +130,14 @@ pub fn run(launch: Launch) -> Result<Exit> {
             });
         }
         match ids.g7() {
-            Ok(()) => {
+            Ok(G7::Group(group)) => {
+                idmap::chgrp(executable.fd(), group)?;
+                notes.push(format!(
+                    "G7: the program runs from a copy whose group ({group}) the sandbox does not \
+                     map: other processes of the user can neither read nor trace it"
+                ));
+            }
+            Ok(G7::Subordinate) => {
                 chown = Some(ids.chown_helper(executable.fd())?);
                 notes.push(
                     "G7: the program runs from a copy owned by a subordinate id: other processes \

@@ -18,7 +18,7 @@
 //!   and (Lockdown) Landlock and private mounts (`sandbox`); a grant's tier
 //!   is a minimum: what the kernel refuses fails the launch
 //!   ([`Error::Sandbox`]), it never runs weaker. In the namespaced tiers G7
-//!   rests on a subordinate-id owner for the sealed copy (`idmap`).
+//!   rests on an unmapped group or owner for the sealed copy (`idmap`).
 //!
 //! The caller must be single-threaded when it calls [`run`] (checked):
 //! children are created with `fork`/`clone`, and run only system calls
@@ -35,7 +35,7 @@ mod sys;
 
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};
-pub use idmap::{Ids, USERNS_FIX};
+pub use idmap::{G7, Ids, USERNS_FIX};
 pub use launch::{Delivery, Exit, Launch, SecretItem, Tier, run};
 pub use program::{Role, Verified, load};
 pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};
