@@ -11,7 +11,6 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -153,15 +152,7 @@ fn the_pinned_program_receives_exactly_its_secrets() {
 }
 
 fn sha256_hex(path: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
+    util::sha256_hex(&fs::read(path).unwrap())
 }
 
 #[test]
@@ -434,13 +425,7 @@ fn exit_status_and_signals_pass_through() {
         128 + 15,
     );
 
-    // SIGTERM sent to envseal reaches the program, whose handler exits 3.
-    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
-    c.env("PROBE_MODE", "sleep").stdin(Stdio::null());
-    let out = probe::Sleeping::start(&mut c).signal_and_finish(nix::sys::signal::Signal::SIGTERM);
-    let r = env.record("exec svc (SIGTERM to envseal)".into(), out);
-    env.expect_code(&r, 3);
-    env.expect_stdout(&r, &["got-signal 15"]);
+    probe::assert_sigterm_reaches_the_program(&env, &prog);
 }
 
 #[test]
@@ -507,9 +492,24 @@ fn failures_have_distinct_codes_and_name_no_secret() {
     // The pinned file deleted.
     fs::remove_file(&prog).unwrap();
     env.expect_code(&env.exec(&["--", s(&prog)]), code::NOT_FOUND);
-    // A wrong passphrase runs nothing.
+    // A wrong passphrase runs nothing (`other` is granted, so the refusal
+    // is the passphrase's).
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", s(&other)]));
     let r = env.run_with_passphrase(&["exec", "--", s(&other)], b"", "not the passphrase");
-    assert_ne!(r.code, Some(0));
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["wrong passphrase"]);
+    assert!(r.stdout.is_empty(), "the program ran");
+}
+
+/// `envseal ARGS` on a terminal: the passphrase, then `answer` to the
+/// offer to pin.
+fn answer_the_offer(env: &Env, args: &[&str], answer: &str) -> util::Run {
+    let mut term = Terminal::spawn(env, args);
+    term.expect("Passphrase", 1);
+    term.type_line(PASSPHRASE);
+    term.expect("Pin it and run it? [y/N]", 1);
+    term.type_line(answer);
+    term.finish()
 }
 
 #[test]
@@ -531,12 +531,7 @@ fn exec_on_a_terminal_offers_to_pin() {
     ];
 
     // Declined: nothing pinned, nothing run.
-    let mut term = Terminal::spawn(&env, &args);
-    term.expect("Passphrase", 1);
-    term.type_line(PASSPHRASE);
-    term.expect("Pin it and run it? [y/N]", 1);
-    term.type_line("n");
-    let r = term.finish();
+    let r = answer_the_offer(&env, &args, "n");
     env.expect_code(&r, code::NOT_GRANTED);
     assert!(!r.stdout().contains("variant A"));
     assert!(
@@ -546,12 +541,7 @@ fn exec_on_a_terminal_offers_to_pin() {
     );
 
     // Accepted: the confirmation showed path, hash and secret; it ran.
-    let mut term = Terminal::spawn(&env, &args);
-    term.expect("Passphrase", 1);
-    term.type_line(PASSPHRASE);
-    term.expect("Pin it and run it? [y/N]", 1);
-    term.type_line("y");
-    let r = term.finish();
+    let r = answer_the_offer(&env, &args, "y");
     env.expect_ok(&r);
     env.expect_stdout(&r, &[s(&prog), &sha256_hex(&prog), "TOKEN", "variant A"]);
     let rep = Report::parse(&r.stdout);

@@ -172,6 +172,8 @@ fn lockdown_confines_the_program() {
     assert_seccomp(&c);
     is("hostname", "envseal");
     assert_eq!(rep.pid, 2, "the program is PID 2 of its own PID namespace");
+    // Nothing of envseal's (the passphrase's fd 3 included) reaches it.
+    assert_eq!(rep.fds, [0, 1, 2].into(), "descriptors: {:?}", rep.fds);
 
     // From / the working directory would make everything writable: refused.
     let r = run_in(
@@ -233,6 +235,40 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
     );
     env.expect_ok(&r);
     assert_eq!(checks(&Report::parse(&r.stdout))["exec_sh"], "errno 13");
+    // Swapped by rename *after* the launch checked it: the rule is on the
+    // inode that was hashed, so the file now at that path does not run.
+    let gate = base.path().join("gate");
+    fs::create_dir_all(&gate).unwrap();
+    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+    c.current_dir(&gate)
+        .stdin(Stdio::null())
+        .env("PROBE_MODE", "sandbox")
+        .env("PROBE_EXEC", s(&helper))
+        .env("PROBE_GATE", "1");
+    let child = c.spawn().unwrap();
+    let started = gate.join("probe-started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut swapped = sh.clone();
+    swapped.extend_from_slice(b"swapped");
+    let tmp = dir.join("helper-sh.new");
+    probe::install(&tmp, &swapped);
+    fs::rename(&tmp, &helper).unwrap();
+    fs::write(gate.join("probe-go"), b"").unwrap();
+    let r = env.record(
+        "exec probe (helper swapped after the launch)".into(),
+        child.wait_with_output().unwrap(),
+    );
+    env.expect_ok(&r);
+    assert_eq!(checks(&Report::parse(&r.stdout))["exec_sh"], "errno 13");
+    probe::install(&helper, &sh);
+
     // The helper changed since it was pinned: nothing runs.
     let mut changed = sh.clone();
     changed.push(0);
@@ -281,6 +317,8 @@ fn hardened_applies_seccomp_and_a_pid_1_that_reaps() {
     assert_seccomp(&c);
     assert_eq!(c["hostname"], "envseal");
     assert_eq!(rep.pid, 2);
+    // 0, 1, 2 and the CERT memfd: nothing else of envseal's reaches it.
+    assert_eq!(rep.fds.len(), 4, "descriptors: {:?}", rep.fds);
 
     // --verbose says what applied, and (as root) that G7 does not hold.
     let mut c = env.command_pw(&["exec", "--verbose", "--", s(&prog)]);
@@ -321,12 +359,7 @@ fn hardened_applies_seccomp_and_a_pid_1_that_reaps() {
         "exec probe (raise)",
     );
     env.expect_code(&r, 128 + 15);
-    let mut c = env.command_pw(&["exec", "--", s(&prog)]);
-    c.env("PROBE_MODE", "sleep").stdin(Stdio::null());
-    let out = probe::Sleeping::start(&mut c).signal_and_finish(nix::sys::signal::Signal::SIGTERM);
-    let r = env.record("exec probe (hardened, SIGTERM to envseal)".into(), out);
-    env.expect_code(&r, 3);
-    env.expect_stdout(&r, &["got-signal 15"]);
+    probe::assert_sigterm_reaches_the_program(&env, &prog);
 }
 
 /// User namespaces refused (as a kernel with them disabled would): the

@@ -368,17 +368,7 @@ fn put_grant_body(env: &Env, program: &str, body: &[u8]) {
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let out = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin.take().unwrap().write_all(bytes)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let hex = String::from_utf8(out.stdout).unwrap();
+    let hex = util::sha256_hex(bytes);
     let mut d = [0u8; 32];
     for (i, b) in d.iter_mut().enumerate() {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();

@@ -7,14 +7,15 @@ use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use secrecy::{ExposeSecret as _, SecretSlice};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::idmap::{self, ChownHelper, G7, Ids, Maps, USERNS_FIX};
-use crate::program::{Role, Verified};
+use crate::idmap::{self, G7, Ids, USERNS_FIX};
+use crate::program::{self, Role, Verified};
 use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
 use crate::sys::{files, ns, signals, spawn};
 
@@ -60,8 +61,9 @@ pub struct Launch {
     pub secrets: Vec<SecretItem>,
     /// The confinement tier.
     pub tier: Tier,
-    /// Lockdown: further programs the program may execute (paths).
-    pub may_exec: Vec<String>,
+    /// Lockdown: further programs the program may execute, with the
+    /// SHA-256 each is pinned to (checked at launch).
+    pub may_exec: Vec<(String, [u8; 32])>,
     /// Print what was applied to stderr ("envseal: …" lines).
     pub verbose: bool,
 }
@@ -117,162 +119,44 @@ pub fn run(launch: Launch) -> Result<Exit> {
     let lockdown = tier == Tier::Lockdown;
     let mut notes = Vec::new();
 
-    // Namespaced tiers: everything that can fail is checked before any
-    // process is started.
+    // Everything that can fail is checked before any process is started.
     let ids = (tier != Tier::None).then(Ids::current);
-    let mut chown = None;
-    if let Some(ids) = &ids {
-        if !ids.can_map() {
-            return Err(Error::Sandbox {
-                step: "map ids in the sandbox's user namespace",
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-                fix: "install the uidmap package (newuidmap, newgidmap), or use --tier none",
-            });
+    let subordinate = match &ids {
+        None => {
+            notes.push(tier_none_g7());
+            false
         }
-        match ids.g7() {
-            Ok(G7::Group(group)) => {
-                idmap::chgrp(executable.fd(), group)?;
-                notes.push(format!(
-                    "G7: the program runs from a copy whose group ({group}) the sandbox does not \
-                     map: other processes of the user can neither read nor trace it"
-                ));
-            }
-            Ok(G7::Subordinate) => {
-                chown = Some(ids.chown_helper(executable.fd())?);
-                notes.push(
-                    "G7: the program runs from a copy owned by a subordinate id: other processes \
-                     of the user can neither read nor trace it"
-                        .to_owned(),
-                );
-            }
-            Err(why) => notes.push(format!("G7 does not hold in this tier: {why}")),
-        }
-    }
+        Some(ids) => prepare_g7(ids, &executable, &mut notes)?,
+    };
     let seccomp = match tier {
         Tier::None => None,
-        _ => Some(sandbox::seccomp_filters()?),
-    };
-    if tier != Tier::None {
-        notes.push(format!(
-            "namespaces: user, PID (with envseal's PID 1), IPC, UTS{}; no_new_privs; seccomp \
-             refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, setns, \
-             clone into new namespaces, TIOCSTI and executable memfds",
-            if lockdown {
-                ", mount, network (no network)"
-            } else {
-                ""
-            }
-        ));
-    }
-    let landlock = if lockdown {
-        let mut exes: Vec<String> = executable.loader().into_iter().map(str::to_owned).collect();
-        exes.extend(may_exec);
-        let cwd = std::env::current_dir().map_err(|source| Error::Sys {
-            action: "find the working directory",
-            source,
-        })?;
-        if cwd == std::path::Path::new("/") {
-            return Err(Error::Sandbox {
-                step: "choose what Lockdown may write",
-                source: std::io::Error::other(
-                    "the working directory is /, and Lockdown makes the working directory writable",
-                ),
-                fix: "run it from the directory the program should work in",
-            });
+        _ => {
+            notes.push(format!(
+                "namespaces: user, PID (with envseal's PID 1), IPC, UTS{}; no_new_privs; \
+                 seccomp refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, \
+                 setns, clone into new namespaces, TIOCSTI and executable memfds",
+                if lockdown {
+                    ", mount, network (no network)"
+                } else {
+                    ""
+                }
+            ));
+            Some(sandbox::seccomp_filters()?)
         }
-        let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
-        notes.push(format!(
-            "Landlock ABI {} enforced: read-only everywhere, read-write in {} and /tmp, \
-             execute only {}",
-            sandbox::LANDLOCK_ABI as i32,
-            cwd.display(),
-            if exes.is_empty() {
-                "the pinned program".to_owned()
-            } else {
-                format!("the pinned program and {}", exes.join(", "))
-            }
-        ));
-        Some(ruleset)
+    };
+    let landlock = if lockdown {
+        private_home(&mut env);
+        Some(lockdown_ruleset(&executable, &may_exec, &mut notes)?)
     } else {
         None
     };
-    if lockdown {
-        env.retain(|(k, _)| {
-            !matches!(
-                k.to_str(),
-                Some(
-                    "HOME"
-                        | "TMPDIR"
-                        | "XDG_RUNTIME_DIR"
-                        | "XDG_CONFIG_HOME"
-                        | "XDG_CACHE_HOME"
-                        | "XDG_DATA_HOME"
-                        | "XDG_STATE_HOME"
-                )
-            )
-        });
-        for (k, v) in [
-            ("HOME", PRIVATE_HOME.to_owned()),
-            ("TMPDIR", "/tmp".to_owned()),
-            ("XDG_CONFIG_HOME", format!("{PRIVATE_HOME}/.config")),
-            ("XDG_CACHE_HOME", format!("{PRIVATE_HOME}/.cache")),
-            ("XDG_DATA_HOME", format!("{PRIVATE_HOME}/.local/share")),
-            ("XDG_STATE_HOME", format!("{PRIVATE_HOME}/.local/state")),
-        ] {
-            env.push((k.into(), v.into()));
-        }
-    }
 
-    // Secret files first: their paths go into the environment.
-    let mut files_kept: Vec<OwnedFd> = Vec::new();
-    let mut secret_files: Vec<SecretFile<'_>> = Vec::new();
-    let mut envp: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-    for item in &secrets {
-        let value = item.value.expose_secret();
-        match (item.delivery, lockdown) {
-            (Delivery::Env, _) => envp.push(entry(item.variable.as_bytes(), value)),
-            (Delivery::File, false) => {
-                let fd = secret_file(&item.variable, value)?;
-                let path = format!("/dev/fd/{}", fd.as_raw_fd());
-                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
-                files_kept.push(fd);
-            }
-            (Delivery::File, true) => {
-                let path = format!("{SECRET_DIR}/{}", item.variable);
-                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
-                secret_files.push(SecretFile {
-                    path: cstring(path.into_bytes())?,
-                    value,
-                });
-            }
-        }
-    }
-    for (k, v) in &env {
-        if !secrets
-            .iter()
-            .any(|s| s.variable.as_bytes() == k.as_bytes())
-        {
-            envp.push(entry(k.as_bytes(), v.as_bytes()));
-        }
-    }
-
-    let mut argv: Vec<CString> = Vec::new();
-    let mut keep: Vec<RawFd> = files_kept.iter().map(|f| f.as_raw_fd()).collect();
-    match &script {
-        None => argv.push(cstring(argv0.into_vec())?),
-        Some((copy, arg)) => {
-            argv.push(cstring(executable.path().as_bytes().to_vec())?);
-            if let Some(arg) = arg {
-                argv.push(cstring(arg.clone().into_bytes())?);
-            }
-            argv.push(cstring(format!("/dev/fd/{}", copy.raw_fd()).into_bytes())?);
-            keep.push(copy.raw_fd());
-        }
-    }
-    for a in args {
-        argv.push(cstring(a.into_vec())?);
-    }
-
+    let Delivered {
+        envp,
+        memfds: files_kept,
+        files: secret_files,
+    } = deliver(&secrets, &env, lockdown)?;
+    let (argv, keep) = arguments(argv0, args, &executable, script.as_ref(), &files_kept)?;
     let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr().cast()).collect();
@@ -280,6 +164,14 @@ pub fn run(launch: Launch) -> Result<Exit> {
 
     let waited = signals::waited_set();
     let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
+    let restore = || {
+        // The caller's mask again (a library caller may launch again).
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&mask),
+            None,
+        );
+    };
     let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft.min(65536) as RawFd)
         .unwrap_or(1024);
@@ -299,10 +191,8 @@ pub fn run(launch: Launch) -> Result<Exit> {
                 .map(|e| (e.as_ptr() as *mut u8, e.len()))
                 .collect();
             wipe.extend(secrets.iter().map(|s| {
-                (
-                    s.value.expose_secret().as_ptr() as *mut u8,
-                    s.value.expose_secret().len(),
-                )
+                let v = s.value.expose_secret();
+                (v.as_ptr() as *mut u8, v.len())
             }));
             let size: usize = secret_files
                 .iter()
@@ -313,23 +203,21 @@ pub fn run(launch: Launch) -> Result<Exit> {
                 cstring(format!("size={size},mode=0700,noswap").into_bytes())?,
                 cstring(format!("size={size},mode=0700").into_bytes())?,
             ];
-            start_sandbox(
-                &sandbox::Plan {
-                    lockdown,
-                    go: -1,
-                    report: -1,
-                    secret_files: &secret_files,
-                    secret_opts: [&opts[0], &opts[1]],
-                    landlock: sandbox::raw(&landlock),
-                    seccomp,
-                    exec: &prepared,
-                    waited: &waited,
-                    wipe: &wipe,
-                },
-                ids,
-                chown.take(),
-                &mut notes,
-            )
+            let pipes = Pipes::new()?;
+            let plan = sandbox::Plan {
+                lockdown,
+                go: pipes.go_r.as_raw_fd(),
+                report: pipes.report_w.as_raw_fd(),
+                secret_files: &secret_files,
+                secret_opts: [&opts[0], &opts[1]],
+                landlock: sandbox::raw(&landlock),
+                seccomp,
+                exec: &prepared,
+                waited: &waited,
+                wipe: &wipe,
+            };
+            let chown = subordinate.then(|| executable.fd());
+            start_sandbox(&plan, pipes, ids, chown, &mut notes)
         }
         _ => spawn::spawn(&prepared).map_err(|source| Error::Exec {
             path: executable.path().into(),
@@ -344,14 +232,6 @@ pub fn run(launch: Launch) -> Result<Exit> {
     drop(files_kept);
     drop(script);
     drop(landlock);
-    let restore = || {
-        // The caller's mask again (a library caller may launch again).
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&mask),
-            None,
-        );
-    };
     let child = match spawned {
         Ok(child) => child,
         Err(e) => {
@@ -365,41 +245,254 @@ pub fn run(launch: Launch) -> Result<Exit> {
             eprintln!("envseal: {note}");
         }
     }
-
     let exit = wait(child, &waited);
-    // Restore the caller's mask (a library caller may launch again).
-    let _ =
-        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&mask), None);
+    restore();
     exit
 }
 
-/// Starts the sandbox's PID 1 in new namespaces, writes its id maps,
-/// lets it go, and returns once the program has exec'd (or why not).
-fn start_sandbox(
-    plan: &sandbox::Plan<'_>,
-    ids: &Ids,
-    chown: Option<(ChownHelper, Maps)>,
+/// The G7 note for tier None (no namespace: the execute-only copy is all).
+fn tier_none_g7() -> String {
+    let state = if nix::unistd::geteuid().is_root() {
+        "no — root can read any file, so the kernel leaves the program dumpable"
+    } else {
+        "yes"
+    };
+    format!("non-dumpable program (execute-only copy): {state}")
+}
+
+/// Checks the namespaced tiers can map ids, and prepares G7: the group
+/// route acts now (an unprivileged `chgrp`); the subordinate-id route
+/// (returns `true`) runs its helper with the sandbox's own maps.
+fn prepare_g7(ids: &Ids, executable: &Verified, notes: &mut Vec<String>) -> Result<bool> {
+    if !ids.can_map() {
+        return Err(Error::Sandbox {
+            step: "map ids in the sandbox's user namespace",
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            fix: "install the uidmap package (newuidmap, newgidmap), or use --tier none",
+        });
+    }
+    let (how, subordinate) = match ids.g7() {
+        Ok(G7::Group(group)) => {
+            idmap::chgrp(executable.fd(), group)?;
+            (
+                format!("whose group ({group}) the sandbox does not map"),
+                false,
+            )
+        }
+        Ok(G7::Subordinate) => ("owned by a subordinate id".to_owned(), true),
+        Err(why) => {
+            notes.push(format!("G7 does not hold in this tier: {why}"));
+            return Ok(false);
+        }
+    };
+    notes.push(format!(
+        "G7: the program runs from a copy {how}: other processes of the user can neither read \
+         nor trace it"
+    ));
+    Ok(subordinate)
+}
+
+/// Lockdown's environment: a private, empty HOME and XDG directories in
+/// the sandbox's own /tmp.
+fn private_home(env: &mut Vec<(OsString, OsString)>) {
+    const SET: [(&str, &str); 6] = [
+        ("HOME", ""),
+        ("TMPDIR", "/tmp"),
+        ("XDG_CONFIG_HOME", "/.config"),
+        ("XDG_CACHE_HOME", "/.cache"),
+        ("XDG_DATA_HOME", "/.local/share"),
+        ("XDG_STATE_HOME", "/.local/state"),
+    ];
+    env.retain(|(k, _)| k != "XDG_RUNTIME_DIR" && !SET.iter().any(|(name, _)| k == *name));
+    for (k, v) in SET {
+        let v = match k {
+            "TMPDIR" => v.to_owned(),
+            _ => format!("{PRIVATE_HOME}{v}"),
+        };
+        env.push((k.into(), v.into()));
+    }
+}
+
+/// Lockdown's Landlock ruleset: the program's loader and each `--may-exec`
+/// program may be executed. A `--may-exec` program is opened once, that
+/// descriptor is hashed and compared with its pin, and the same descriptor
+/// (so the same inode) becomes the rule.
+fn lockdown_ruleset(
+    executable: &Verified,
+    may_exec: &[(String, [u8; 32])],
     notes: &mut Vec<String>,
-) -> Result<nix::unistd::Pid> {
-    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let (report_r, report_w) = spawn::report_pipe().map_err(|source| Error::Sys {
-        action: "create a pipe",
+) -> Result<(OwnedFd, u64)> {
+    let cwd = std::env::current_dir().map_err(|source| Error::Sys {
+        action: "find the working directory",
         source,
     })?;
+    if cwd == std::path::Path::new("/") {
+        return Err(Error::Sandbox {
+            step: "choose what Lockdown may write",
+            source: std::io::Error::other(
+                "the working directory is /, and Lockdown makes the working directory writable",
+            ),
+            fix: "run it from the directory the program should work in",
+        });
+    }
+    let mut exes: Vec<(String, OwnedFd)> = Vec::new();
+    if let Some(loader) = executable.loader() {
+        // The loader is usually named through a symlink (/lib64 → /usr/lib64).
+        let fd = nix::fcntl::open(
+            loader,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(Error::sys("open the program's loader"))?;
+        exes.push((loader.to_owned(), fd));
+    }
+    for (path, pin) in may_exec {
+        exes.push((path.clone(), program::open_pinned_file(path, pin)?));
+    }
+    let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
+    let names: Vec<&str> = exes.iter().map(|(p, _)| p.as_str()).collect();
+    notes.push(format!(
+        "Landlock ABI {} enforced: read-only everywhere, read-write in {} and /tmp, execute only \
+         the pinned program{}",
+        sandbox::LANDLOCK_ABI as i32,
+        cwd.display(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" and {}", names.join(", "))
+        }
+    ));
+    Ok(ruleset)
+}
+
+/// The secrets, delivered.
+struct Delivered<'s> {
+    /// `NAME=value` entries (wiped on drop, allocated at their final
+    /// size): the secrets, then the rest of the environment.
+    envp: Vec<Zeroizing<Vec<u8>>>,
+    /// Sealed memfds of file secrets (None, Hardened), kept across exec.
+    memfds: Vec<OwnedFd>,
+    /// The files Lockdown's PID 1 writes on its secrets tmpfs.
+    files: Vec<SecretFile<'s>>,
+}
+
+fn deliver<'s>(
+    secrets: &'s [SecretItem],
+    env: &[(OsString, OsString)],
+    lockdown: bool,
+) -> Result<Delivered<'s>> {
+    let mut envp = Vec::new();
+    let mut memfds = Vec::new();
+    let mut files = Vec::new();
+    for item in secrets {
+        let value = item.value.expose_secret();
+        match (item.delivery, lockdown) {
+            (Delivery::Env, _) => envp.push(entry(item.variable.as_bytes(), value)),
+            (Delivery::File, false) => {
+                let fd = secret_file(&item.variable, value)?;
+                let path = format!("/dev/fd/{}", fd.as_raw_fd());
+                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
+                memfds.push(fd);
+            }
+            (Delivery::File, true) => {
+                let path = format!("{SECRET_DIR}/{}", item.variable);
+                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
+                files.push(SecretFile {
+                    path: cstring(path.into_bytes())?,
+                    value,
+                });
+            }
+        }
+    }
+    for (k, v) in env {
+        if !secrets
+            .iter()
+            .any(|s| s.variable.as_bytes() == k.as_bytes())
+        {
+            envp.push(entry(k.as_bytes(), v.as_bytes()));
+        }
+    }
+    Ok(Delivered {
+        envp,
+        memfds,
+        files,
+    })
+}
+
+/// argv (for a script: interpreter, its `#!` argument, `/dev/fd/N`, then
+/// the arguments) and the descriptors the program keeps.
+fn arguments(
+    argv0: OsString,
+    args: Vec<OsString>,
+    executable: &Verified,
+    script: Option<&(Verified, Option<String>)>,
+    secret_fds: &[OwnedFd],
+) -> Result<(Vec<CString>, Vec<RawFd>)> {
+    let mut argv = Vec::with_capacity(args.len() + 3);
+    let mut keep: Vec<RawFd> = secret_fds.iter().map(|f| f.as_raw_fd()).collect();
+    match script {
+        None => argv.push(cstring(argv0.into_vec())?),
+        Some((copy, arg)) => {
+            argv.push(cstring(executable.path().as_bytes().to_vec())?);
+            if let Some(arg) = arg {
+                argv.push(cstring(arg.clone().into_bytes())?);
+            }
+            argv.push(cstring(format!("/dev/fd/{}", copy.raw_fd()).into_bytes())?);
+            keep.push(copy.raw_fd());
+        }
+    }
+    for a in args {
+        argv.push(cstring(a.into_vec())?);
+    }
+    Ok((argv, keep))
+}
+
+/// The sandbox's two pipes: PID 1 waits on `go` for its maps; children
+/// report failures on `report`.
+struct Pipes {
+    go_r: OwnedFd,
+    go_w: OwnedFd,
+    report_r: OwnedFd,
+    report_w: OwnedFd,
+}
+
+impl Pipes {
+    fn new() -> Result<Pipes> {
+        let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (report_r, report_w) = spawn::report_pipe().map_err(|source| Error::Sys {
+            action: "create a pipe",
+            source,
+        })?;
+        Ok(Pipes {
+            go_r,
+            go_w,
+            report_r,
+            report_w,
+        })
+    }
+}
+
+/// Starts the sandbox's PID 1 in new namespaces (and, for the
+/// subordinate-id route, the chown helper for `chown`), writes every id
+/// map in one round, lets PID 1 go, and returns once the program has
+/// exec'd (or why not).
+fn start_sandbox(
+    plan: &sandbox::Plan<'_>,
+    pipes: Pipes,
+    ids: &Ids,
+    chown: Option<&OwnedFd>,
+    notes: &mut Vec<String>,
+) -> Result<nix::unistd::Pid> {
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if plan.lockdown {
         flags |= libc::CLONE_NEWNS | libc::CLONE_NEWNET;
     }
-    let plan = sandbox::Plan {
-        go: go_r.as_raw_fd(),
-        report: report_w.as_raw_fd(),
-        ..*plan
-    };
+    let helper = chown.map(|memfd| ids.chown_helper(memfd)).transpose()?;
     let pid1 = match ns::clone(flags) {
         Ok(pid) => pid,
         Err(e) => {
-            if let Some((helper, _)) = chown {
+            if let Some((helper, _)) = helper {
                 helper.abandon();
             }
             return Err(Error::Sandbox {
@@ -410,8 +503,14 @@ fn start_sandbox(
         }
     };
     if pid1 == 0 {
-        sandbox::pid1(&plan);
+        sandbox::pid1(plan);
     }
+    let Pipes {
+        go_r,
+        go_w,
+        report_r,
+        report_w,
+    } = pipes;
     drop(go_r);
     drop(report_w);
     let pid = nix::unistd::Pid::from_raw(pid1);
@@ -422,7 +521,7 @@ fn start_sandbox(
     };
     // Every map in one round: the chown helper's and PID 1's.
     let mut maps = vec![ids.self_maps(pid1)];
-    let helper = chown.map(|(helper, helper_maps)| {
+    let helper = helper.map(|(helper, helper_maps)| {
         maps.push(helper_maps);
         helper
     });

@@ -74,22 +74,7 @@ impl Verified {
 /// runs later is this copy, so a file changed after the check — or while
 /// it was being copied — can never run: the hash is of the sealed bytes.
 pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
-    let src = files::open_no_symlinks(path).map_err(|e| match e {
-        Errno::ELOOP => Error::Swapped { path: path.into() },
-        Errno::ENOENT | Errno::ENOTDIR => Error::NotFound { path: path.into() },
-        e => Error::Sys {
-            action: "open the pinned program",
-            source: e.into(),
-        },
-    })?;
-    let mut src = File::from(src);
-    let meta = src.metadata().map_err(|source| Error::Sys {
-        action: "stat the pinned program",
-        source,
-    })?;
-    if !meta.is_file() {
-        return Err(Error::NotRegular { path: path.into() });
-    }
+    let mut src = open_pinned(path)?;
     let name = std::path::Path::new(path)
         .file_name()
         .map(|n| format!("envseal:{}", n.to_string_lossy()))
@@ -125,6 +110,49 @@ pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
         role,
         loader,
     })
+}
+
+/// Opens a pinned path once: no symlink anywhere in it, a regular file.
+fn open_pinned(path: &str) -> Result<File> {
+    let fd = files::open_no_symlinks(path).map_err(|e| match e {
+        Errno::ELOOP => Error::Swapped { path: path.into() },
+        Errno::ENOENT | Errno::ENOTDIR => Error::NotFound { path: path.into() },
+        e => Error::Sys {
+            action: "open the pinned program",
+            source: e.into(),
+        },
+    })?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|source| Error::Sys {
+        action: "stat the pinned program",
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(Error::NotRegular { path: path.into() });
+    }
+    Ok(file)
+}
+
+/// Opens a pinned file that will be executed by path (Lockdown's
+/// `--may-exec`): the descriptor is hashed and compared with the pin, and
+/// returned, so that the caller's rule names the very inode that was
+/// checked (a file renamed over it afterwards is another inode).
+pub(crate) fn open_pinned_file(path: &str, expected: &[u8; 32]) -> Result<OwnedFd> {
+    let file = open_pinned(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut &file, &mut hasher).map_err(|source| Error::Sys {
+        action: "read a pinned program",
+        source,
+    })?;
+    let found: [u8; 32] = hasher.finalize().into();
+    if &found != expected {
+        return Err(Error::Changed {
+            path: path.into(),
+            expected: hex(expected),
+            found: hex(&found),
+        });
+    }
+    Ok(OwnedFd::from(file))
 }
 
 /// The `PT_INTERP` path of a 64-bit little-endian ELF file (the dynamic

@@ -227,8 +227,12 @@ fn seccomp_error(msg: String) -> Error {
 
 /// Lockdown's Landlock ruleset (hard requirement: ABI 3), without the
 /// rule for the private `/tmp`, which the child adds once it is mounted.
-/// Returns the ruleset and the access rights for `/tmp`.
-pub(crate) fn landlock_ruleset(cwd: &Path, executables: &[String]) -> Result<(OwnedFd, u64)> {
+/// `executables` are already open (the rule is on those inodes). Returns
+/// the ruleset and the access rights for `/tmp`.
+pub(crate) fn landlock_ruleset(
+    cwd: &Path,
+    executables: &[(String, OwnedFd)],
+) -> Result<(OwnedFd, u64)> {
     let abi = LANDLOCK_ABI;
     let all = AccessFs::from_all(abi);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
@@ -260,12 +264,9 @@ pub(crate) fn landlock_ruleset(cwd: &Path, executables: &[String]) -> Result<(Ow
                 .map_err(other)?;
         }
     }
-    for exe in executables {
+    for (_, fd) in executables {
         ruleset = ruleset
-            .add_rule(PathBeneath::new(
-                path_fd(Path::new(exe))?,
-                AccessFs::Execute | AccessFs::ReadFile,
-            ))
+            .add_rule(PathBeneath::new(fd, AccessFs::Execute | AccessFs::ReadFile))
             .map_err(other)?;
     }
     let fd: Option<OwnedFd> = ruleset.into();
@@ -300,30 +301,32 @@ pub(crate) struct Plan<'a> {
     pub(crate) wipe: &'a [(*mut u8, usize)],
 }
 
+/// Reports a child's failure at `stage` and ends it.
+fn fail(plan: &Plan<'_>, stage: u32, errno: ns::Errno) -> ! {
+    ns::report(plan.report, stage, errno);
+    ns::exit(126)
+}
+
 /// The sandbox's PID 1. Never returns.
 pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
-    let fail = |stage: u32, errno: ns::Errno| -> ! {
-        ns::report(plan.report, stage, errno);
-        ns::exit(126)
-    };
     match ns::read_byte(plan.go) {
         Ok(true) => {}
-        Ok(false) => fail(stage::WAIT, libc::ECANCELED),
-        Err(e) => fail(stage::WAIT, e),
+        Ok(false) => fail(plan, stage::WAIT, libc::ECANCELED),
+        Err(e) => fail(plan, stage::WAIT, e),
     }
     ns::close(plan.go);
     if let Err(e) = ns::sethostname(b"envseal") {
-        fail(stage::HOSTNAME, e);
+        fail(plan, stage::HOSTNAME, e);
     }
     if plan.lockdown
         && let Err((s, e)) = lockdown_mounts(plan)
     {
-        fail(s, e);
+        fail(plan, s, e);
     }
     let program = match ns::clone(0) {
         Ok(0) => confine_and_exec(plan),
         Ok(pid) => pid,
-        Err(e) => fail(stage::FORK, e),
+        Err(e) => fail(plan, stage::FORK, e),
     };
     ns::close(plan.report);
     for &(ptr, len) in plan.wipe {
@@ -398,21 +401,17 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
 
 /// The program's process: no_new_privs, Landlock, seccomp, exec.
 fn confine_and_exec(plan: &Plan<'_>) -> ! {
-    let fail = |stage: u32, errno: ns::Errno| -> ! {
-        ns::report(plan.report, stage, errno);
-        ns::exit(126)
-    };
     if let Err(e) = ns::no_new_privs() {
-        fail(stage::NO_NEW_PRIVS, e);
+        fail(plan, stage::NO_NEW_PRIVS, e);
     }
     if let Some((ruleset, _)) = plan.landlock
         && let Err(e) = ns::landlock_restrict(ruleset)
     {
-        fail(stage::LANDLOCK, e);
+        fail(plan, stage::LANDLOCK, e);
     }
     for filter in plan.seccomp {
         if let Err(e) = ns::seccomp(filter) {
-            fail(stage::SECCOMP, e);
+            fail(plan, stage::SECCOMP, e);
         }
     }
     spawn::exec_child(plan.exec, plan.report)

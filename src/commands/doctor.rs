@@ -62,8 +62,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
                 })
                 .collect(),
         };
-        serde_json::to_writer(&mut out, &json)?;
-        writeln!(out)?;
+        super::print_json(&mut out, &json)?;
         return Ok(());
     }
     for c in &report.checks {

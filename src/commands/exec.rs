@@ -29,11 +29,11 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     // A first look without the key, to fail before asking a passphrase;
     // the grant is verified with the key below.
-    let stored = vault.grants()?;
-    let granted = stored.iter().any(|g| g.program == program);
+    let stored = vault.granted_programs()?;
+    let granted = stored.contains(&program);
     if !granted {
-        let looked_up = resolved.looked_up.to_string_lossy();
-        if looked_up != program && stored.iter().any(|g| g.program == looked_up) {
+        let looked_up = resolved.looked_up.to_string_lossy().into_owned();
+        if looked_up != program && stored.contains(&looked_up) {
             return Err(CliError::new(
                 Code::Swapped,
                 format!("{looked_up} was pinned, but it now leads to {program}"),
@@ -61,7 +61,6 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         let selected = select(&grant, &requested)?;
         // The bytes are verified before any secret is decrypted.
         let (executable, script) = load(&grant)?;
-        let may_exec = verify_may_exec(&grant)?;
         let mut secrets = Vec::with_capacity(selected.len());
         for (name, delivery) in selected {
             let value = endorsed
@@ -97,7 +96,12 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                 Tier::Hardened => launcher::Tier::Hardened,
                 Tier::Lockdown => launcher::Tier::Lockdown,
             },
-            may_exec,
+            // Checked by the launcher against the very descriptor it uses.
+            may_exec: grant
+                .may_exec
+                .iter()
+                .map(|pin| (pin.path.clone(), pin.sha256))
+                .collect(),
             verbose: args.verbose,
         }
     };
@@ -173,25 +177,6 @@ fn load(grant: &Grant) -> anyhow::Result<(launcher::Verified, Option<launcher::V
     })
 }
 
-/// The extra programs a Lockdown grant may execute, checked against their
-/// pins now (Landlock then allows executing exactly those paths).
-fn verify_may_exec(grant: &Grant) -> anyhow::Result<Vec<String>> {
-    let mut paths = Vec::new();
-    for pin in &grant.may_exec {
-        let found = envseal_policy::sha256_file(std::path::Path::new(&pin.path))?;
-        if found != pin.sha256 {
-            return Err(envseal_launcher::Error::Changed {
-                path: pin.path.clone(),
-                expected: hex(&pin.sha256),
-                found: hex(&found),
-            }
-            .into());
-        }
-        paths.push(pin.path.clone());
-    }
-    Ok(paths)
-}
-
 /// `--verbose`: what was verified and which protections apply.
 fn report(grant: &Grant, removed: usize, secrets: usize) {
     eprintln!(
@@ -207,17 +192,6 @@ fn report(grant: &Grant, removed: usize, secrets: usize) {
         );
     }
     eprintln!("envseal: tier {}", grant.tier.as_str());
-    let root = nix::unistd::geteuid().is_root();
-    if grant.tier == Tier::None {
-        eprintln!(
-            "envseal: non-dumpable program (execute-only copy): {}",
-            if root {
-                "no — root can read any file, so the kernel leaves the program dumpable"
-            } else {
-                "yes"
-            }
-        );
-    }
     eprintln!(
         "envseal: {removed} environment variable(s) removed; {secrets} secret(s) delivered; \
          descriptors above 2 closed"

@@ -63,8 +63,7 @@ pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
                 .map(|r| to_json(&r.program, Grant::decode(&r.body).ok(), r.updated_at))
                 .collect(),
         };
-        serde_json::to_writer(&mut out, &json)?;
-        writeln!(out)?;
+        super::print_json(&mut out, &json)?;
         return Ok(());
     }
     if records.is_empty() {

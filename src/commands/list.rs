@@ -31,8 +31,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<()> {
         let json = ListJson {
             secrets: secrets.iter().map(to_json).collect(),
         };
-        serde_json::to_writer(&mut out, &json)?;
-        writeln!(out)?;
+        super::print_json(&mut out, &json)?;
     } else if secrets.is_empty() {
         eprintln!("envseal: no secrets yet (add one with `envseal set NAME`)");
     } else {

@@ -16,6 +16,13 @@ use envseal_vault::SecretName;
 
 use crate::cli::Command;
 
+/// Prints `value` as one line of JSON on `out` (the `--json` outputs).
+fn print_json(out: &mut impl std::io::Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// Validates secret names given on the command line.
 fn names(given: &[String]) -> Result<Vec<SecretName>, envseal_vault::Error> {
     given.iter().map(|n| SecretName::new(n)).collect()

@@ -111,6 +111,11 @@ static void sandbox_checks(void) {
         check("secret_write", open(secret, O_WRONLY));
     }
     const char *other = getenv("PROBE_EXEC");
+    if (getenv("PROBE_GATE")) {
+        /* Tell the test the launch is done, then wait for it to act. */
+        close(open("probe-started", O_CREAT | O_WRONLY, 0600));
+        for (int i = 0; i < 1000 && access("probe-go", F_OK) != 0; i++) sleep_ms(10);
+    }
     pid_t child = fork();
     if (child == 0) {
         char *argv[] = { "sh", "-c", "exit 0", NULL };

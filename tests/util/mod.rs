@@ -378,6 +378,23 @@ impl Drop for Env {
     }
 }
 
+/// SHA-256 of `bytes` in hex, computed by coreutils' `sha256sum` (an
+/// implementation independent of envseal's).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed nothing")
+        .to_owned()
+}
+
 /// How a passphrase run is labelled in messages.
 pub fn label_pw(args: &[&str]) -> String {
     format!("{} (passphrase on fd 3)", args.join(" "))

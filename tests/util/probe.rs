@@ -177,3 +177,16 @@ impl Sleeping {
         }
     }
 }
+
+/// `envseal exec` of the pinned probe, sleeping; SIGTERM sent to envseal
+/// must reach the probe, whose handler prints it and exits 3, and envseal
+/// must exit with that status.
+pub fn assert_sigterm_reaches_the_program(env: &super::Env, prog: &Path) {
+    let mut c = env.command_pw(&["exec", "--", prog.to_str().unwrap()]);
+    c.env("PROBE_MODE", "sleep")
+        .stdin(std::process::Stdio::null());
+    let out = Sleeping::start(&mut c).signal_and_finish(nix::sys::signal::Signal::SIGTERM);
+    let r = env.record(format!("exec {} (SIGTERM to envseal)", prog.display()), out);
+    env.expect_code(&r, 3);
+    env.expect_stdout(&r, &["got-signal 15"]);
+}

@@ -373,6 +373,14 @@ impl Vault {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The programs that have a grant row, *not* authenticated (a cheap
+    /// first look; every use verifies).
+    pub fn granted_programs(&self) -> Result<BTreeSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT program FROM grants")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Stores the grant for `program` (replacing any), after checking that
     /// every secret in `uses` exists and is approved — approving pending
     /// ones first if `approve` — all in one transaction that verifies the
