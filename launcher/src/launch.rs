@@ -571,7 +571,7 @@ fn start_sandbox(
 }
 
 /// Waits for the child, forwarding the signals sent to envseal.
-fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -> Result<Exit> {
+pub(crate) fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -> Result<Exit> {
     loop {
         let got = signals::wait(waited).map_err(Error::sys("wait for signals"))?;
         if got.signal == libc::SIGCHLD {
@@ -593,7 +593,7 @@ fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -> Result<Ex
 }
 
 /// Whether this process has exactly one thread (from /proc/self/status).
-fn single_threaded() -> bool {
+pub(crate) fn single_threaded() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .any(|l| l.strip_prefix("Threads:").is_some_and(|n| n.trim() == "1"))

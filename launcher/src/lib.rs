@@ -31,11 +31,14 @@ mod idmap;
 mod launch;
 mod program;
 mod sandbox;
+pub mod secretmem;
+pub mod shield;
 mod sys;
+pub use sys::fork;
 
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};
 pub use idmap::{G7, Ids, USERNS_FIX};
 pub use launch::{Delivery, Exit, Launch, SecretItem, Tier, run};
-pub use program::{Role, Verified, load};
+pub use program::{Cache, Role, Verified, load};
 pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};

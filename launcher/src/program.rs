@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::sys::files;
 
 /// What a loaded file is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     /// Executed with `execveat`: mode 0111 (so the process is
     /// non-dumpable), closed at exec.
@@ -74,7 +74,11 @@ impl Verified {
 /// runs later is this copy, so a file changed after the check — or while
 /// it was being copied — can never run: the hash is of the sealed bytes.
 pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
-    let mut src = open_pinned(path)?;
+    let src = open_pinned(path)?;
+    copy_and_verify(src, path, expected, role)
+}
+
+fn copy_and_verify(mut src: File, path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
     let name = std::path::Path::new(path)
         .file_name()
         .map(|n| format!("envseal:{}", n.to_string_lossy()))
@@ -110,6 +114,97 @@ pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
         role,
         loader,
     })
+}
+
+impl Verified {
+    /// Another handle on the same sealed copy.
+    pub fn try_clone(&self) -> Result<Verified> {
+        Ok(Verified {
+            fd: self.fd.try_clone().map_err(|source| Error::Sys {
+                action: "duplicate a sealed copy",
+                source,
+            })?,
+            path: self.path.clone(),
+            sha256: self.sha256,
+            role: self.role,
+            loader: self.loader.clone(),
+        })
+    }
+}
+
+/// What identifies one version of a file without reading it: any write,
+/// truncation, `chmod`, rename over it or replacement changes the inode
+/// or the change time (which no unprivileged call can set back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileKey {
+    fn of(file: &File) -> Result<FileKey> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = file.metadata().map_err(|source| Error::Sys {
+            action: "stat the pinned program",
+            source,
+        })?;
+        Ok(FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size() as i64,
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// The broker's cache of sealed, verified copies: one per pinned file,
+/// reused while the file at the pinned path is the same inode with the
+/// same size, modification and change times. The path is still opened
+/// (without symlinks) on every use; only the copy and the hash are saved.
+#[derive(Debug, Default)]
+pub struct Cache {
+    entries: std::collections::HashMap<(String, [u8; 32], Role), (FileKey, Verified)>,
+}
+
+impl Cache {
+    /// At most this many copies are kept (the oldest go first).
+    const MAX: usize = 64;
+
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Like [`load`], from the cache when the file has not changed.
+    pub fn load(&mut self, path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
+        let src = open_pinned(path)?;
+        let key = FileKey::of(&src)?;
+        let id = (path.to_owned(), *expected, role);
+        if let Some((k, v)) = self.entries.get(&id)
+            && *k == key
+        {
+            return v.try_clone();
+        }
+        self.entries.remove(&id);
+        let verified = copy_and_verify(src, path, expected, role)?;
+        if self.entries.len() >= Self::MAX {
+            self.entries.clear();
+        }
+        self.entries.insert(id, (key, verified.try_clone()?));
+        Ok(verified)
+    }
+
+    /// How many copies are held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Opens a pinned path once: no symlink anywhere in it, a regular file.
@@ -225,6 +320,34 @@ mod tests {
         );
         assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
         assert_eq!(elf_interpreter(&sh[..64]), None);
+    }
+
+    #[test]
+    fn the_cache_reuses_a_copy_until_the_file_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(t.path()).unwrap();
+        let p = dir.join("prog");
+        std::fs::write(&p, b"one").unwrap();
+        let path = p.to_str().unwrap();
+        let mut cache = Cache::new();
+        let a = cache.load(path, &sha(b"one"), Role::Executable).unwrap();
+        let b = cache.load(path, &sha(b"one"), Role::Executable).unwrap();
+        let ino = |v: &Verified| {
+            use std::os::unix::fs::MetadataExt as _;
+            File::from(v.fd.try_clone().unwrap()).metadata().unwrap().ino()
+        };
+        assert_eq!(ino(&a), ino(&b), "the second load made a new copy");
+        // Same size, rewritten in place: the change time moves, the copy
+        // is not reused, and the new bytes fail the pin.
+        std::fs::write(&p, b"two").unwrap();
+        assert!(matches!(
+            cache.load(path, &sha(b"one"), Role::Executable),
+            Err(Error::Changed { .. })
+        ));
+        std::fs::write(&p, b"one").unwrap();
+        let c = cache.load(path, &sha(b"one"), Role::Executable).unwrap();
+        assert_ne!(ino(&a), ino(&c));
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

@@ -217,6 +217,91 @@ pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
     ])
 }
 
+/// The shield's filter (EPERM): what Landlock leaves open between two
+/// processes of one user, and the terminal and memfd tricks. User
+/// namespaces stay allowed; whatever the agent creates stays inside its
+/// Landlock domain and under this filter.
+pub(crate) fn shield_filter() -> Result<BpfProgram> {
+    if ns::x32_enabled() {
+        return Err(Error::Sandbox {
+            step: "install the shield's seccomp filter",
+            source: std::io::Error::other(
+                "the kernel accepts x32 system calls, which the filter cannot match",
+            ),
+            fix: "boot with syscall.x32=n (the default on most distributions)",
+        });
+    }
+    let arch = std::env::consts::ARCH.try_into().map_err(|_| {
+        seccomp_error(format!(
+            "unsupported architecture {}",
+            std::env::consts::ARCH
+        ))
+    })?;
+    let cond = |arg, op, value| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+            .map_err(|e| seccomp_error(e.to_string()))
+    };
+    let rule =
+        |c: Vec<SeccompCondition>| SeccompRule::new(c).map_err(|e| seccomp_error(e.to_string()));
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = [
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_process_madvise,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_kcmp,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_setns,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+    ]
+    .into_iter()
+    .map(|nr| (nr, Vec::new()))
+    .collect();
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![
+            rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCSTI)?])?,
+            rule(vec![cond(1, SeccompCmpOp::Eq, libc::TIOCLINUX)?])?,
+        ],
+    );
+    rules.insert(
+        libc::SYS_memfd_create,
+        vec![rule(vec![cond(
+            1,
+            SeccompCmpOp::MaskedEq(MFD_NOEXEC_SEAL),
+            0,
+        )?])?],
+    );
+    // Another process's limits, priority or CPUs: only pid 0 (the caller).
+    rules.insert(
+        libc::SYS_prlimit64,
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, 0)?])?],
+    );
+    rules.insert(
+        libc::SYS_sched_setaffinity,
+        vec![rule(vec![cond(0, SeccompCmpOp::Ne, 0)?])?],
+    );
+    rules.insert(
+        libc::SYS_setpriority,
+        vec![
+            // PRIO_PGRP and PRIO_USER reach other processes.
+            rule(vec![cond(0, SeccompCmpOp::Ne, libc::PRIO_PROCESS as u64)?])?,
+            rule(vec![cond(1, SeccompCmpOp::Ne, 0)?])?,
+        ],
+    );
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| seccomp_error(e.to_string()))?;
+    BpfProgram::try_from(filter).map_err(|e| seccomp_error(e.to_string()))
+}
+
 fn seccomp_error(msg: String) -> Error {
     Error::Sandbox {
         step: "build the seccomp filter",

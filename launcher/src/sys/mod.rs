@@ -2,6 +2,7 @@
 //! `unsafe` in envseal lives in this module, each block with its reason.
 
 pub(crate) mod files;
+pub mod fork;
 pub(crate) mod ns;
 pub(crate) mod signals;
 pub(crate) mod spawn;

@@ -244,3 +244,22 @@ pub(crate) fn x32_enabled() -> bool {
         false
     }
 }
+
+/// Resets the signal state and `execve`s `path`; returns the errno if the
+/// exec failed. For the shield's agent process, which keeps its inherited
+/// descriptors (envseal's own are close-on-exec).
+pub(crate) fn execve(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    mask: &nix::sys::signal::SigSet,
+) -> Errno {
+    // SAFETY: every pointer was prepared before the fork and stays valid;
+    // argv and envp are NULL-terminated (asserted by the caller's build).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut());
+        libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    nix::errno::Errno::last_raw()
+}

@@ -1,0 +1,397 @@
+//! `envseal shield`: the confinement a person puts an agent in.
+//!
+//! A Landlock domain (signal and abstract-unix-socket scoping where the
+//! kernel has Landlock ABI 6; by default also filesystem rules that take
+//! write access away from a list of protected paths and leave everything
+//! else writable), `PR_SET_NO_NEW_PRIVS`, and a seccomp filter closing the
+//! gaps Landlock leaves between processes of one user (see
+//! [`crate::sandbox::shield_filter`]). The domain is the boundary: a
+//! process inside it cannot read `/proc` of, trace or signal any process
+//! outside it — the broker, the programs it launches, their children —
+//! even dumpable ones, and whatever the agent starts stays inside.
+//!
+//! Landlock only grants, so "everything but the protected paths" is built
+//! by punching holes: for each directory on the way from `/` to a
+//! protected path, every entry that is neither protected nor on such a way
+//! gets full write access beneath it. The directories on the way get no
+//! write access themselves: no entry can be created, removed or renamed
+//! in them (so a missing start-up file cannot be created either).
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope,
+};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::error::{Error, Result};
+use crate::launch::Exit;
+use crate::sys::{ns, signals};
+
+/// What the shield protects and how.
+#[derive(Debug, Clone)]
+pub struct Confinement {
+    /// Paths whose contents (and, for a missing one, whose creation) are
+    /// kept from writes. Absolute; missing ones are fine.
+    pub protected: Vec<PathBuf>,
+    /// `--nested-sandbox`: a scope-only domain with no filesystem rules,
+    /// so mount-based sandboxes (bubblewrap) work inside; nothing is
+    /// write-protected.
+    pub nested_sandbox: bool,
+}
+
+/// A prepared Landlock ruleset and what it does.
+#[derive(Debug)]
+pub struct Domain {
+    fd: OwnedFd,
+    /// One line per fact, for `--verbose` and the docs.
+    pub description: Vec<String>,
+}
+
+/// The Landlock ABI the shield asks for. ABI 9 would handle connecting
+/// to pathname unix sockets too, which would cut the agent off the
+/// broker's socket in the protected runtime directory; ABI 6 has every
+/// right the shield needs, the scopes included.
+const SHIELD_ABI: ABI = ABI::V6;
+
+fn sandbox_error(step: &'static str, fix: &'static str) -> impl Fn(String) -> Error {
+    move |msg| Error::Sandbox {
+        step,
+        source: std::io::Error::other(msg),
+        fix,
+    }
+}
+
+/// Builds the shield's Landlock domain (not yet enforced).
+pub fn domain(c: &Confinement) -> Result<Domain> {
+    let fix = "the shield needs Landlock (Linux 5.13 or later with landlock in the lsm= boot \
+               parameter; ABI 6, Linux 6.12, for signal and socket scoping)";
+    let err = sandbox_error("create the shield's Landlock domain", fix);
+    let kernel = ns::landlock_abi().map_err(|e| err(format!("Landlock is unavailable: {e}")))?;
+    let abi = match kernel {
+        1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        _ => SHIELD_ABI,
+    };
+    let scoped = kernel >= 6;
+    let mut description = Vec::new();
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    if scoped {
+        ruleset = ruleset
+            .scope(Scope::AbstractUnixSocket | Scope::Signal)
+            .map_err(|e| err(e.to_string()))?;
+        description.push(
+            "Landlock scopes: no signals to, and no abstract unix sockets of, processes outside \
+             the shield"
+                .to_owned(),
+        );
+    } else if c.nested_sandbox {
+        return Err(err(format!(
+            "--nested-sandbox needs Landlock ABI 6 (this kernel has ABI {kernel})"
+        )));
+    }
+    description.push(
+        "Landlock domain: no /proc access to, and no tracing of, processes outside the shield"
+            .to_owned(),
+    );
+    let created = if c.nested_sandbox {
+        description.push(
+            "--nested-sandbox: no filesystem rules (mount-based sandboxes work); start-up files \
+             and PATH directories are NOT write-protected"
+                .to_owned(),
+        );
+        ruleset.create().map_err(|e| err(e.to_string()))?
+    } else {
+        let write = AccessFs::from_write(abi);
+        let mut created = ruleset
+            .handle_access(write)
+            .map_err(|e| err(e.to_string()))?
+            .create()
+            .map_err(|e| err(e.to_string()))?;
+        let holes = holes(&c.protected);
+        let file_rights = write & AccessFs::from_file(abi);
+        for (path, fd, is_dir) in holes {
+            let access: BitFlags<AccessFs> = if is_dir { write } else { file_rights };
+            created = created
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(|e| err(format!("{}: {e}", path.display())))?;
+        }
+        let mut names: Vec<String> = c
+            .protected
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        names.sort();
+        description.push(format!("write-protected: {}", names.join(", ")));
+        created
+    };
+    let fd: Option<OwnedFd> = created.into();
+    let fd = fd.ok_or_else(|| err("Landlock is not enforced".into()))?;
+    Ok(Domain { fd, description })
+}
+
+/// Every entry beside the way to a protected path, opened `O_PATH`, with
+/// whether it is a directory. Symlinks get no rule (what they point to
+/// has its own).
+fn holes(protected: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool)> {
+    let protected: BTreeSet<PathBuf> = protected.iter().map(|p| normalize(p)).collect();
+    let mut on_way: BTreeSet<PathBuf> = BTreeSet::new();
+    for p in &protected {
+        let mut a = p.parent();
+        while let Some(dir) = a {
+            on_way.insert(dir.to_path_buf());
+            a = dir.parent();
+        }
+    }
+    let mut out = Vec::new();
+    for dir in &on_way {
+        if protected.contains(dir) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if on_way.contains(&path) || protected.contains(&path) {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_symlink() {
+                continue;
+            }
+            let Ok(fd) = nix::fcntl::open(
+                &path,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) else {
+                continue;
+            };
+            out.push((path, fd, kind.is_dir()));
+        }
+    }
+    out
+}
+
+/// An absolute path without `.` and `..` (symlinks in it are resolved
+/// where they exist, so the rule names what the kernel will walk).
+fn normalize(p: &Path) -> PathBuf {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return c;
+    }
+    // Missing: resolve the longest existing ancestor, keep the rest.
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => normalize(parent).join(name),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// The agent's process, confined but not yet running its command: it
+/// waits until [`Pending::start`] (so the caller can register its pid
+/// first).
+#[derive(Debug)]
+pub struct Pending {
+    pid: nix::unistd::Pid,
+    go: OwnedFd,
+    report: OwnedFd,
+    waited: nix::sys::signal::SigSet,
+    mask: nix::sys::signal::SigSet,
+}
+
+/// Forks the agent's process. It sets `PR_SET_NO_NEW_PRIVS`, enters the
+/// domain and installs the filter, then waits for [`Pending::start`] and
+/// executes `program` with `argv` and `env`. The caller becomes a child
+/// subreaper, so the agent's orphans stay its descendants (the broker
+/// recognises shielded callers by their ancestry).
+pub fn spawn(
+    domain: &Domain,
+    program: &Path,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+) -> Result<Pending> {
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| Error::Sys {
+            action: "build the agent's command line",
+            source: std::io::Error::other("an argument contains a NUL byte"),
+        })
+    };
+    let path = cstr(program.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<Result<_>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let filter = crate::sandbox::shield_filter()?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("become a subreaper"))?;
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (report_r, report_w) =
+        crate::sys::spawn::report_pipe().map_err(|source| Error::Sys {
+            action: "create a pipe",
+            source,
+        })?;
+    let waited = signals::waited_set();
+    let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
+    let child = ShieldChild {
+        go: go_r.as_raw_fd(),
+        report: report_w.as_raw_fd(),
+        ruleset: domain.fd.as_raw_fd(),
+        filter: &filter,
+        path: &path,
+        argv: &argv_ptrs,
+        envp: &envp_ptrs,
+        mask: &mask,
+    };
+    let pid = match ns::clone(0) {
+        Ok(0) => child.run(),
+        Ok(pid) => nix::unistd::Pid::from_raw(pid),
+        Err(e) => {
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&mask),
+                None,
+            );
+            return Err(Error::sys("start the agent's process")(nix::errno::Errno::from_raw(e)));
+        }
+    };
+    drop(go_r);
+    drop(report_w);
+    Ok(Pending {
+        pid,
+        go: go_w,
+        report: report_r,
+        waited,
+        mask,
+    })
+}
+
+/// Report stages of the agent's process.
+const STAGE_WAIT: u32 = 1;
+const STAGE_NO_NEW_PRIVS: u32 = 2;
+const STAGE_LANDLOCK: u32 = 3;
+const STAGE_SECCOMP: u32 = 4;
+const STAGE_EXEC: u32 = 5;
+
+struct ShieldChild<'a> {
+    go: RawFd,
+    report: RawFd,
+    ruleset: RawFd,
+    filter: &'a seccompiler::BpfProgram,
+    path: &'a CString,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    mask: &'a nix::sys::signal::SigSet,
+}
+
+impl ShieldChild<'_> {
+    /// System calls only, on memory prepared before the fork.
+    fn run(&self) -> ! {
+        let fail = |stage, errno| -> ! {
+            ns::report(self.report, stage, errno);
+            ns::exit(126)
+        };
+        if let Err(e) = ns::no_new_privs() {
+            fail(STAGE_NO_NEW_PRIVS, e);
+        }
+        if let Err(e) = ns::landlock_restrict(self.ruleset) {
+            fail(STAGE_LANDLOCK, e);
+        }
+        ns::close(self.ruleset);
+        if let Err(e) = ns::seccomp(self.filter) {
+            fail(STAGE_SECCOMP, e);
+        }
+        match ns::read_byte(self.go) {
+            Ok(true) => {}
+            Ok(false) => fail(STAGE_WAIT, libc::ECANCELED),
+            Err(e) => fail(STAGE_WAIT, e),
+        }
+        ns::close(self.go);
+        let errno = ns::execve(self.path, self.argv, self.envp, self.mask);
+        fail(STAGE_EXEC, errno)
+    }
+}
+
+impl Pending {
+    /// The agent's pid (already inside the domain).
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Lets the agent run its command and waits for it, forwarding the
+    /// signals sent to envseal (a terminal's reach it directly). Returns
+    /// its exit.
+    pub fn start(self) -> Result<Exit> {
+        let Pending {
+            pid,
+            go,
+            report,
+            waited,
+            mask,
+        } = self;
+        let restore = || {
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&mask),
+                None,
+            );
+        };
+        let _ = nix::unistd::write(&go, b"g");
+        drop(go);
+        let reports = crate::sys::spawn::read_reports(report).map_err(|source| Error::Sys {
+            action: "read the shield's report",
+            source,
+        })?;
+        if let Some(&(stage, errno)) = reports.first() {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            restore();
+            let source = std::io::Error::from_raw_os_error(errno);
+            return Err(match stage {
+                STAGE_EXEC => Error::Exec {
+                    path: "the agent's command".into(),
+                    source,
+                },
+                _ => Error::Sandbox {
+                    step: match stage {
+                        STAGE_NO_NEW_PRIVS => "set no_new_privs",
+                        STAGE_LANDLOCK => "enter the shield's Landlock domain",
+                        STAGE_SECCOMP => "install the shield's seccomp filter",
+                        _ => "start the agent",
+                    },
+                    source,
+                    fix: "",
+                },
+            });
+        }
+        let exit = crate::launch::wait(pid, &waited);
+        restore();
+        exit
+    }
+
+    /// Kills the waiting agent process (its command never ran).
+    pub fn abandon(self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&self.mask),
+            None,
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! `fork` for the broker: detaching it from the person's terminal, and one
+//! process per request. The broker is single-threaded (checked here), so
+//! a child is a complete copy of it and may run any code, allocations
+//! included — unlike the launcher's own children, which only make system
+//! calls before `exec`.
+
+use nix::unistd::{ForkResult, Pid};
+
+/// Which side of a fork this is.
+#[derive(Debug)]
+pub enum Forked {
+    Child,
+    Parent(Pid),
+}
+
+/// Forks this process, which must be single-threaded.
+pub fn fork() -> std::io::Result<Forked> {
+    if !crate::launch::single_threaded() {
+        return Err(std::io::Error::other(
+            "fork refused: this process has more than one thread",
+        ));
+    }
+    // SAFETY: the process has exactly one thread (checked above), so no
+    // lock can be held by a thread that is missing in the child; the child
+    // is an ordinary single-threaded process and may run any code.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => Ok(Forked::Child),
+        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+    }
+}
+
+/// Detaches from the caller: fork, `setsid` in the child, fork again (so
+/// the daemon is not a session leader and can never acquire a controlling
+/// terminal), and the middle process exits. Returns `true` in the daemon
+/// and `false` in the caller, once the middle process has been reaped.
+pub fn detach() -> std::io::Result<bool> {
+    match fork()? {
+        Forked::Parent(middle) => {
+            let _ = nix::sys::wait::waitpid(middle, None);
+            Ok(false)
+        }
+        Forked::Child => {
+            if nix::unistd::setsid().is_err() {
+                crate::sys::ns::exit(1);
+            }
+            match fork() {
+                Ok(Forked::Child) => Ok(true),
+                _ => crate::sys::ns::exit(0),
+            }
+        }
+    }
+}
+
+/// Ends this process at once: no destructors, no buffered output flushed
+/// twice (for forked children that must not unwind into the parent's code).
+pub fn exit_now(code: i32) -> ! {
+    crate::sys::ns::exit(code)
+}
