@@ -12,7 +12,8 @@ program; it is never printed, copied or exported.
 Exit codes: 0 ok; 1 error; 64 usage; 65 vault corrupt; 66 no vault;
 67 vault tampered; 68 not granted; 69 program changed since pinned;
 70 pinned path swapped; 71 a granted secret was removed; 72 the kernel
-refused the sandbox the grant's tier requires; 77 denied;
+refused the sandbox the grant's tier requires; 75 locked (no broker, and no
+passphrase can be asked); 77 denied;
 126 cannot execute; 127 program not found. `exec` otherwise exits with the
 program's own status (128+N if signal N killed it).";
 
@@ -102,6 +103,52 @@ Examples:
   envseal exec --allow deploy -- deploy --prod
   envseal exec --secret API_TOKEN -- deploy     # only API_TOKEN of its grant")]
     Exec(ExecArgs),
+
+    /// Start the broker: the background process that holds the unlocked vault for `exec` (passphrase)
+    #[command(after_help = "\
+Run it yourself, in your terminal: the broker must be started by a person,
+never by an agent. It detaches, becomes non-dumpable before reading the
+passphrase, keeps the key in memfd_secret memory (else mlock'ed), and locks
+itself after the idle TTL. Running `unlock` again while it runs refreshes
+its TTL. Programs are then launched by the broker, as its own children:
+`envseal exec` only sends the request.
+
+Examples:
+  envseal unlock               # locks after 15 minutes without an exec
+  envseal unlock --ttl 2h
+  envseal unlock --ttl 0       # until `envseal lock`")]
+    Unlock(UnlockArgs),
+
+    /// Stop the broker and wipe its key
+    Lock,
+
+    /// Whether the broker is running (exit 0) or the vault is locked (exit 75)
+    #[command(after_help = "Examples:\n  envseal status\n  envseal status --json")]
+    Status(StatusArgs),
+
+    /// Run an agent (or any command) confined, so it can use secrets but never reach them
+    #[command(after_help = "\
+CMD runs in a Landlock domain with a seccomp filter: it cannot read /proc of,
+trace, or signal any process outside the shield (the broker, the programs it
+launches and their children), cannot write to the vault, envseal's binary,
+the directories on PATH or shell start-up files (~/.bashrc, ~/.profile,
+~/.bash_profile, ~/.bash_login, ~/.zshrc, ~/.zshenv, ~/.zprofile,
+~/.config/fish, ~/.config/systemd/user, ~/.config/environment.d), and cannot
+create new entries in the directories that lead to them (your home
+directory itself, for one). The network and the rest of the filesystem work
+as before. Inside, `envseal exec` runs pinned programs through the broker;
+a broker is started first if none is running (asks the passphrase).
+
+--nested-sandbox drops the filesystem rules so that mount-based sandboxes
+(bubblewrap) work inside the shield: processes stay unreachable, but the
+start-up files, PATH directories and envseal's binary are then NOT
+write-protected (the vault stays tamper-evident).
+
+Examples:
+  envseal shield -- claude
+  envseal shield --allow-write ~/.cargo/bin -- codex
+  envseal shield --nested-sandbox -- my-agent --sandbox bwrap")]
+    Shield(ShieldArgs),
 
     /// Report what this machine supports for each tier
     #[command(after_help = "Examples:\n  envseal doctor\n  envseal doctor --json")]
@@ -233,6 +280,10 @@ pub struct AllowArgs {
     #[arg(long)]
     pub approve: bool,
 
+    /// Run it only for callers inside an `envseal shield` (through the broker)
+    #[arg(long)]
+    pub require_shield: bool,
+
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
 
@@ -259,6 +310,56 @@ pub struct RevokeArgs {
 
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Lock after this long without a request (e.g. 30m, 2h; 0 = until `envseal lock`)
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON: {"state","pid","idle_ttl_seconds","locks_in_seconds","shielded_clients",...}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShieldArgs {
+    /// Keep PATH writable even though it is protected (a PATH directory or
+    /// a start-up file; never the vault, the broker's directory or envseal)
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<std::path::PathBuf>,
+
+    /// No filesystem rules, so bubblewrap-style sandboxes work inside (start-up
+    /// files and PATH directories are then not write-protected)
+    #[arg(long)]
+    pub nested_sandbox: bool,
+
+    /// Say what the shield applies
+    #[arg(long, short)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+
+    /// Lock after this long without a request, if the shield starts the broker
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
+
+    /// The command and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Args)]

@@ -30,12 +30,38 @@ pub enum Code {
     SecretMissing = 71,
     /// The kernel or machine refused the sandbox the grant's tier needs.
     Unsupported = 72,
+    /// The vault is locked: no broker runs and no passphrase can be asked.
+    Locked = 75,
     /// Wrong or missing passphrase; operation not allowed.
     Denied = 77,
     /// The program was found but cannot be executed.
     CannotExecute = 126,
     /// The program does not exist.
     NotFound = 127,
+}
+
+impl Code {
+    /// The code for a status a broker sent (unknown ones are failures).
+    pub fn from_status(status: u8) -> Code {
+        [
+            Code::Usage,
+            Code::Corrupt,
+            Code::NoVault,
+            Code::Tampered,
+            Code::NotGranted,
+            Code::Changed,
+            Code::Swapped,
+            Code::SecretMissing,
+            Code::Unsupported,
+            Code::Locked,
+            Code::Denied,
+            Code::CannotExecute,
+            Code::NotFound,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 == status)
+        .unwrap_or(Code::Failure)
+    }
 }
 
 /// An error raised by the CLI itself with a code and an optional hint.

@@ -34,7 +34,7 @@ mod sandbox;
 pub mod secretmem;
 pub mod shield;
 mod sys;
-pub use sys::fork;
+pub use sys::{fdpass, fork};
 
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};

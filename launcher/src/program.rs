@@ -334,7 +334,10 @@ mod tests {
         let b = cache.load(path, &sha(b"one"), Role::Executable).unwrap();
         let ino = |v: &Verified| {
             use std::os::unix::fs::MetadataExt as _;
-            File::from(v.fd.try_clone().unwrap()).metadata().unwrap().ino()
+            File::from(v.fd.try_clone().unwrap())
+                .metadata()
+                .unwrap()
+                .ino()
         };
         assert_eq!(ino(&a), ino(&b), "the second load made a new copy");
         // Same size, rewritten in place: the change time moves, the copy

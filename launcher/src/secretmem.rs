@@ -165,7 +165,11 @@ mod tests {
         let b = SecretBox::new([7u8; 64]).unwrap();
         assert_eq!(b[10], 7);
         assert!(format!("{b:?}").contains("redacted"));
-        assert_ne!(b.backing(), Backing::Unlocked, "neither memfd_secret nor mlock worked");
+        assert_ne!(
+            b.backing(),
+            Backing::Unlocked,
+            "neither memfd_secret nor mlock worked"
+        );
     }
 
     #[test]

@@ -242,11 +242,10 @@ pub fn spawn(
     let filter = crate::sandbox::shield_filter()?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("become a subreaper"))?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let (report_r, report_w) =
-        crate::sys::spawn::report_pipe().map_err(|source| Error::Sys {
-            action: "create a pipe",
-            source,
-        })?;
+    let (report_r, report_w) = crate::sys::spawn::report_pipe().map_err(|source| Error::Sys {
+        action: "create a pipe",
+        source,
+    })?;
     let waited = signals::waited_set();
     let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
     let child = ShieldChild {
@@ -268,7 +267,9 @@ pub fn spawn(
                 Some(&mask),
                 None,
             );
-            return Err(Error::sys("start the agent's process")(nix::errno::Errno::from_raw(e)));
+            return Err(Error::sys("start the agent's process")(
+                nix::errno::Errno::from_raw(e),
+            ));
         }
     };
     drop(go_r);

@@ -1,9 +1,9 @@
 //! Grants and their one canonical encoding.
 //!
 //! ```text
-//! "ESG2" | str16 program | sha256 [32]
+//! "ESG3" | str16 program | sha256 [32]
 //!        | u8 script? [ str16 interpreter | sha256 [32] | u8 arg? [ str16 arg ] ]
-//!        | u8 tier | u8 forced_interpreter
+//!        | u8 tier | u8 forced_interpreter | u8 require_shield
 //!        | u16 count | (str16 path | sha256 [32])*                      may_exec
 //!        | u8 rule (0 any, 1 exact, 2 prefix) [ u16 count | (u32 len | bytes)* ]
 //!        | u16 count | (u8 len | secret | u8 kind (0 env, 1 file) | u8 len | variable)*
@@ -12,8 +12,9 @@
 //!
 //! Secrets are strictly sorted by name, flags are 0 or 1, and nothing may
 //! follow the last field, so every grant has exactly one encoding: the
-//! vault's manifest authenticates the digest of these bytes. "ESG1" (no
-//! `may_exec` list) is still read, as an empty list.
+//! vault's manifest authenticates the digest of these bytes. "ESG2" (no
+//! `require_shield` flag) and "ESG1" (nor a `may_exec` list) are still
+//! read, as `false` and an empty list.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,7 +24,8 @@ use envseal_vault::codec::Reader;
 use crate::Digest;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 4] = b"ESG2";
+const MAGIC: &[u8; 4] = b"ESG3";
+const MAGIC_V2: &[u8; 4] = b"ESG2";
 const MAGIC_V1: &[u8; 4] = b"ESG1";
 
 /// How strongly the program is confined when it runs.
@@ -125,6 +127,9 @@ pub struct Grant {
     pub forced_interpreter: bool,
     /// Lockdown: other programs the program may execute, each pinned.
     pub may_exec: Vec<Pin>,
+    /// Only callers inside an `envseal shield` may run it (through the
+    /// broker).
+    pub require_shield: bool,
 }
 
 impl Grant {
@@ -168,6 +173,7 @@ impl Grant {
         }
         out.push(self.tier.code());
         out.push(u8::from(self.forced_interpreter));
+        out.push(u8::from(self.require_shield));
         out.extend_from_slice(&(self.may_exec.len() as u16).to_be_bytes());
         for pin in &self.may_exec {
             put_pin(&mut out, pin);
@@ -204,9 +210,10 @@ impl Grant {
 }
 
 fn decode(r: &mut Reader<'_>) -> Option<Grant> {
-    let v2 = match r.take(4)? {
-        m if m == MAGIC => true,
-        m if m == MAGIC_V1 => false,
+    let version = match r.take(4)? {
+        m if m == MAGIC => 3,
+        m if m == MAGIC_V2 => 2,
+        m if m == MAGIC_V1 => 1,
         _ => return None,
     };
     let program = get_pin(r)?;
@@ -223,7 +230,8 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
     };
     let tier = Tier::from_code(r.u8()?)?;
     let forced_interpreter = get_flag(r)?;
-    let may_exec = if v2 {
+    let require_shield = version >= 3 && get_flag(r)?;
+    let may_exec = if version >= 2 {
         (0..r.u16()?)
             .map(|_| get_pin(r))
             .collect::<Option<Vec<_>>>()?
@@ -275,6 +283,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         args,
         forced_interpreter,
         may_exec,
+        require_shield,
     })
 }
 
@@ -332,6 +341,7 @@ pub(crate) fn sample(path: &str, tier: Tier, args: ArgRule) -> Grant {
         args,
         forced_interpreter: false,
         may_exec: Vec::new(),
+        require_shield: false,
     }
 }
 
@@ -372,9 +382,19 @@ mod tests {
             rule,
             any::<bool>(),
             proptest::collection::vec(pin(), 0..3),
+            any::<bool>(),
         )
             .prop_map(
-                |(program, script, secrets, tier, args, forced_interpreter, may_exec)| Grant {
+                |(
+                    program,
+                    script,
+                    secrets,
+                    tier,
+                    args,
+                    forced_interpreter,
+                    may_exec,
+                    require_shield,
+                )| Grant {
                     program,
                     script,
                     secrets,
@@ -382,6 +402,7 @@ mod tests {
                     args,
                     forced_interpreter,
                     may_exec,
+                    require_shield,
                 },
             )
     }
@@ -413,10 +434,27 @@ mod tests {
         let g = sample("/bin/x", Tier::Lockdown, ArgRule::Any);
         let mut v1 = g.encode();
         v1[..4].copy_from_slice(MAGIC_V1);
-        // ESG1 had no may_exec count after the forced flag.
+        // ESG1 had no require_shield flag nor may_exec count after the
+        // forced flag.
         let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1;
-        v1.drain(at..at + 2);
+        v1.drain(at..at + 3);
         assert_eq!(Grant::decode(&v1).unwrap(), g);
+    }
+
+    #[test]
+    fn an_esg2_grant_reads_as_not_requiring_a_shield() {
+        let g = sample("/bin/x", Tier::Hardened, ArgRule::Any);
+        let mut v2 = g.encode();
+        v2[..4].copy_from_slice(MAGIC_V2);
+        let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1;
+        v2.remove(at);
+        assert_eq!(Grant::decode(&v2).unwrap(), g);
+        // A v2 grant cannot smuggle the flag in: the extra byte is trailing.
+        let mut shielded = g.clone();
+        shielded.require_shield = true;
+        let mut forged = shielded.encode();
+        forged[..4].copy_from_slice(MAGIC_V2);
+        assert!(Grant::decode(&forged).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
             TierArg::Lockdown => Tier::Lockdown,
         },
         may_exec: &args.may_exec,
+        require_shield: args.require_shield,
     };
     let mut grant = pin::build(&resolved, &wanted)?;
     // Only the secrets named now are checked (exist, approved); those of
@@ -42,6 +43,12 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
                 .secrets
                 .entry(name.clone())
                 .or_insert_with(|| delivery.clone());
+        }
+        if previous.require_shield && !grant.require_shield {
+            grant.require_shield = true;
+            eprintln!(
+                "envseal: kept --require-shield from the earlier grant (`envseal revoke` drops it)"
+            );
         }
         grant.validate()?;
     }

@@ -12,6 +12,10 @@ use envseal_launcher::{self as launcher, Launch, Role, SecretItem};
 use envseal_policy::{ArgRule, Delivery, Grant, Resolved, Tier, check_args, hex, select};
 use envseal_vault::{Error as VaultError, Keys, SecretName, Vault};
 
+use crate::broker::{
+    self,
+    protocol::{Body, ExecRequest, Reply},
+};
 use crate::cli::ExecArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
@@ -25,6 +29,25 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let program = resolved.canonical.clone();
     check_allow(&args.allow, &cmd, &program)?;
     let requested = super::names(&args.secrets)?;
+
+    // A running broker launches the program; this process only asks.
+    let loc = broker::location()?;
+    if args.passphrase.passphrase_fd.is_none()
+        && let Some(client) = broker::Client::connect(&loc)?
+    {
+        return through_broker(
+            client,
+            &program,
+            cmd,
+            cmd_args,
+            &args.secrets,
+            args.clearenv,
+            args.verbose,
+        );
+    }
+    if std::env::var_os(SHIELD_MARK).is_some() {
+        return Err(locked("no broker is running for this vault").into());
+    }
 
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     // A first look without the key, to fail before asking a passphrase;
@@ -45,72 +68,248 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             return Err(not_granted(&program));
         }
     }
+    if !input::passphrase_available(args.passphrase) {
+        return Err(
+            locked("no broker is running and there is no terminal to ask a passphrase").into(),
+        );
+    }
     let pass = input::passphrase(args.passphrase, &format!("to run {program}"))?;
     let keys = vault.unlock(&pass)?;
     if !granted {
         offer_pin(&mut vault, &keys, &resolved, &requested)?;
     }
 
-    let launch = {
+    let (launch, report) = {
         let endorsed = vault.endorsed(&keys)?;
-        let body = endorsed
-            .grant(&program)?
-            .ok_or_else(|| not_granted(&program))?;
-        let grant = Grant::decode(&body)?;
-        check_args(&grant, &cmd_args)?;
-        let selected = select(&grant, &requested)?;
-        // The bytes are verified before any secret is decrypted.
-        let (executable, script) = load(&grant)?;
-        let mut secrets = Vec::with_capacity(selected.len());
-        for (name, delivery) in selected {
-            let value = endorsed
-                .open_value(&name)
-                .map_err(|e| missing_secret(e, &name, &program))?;
-            let (variable, delivery) = match delivery {
-                Delivery::Env(v) => (v, launcher::Delivery::Env),
-                Delivery::File(v) => (v, launcher::Delivery::File),
-            };
-            secrets.push(SecretItem {
-                variable: variable.to_string(),
-                delivery,
-                value,
-            });
-        }
-        let env = launcher::rebuild(std::env::vars_os(), args.clearenv);
-        if args.verbose {
-            report(
-                &grant,
-                std::env::vars_os().count() - env.len(),
-                secrets.len(),
-            );
-        }
-        Launch {
-            executable,
-            script: script.map(|s| (s, grant.script.and_then(|s| s.arg))),
-            argv0: cmd,
-            args: cmd_args,
-            env,
-            secrets,
-            tier: match grant.tier {
-                Tier::None => launcher::Tier::None,
-                Tier::Hardened => launcher::Tier::Hardened,
-                Tier::Lockdown => launcher::Tier::Lockdown,
+        prepare(
+            &endorsed,
+            &Request {
+                program: &program,
+                argv0: cmd,
+                args: cmd_args,
+                requested: &requested,
+                env: std::env::vars_os().collect(),
+                clearenv: args.clearenv,
+                verbose: args.verbose,
+                shielded: None,
             },
-            // Checked by the launcher against the very descriptor it uses.
-            may_exec: grant
-                .may_exec
-                .iter()
-                .map(|pin| (pin.path.clone(), pin.sha256))
-                .collect(),
-            verbose: args.verbose,
-        }
+            None,
+        )?
     };
     // Nothing of the vault stays open while the program runs.
     drop(keys);
     drop(vault);
+    if let Some(report) = report {
+        report.print();
+    }
     let exit = launcher::run(launch)?;
     Ok(exit.status())
 }
+
+/// Set in the environment of an agent under `envseal shield` (a hint for
+/// `exec` only: the broker decides who is shielded from the process tree).
+pub const SHIELD_MARK: &str = "ENVSEAL_SHIELD";
+
+fn locked(why: &str) -> CliError {
+    CliError::new(Code::Locked, format!("the vault is locked: {why}"))
+        .hint("a person runs `envseal unlock` in their terminal (then `envseal exec` goes through the broker)")
+}
+
+/// What one exec asks for, from the command line or a broker client.
+pub struct Request<'a> {
+    pub program: &'a str,
+    pub argv0: OsString,
+    pub args: Vec<OsString>,
+    pub requested: &'a [SecretName],
+    /// The caller's environment, before the dangerous part is removed.
+    pub env: Vec<(OsString, OsString)>,
+    pub clearenv: bool,
+    pub verbose: bool,
+    /// Through the broker: whether the caller is inside a shield.
+    pub shielded: Option<bool>,
+}
+
+/// `--verbose`'s account of what was verified, printed where the caller
+/// sees it.
+pub struct Report {
+    lines: Vec<String>,
+}
+
+impl Report {
+    pub fn print(&self) {
+        for line in &self.lines {
+            eprintln!("envseal: {line}");
+        }
+    }
+}
+
+/// Checks the grant (arguments, secrets, shield requirement), loads and
+/// verifies what will run (from `cache` when given), then decrypts the
+/// secrets straight into the launch.
+pub fn prepare(
+    endorsed: &envseal_vault::Endorsed<'_>,
+    request: &Request<'_>,
+    cache: Option<&mut launcher::Cache>,
+) -> anyhow::Result<(Launch, Option<Report>)> {
+    let program = request.program;
+    let body = endorsed
+        .grant(program)?
+        .ok_or_else(|| not_granted(program))?;
+    let grant = Grant::decode(&body)?;
+    if grant.require_shield && request.shielded != Some(true) {
+        return Err(CliError::new(
+            Code::Denied,
+            format!("{program} may run only for callers inside an envseal shield"),
+        )
+        .hint("its grant was made with --require-shield; run the caller under `envseal shield`")
+        .into());
+    }
+    check_args(&grant, &request.args)?;
+    let selected = select(&grant, request.requested)?;
+    // The bytes are verified before any secret is decrypted.
+    let (executable, script) = load(&grant, cache)?;
+    let mut secrets = Vec::with_capacity(selected.len());
+    for (name, delivery) in selected {
+        let value = endorsed
+            .open_value(&name)
+            .map_err(|e| missing_secret(e, &name, program))?;
+        let (variable, delivery) = match delivery {
+            Delivery::Env(v) => (v, launcher::Delivery::Env),
+            Delivery::File(v) => (v, launcher::Delivery::File),
+        };
+        secrets.push(SecretItem {
+            variable: variable.to_string(),
+            delivery,
+            value,
+        });
+    }
+    let given = request.env.len();
+    let env = launcher::rebuild(request.env.iter().cloned(), request.clearenv);
+    let report = request
+        .verbose
+        .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
+    let launch = Launch {
+        executable,
+        script: script.map(|s| (s, grant.script.and_then(|s| s.arg))),
+        argv0: request.argv0.clone(),
+        args: request.args.clone(),
+        env,
+        secrets,
+        tier: match grant.tier {
+            Tier::None => launcher::Tier::None,
+            Tier::Hardened => launcher::Tier::Hardened,
+            Tier::Lockdown => launcher::Tier::Lockdown,
+        },
+        // Checked by the launcher against the very descriptor it uses.
+        may_exec: grant
+            .may_exec
+            .iter()
+            .map(|pin| (pin.path.clone(), pin.sha256))
+            .collect(),
+        verbose: request.verbose,
+    };
+    Ok((launch, report))
+}
+
+/// The thin client: sends the request with stdin, stdout, stderr and the
+/// working directory, relays this process's signals, and exits with the
+/// program's status.
+fn through_broker(
+    mut client: broker::Client,
+    program: &str,
+    cmd: OsString,
+    cmd_args: Vec<OsString>,
+    secrets: &[String],
+    clearenv: bool,
+    verbose: bool,
+) -> anyhow::Result<u8> {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::ffi::OsStringExt as _;
+    let request = ExecRequest {
+        program: program.to_owned(),
+        argv0: cmd.into_vec(),
+        args: cmd_args.into_iter().map(OsString::into_vec).collect(),
+        env: std::env::vars_os()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect(),
+        secrets: secrets.to_vec(),
+        clearenv,
+        verbose,
+    };
+    let cwd = nix::fcntl::open(
+        ".",
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| {
+        CliError::new(
+            Code::Failure,
+            format!("cannot open the working directory: {e}"),
+        )
+    })?;
+    // Relayed signals are blocked here before the relay thread exists, so
+    // every thread inherits the mask and only the relay takes them.
+    let mut relayed = nix::sys::signal::SigSet::empty();
+    for s in RELAYED {
+        relayed.add(s);
+    }
+    relayed.thread_block()?;
+    client.send(
+        Body::Exec(request),
+        &[
+            std::io::stdin().as_fd(),
+            std::io::stdout().as_fd(),
+            std::io::stderr().as_fd(),
+            cwd.as_fd(),
+        ],
+    )?;
+    drop(cwd);
+    loop {
+        match client.recv()? {
+            Reply::Started { shielded } => {
+                if !shielded {
+                    eprintln!(
+                        "envseal: warning: not inside an envseal shield: other processes of this user \
+                         could read {program} while it runs"
+                    );
+                }
+                let mut relay = client.try_clone()?;
+                std::thread::spawn(move || {
+                    while let Ok(sig) = relayed.wait() {
+                        let body = Body::Signal { signal: sig as i32 };
+                        if relay.send(body, &[]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Reply::Exit { status } => return Ok(status),
+            Reply::Refused {
+                code,
+                message,
+                hint,
+            } => return Err(broker::refused(code, message, hint)),
+            other => {
+                return Err(CliError::new(
+                    Code::Failure,
+                    format!("the broker answered an exec with {other:?}"),
+                )
+                .into());
+            }
+        }
+    }
+}
+
+/// The signals `exec` relays to a program the broker runs.
+const RELAYED: [nix::sys::signal::Signal; 7] = [
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGWINCH,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];
 
 /// With `--allow`, CMD must resolve to one of the named programs.
 fn check_allow(allow: &[OsString], cmd: &OsString, program: &str) -> anyhow::Result<()> {
@@ -161,47 +360,55 @@ fn missing_secret(e: VaultError, name: &SecretName, program: &str) -> anyhow::Er
 
 /// Loads and verifies what will run: the program, or for a script its
 /// interpreter (executed) and the script (read by it).
-fn load(grant: &Grant) -> anyhow::Result<(launcher::Verified, Option<launcher::Verified>)> {
-    let program = &grant.program;
+fn load(
+    grant: &Grant,
+    mut cache: Option<&mut launcher::Cache>,
+) -> anyhow::Result<(launcher::Verified, Option<launcher::Verified>)> {
+    let mut get = |pin: &envseal_policy::Pin, role| match cache.as_deref_mut() {
+        Some(cache) => cache.load(&pin.path, &pin.sha256, role),
+        None => launcher::load(&pin.path, &pin.sha256, role),
+    };
     Ok(match &grant.script {
-        None => (
-            launcher::load(&program.path, &program.sha256, Role::Executable)?,
-            None,
-        ),
+        None => (get(&grant.program, Role::Executable)?, None),
         Some(script) => {
-            let i = &script.interpreter;
-            let interpreter = launcher::load(&i.path, &i.sha256, Role::Executable)?;
-            let copy = launcher::load(&program.path, &program.sha256, Role::Script)?;
+            let interpreter = get(&script.interpreter, Role::Executable)?;
+            let copy = get(&grant.program, Role::Script)?;
             (interpreter, Some(copy))
         }
     })
 }
 
 /// `--verbose`: what was verified and which protections apply.
-fn report(grant: &Grant, removed: usize, secrets: usize) {
-    eprintln!(
-        "envseal: verified {} (sha256 {}) in a sealed copy",
+fn report(grant: &Grant, removed: usize, secrets: usize, shielded: Option<bool>) -> Report {
+    let mut lines = vec![format!(
+        "verified {} (sha256 {}) in a sealed copy",
         grant.program.path,
         hex(&grant.program.sha256)
-    );
+    )];
     if let Some(s) = &grant.script {
-        eprintln!(
-            "envseal: verified interpreter {} (sha256 {})",
+        lines.push(format!(
+            "verified interpreter {} (sha256 {})",
             s.interpreter.path,
             hex(&s.interpreter.sha256)
-        );
+        ));
     }
-    eprintln!("envseal: tier {}", grant.tier.as_str());
-    eprintln!(
-        "envseal: {removed} environment variable(s) removed; {secrets} secret(s) delivered; \
+    lines.push(match shielded {
+        None => "launched by this process (no broker)".to_owned(),
+        Some(true) => "launched by the broker for a caller inside a shield".to_owned(),
+        Some(false) => "launched by the broker for a caller outside any shield".to_owned(),
+    });
+    lines.push(format!("tier {}", grant.tier.as_str()));
+    lines.push(format!(
+        "{removed} environment variable(s) removed; {secrets} secret(s) delivered; \
          descriptors above 2 closed"
-    );
+    ));
     if grant.args != ArgRule::Any {
-        eprintln!(
-            "envseal: arguments checked: {}",
+        lines.push(format!(
+            "arguments checked: {}",
             envseal_policy::describe_args(&grant.args)
-        );
+        ));
     }
+    Report { lines }
 }
 
 /// No grant yet, `--allow` given, a person at the terminal: offer to pin.
@@ -229,6 +436,7 @@ fn offer_pin(
             force_interpreter: false,
             tier: Tier::None,
             may_exec: &[],
+            require_shield: false,
         },
     )?;
     eprint!(

@@ -28,6 +28,7 @@ struct GrantJson {
     args: Option<ArgsJson>,
     forced_interpreter: bool,
     may_exec: Vec<InterpreterJson>,
+    require_shield: bool,
     malformed: bool,
     updated_at: String,
 }
@@ -97,6 +98,7 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
             args: None,
             forced_interpreter: false,
             may_exec: Vec::new(),
+            require_shield: false,
             malformed: true,
             updated_at,
         };
@@ -148,6 +150,7 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
                 arg: None,
             })
             .collect(),
+        require_shield: g.require_shield,
         malformed: false,
         updated_at,
     }

@@ -2,8 +2,9 @@
 
 mod allow;
 mod approve;
+mod broker_cmds;
 mod doctor;
-mod exec;
+pub mod exec;
 mod grants;
 mod init;
 mod list;
@@ -11,6 +12,7 @@ mod pin;
 mod revoke;
 mod rm;
 mod set;
+mod shield;
 
 use envseal_vault::SecretName;
 
@@ -42,6 +44,10 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Revoke(args) => revoke::run(args),
         Command::Exec(args) => return exec::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Unlock(args) => broker_cmds::unlock(args),
+        Command::Lock => broker_cmds::lock(),
+        Command::Status(args) => return broker_cmds::status(args),
+        Command::Shield(args) => return shield::run(args),
     }
     .map(|()| 0)
 }

@@ -28,6 +28,7 @@ pub struct Wanted<'a> {
     pub force_interpreter: bool,
     pub tier: Tier,
     pub may_exec: &'a [OsString],
+    pub require_shield: bool,
 }
 
 /// Pins `resolved` and builds its grant; refuses an unconstrained
@@ -112,6 +113,7 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
         args: wanted.args.clone(),
         forced_interpreter: interpreter && wanted.force_interpreter,
         may_exec,
+        require_shield: wanted.require_shield,
     };
     grant.validate()?;
     Ok(grant)
@@ -160,6 +162,9 @@ pub fn describe(grant: &Grant) -> String {
     }
     if grant.args != ArgRule::Any {
         out += &format!("  arguments   {}\n", describe_args(&grant.args));
+    }
+    if grant.require_shield {
+        out += "  callers     inside an envseal shield only\n";
     }
     if grant.forced_interpreter {
         out += "  warning     an interpreter granted with --force-interpreter\n";

@@ -1,6 +1,7 @@
 //! Thin wrappers over the system calls the launcher needs. Everything
 //! `unsafe` in envseal lives in this module, each block with its reason.
 
+pub mod fdpass;
 pub(crate) mod files;
 pub mod fork;
 pub(crate) mod ns;

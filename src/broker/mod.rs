@@ -1,0 +1,204 @@
+//! The broker: a per-user background process, started by a person with
+//! `envseal unlock`, that holds the unlocked vault and launches pinned
+//! programs as its own children for `envseal exec` clients.
+//!
+//! - [`protocol`]: the messages on its socket.
+//! - [`server`]: the daemon (one thread, a `poll` loop).
+//! - [`session`]: the process forked for each `exec`.
+
+pub mod protocol;
+pub mod server;
+mod session;
+
+use std::io::Read as _;
+use std::os::fd::{AsFd as _, BorrowedFd};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::exit::{CliError, Code};
+use crate::paths;
+use protocol::{Body, MAX_FRAME, Reply, Request, VERSION};
+
+/// Where one vault's broker lives: `$XDG_RUNTIME_DIR/envseal/` (else
+/// `<vault>/run/`), with a socket, a lock file and a log named after the
+/// vault directory, so each `ENVSEAL_HOME` has its own broker.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub vault: PathBuf,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub lock: PathBuf,
+    pub log: PathBuf,
+}
+
+/// `sun_path` holds 108 bytes, the terminating NUL included.
+const MAX_SOCKET_PATH: usize = 107;
+
+pub fn location() -> Result<Location, CliError> {
+    let vault = paths::vault_dir()?;
+    let vault = std::fs::canonicalize(&vault).unwrap_or(vault);
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+    {
+        Some(run) => run.join("envseal"),
+        None => vault.join("run"),
+    };
+    let digest = Sha256::digest(vault.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let socket = dir.join(format!("broker-{name}.sock"));
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(CliError::new(
+            Code::Usage,
+            format!(
+                "the broker's socket path is too long for a Unix socket: {}",
+                socket.display()
+            ),
+        )
+        .hint("set XDG_RUNTIME_DIR (or ENVSEAL_HOME) to a shorter directory"));
+    }
+    Ok(Location {
+        lock: dir.join(format!("broker-{name}.lock")),
+        log: dir.join(format!("broker-{name}.log")),
+        socket,
+        dir,
+        vault,
+    })
+}
+
+impl Location {
+    /// Creates the runtime directory (0700) and refuses one that another
+    /// user owns or others can enter.
+    pub fn prepare(&self) -> Result<(), CliError> {
+        let fail = |msg: String| CliError::new(Code::Failure, msg);
+        if !self.dir.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", self.dir.display())))?;
+        }
+        let meta = std::fs::symlink_metadata(&self.dir)
+            .map_err(|e| fail(format!("cannot inspect {}: {e}", self.dir.display())))?;
+        if !meta.is_dir()
+            || meta.uid() != nix::unistd::geteuid().as_raw()
+            || meta.mode() & 0o077 != 0
+        {
+            return Err(fail(format!(
+                "{} must be a directory of yours with mode 0700",
+                self.dir.display()
+            ))
+            .hint("remove it, or fix its owner and mode (chmod 700)"));
+        }
+        Ok(())
+    }
+}
+
+/// One length-prefixed message: a 4-byte big-endian length, then JSON.
+pub fn frame<T: serde::Serialize>(message: &T) -> Vec<u8> {
+    let json = serde_json::to_vec(message).expect("protocol types always serialize");
+    let mut out = Vec::with_capacity(json.len() + 4);
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out
+}
+
+/// Reads one frame (blocking); `None` at a clean end of stream.
+pub fn read_frame(stream: &mut impl std::io::Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other("message too large"));
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// A connection to the broker.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to the broker of this vault; `None` when none is running.
+    pub fn connect(loc: &Location) -> anyhow::Result<Option<Client>> {
+        match UnixStream::connect(&loc.socket) {
+            Ok(stream) => Ok(Some(Client { stream })),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(CliError::new(
+                Code::Failure,
+                format!("cannot reach the broker at {}: {e}", loc.socket.display()),
+            )
+            .into()),
+        }
+    }
+
+    pub fn send(&mut self, body: Body, fds: &[BorrowedFd<'_>]) -> anyhow::Result<()> {
+        let bytes = frame(&Request { v: VERSION, body });
+        envseal_launcher::fdpass::send(self.stream.as_fd(), &bytes, fds)
+            .map_err(|e| CliError::new(Code::Failure, format!("the broker hung up: {e}")))?;
+        Ok(())
+    }
+
+    pub fn recv(&mut self) -> anyhow::Result<Reply> {
+        let lost = |why: String| CliError::new(Code::Failure, format!("the broker {why}"));
+        let body = read_frame(&mut self.stream)
+            .map_err(|e| lost(format!("sent an unreadable reply: {e}")))?
+            .ok_or_else(|| lost("closed the connection".into()))?;
+        Ok(serde_json::from_slice(&body).map_err(|e| {
+            lost(format!(
+                "sent a reply this envseal does not understand: {e}"
+            ))
+        })?)
+    }
+
+    /// One request, one reply.
+    pub fn request(&mut self, body: Body) -> anyhow::Result<Reply> {
+        self.send(body, &[])?;
+        self.recv()
+    }
+
+    /// Another handle on the connection (for the signal relay).
+    pub fn try_clone(&self) -> std::io::Result<Client> {
+        Ok(Client {
+            stream: self.stream.try_clone()?,
+        })
+    }
+}
+
+/// A refusal from the broker, as the error this command exits with.
+pub fn refused(code: u8, message: String, hint: Option<String>) -> anyhow::Error {
+    let e = CliError::new(Code::from_status(code), message);
+    match hint {
+        Some(h) => e.hint(h).into(),
+        None => e.into(),
+    }
+}
+
+/// The parent pid of `pid`, from `/proc/PID/stat` (the comm field may hold
+/// spaces and parentheses: parse after the last `)`).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let mut stat = String::new();
+    std::fs::File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .read_to_string(&mut stat)
+        .ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,666 @@
+//! The broker daemon: one thread, a `poll` loop over the listening
+//! socket, a signalfd and the open connections. Nothing a client does can
+//! block it: sockets are non-blocking, a request must arrive whole within
+//! [`REQUEST_DEADLINE`], oversized or malformed messages close the
+//! connection, and each `exec` runs in a forked [`session`] process.
+//!
+//! Key material lives in a [`SecretBox`] (memfd_secret, else mlock'ed;
+//! never inherited by a fork). A session gets only what its program needs:
+//! the verified copy and the decrypted values of its grant.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::os::unix::ffi::OsStringExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant, SystemTime};
+
+use envseal_launcher::secretmem::SecretBox;
+use envseal_launcher::{Cache, fdpass};
+use envseal_vault::{Keys, SecretName, Vault};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+
+use super::protocol::{Body, ExecRequest, MAX_FRAME, Reply, Request, StatusInfo, VERSION};
+use super::{Location, frame, parent_of, session};
+use crate::commands::exec as exec_cmd;
+use crate::exit::{self, Code};
+
+/// A connection must deliver its request within this time.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections beyond this are closed at once.
+const MAX_CONNECTIONS: usize = 512;
+
+/// What the daemon starts with (prepared before it detached).
+pub struct Start {
+    pub loc: Location,
+    pub listener: UnixListener,
+    pub lock: nix::fcntl::Flock<File>,
+    pub idle_ttl: Duration,
+}
+
+struct Conn {
+    stream: UnixStream,
+    pid: i32,
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    opened: Instant,
+    /// `envseal shield`: (its own pid, the agent's pid).
+    shield: Option<(i32, i32)>,
+}
+
+struct Broker {
+    loc: Location,
+    listener: Option<UnixListener>,
+    socket_ino: u64,
+    lock: Option<nix::fcntl::Flock<File>>,
+    signals: Option<SignalFd>,
+    vault: Option<Vault>,
+    keys: Option<SecretBox<Keys>>,
+    cache: Cache,
+    conns: Vec<Conn>,
+    sessions: HashMap<i32, Instant>,
+    idle_ttl: Duration,
+    last_use: Instant,
+    log: Option<File>,
+    uid: u32,
+}
+
+/// Unlocks in the detached daemon and serves until locked, idle or
+/// stopped. `ready` gets one frame: `Done` with the pid, or `Refused`.
+pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) -> ! {
+    let mut ready = File::from(ready);
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&start.loc.log)
+        .ok();
+    quiet_stdio();
+    let fail = |ready: &mut File, err: anyhow::Error| -> ! {
+        let (code, hint) = exit::classify(&err);
+        let _ = ready.write_all(&frame(&Reply::Refused {
+            code: code as u8,
+            message: format!("{err:#}"),
+            hint,
+        }));
+        envseal_launcher::fork::exit_now(1)
+    };
+    let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
+        let vault = Vault::open(&start.loc.vault)?;
+        let keys = vault.unlock(&passphrase)?;
+        let keys = SecretBox::new(keys)
+            .map_err(|e| anyhow::anyhow!("cannot allocate memory for the key: {e}"))?;
+        Ok((vault, keys))
+    })();
+    drop(passphrase);
+    let (vault, keys) = match unlocked {
+        Ok(v) => v,
+        Err(e) => fail(&mut ready, e),
+    };
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        mask.add(s);
+    }
+    if let Err(e) = mask.thread_block() {
+        fail(&mut ready, anyhow::anyhow!("cannot block signals: {e}"));
+    }
+    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    {
+        Ok(s) => s,
+        Err(e) => fail(&mut ready, anyhow::anyhow!("cannot create a signalfd: {e}")),
+    };
+    let socket_ino = std::fs::metadata(&start.loc.socket)
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    let pid = std::process::id() as i32;
+    let mut broker = Broker {
+        loc: start.loc,
+        listener: Some(start.listener),
+        socket_ino,
+        lock: Some(start.lock),
+        signals: Some(signals),
+        vault: Some(vault),
+        keys: Some(keys),
+        cache: Cache::new(),
+        conns: Vec::new(),
+        sessions: HashMap::new(),
+        idle_ttl: start.idle_ttl,
+        last_use: Instant::now(),
+        log,
+        uid: nix::unistd::geteuid().as_raw(),
+    };
+    broker.log(&format!(
+        "unlocked; pid {pid}; key in {}; idle TTL {}",
+        broker.keys.as_ref().map_or("", |k| k.backing().describe()),
+        describe_ttl(broker.idle_ttl)
+    ));
+    let _ = ready.write_all(&frame(&Reply::Done {
+        message: pid.to_string(),
+    }));
+    drop(ready);
+    broker.run()
+}
+
+/// The daemon's stdin, stdout and stderr become /dev/null: it has no
+/// terminal, and nothing it prints may reach one.
+fn quiet_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+fn describe_ttl(ttl: Duration) -> String {
+    if ttl.is_zero() {
+        "none (until `envseal lock`)".into()
+    } else {
+        humantime::format_duration(ttl).to_string()
+    }
+}
+
+impl Broker {
+    fn log(&mut self, line: &str) {
+        if let Some(log) = &mut self.log {
+            let now = humantime::format_rfc3339_seconds(SystemTime::now());
+            let _ = writeln!(log, "{now} {line}");
+        }
+    }
+
+    fn run(&mut self) -> ! {
+        loop {
+            let timeout = self.timeout();
+            let (listener_ready, signal_ready, ready_conns) = {
+                let mut fds = Vec::with_capacity(self.conns.len() + 2);
+                let listener = self.listener.as_ref().expect("serving");
+                let signals = self.signals.as_ref().expect("serving");
+                fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(signals.as_fd(), PollFlags::POLLIN));
+                for c in &self.conns {
+                    fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        self.log(&format!("poll failed: {e}"));
+                        self.shutdown("poll failed");
+                    }
+                }
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                let conns: Vec<usize> = fds[2..]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| ready(f))
+                    .map(|(i, _)| i)
+                    .collect();
+                (ready(&fds[0]), ready(&fds[1]), conns)
+            };
+            if signal_ready {
+                self.on_signals();
+            }
+            // Highest index first, so removals keep the others' indices.
+            for i in ready_conns.into_iter().rev() {
+                self.on_readable(i);
+            }
+            if listener_ready {
+                self.accept();
+            }
+            self.expire();
+        }
+    }
+
+    /// Until the next request deadline or the idle TTL.
+    fn timeout(&self) -> PollTimeout {
+        let now = Instant::now();
+        let mut next: Option<Duration> = self
+            .conns
+            .iter()
+            .filter(|c| c.shield.is_none())
+            .map(|c| (c.opened + REQUEST_DEADLINE).saturating_duration_since(now))
+            .min();
+        if !self.idle_ttl.is_zero() {
+            let left = (self.last_use + self.idle_ttl).saturating_duration_since(now);
+            next = Some(next.map_or(left, |n| n.min(left)));
+        }
+        match next {
+            None => PollTimeout::NONE,
+            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
+                .unwrap_or(PollTimeout::NONE),
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        if !self.idle_ttl.is_zero() && now >= self.last_use + self.idle_ttl {
+            self.shutdown("idle TTL expired");
+        }
+        let before = self.conns.len();
+        self.conns
+            .retain(|c| c.shield.is_some() || now < c.opened + REQUEST_DEADLINE);
+        if self.conns.len() < before {
+            let n = before - self.conns.len();
+            self.log(&format!(
+                "closed {n} connection(s) that sent no request in time"
+            ));
+        }
+    }
+
+    fn on_signals(&mut self) {
+        loop {
+            let got = match self.signals.as_mut().expect("serving").read_signal() {
+                Ok(Some(info)) => info.ssi_signo as i32,
+                _ => break,
+            };
+            if got == Signal::SIGCHLD as i32 {
+                self.reap();
+            } else {
+                let name = Signal::try_from(got).map_or("a signal", |s| s.as_str());
+                self.shutdown(&format!("stopped by {name}"));
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        self.sessions.remove(&pid.as_raw());
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match self.listener.as_ref().expect("serving").accept() {
+                Ok((s, _)) => s,
+                Err(_) => break,
+            };
+            let cred = match getsockopt(&stream, PeerCredentials) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.log(&format!("refused a connection: no peer credentials ({e})"));
+                    continue;
+                }
+            };
+            if cred.uid() != self.uid {
+                self.log(&format!(
+                    "refused a connection from uid {} (pid {}): only uid {} may use this broker",
+                    cred.uid(),
+                    cred.pid(),
+                    self.uid
+                ));
+                let mut s = &stream;
+                let _ = s.write_all(&frame(&Reply::Refused {
+                    code: Code::Denied as u8,
+                    message: "this broker serves another user".into(),
+                    hint: None,
+                }));
+                continue;
+            }
+            if self.conns.len() >= MAX_CONNECTIONS || stream.set_nonblocking(true).is_err() {
+                self.log("refused a connection: too many open");
+                continue;
+            }
+            self.conns.push(Conn {
+                stream,
+                pid: cred.pid(),
+                buf: Vec::new(),
+                fds: Vec::new(),
+                opened: Instant::now(),
+                shield: None,
+            });
+        }
+    }
+
+    fn on_readable(&mut self, i: usize) {
+        // One read per wake-up (poll is level-triggered): a client that
+        // streams a huge message is refused after its first 4 bytes.
+        let mut chunk = [0u8; 16384];
+        let conn = &mut self.conns[i];
+        match fdpass::recv(conn.stream.as_fd(), &mut chunk) {
+            Ok((0, _)) => {
+                let conn = self.conns.swap_remove(i);
+                if let Some((_, agent)) = conn.shield {
+                    self.log(&format!("shield of agent {agent} ended"));
+                }
+                return;
+            }
+            Ok((n, fds)) => {
+                conn.buf.extend_from_slice(&chunk[..n]);
+                conn.fds.extend(fds);
+                if conn.fds.len() > fdpass::MAX_FDS {
+                    self.drop_conn(i, "sent too many descriptors");
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                self.drop_conn(i, &format!("failed: {e}"));
+                return;
+            }
+        }
+        // Whole frames only.
+        loop {
+            let conn = &mut self.conns[i];
+            if conn.buf.len() < 4 {
+                return;
+            }
+            let len = u32::from_be_bytes(conn.buf[..4].try_into().expect("4 bytes")) as usize;
+            if len > MAX_FRAME {
+                self.refuse_and_drop(i, "the message is larger than the broker accepts");
+                return;
+            }
+            if conn.buf.len() < 4 + len {
+                return;
+            }
+            let body: Vec<u8> = conn.buf.drain(..4 + len).skip(4).collect();
+            let request = match serde_json::from_slice::<Request>(&body) {
+                Ok(r) if r.v == VERSION => r,
+                Ok(r) => {
+                    let msg = format!(
+                        "protocol version {} is not {VERSION}: the client and the broker are \
+                         different envseal versions",
+                        r.v
+                    );
+                    self.refuse_and_drop(i, &msg);
+                    return;
+                }
+                Err(_) => {
+                    self.refuse_and_drop(i, "malformed message");
+                    return;
+                }
+            };
+            if !self.handle(i, request.body) {
+                return;
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, i: usize, why: &str) {
+        let conn = self.conns.swap_remove(i);
+        self.log(&format!("connection from pid {} {why}", conn.pid));
+    }
+
+    fn refuse_and_drop(&mut self, i: usize, why: &str) {
+        let conn = &self.conns[i];
+        reply(
+            &conn.stream,
+            &Reply::Refused {
+                code: Code::Usage as u8,
+                message: format!("the broker refused the request: {why}"),
+                hint: None,
+            },
+        );
+        self.drop_conn(i, &format!("refused: {why}"));
+    }
+
+    /// Handles one request; returns whether the connection stays open.
+    fn handle(&mut self, i: usize, body: Body) -> bool {
+        match body {
+            Body::Status => {
+                let status = self.status();
+                reply(&self.conns[i].stream, &Reply::Status(status));
+                self.conns.swap_remove(i);
+                false
+            }
+            Body::Refresh { idle_ttl_seconds } => {
+                self.idle_ttl = Duration::from_secs(idle_ttl_seconds);
+                self.last_use = Instant::now();
+                let msg = format!(
+                    "broker already running (pid {}); idle TTL now {}",
+                    std::process::id(),
+                    describe_ttl(self.idle_ttl)
+                );
+                self.log(&msg);
+                reply(&self.conns[i].stream, &Reply::Done { message: msg });
+                self.conns.swap_remove(i);
+                false
+            }
+            Body::Lock => {
+                reply(
+                    &self.conns[i].stream,
+                    &Reply::Done {
+                        message: format!("locked (broker pid {} stopped)", std::process::id()),
+                    },
+                );
+                self.conns.swap_remove(i);
+                self.shutdown("locked by `envseal lock`")
+            }
+            Body::Shield { agent_pid } => {
+                let pid = self.conns[i].pid;
+                if self.conns[i].shield.is_some() || parent_of(agent_pid) != Some(pid) {
+                    self.refuse_and_drop(i, "a shield may register only its own child, once");
+                    return false;
+                }
+                self.conns[i].shield = Some((pid, agent_pid));
+                reply(
+                    &self.conns[i].stream,
+                    &Reply::Done {
+                        message: "shield registered".into(),
+                    },
+                );
+                self.log(&format!("shield {pid} registered agent {agent_pid}"));
+                true
+            }
+            Body::Signal { .. } => {
+                self.refuse_and_drop(i, "no program is running on this connection");
+                false
+            }
+            Body::Exec(request) => {
+                self.last_use = Instant::now();
+                let conn = self.conns.swap_remove(i);
+                self.exec(conn, request);
+                false
+            }
+        }
+    }
+
+    fn status(&self) -> StatusInfo {
+        StatusInfo {
+            pid: std::process::id() as i32,
+            vault: self.loc.vault.display().to_string(),
+            idle_ttl_seconds: self.idle_ttl.as_secs(),
+            locks_in_seconds: (!self.idle_ttl.is_zero()).then(|| {
+                (self.last_use + self.idle_ttl)
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+            }),
+            shielded_clients: self.conns.iter().filter(|c| c.shield.is_some()).count(),
+            running_programs: self.sessions.len(),
+            cached_programs: self.cache.len(),
+            key_memory: self
+                .keys
+                .as_ref()
+                .map_or("", |k| k.backing().describe())
+                .into(),
+        }
+    }
+
+    /// Whether `pid` descends from an agent a live shield registered (or,
+    /// after reparenting, from the shield itself, a subreaper).
+    fn shielded(&self, pid: i32) -> bool {
+        let shields: Vec<(i32, i32)> = self.conns.iter().filter_map(|c| c.shield).collect();
+        if shields.is_empty() {
+            return false;
+        }
+        let mut p = pid;
+        for _ in 0..4096 {
+            if shields
+                .iter()
+                .any(|&(shield, agent)| p == agent || (p == shield && p != pid))
+            {
+                return true;
+            }
+            match parent_of(p) {
+                Some(parent) if parent > 1 => p = parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn exec(&mut self, conn: Conn, request: ExecRequest) {
+        let shielded = self.shielded(conn.pid);
+        let program = request.program.clone();
+        let Conn {
+            stream, pid, fds, ..
+        } = conn;
+        if fds.len() != 4 {
+            reply(
+                &stream,
+                &Reply::Refused {
+                    code: Code::Usage as u8,
+                    message: "an exec request must come with stdin, stdout, stderr and the \
+                              working directory"
+                        .into(),
+                    hint: None,
+                },
+            );
+            return;
+        }
+        let prepared = self.prepare(request, shielded);
+        let (launch, report) = match prepared {
+            Ok(p) => p,
+            Err(err) => {
+                let (code, hint) = exit::classify(&err);
+                self.log(&format!(
+                    "refused exec of {program} for pid {pid} (shielded: {shielded}): {err:#}"
+                ));
+                reply(
+                    &stream,
+                    &Reply::Refused {
+                        code: code as u8,
+                        message: format!("{err:#}"),
+                        hint,
+                    },
+                );
+                return;
+            }
+        };
+        self.log(&format!(
+            "exec {program} for pid {pid} (shielded: {shielded})"
+        ));
+        reply(&stream, &Reply::Started { shielded });
+        match envseal_launcher::fork::fork() {
+            Ok(envseal_launcher::fork::Forked::Child) => {
+                self.forget_in_child();
+                session::run(stream, fds, launch, report)
+            }
+            Ok(envseal_launcher::fork::Forked::Parent(child)) => {
+                self.sessions.insert(child.as_raw(), Instant::now());
+                // `launch` (the decrypted values) is wiped as it drops here.
+            }
+            Err(e) => {
+                self.log(&format!("cannot fork a session: {e}"));
+                reply(
+                    &stream,
+                    &Reply::Refused {
+                        code: Code::Failure as u8,
+                        message: format!("the broker cannot start a process: {e}"),
+                        hint: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Checks the grant and builds the launch: the verified copy (from the
+    /// cache when the file is unchanged) and the decrypted values.
+    fn prepare(
+        &mut self,
+        request: ExecRequest,
+        shielded: bool,
+    ) -> anyhow::Result<(envseal_launcher::Launch, Option<exec_cmd::Report>)> {
+        let requested: Vec<SecretName> = request
+            .secrets
+            .iter()
+            .map(|n| SecretName::new(n))
+            .collect::<Result<_, _>>()?;
+        let vault = self.vault.as_ref().expect("unlocked");
+        let keys = self.keys.as_ref().expect("unlocked");
+        let endorsed = vault.endorsed(keys)?;
+        let env: Vec<(OsString, OsString)> = request
+            .env
+            .into_iter()
+            .map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v)))
+            .collect();
+        exec_cmd::prepare(
+            &endorsed,
+            &exec_cmd::Request {
+                program: &request.program,
+                argv0: OsString::from_vec(request.argv0),
+                args: request.args.into_iter().map(OsString::from_vec).collect(),
+                requested: &requested,
+                env,
+                clearenv: request.clearenv,
+                verbose: request.verbose,
+                shielded: Some(shielded),
+            },
+            Some(&mut self.cache),
+        )
+    }
+
+    /// In a forked session: let go of everything the broker holds without
+    /// touching it. The key's pages are not mapped in a fork
+    /// (`MADV_DONTFORK`), the vault's SQLite connection must not be used
+    /// across a fork, and the lock must not be released.
+    fn forget_in_child(&mut self) {
+        std::mem::forget(self.keys.take());
+        std::mem::forget(self.vault.take());
+        if let Some(lock) = self.lock.take() {
+            let fd = lock.as_raw_fd();
+            std::mem::forget(lock);
+            let _ = nix::unistd::close(fd);
+        }
+        self.listener = None;
+        self.signals = None;
+        self.conns.clear();
+        self.log = None;
+        self.cache = Cache::new();
+    }
+
+    /// Wipes the key, removes the socket (if it is still this broker's)
+    /// and exits. Running programs keep running.
+    fn shutdown(&mut self, why: &str) -> ! {
+        drop(self.keys.take());
+        self.log(&format!("locked: {why}; key wiped"));
+        if std::fs::symlink_metadata(&self.loc.socket).is_ok_and(|m| m.ino() == self.socket_ino) {
+            let _ = std::fs::remove_file(&self.loc.socket);
+        }
+        drop(self.lock.take());
+        std::process::exit(0)
+    }
+}
+
+/// Best-effort reply on a non-blocking socket: a client that does not
+/// read loses it, the broker never waits.
+fn reply(stream: &UnixStream, message: &Reply) {
+    let mut s = stream;
+    let _ = s.write_all(&frame(message));
+}
+
+/// Makes the socket usable by its owner only (the directory is 0700 too).
+pub fn restrict_socket(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}

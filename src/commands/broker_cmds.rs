@@ -1,0 +1,198 @@
+//! `envseal unlock`, `lock` and `status`: the broker's life cycle.
+
+use std::io::Read as _;
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use envseal_vault::Vault;
+
+use crate::broker::protocol::{Body, Reply, StatusInfo};
+use crate::broker::{self, Client, Location, server};
+use crate::cli::{PassphraseArgs, StatusArgs, UnlockArgs};
+use crate::exit::{CliError, Code};
+use crate::input;
+
+pub fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
+    let loc = broker::location()?;
+    if let Some(mut client) = Client::connect(&loc)? {
+        let message = done(client.request(Body::Refresh {
+            idle_ttl_seconds: args.ttl.as_secs(),
+        })?)?;
+        eprintln!("envseal: {message}");
+        return Ok(());
+    }
+    start(&loc, args.passphrase, args.ttl)?;
+    Ok(())
+}
+
+/// Starts a broker for this vault: the passphrase is read here (this
+/// process is already non-dumpable), the socket bound, then the daemon
+/// detaches and unlocks; this process reports how that went and returns
+/// the daemon's pid.
+pub fn start(loc: &Location, passphrase: PassphraseArgs, ttl: Duration) -> anyhow::Result<i32> {
+    // Fails early (no vault, say) before asking anything; closed before
+    // the fork, as SQLite requires.
+    drop(Vault::open(&loc.vault)?);
+    let pass = input::passphrase(passphrase, "to unlock the vault")?;
+    loc.prepare()?;
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&loc.lock)?;
+    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| {
+            CliError::new(
+                Code::Failure,
+                "another broker for this vault is starting or running",
+            )
+            .hint("`envseal status` shows it")
+        })?;
+    if Client::connect(loc)?.is_some() {
+        return Err(
+            CliError::new(Code::Failure, "a broker for this vault is already running")
+                .hint("`envseal status` shows it")
+                .into(),
+        );
+    }
+    // A socket left by a broker that died: nobody answers on it.
+    let _ = std::fs::remove_file(&loc.socket);
+    let listener = UnixListener::bind(&loc.socket).map_err(|e| {
+        CliError::new(
+            Code::Failure,
+            format!(
+                "cannot create the broker's socket {}: {e}",
+                loc.socket.display()
+            ),
+        )
+    })?;
+    server::restrict_socket(&loc.socket)?;
+    listener.set_nonblocking(true)?;
+    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    if envseal_launcher::fork::detach()? {
+        drop(ready_r);
+        server::serve(
+            server::Start {
+                loc: loc.clone(),
+                listener,
+                lock,
+                idle_ttl: ttl,
+            },
+            pass,
+            ready_w,
+        );
+    }
+    drop(pass);
+    drop(ready_w);
+    drop(listener);
+    // The daemon holds the lock through the same open file; dropping it
+    // here would release it for both.
+    std::mem::forget(lock);
+    let mut answer = Vec::new();
+    std::fs::File::from(ready_r).read_to_end(&mut answer)?;
+    let reply = answer
+        .get(4..)
+        .and_then(|b| serde_json::from_slice::<Reply>(b).ok())
+        .ok_or_else(|| CliError::new(Code::Failure, "the broker failed to start"))?;
+    let pid = done(reply)?;
+    eprintln!(
+        "envseal: unlocked; broker pid {pid}, locks after {} without use",
+        if ttl.is_zero() {
+            "`envseal lock` (no idle TTL)".to_owned()
+        } else {
+            humantime::format_duration(ttl).to_string()
+        }
+    );
+    Ok(pid.parse().unwrap_or(0))
+}
+
+fn done(reply: Reply) -> anyhow::Result<String> {
+    match reply {
+        Reply::Done { message } => Ok(message),
+        Reply::Refused {
+            code,
+            message,
+            hint,
+        } => Err(broker::refused(code, message, hint)),
+        other => Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into()),
+    }
+}
+
+pub fn lock() -> anyhow::Result<()> {
+    let loc = broker::location()?;
+    let Some(mut client) = Client::connect(&loc)? else {
+        eprintln!("envseal: already locked (no broker is running)");
+        return Ok(());
+    };
+    let message = done(client.request(Body::Lock)?)?;
+    // The broker exits right after answering; wait until it has.
+    for _ in 0..200 {
+        if !loc.socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("envseal: {message}");
+    Ok(())
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
+    let loc = broker::location()?;
+    let info: Option<StatusInfo> = match Client::connect(&loc)? {
+        None => None,
+        Some(mut client) => match client.request(Body::Status)? {
+            Reply::Status(info) => Some(info),
+            Reply::Refused {
+                code,
+                message,
+                hint,
+            } => return Err(broker::refused(code, message, hint)),
+            other => {
+                return Err(
+                    CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into(),
+                );
+            }
+        },
+    };
+    if args.json {
+        let value = match &info {
+            None => serde_json::json!({ "state": "locked", "socket": loc.socket }),
+            Some(i) => serde_json::json!({
+                "state": "unlocked",
+                "socket": loc.socket,
+                "pid": i.pid,
+                "vault": i.vault,
+                "idle_ttl_seconds": i.idle_ttl_seconds,
+                "locks_in_seconds": i.locks_in_seconds,
+                "shielded_clients": i.shielded_clients,
+                "running_programs": i.running_programs,
+                "cached_programs": i.cached_programs,
+                "key_memory": i.key_memory,
+            }),
+        };
+        super::print_json(&mut std::io::stdout().lock(), &value)?;
+    } else {
+        match &info {
+            None => println!("locked (no broker for {})", loc.vault.display()),
+            Some(i) => {
+                println!("unlocked: broker pid {} for {}", i.pid, i.vault);
+                match i.locks_in_seconds {
+                    Some(s) => println!(
+                        "  locks in    {} without use (idle TTL {})",
+                        humantime::format_duration(Duration::from_secs(s)),
+                        humantime::format_duration(Duration::from_secs(i.idle_ttl_seconds))
+                    ),
+                    None => println!("  locks       only with `envseal lock`"),
+                }
+                println!("  shielded    {} client(s)", i.shielded_clients);
+                println!("  running     {} program(s)", i.running_programs);
+                println!("  key in      {}", i.key_memory);
+            }
+        }
+    }
+    Ok(if info.is_some() {
+        0
+    } else {
+        Code::Locked as u8
+    })
+}

@@ -1,0 +1,168 @@
+//! `envseal shield -- CMD…`: how a person starts an agent. Makes sure a
+//! broker runs, then runs CMD confined (see `envseal_launcher::shield`)
+//! and registers it with the broker, which marks the requests of its
+//! process tree as shielded.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use envseal_launcher::shield::{self, Confinement};
+
+use crate::broker::protocol::{Body, Reply};
+use crate::broker::{self, Client};
+use crate::cli::ShieldArgs;
+use crate::commands::broker_cmds;
+use crate::commands::exec::SHIELD_MARK;
+use crate::commands::pin;
+use crate::exit::{CliError, Code};
+
+/// Shell and session start-up files, relative to HOME: code the person's
+/// next shell or login would run.
+const START_UP: [&str; 11] = [
+    ".bashrc",
+    ".profile",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".config/fish",
+    ".config/systemd/user",
+    ".config/environment.d",
+];
+
+pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
+    let loc = broker::location()?;
+    if Client::connect(&loc)?.is_none() {
+        broker_cmds::start(&loc, args.passphrase, args.ttl)?;
+    }
+    let (protected, lifted) = protected_paths(&loc, &args.allow_write)?;
+    let domain = shield::domain(&Confinement {
+        protected,
+        nested_sandbox: args.nested_sandbox,
+    })?;
+
+    let mut command = args.command.into_iter();
+    let cmd = command.next().unwrap_or_default();
+    let resolved = pin::resolve(&cmd)?;
+    let mut argv = vec![cmd];
+    argv.extend(command);
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != SHIELD_MARK)
+        .collect();
+    env.push((SHIELD_MARK.into(), std::process::id().to_string().into()));
+
+    let pending = shield::spawn(&domain, Path::new(&resolved.canonical), &argv, &env)?;
+    // The broker learns the agent's pid before the agent runs anything;
+    // this connection stays open for the agent's life.
+    let registration = (|| -> anyhow::Result<Client> {
+        let mut client = Client::connect(&loc)?.ok_or_else(|| {
+            CliError::new(Code::Locked, "the broker stopped before the shield started")
+        })?;
+        match client.request(Body::Shield {
+            agent_pid: pending.pid(),
+        })? {
+            Reply::Done { .. } => Ok(client),
+            Reply::Refused {
+                code,
+                message,
+                hint,
+            } => Err(broker::refused(code, message, hint)),
+            other => {
+                Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into())
+            }
+        }
+    })();
+    let registration = match registration {
+        Ok(c) => c,
+        Err(e) => {
+            pending.abandon();
+            return Err(e);
+        }
+    };
+    if args.verbose {
+        for line in &domain.description {
+            eprintln!("envseal: shield: {line}");
+        }
+        for path in &lifted {
+            eprintln!(
+                "envseal: shield: left writable by --allow-write: {}",
+                path.display()
+            );
+        }
+        eprintln!(
+            "envseal: shield: seccomp refuses ptrace, process_vm_*, pidfd_getfd, \
+             open_by_handle_at, name_to_handle_at, setns, keyctl, TIOCSTI, executable memfds, \
+             and prlimit/setpriority/sched_setaffinity on other processes"
+        );
+    }
+    let exit = pending.start();
+    drop(registration);
+    Ok(exit?.status())
+}
+
+/// What the shield write-protects, and what `--allow-write` lifted.
+fn protected_paths(
+    loc: &broker::Location,
+    allow_write: &[PathBuf],
+) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // Never lifted: the vault, the broker's directory, envseal itself.
+    let mut fixed = vec![canonical(&loc.vault), canonical(&loc.dir)];
+    if let Ok(exe) = std::env::current_exe() {
+        fixed.push(canonical(&exe));
+    }
+    let mut liftable = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path).filter(|d| d.is_absolute()) {
+            liftable.push(canonical(&dir));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+    {
+        let home = canonical(&home);
+        for f in START_UP {
+            liftable.push(home.join(f));
+        }
+    }
+    let mut lifted = Vec::new();
+    for w in allow_write {
+        let w = canonical(&std::path::absolute(w)?);
+        if let Some(f) = fixed.iter().find(|f| f.starts_with(&w) || w.starts_with(f)) {
+            return Err(CliError::new(
+                Code::Usage,
+                format!(
+                    "--allow-write {} would make {} writable, which the shield always protects",
+                    w.display(),
+                    f.display()
+                ),
+            )
+            .into());
+        }
+        if let Some(p) = liftable.iter().find(|p| w.starts_with(p) && **p != w) {
+            return Err(CliError::new(
+                Code::Usage,
+                format!(
+                    "--allow-write {} is inside the protected {}: name that one itself",
+                    w.display(),
+                    p.display()
+                ),
+            )
+            .into());
+        }
+        liftable.retain(|p| {
+            let covered = p.starts_with(&w);
+            if covered {
+                lifted.push(p.clone());
+            }
+            !covered
+        });
+    }
+    fixed.extend(liftable);
+    fixed.sort();
+    fixed.dedup();
+    Ok((fixed, lifted))
+}
