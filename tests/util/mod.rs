@@ -9,6 +9,7 @@
 
 pub mod probe;
 pub mod terminal;
+pub mod user;
 
 use std::fs;
 use std::io::Write as _;
@@ -32,6 +33,7 @@ pub mod code {
     pub const SWAPPED: i32 = 70;
     pub const SECRET_MISSING: i32 = 71;
     pub const UNSUPPORTED: i32 = 72;
+    pub const LOCKED: i32 = 75;
     pub const DENIED: i32 = 77;
     pub const CANNOT_EXECUTE: i32 = 126;
     pub const NOT_FOUND: i32 = 127;

@@ -1,0 +1,821 @@
+//! G5 and G6: the broker (`envseal unlock`) and the shield, attacked.
+//!
+//! Everything runs as an unprivileged user created with `useradd` (CI runs
+//! as root). The broker is that user's; an "agent" — this test binary
+//! re-executed as that user inside `envseal shield` — runs pinned programs
+//! through the broker and attacks the broker, each program and each
+//! program's child in every tier. Controls show the attacks work where
+//! nothing protects the target, so the tests can fail.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::user::{as_user, attacker_user, give_vault_to, runnable_copy};
+use util::{Env, code, value};
+
+/// Set in the re-executed agent: the JSON of an [`AgentPlan`].
+const AGENT_ENV: &str = "ENVSEAL_TEST_AGENT";
+const TIERS: [&str; 3] = ["none", "hardened", "lockdown"];
+
+/// One staged scene: the user, a vault they own, copies of envseal and of
+/// this test binary they can run, pinned programs, a project directory.
+struct Scene {
+    uid: u32,
+    gid: u32,
+    env: Env,
+    _bins: tempfile::TempDir,
+    bins: PathBuf,
+    envseal: PathBuf,
+    me: PathBuf,
+    home: PathBuf,
+    project: PathBuf,
+    token: String,
+    broker: Option<i32>,
+}
+
+fn scene() -> Scene {
+    let (uid, gid) = attacker_user();
+    assert!(
+        Path::new("/usr/bin/newuidmap").exists(),
+        "the namespaced tiers need newuidmap (package uidmap); ./scripts/test installs it"
+    );
+    let env = Env::initialized();
+    let bins_dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(bins_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bins = fs::canonicalize(bins_dir.path()).unwrap();
+    let envseal = runnable_copy(&util::bin(), &bins);
+    let me = runnable_copy(&std::env::current_exe().unwrap(), &bins);
+    let token = value("broker");
+    env.set_approved("TOKEN", &token);
+    let script = |name: &str, body: &str| {
+        let p = bins.join(name);
+        fs::write(&p, body).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    // Prints its parent and grandparent, proves it got the token, exits 7.
+    let quick = script(
+        "quick",
+        "#!/bin/sh\nset -e\ngp=$(cut -d' ' -f4 /proc/$PPID/stat)\n\
+         echo \"PARENT $PPID $gp LEN ${#TOKEN}\"\nexit 7\n",
+    );
+    // Exits with its first argument.
+    let status = script("status", "#!/bin/sh\nexit \"$1\"\n");
+    let allow = |extra: &[&str], prog: &Path| {
+        let mut args = vec!["allow", "--secret", "TOKEN"];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.push(prog.to_str().unwrap());
+        let r = env.run_pw(&args, b"");
+        env.expect_ok(&r);
+    };
+    allow(&[], &quick);
+    allow(&[], &status);
+    for tier in TIERS {
+        // Starts a child (marked by its argument), says READY, waits.
+        let p = script(
+            &format!("long-{tier}"),
+            "#!/bin/sh\nsleep \"299.$2\" &\ntrap 'kill $!; exit 143' TERM\necho \"READY $1\"\nwait\n",
+        );
+        let mut extra = vec!["--tier", tier];
+        if tier == "lockdown" {
+            extra.extend(["--may-exec", "/usr/bin/sleep"]);
+        }
+        allow(&extra, &p);
+    }
+    let shielded_only = script("shielded-only", "#!/bin/sh\necho shielded-only ran\n");
+    allow(&["--require-shield"], &shielded_only);
+    let home = env.tmp.path().join("home");
+    let project = home.join("project");
+    fs::create_dir_all(&project).unwrap();
+    fs::write(home.join(".bashrc"), "# the person's shell start-up\n").unwrap();
+    fs::create_dir_all(home.join("bin")).unwrap();
+    give_vault_to(&env, uid, gid);
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    Scene {
+        uid,
+        gid,
+        env,
+        _bins: bins_dir,
+        bins,
+        envseal,
+        me,
+        home,
+        project,
+        token,
+        broker: None,
+    }
+}
+
+impl Scene {
+    /// A command run as the user with the scene's environment.
+    fn user(&self, program: &Path) -> Command {
+        let mut c = as_user(self.uid, self.gid, program);
+        c.env_clear()
+            .env("ENVSEAL_HOME", &self.env.home)
+            .env("HOME", &self.home)
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.home.join("bin").display()),
+            )
+            .current_dir(&self.project)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn envseal(&self, args: &[&str]) -> Command {
+        let mut c = self.user(&self.envseal);
+        c.args(args);
+        c
+    }
+
+    /// Runs envseal as the user; output recorded for the G1 scan.
+    fn run(&self, args: &[&str]) -> util::Run {
+        let out = self.envseal(args).output().unwrap();
+        self.env
+            .record(format!("(as user) {}", args.join(" ")), out)
+    }
+
+    /// `envseal unlock` as the user, passphrase on stdin.
+    fn unlock(&mut self, extra: &[&str]) -> i32 {
+        let mut args = vec!["unlock", "--passphrase-fd", "0"];
+        args.extend_from_slice(extra);
+        let mut c = self.envseal(&args);
+        c.stdin(fs::File::open(self.env.passfile()).unwrap());
+        let out = c.output().unwrap();
+        let r = self
+            .env
+            .record(format!("(as user) {}", args.join(" ")), out);
+        self.env.expect_ok(&r);
+        let pid = self
+            .broker_pid()
+            .expect("the broker is not running after unlock");
+        self.broker = Some(pid);
+        pid
+    }
+
+    fn broker_pid(&self) -> Option<i32> {
+        let r = self.run(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(r.stdout().trim()).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+
+    fn socket(&self) -> PathBuf {
+        let dir = self.env.home.join("run");
+        fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "sock"))
+            .expect("no broker socket")
+    }
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if let Some(pid) = self.broker.take() {
+            let _ = self.envseal(&["lock"]).output();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|s| !s.lines().any(|l| l.starts_with("State:\tZ")))
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------
+// The agent: this binary, re-executed as the user inside the shield.
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AgentPlan {
+    envseal: PathBuf,
+    bins: PathBuf,
+}
+
+/// Every attack on `pid`; "errno N" when refused.
+fn attack(pid: i32) -> BTreeMap<String, String> {
+    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+    let mut out = BTreeMap::new();
+    let outcome = |r: std::io::Result<()>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(0)),
+    };
+    for file in ["environ", "maps"] {
+        out.insert(
+            file.into(),
+            outcome(fs::read(format!("/proc/{pid}/{file}")).map(drop)),
+        );
+    }
+    out.insert(
+        "mem".into(),
+        outcome(fs::File::open(format!("/proc/{pid}/mem")).map(drop)),
+    );
+    out.insert(
+        "root".into(),
+        outcome(fs::read_dir(format!("/proc/{pid}/root/")).map(drop)),
+    );
+    // Every descriptor the listing shows (the listing itself is allowed
+    // by the directory's mode; opening one is what matters).
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let opened = fds
+        .iter()
+        .map(|fd| fs::File::open(format!("/proc/{pid}/fd/{fd}")).map(drop))
+        .find(|r| r.is_ok())
+        .unwrap_or_else(|| Err(std::io::Error::from_raw_os_error(libc::EACCES)));
+    out.insert("fd".into(), outcome(opened));
+    let target = nix::unistd::Pid::from_raw(pid);
+    let traced = nix::sys::ptrace::attach(target);
+    if traced.is_ok() {
+        let _ = nix::sys::wait::waitpid(target, None);
+        let _ = nix::sys::ptrace::detach(target, None);
+    }
+    out.insert("ptrace".into(), outcome(traced.map_err(Into::into)));
+    let mut buf = [0u8; 16];
+    let remote = [RemoteIoVec {
+        base: 0x1000,
+        len: 16,
+    }];
+    out.insert(
+        "process_vm_readv".into(),
+        match process_vm_readv(target, &mut [std::io::IoSliceMut::new(&mut buf)], &remote) {
+            Ok(_) => "ok".into(),
+            Err(nix::errno::Errno::EPERM) => "errno 1".into(),
+            Err(e) => format!("allowed ({e})"),
+        },
+    );
+    // pidfd_getfd: a pidfd is open to anyone; taking a descriptor is not.
+    // SAFETY: plain integer arguments.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let got = if pidfd < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        // SAFETY: `pidfd` is ours; descriptor 0 of the target.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, 0, 0) };
+        let r = if fd < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            // SAFETY: closing the descriptor just obtained.
+            unsafe { libc::close(fd as i32) };
+            Ok(())
+        };
+        // SAFETY: closing our pidfd.
+        unsafe { libc::close(pidfd as i32) };
+        r
+    };
+    out.insert("pidfd_getfd".into(), outcome(got));
+    out
+}
+
+/// Namespace handles: `name_to_handle_at` on a namespace file, then
+/// `open_by_handle_at` and `setns` (the way into a namespace the user
+/// owns, such as a sandbox's).
+fn namespace_attacks() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let last = || {
+        format!(
+            "errno {}",
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        )
+    };
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        f: [u8; 128],
+    }
+    let mut h = Handle {
+        bytes: 128,
+        kind: 0,
+        f: [0; 128],
+    };
+    let mut mount_id = 0i32;
+    let path = c"/proc/self/ns/net";
+    // SAFETY: valid pointers for the call's duration.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &mut h as *mut Handle,
+            &mut mount_id as *mut i32,
+            0,
+        )
+    };
+    out.insert(
+        "name_to_handle_at".into(),
+        if r == 0 { "ok".into() } else { last() },
+    );
+    let dir = fs::File::open("/proc/self/ns").unwrap();
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: valid pointers; a made-up handle (the call is what is refused).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            dir.as_raw_fd(),
+            &mut h as *mut Handle,
+            libc::O_RDONLY,
+        )
+    };
+    out.insert(
+        "open_by_handle_at".into(),
+        if r >= 0 { "ok".into() } else { last() },
+    );
+    let ns = fs::File::open("/proc/self/ns/user").unwrap();
+    // SAFETY: a namespace descriptor we own.
+    let r = unsafe { libc::setns(ns.as_raw_fd(), 0) };
+    out.insert("setns".into(), if r == 0 { "ok".into() } else { last() });
+    out
+}
+
+/// Pids of the processes whose command line contains `needle`.
+fn find(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) && pid != std::process::id() as i32 {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The agent's work; prints one `AGENT-RESULT {json}` line.
+fn agent_branch() {
+    let Ok(plan) = std::env::var(AGENT_ENV) else {
+        return;
+    };
+    let plan: AgentPlan = serde_json::from_str(&plan).unwrap();
+    let mut results: BTreeMap<String, String> = BTreeMap::new();
+    let envseal = |args: &[&str]| {
+        Command::new(&plan.envseal)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let status = envseal(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let broker = v["pid"].as_i64().unwrap() as i32;
+    results.insert("shielded_clients".into(), v["shielded_clients"].to_string());
+    let quick = envseal(&["exec", "--", plan.bins.join("quick").to_str().unwrap()]);
+    results.insert("quick.status".into(), format!("{:?}", quick.status.code()));
+    results.insert(
+        "quick.stdout".into(),
+        String::from_utf8_lossy(&quick.stdout).trim().into(),
+    );
+    results.insert(
+        "quick.stderr".into(),
+        String::from_utf8_lossy(&quick.stderr).trim().into(),
+    );
+    let only = envseal(&[
+        "exec",
+        "--",
+        plan.bins.join("shielded-only").to_str().unwrap(),
+    ]);
+    results.insert(
+        "shielded-only.status".into(),
+        format!("{:?}", only.status.code()),
+    );
+    for (k, v) in attack(broker) {
+        results.insert(format!("broker.{k}"), v);
+    }
+    for (k, v) in namespace_attacks() {
+        results.insert(format!("ns.{k}"), v);
+    }
+    // Control: a process inside the shield, not protected by anything.
+    let mut control = Command::new("sleep").arg("300").spawn().unwrap();
+    for (k, v) in attack(control.id() as i32) {
+        results.insert(format!("control.{k}"), v);
+    }
+    let _ = control.kill();
+    let _ = control.wait();
+    for (i, tier) in TIERS.iter().enumerate() {
+        let mark = format!("mark-{tier}-{}", std::process::id());
+        let digits = format!("{}{}", i + 1, std::process::id());
+        let prog = plan.bins.join(format!("long-{tier}"));
+        let mut client = Command::new(&plan.envseal)
+            .args(["exec", "--", prog.to_str().unwrap(), &mark, &digits])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(client.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        results.insert(format!("{tier}.ready"), line.trim().to_owned());
+        // The script itself; its child is the `sleep 299.DIGITS`.
+        let program = find(&mark)
+            .into_iter()
+            .find(|&p| p != client.id() as i32)
+            .unwrap_or(0);
+        let child = find(&format!("299.{digits}")).first().copied().unwrap_or(0);
+        results.insert(
+            format!("{tier}.found"),
+            format!("{}", program > 0 && child > 0),
+        );
+        for (what, pid) in [("program", program), ("child", child)] {
+            for (k, v) in attack(pid) {
+                results.insert(format!("{tier}.{what}.{k}"), v);
+            }
+        }
+        // SIGTERM to the client is relayed to the program.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(client.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let st = client.wait().unwrap();
+        let mut err = String::new();
+        let _ = client.stderr.take().unwrap().read_to_string(&mut err);
+        results.insert(format!("{tier}.status"), format!("{:?}", st.code()));
+        results.insert(format!("{tier}.stderr"), err.trim().to_owned());
+    }
+    println!("AGENT-RESULT {}", serde_json::to_string(&results).unwrap());
+    std::process::exit(0);
+}
+
+/// Runs the agent in a shield (with `extra` shield flags) and checks
+/// every result.
+fn run_agent(s: &Scene, extra: &[&str], test: &str) {
+    let broker = s.broker.expect("unlocked");
+    let plan = serde_json::to_string(&AgentPlan {
+        envseal: s.envseal.clone(),
+        bins: s.bins.clone(),
+    })
+    .unwrap();
+    let mut args = vec!["shield"];
+    args.extend_from_slice(extra);
+    args.extend(["--", s.me.to_str().unwrap(), "--exact", test, "--nocapture"]);
+    let mut c = s.envseal(&args);
+    c.env(AGENT_ENV, plan);
+    let out = c.output().unwrap();
+    let r = s
+        .env
+        .record(format!("(as user) envseal {}", args.join(" ")), out);
+    let line = r
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("AGENT-RESULT ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("the agent printed no result: {}", s.env.redact(&r.stderr())));
+    let res: BTreeMap<String, String> = serde_json::from_str(&line).unwrap();
+    let get = |k: &str| res.get(k).cloned().unwrap_or_default();
+    let shown = s.env.redact(&format!("{res:?}"));
+    // The broker runs the program: its parent is the session process,
+    // whose parent is the broker — not the agent.
+    assert_eq!(get("quick.status"), "Some(7)", "{shown}");
+    let parts: Vec<&str> = get("quick.stdout").split_whitespace().map(|_| "").collect();
+    assert_eq!(parts.len(), 5, "{shown}");
+    let quick = get("quick.stdout");
+    let fields: Vec<&str> = quick.split_whitespace().collect();
+    assert_eq!(fields[0], "PARENT", "{shown}");
+    assert_eq!(
+        fields[2],
+        broker.to_string(),
+        "the program's grandparent is not the broker: {shown}"
+    );
+    assert_eq!(fields[4], s.token.len().to_string(), "{shown}");
+    assert!(
+        !get("quick.stderr").contains("not inside an envseal shield"),
+        "a shielded caller was warned as unshielded: {shown}"
+    );
+    assert_eq!(
+        get("shielded-only.status"),
+        "Some(0)",
+        "--require-shield refused a shielded caller: {shown}"
+    );
+    assert_eq!(get("shielded_clients"), "1", "{shown}");
+    // The control shows the /proc attacks work where nothing protects.
+    for k in ["environ", "mem", "maps", "root", "fd"] {
+        assert_eq!(get(&format!("control.{k}")), "ok", "control {k}: {shown}");
+    }
+    let mut denied = vec![];
+    for (k, v) in &res {
+        let target = k.split('.').collect::<Vec<_>>();
+        let attacked = matches!(target.first(), Some(&"broker") | Some(&"ns"))
+            || (target.len() == 3 && matches!(target[1], "program" | "child"));
+        if attacked {
+            assert!(
+                v.starts_with("errno"),
+                "attack {k} succeeded: {v} ({shown})"
+            );
+            denied.push(k.clone());
+        }
+    }
+    for tier in TIERS {
+        assert_eq!(
+            get(&format!("{tier}.found")),
+            "true",
+            "{tier}: program not found: {shown}"
+        );
+        assert!(
+            get(&format!("{tier}.ready")).starts_with("READY"),
+            "{shown}"
+        );
+        assert_eq!(
+            get(&format!("{tier}.status")),
+            "Some(143)",
+            "{tier}: SIGTERM was not relayed: {shown}"
+        );
+    }
+    assert!(
+        denied.len() >= 3 * 2 * 8 + 8 + 3,
+        "too few attacks ran: {shown}"
+    );
+}
+
+/// G5 + G6: inside the shield, pinned programs run through the broker
+/// (the program a descendant of the broker, not of the caller), and the
+/// broker, each program and each program's child are out of reach in
+/// every tier — also with `--nested-sandbox`.
+#[test]
+fn a_shielded_agent_uses_secrets_but_cannot_reach_them() {
+    agent_branch();
+    let test = "a_shielded_agent_uses_secrets_but_cannot_reach_them";
+    let mut s = scene();
+    s.unlock(&[]);
+    run_agent(&s, &[], test);
+    run_agent(&s, &["--nested-sandbox"], test);
+    // Outside any shield: the shield-only grant is refused, and the
+    // unshielded caller is warned.
+    let r = s.run(&["exec", "--", s.bins.join("shielded-only").to_str().unwrap()]);
+    s.env.expect_code(&r, code::DENIED);
+    let r = s.run(&["exec", "--", s.bins.join("quick").to_str().unwrap()]);
+    assert_eq!(r.code, Some(7));
+    s.env.expect_stderr(&r, &["not inside an envseal shield"]);
+}
+
+/// G6: inside the shield the vault, envseal, PATH directories and the
+/// start-up files cannot be written; normal work succeeds.
+#[test]
+fn the_shield_protects_files_and_lets_work_happen() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let envseal_dir = s.envseal.parent().unwrap();
+    let path_dir = s.home.join("bin");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in server.incoming().flatten() {
+            let _ = c.write_all(b"pong\n");
+        }
+    });
+    let script = format!(
+        r#"
+fails() {{ if "$@" 2>/dev/null; then echo "WROTE: $*"; else echo "denied: $*"; fi; }}
+fails sh -c 'echo x >> "{vault}/envseal.db"'
+fails sh -c 'echo x > "{vault}/new"'
+fails sh -c 'echo x >> "$HOME/.bashrc"'
+fails sh -c 'echo x > "$HOME/.zshrc"'
+fails sh -c 'mkdir -p "$HOME/.config/fish"'
+fails sh -c 'echo x > "{path_dir}/evil"'
+fails sh -c 'cp /bin/true "{envseal}"'
+fails sh -c 'mv "{envseal}" "{envseal}.old"'
+set -e
+# /tmp leads to protected files of this test (the vault and envseal's copy
+# live under it), so no new entry can be made in /tmp itself.
+mkdir -p tmp && export TMPDIR=$PWD/tmp
+echo hello > notes.txt && echo "ok: project write"
+git init -q . && git -c user.name=a -c user.email=a@b add notes.txt && git -c user.name=a -c user.email=a@b commit -qm one && echo "ok: git commit"
+printf 'int main(void){{return 0;}}\n' > t.c && cc t.c -o t && ./t && echo "ok: compiler"
+python3 -c 'import socket; s=socket.create_connection(("127.0.0.1",{port})); assert s.recv(5)==b"pong\n"' && echo "ok: tcp"
+"{envseal}" shield -- sh -c 'echo nested > nested.txt' && echo "ok: nested landlock"
+"#,
+        vault = s.env.home.display(),
+        path_dir = path_dir.display(),
+        envseal = s.envseal.display(),
+    );
+    let _ = envseal_dir;
+    let r = s.run(&["shield", "--", "sh", "-c", &script]);
+    let out = r.stdout();
+    assert!(
+        !out.contains("WROTE"),
+        "the shield let a protected write through:\n{out}"
+    );
+    assert_eq!(out.matches("denied:").count(), 8, "{out}\n{}", r.stderr());
+    for ok in [
+        "project write",
+        "git commit",
+        "compiler",
+        "tcp",
+        "nested landlock",
+    ] {
+        assert!(
+            out.contains(&format!("ok: {ok}")),
+            "{ok} failed inside the shield:\n{out}\n{}",
+            s.env.redact(&r.stderr())
+        );
+    }
+    // --nested-sandbox: bubblewrap works inside.
+    let r = s.run(&[
+        "shield",
+        "--nested-sandbox",
+        "--",
+        "bwrap",
+        "--unshare-all",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--",
+        "sh",
+        "-c",
+        "echo inside-bwrap",
+    ]);
+    assert!(
+        r.stdout().contains("inside-bwrap"),
+        "bwrap failed under --nested-sandbox: {}",
+        s.env.redact(&r.stderr())
+    );
+}
+
+/// G5 from outside any shield: the broker's memory and environment are
+/// unreadable to the same user; a peer of another uid is refused; bad
+/// messages do not kill it; 64 concurrent execs complete with their own
+/// exit codes and leak no descriptor.
+#[test]
+fn the_broker_resists_bad_clients_and_serves_many() {
+    let mut s = scene();
+    let broker = s.unlock(&["--ttl", "0"]);
+    // Same-user attack, from outside any shield.
+    let me = s.me.clone();
+    let out = s
+        .user(&me)
+        .args(["--exact", "broker_attack_branch", "--nocapture"])
+        .env("ENVSEAL_TEST_ATTACK_BROKER", broker.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("BROKER-ATTACK "))
+        .unwrap_or_else(|| panic!("no attack result: {}", String::from_utf8_lossy(&out.stderr)));
+    let res: BTreeMap<String, String> = serde_json::from_str(line).unwrap();
+    for k in [
+        "environ",
+        "mem",
+        "maps",
+        "ptrace",
+        "process_vm_readv",
+        "pidfd_getfd",
+    ] {
+        assert!(res[k].starts_with("errno"), "{k} on the broker: {}", res[k]);
+    }
+
+    let fds = || fs::read_dir(format!("/proc/{broker}/fd")).unwrap().count();
+    // One exec first: the broker keeps the verified copies it caches.
+    let status = s.bins.join("status");
+    let r = s.run(&["exec", "--", status.to_str().unwrap(), "3"]);
+    assert_eq!(r.code, Some(3), "{}", r.stderr());
+    let before = fds();
+    // Another uid (root, here) is refused and logged.
+    let mut c = UnixStream::connect(s.socket()).unwrap();
+    let _ = c.write_all(b"\0\0\0\x0f{\"v\":1,\"body\":{\"op\":\"status\"}}");
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(answer.contains("another user"), "{answer}");
+    assert!(
+        !answer.contains("\"pid\""),
+        "a foreign peer got the status: {answer}"
+    );
+    let log = fs::read_to_string(s.socket().with_extension("log")).unwrap();
+    assert!(log.contains("refused a connection from uid 0"), "{log}");
+    // Garbage, a truncated message and a 100 MB one, as the user.
+    let python = format!(
+        r#"
+import socket, struct
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect("{sock}"); return s
+s = conn(); s.sendall(b"garbage that is no frame at all"); s.close()
+s = conn(); s.sendall(struct.pack(">I", 200) + b'{{"v":1'); s.close()
+s = conn(); s.sendall(struct.pack(">I", 4) + b"\xff\xfe\x00\x01"); print(s.recv(4096)[:4] != b""); s.close()
+s = conn()
+try:
+    s.sendall(struct.pack(">I", 100 * 1024 * 1024) + b"x" * (100 * 1024 * 1024))
+except OSError:
+    pass
+s.close()
+"#,
+        sock = s.socket().display()
+    );
+    let out = s
+        .user(Path::new("/usr/bin/env"))
+        .args(["python3", "-c", &python])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(alive(broker), "the broker died of bad messages");
+    assert_eq!(s.broker_pid(), Some(broker));
+    // 64 concurrent execs, each with its own exit code.
+    let children: Vec<_> = (0..64)
+        .map(|i| {
+            s.envseal(&["exec", "--", status.to_str().unwrap(), &(i + 1).to_string()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let r = s
+            .env
+            .record(format!("(as user) exec status {}", i + 1), out);
+        assert_eq!(
+            r.code,
+            Some(i as i32 + 1),
+            "exec {} exited wrongly: {}",
+            i + 1,
+            r.stderr()
+        );
+    }
+    let start = Instant::now();
+    while fds() != before && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fds(), before, "the broker leaked descriptors");
+}
+
+/// In the re-executed attacker of the test above.
+#[test]
+fn broker_attack_branch() {
+    if let Ok(pid) = std::env::var("ENVSEAL_TEST_ATTACK_BROKER") {
+        let res = attack(pid.parse().unwrap());
+        println!("BROKER-ATTACK {}", serde_json::to_string(&res).unwrap());
+    }
+}
+
+/// `lock` and the idle TTL: the broker exits (its key gone with it), and
+/// the next exec fails with the "locked" code.
+#[test]
+fn lock_and_idle_expiry_end_the_broker() {
+    let mut s = scene();
+    let quick = s.bins.join("quick");
+    let quick = quick.to_str().unwrap().to_owned();
+    let broker = s.unlock(&["--ttl", "2s"]);
+    let r = s.run(&["exec", "--", &quick]);
+    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    std::thread::sleep(Duration::from_millis(2600));
+    assert!(wait_gone(broker), "the broker outlived its idle TTL");
+    let r = s.run(&["exec", "--", &quick]);
+    s.env.expect_code(&r, code::LOCKED);
+    let r = s.run(&["status"]);
+    s.env.expect_code(&r, code::LOCKED);
+
+    let broker = s.unlock(&[]);
+    // A second unlock refreshes the TTL of the running broker.
+    let r = s.run(&["unlock", "--ttl", "1h"]);
+    s.env.expect_ok(&r);
+    s.env.expect_stderr(&r, &["already running"]);
+    let r = s.run(&["lock"]);
+    s.env.expect_ok(&r);
+    assert!(wait_gone(broker), "the broker is still running after lock");
+    s.broker = None;
+    let r = s.run(&["exec", "--", &quick]);
+    s.env.expect_code(&r, code::LOCKED);
+}

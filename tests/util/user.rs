@@ -1,0 +1,143 @@
+//! The unprivileged user the attack tests run as (CI runs as root): created
+//! once with `useradd`, with subordinate ids for the namespaced tiers.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::Env;
+
+pub const ATTACKER: &str = "envseal-attacker";
+
+/// Creates (once per test binary, whichever test asks first) an
+/// unprivileged user with subordinate ids; returns its uid and gid.
+pub fn attacker_user() -> (u32, u32) {
+    static USER: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *USER.get_or_init(create_attacker_user)
+}
+
+pub fn create_attacker_user() -> (u32, u32) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this attack test needs root to create an unprivileged user with useradd \
+         (CI runs as root); run ./scripts/test as root"
+    );
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, ATTACKER])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+    };
+    if id("-u").is_none() {
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                ATTACKER,
+            ])
+            .status()
+            .expect("useradd is needed to create the attacker user");
+        assert!(
+            st.success() || id("-u").is_some(),
+            "useradd {ATTACKER} failed"
+        );
+    }
+    // Subordinate ids, for the namespaced tiers' G7 protection.
+    let has_range = fs::read_to_string("/etc/subuid")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with(&format!("{ATTACKER}:"))));
+    if !has_range {
+        let st = Command::new("usermod")
+            .args([
+                "--add-subuids",
+                "300000-365535",
+                "--add-subgids",
+                "300000-365535",
+                ATTACKER,
+            ])
+            .status()
+            .expect("usermod is needed to give the attacker user subordinate ids");
+        assert!(st.success(), "usermod --add-subuids {ATTACKER} failed");
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+/// A supplementary group the attacker user belongs to (created once).
+pub fn attacker_group() -> u32 {
+    static GROUP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *GROUP.get_or_init(|| {
+        attacker_user();
+        const GROUP_NAME: &str = "envseal-g7";
+        let gid = || {
+            Command::new("getent")
+                .args(["group", GROUP_NAME])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split(':')
+                        .nth(2)?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+        };
+        if gid().is_none() {
+            let st = Command::new("groupadd")
+                .arg(GROUP_NAME)
+                .status()
+                .expect("groupadd");
+            assert!(
+                st.success() || gid().is_some(),
+                "groupadd {GROUP_NAME} failed"
+            );
+        }
+        let st = Command::new("usermod")
+            .args(["-aG", GROUP_NAME, ATTACKER])
+            .status()
+            .expect("usermod");
+        assert!(st.success(), "usermod -aG {GROUP_NAME} failed");
+        gid().unwrap()
+    })
+}
+
+/// `setpriv` prefix running a command as the attacker user.
+pub fn as_user(uid: u32, gid: u32, program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(program);
+    c
+}
+
+/// Copies an executable where the unprivileged user can run it.
+pub fn runnable_copy(from: &Path, dir: &Path) -> PathBuf {
+    let to = dir.join(from.file_name().unwrap());
+    fs::copy(from, &to).unwrap();
+    fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).unwrap();
+    to
+}
+
+/// Makes the vault the attacker user's own (it is the victim's vault:
+/// same user), and the temporary directory traversable.
+pub fn give_vault_to(env: &Env, uid: u32, gid: u32) {
+    fs::set_permissions(env.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&env.home)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+}
