@@ -263,11 +263,8 @@ impl Broker {
     }
 
     fn on_signals(&mut self) {
-        loop {
-            let got = match self.signals.as_mut().expect("serving").read_signal() {
-                Ok(Some(info)) => info.ssi_signo as i32,
-                _ => break,
-            };
+        while let Ok(Some(info)) = self.signals.as_mut().expect("serving").read_signal() {
+            let got = info.ssi_signo as i32;
             if got == Signal::SIGCHLD as i32 {
                 self.reap();
             } else {

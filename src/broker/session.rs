@@ -88,11 +88,7 @@ fn relay(mut stream: UnixStream, session: Pid) -> ! {
     if nix::unistd::getppid() != session {
         exit_now(0);
     }
-    loop {
-        let frame = match read_frame(&mut stream) {
-            Ok(Some(f)) => f,
-            _ => break,
-        };
+    while let Ok(Some(frame)) = read_frame(&mut stream) {
         if let Ok(Request {
             body: Body::Signal { signal },
             ..
