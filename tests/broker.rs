@@ -446,11 +446,17 @@ fn agent_branch() {
             .unwrap();
         results.insert(format!("{tier}.ready"), line.trim().to_owned());
         // The script itself; its child is the `sleep 299.DIGITS`.
-        let program = find(&mark)
-            .into_iter()
-            .find(|&p| p != client.id() as i32)
-            .unwrap_or(0);
-        let child = find(&format!("299.{digits}")).first().copied().unwrap_or(0);
+        // READY may come before the child has exec'd `sleep`: look again.
+        let (mut program, mut child) = (0, 0);
+        let start = Instant::now();
+        while (program == 0 || child == 0) && start.elapsed() < Duration::from_secs(5) {
+            program = find(&mark)
+                .into_iter()
+                .find(|&p| p != client.id() as i32)
+                .unwrap_or(0);
+            child = find(&format!("299.{digits}")).first().copied().unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(20));
+        }
         results.insert(
             format!("{tier}.found"),
             format!("{}", program > 0 && child > 0),
