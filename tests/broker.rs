@@ -198,6 +198,15 @@ impl Drop for Scene {
     }
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .is_ok_and(|s| !s.lines().any(|l| l.starts_with("State:\tZ")))
@@ -364,6 +373,91 @@ fn namespace_attacks() -> BTreeMap<String, String> {
     out
 }
 
+/// The rest of the shield's filter: the kernel keyring, typing into the
+/// terminal, executable memfds, and other processes' limits, priority and
+/// CPUs (`target` is a process outside the shield).
+fn filter_attacks(target: i32) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let res = |r: libc::c_long| {
+        if r >= 0 {
+            "ok".to_owned()
+        } else {
+            format!(
+                "errno {}",
+                std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            )
+        }
+    };
+    // SAFETY: KEYCTL_GET_KEYRING_ID of the session keyring, no pointers.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3i32, 0) };
+    out.insert("keyctl".into(), res(r));
+    let c = b'x';
+    // SAFETY: TIOCSTI with a pointer to one byte (refused before use).
+    let r = unsafe { libc::ioctl(0, libc::TIOCSTI, &c as *const u8) };
+    out.insert("tiocsti".into(), res(r.into()));
+    // SAFETY: a name and flags.
+    let fd = unsafe { libc::memfd_create(c"x".as_ptr(), libc::MFD_CLOEXEC) };
+    out.insert("memfd_exec".into(), res(fd.into()));
+    let limit = libc::rlimit64 {
+        rlim_cur: 1,
+        rlim_max: 1,
+    };
+    // SAFETY: a valid rlimit; refused by the filter before use.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            target,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            0usize,
+        )
+    };
+    out.insert("prlimit_other".into(), res(r));
+    // SAFETY: plain integers.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, target as u32, 19) };
+    out.insert("setpriority_other".into(), res(r.into()));
+    // SAFETY: plain integers (PRIO_USER 0: every process of the user).
+    let r = unsafe { libc::setpriority(libc::PRIO_USER, 0, 19) };
+    out.insert("setpriority_user".into(), res(r.into()));
+    // SAFETY: cpu_set_t is plain data; zeroed is valid.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU 0 in a valid cpu_set_t.
+    unsafe { libc::CPU_SET(0, &mut set) };
+    // SAFETY: a valid cpu_set_t of its own size.
+    let r =
+        unsafe { libc::sched_setaffinity(target, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    out.insert("sched_setaffinity_other".into(), res(r.into()));
+    out
+}
+
+/// The controls of [`filter_attacks`]: allowed forms of the same calls.
+fn filter_controls() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut limit = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads this process's own limit into `limit`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_NOFILE,
+            std::ptr::null::<u8>(),
+            &mut limit,
+        )
+    };
+    out.insert("prlimit_self".into(), (r == 0).to_string());
+    const MFD_NOEXEC_SEAL: libc::c_uint = 0x0008;
+    // SAFETY: a name and flags.
+    let fd = unsafe { libc::memfd_create(c"x".as_ptr(), libc::MFD_CLOEXEC | MFD_NOEXEC_SEAL) };
+    out.insert("memfd_noexec".into(), (fd >= 0).to_string());
+    // SAFETY: plain integers: this process's own priority.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 1) };
+    out.insert("setpriority_self".into(), (r == 0).to_string());
+    out
+}
+
 /// Pids of the processes whose command line contains `needle`.
 fn find(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -421,6 +515,12 @@ fn agent_branch() {
     }
     for (k, v) in namespace_attacks() {
         results.insert(format!("ns.{k}"), v);
+    }
+    for (k, v) in filter_attacks(broker) {
+        results.insert(format!("filter.{k}"), v);
+    }
+    for (k, v) in filter_controls() {
+        results.insert(format!("allowed.{k}"), v);
     }
     // Control: a process inside the shield, not protected by anything.
     let mut control = Command::new("sleep").arg("300").spawn().unwrap();
@@ -538,7 +638,7 @@ fn run_agent(s: &Scene, extra: &[&str], test: &str) {
     let mut denied = vec![];
     for (k, v) in &res {
         let target = k.split('.').collect::<Vec<_>>();
-        let attacked = matches!(target.first(), Some(&"broker") | Some(&"ns"))
+        let attacked = matches!(target.first(), Some(&"broker" | &"ns" | &"filter"))
             || (target.len() == 3 && matches!(target[1], "program" | "child"));
         if attacked {
             assert!(
@@ -565,9 +665,16 @@ fn run_agent(s: &Scene, extra: &[&str], test: &str) {
         );
     }
     assert!(
-        denied.len() >= 3 * 2 * 8 + 8 + 3,
+        denied.len() >= 3 * 2 * 8 + 8 + 3 + 7,
         "too few attacks ran: {shown}"
     );
+    for k in ["prlimit_self", "memfd_noexec", "setpriority_self"] {
+        assert_eq!(
+            get(&format!("allowed.{k}")),
+            "true",
+            "control {k} failed: {shown}"
+        );
+    }
 }
 
 /// G5 + G6: inside the shield, pinned programs run through the broker
@@ -652,6 +759,28 @@ python3 -c 'import socket; s=socket.create_connection(("127.0.0.1",{port})); ass
             s.env.redact(&r.stderr())
         );
     }
+    // --allow-write lifts the protection of a PATH directory, and only that.
+    let r = s.run(&[
+        "shield",
+        "--allow-write",
+        path_dir.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo tool > \"$HOME/bin/tool\" && echo ok: path write; \
+         echo x >> \"$HOME/.bashrc\" || echo denied: bashrc",
+    ]);
+    assert!(
+        r.stdout().contains("ok: path write"),
+        "{}{}",
+        r.stdout(),
+        r.stderr()
+    );
+    assert!(r.stdout().contains("denied: bashrc"), "{}", r.stdout());
+    // ...and never the vault's.
+    let vault = s.env.home.to_str().unwrap().to_owned();
+    let r = s.run(&["shield", "--allow-write", &vault, "--", "true"]);
+    s.env.expect_code(&r, code::USAGE);
     // --nested-sandbox: bubblewrap works inside.
     let r = s.run(&[
         "shield",
@@ -759,6 +888,27 @@ s.close()
     );
     assert!(alive(broker), "the broker died of bad messages");
     assert_eq!(s.broker_pid(), Some(broker));
+    // Slow clients: one says nothing, one sends half a message; neither
+    // holds up the 64 concurrent execs below.
+    let slow = format!(
+        "import socket, struct, time\n\
+         a = socket.socket(socket.AF_UNIX); a.connect('{sock}')\n\
+         b = socket.socket(socket.AF_UNIX); b.connect('{sock}')\n\
+         b.sendall(struct.pack('>I', 64) + b'{{\"v\"')\n\
+         print('held', flush=True); time.sleep(30)\n",
+        sock = s.socket().display()
+    );
+    let silent = s
+        .user(Path::new("/usr/bin/env"))
+        .args(["python3", "-c", &slow])
+        .spawn()
+        .unwrap();
+    let mut silent = KillOnDrop(silent);
+    let mut held = String::new();
+    std::io::BufReader::new(silent.0.stdout.as_mut().unwrap())
+        .read_line(&mut held)
+        .unwrap();
+    assert_eq!(held.trim(), "held");
     // 64 concurrent execs, each with its own exit code.
     let children: Vec<_> = (0..64)
         .map(|i| {
@@ -780,6 +930,7 @@ s.close()
             r.stderr()
         );
     }
+    drop(silent);
     let start = Instant::now();
     while fds() != before && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
@@ -813,6 +964,19 @@ fn lock_and_idle_expiry_end_the_broker() {
     let r = s.run(&["status"]);
     s.env.expect_code(&r, code::LOCKED);
 
+    // SIGTERM: the broker wipes its key, removes its socket and exits.
+    let broker = s.unlock(&[]);
+    let socket = s.socket();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(broker),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(wait_gone(broker), "the broker ignored SIGTERM");
+    assert!(!socket.exists(), "the broker left its socket behind");
+    let r = s.run(&["exec", "--", &quick]);
+    s.env.expect_code(&r, code::LOCKED);
+
     let broker = s.unlock(&[]);
     // A second unlock refreshes the TTL of the running broker.
     let r = s.run(&["unlock", "--ttl", "1h"]);
@@ -824,4 +988,43 @@ fn lock_and_idle_expiry_end_the_broker() {
     s.broker = None;
     let r = s.run(&["exec", "--", &quick]);
     s.env.expect_code(&r, code::LOCKED);
+}
+
+/// The caller's terminal works through the broker: the program gets the
+/// terminal as stdin and stdout and reads what is typed, and Ctrl-C at
+/// the terminal (which signals the client) is relayed to it.
+#[test]
+fn a_program_run_by_the_broker_uses_the_callers_terminal() {
+    let env = Env::initialized();
+    let token = value("tty");
+    env.set_approved("TOKEN", &token);
+    let prog = env.bin_dir().join("ask");
+    fs::write(
+        &prog,
+        "#!/bin/sh\n[ -t 0 ] && [ -t 1 ] && echo TTY-YES\nprintf 'name? '\nread line\n\
+         echo \"GOT:$line\"\nread again\nexit 3\n",
+    )
+    .unwrap();
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    let r = env.allow(&["--secret", "TOKEN", "--", prog.to_str().unwrap()]);
+    env.expect_ok(&r);
+    let r = env.run_pw(&["unlock"], b"");
+    env.expect_ok(&r);
+    struct Lock<'a>(&'a Env);
+    impl Drop for Lock<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&["lock"], b"");
+        }
+    }
+    let _lock = Lock(&env);
+    let mut t = util::terminal::Terminal::spawn(&env, &["exec", "--", prog.to_str().unwrap()]);
+    t.expect("TTY-YES", 1);
+    t.expect("name? ", 1);
+    t.type_line("hello");
+    t.expect("GOT:hello", 1);
+    // Ctrl-C: the terminal signals the client's process group; the client
+    // relays SIGINT to the program, which dies of it.
+    t.type_raw(b"\x03");
+    let r = t.finish();
+    assert_eq!(r.code, Some(130), "{}", env.redact(&r.stdout()));
 }

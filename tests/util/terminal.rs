@@ -84,6 +84,11 @@ impl<'a> Terminal<'a> {
             .unwrap();
     }
 
+    /// Types `bytes` as they are (a control character, say).
+    pub fn type_raw(&mut self, bytes: &[u8]) {
+        self.keyboard.write_all(bytes).unwrap();
+    }
+
     /// Waits for exit; the whole screen is recorded for the G1 scan.
     pub fn finish(mut self) -> Run {
         let status = self.child.wait().unwrap();
