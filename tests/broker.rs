@@ -501,6 +501,11 @@ fn agent_branch() {
         "quick.stderr".into(),
         String::from_utf8_lossy(&quick.stderr).trim().into(),
     );
+    let refresh = envseal(&["unlock", "--ttl", "0"]);
+    results.insert(
+        "refresh.status".into(),
+        format!("{:?}", refresh.status.code()),
+    );
     let only = envseal(&[
         "exec",
         "--",
@@ -631,6 +636,11 @@ fn run_agent(s: &Scene, extra: &[&str], test: &str) {
         "--require-shield refused a shielded caller: {shown}"
     );
     assert_eq!(get("shielded_clients"), "1", "{shown}");
+    assert_eq!(
+        get("refresh.status"),
+        "Some(77)",
+        "an agent changed the broker's TTL: {shown}"
+    );
     // The control shows the /proc attacks work where nothing protects.
     for k in ["environ", "mem", "maps", "root", "fd"] {
         assert_eq!(get(&format!("control.{k}")), "ok", "control {k}: {shown}");

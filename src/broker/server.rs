@@ -421,6 +421,23 @@ impl Broker {
                 self.conns.swap_remove(i);
                 false
             }
+            Body::Refresh { .. } if self.shielded(self.conns[i].pid) => {
+                // An agent could otherwise keep the key unlocked forever.
+                let conn = self.conns.swap_remove(i);
+                self.log(&format!(
+                    "refused a TTL change from pid {} inside a shield",
+                    conn.pid
+                ));
+                reply(
+                    &conn.stream,
+                    &Reply::Refused {
+                        code: Code::Denied as u8,
+                        message: "the broker's TTL cannot be changed from inside a shield".into(),
+                        hint: Some("the person who ran `envseal unlock` can run it again".into()),
+                    },
+                );
+                false
+            }
             Body::Refresh { idle_ttl_seconds } => {
                 self.idle_ttl = Duration::from_secs(idle_ttl_seconds);
                 self.last_use = Instant::now();
