@@ -87,10 +87,35 @@ impl Exit {
     }
 }
 
+/// What a [`Relay`] read from its descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Send this signal to the program.
+    Forward(Signal),
+    /// The other end is gone: the program gets `SIGHUP`, as at a
+    /// terminal hang-up, and the descriptor is no longer watched.
+    Hangup,
+    /// Nothing to do.
+    Nothing,
+}
+
+/// A descriptor watched while the program runs (a broker's client
+/// connection), and what to do when it is readable.
+pub struct Relay<'a> {
+    pub fd: std::os::fd::BorrowedFd<'a>,
+    pub read: &'a mut dyn FnMut() -> Control,
+}
+
 /// Runs the program and waits for it. The secrets are copied into the
 /// child's environment (or sealed memfds) and wiped here as soon as the
 /// child has exec'd; signals reaching envseal are forwarded meanwhile.
 pub fn run(launch: Launch) -> Result<Exit> {
+    run_relaying(launch, None)
+}
+
+/// [`run`], also forwarding the signals `relay` reads while the program
+/// runs (the broker relays its client's this way).
+pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     let Launch {
         executable,
         script,
@@ -245,7 +270,10 @@ pub fn run(launch: Launch) -> Result<Exit> {
             eprintln!("envseal: {note}");
         }
     }
-    let exit = wait(child, &waited);
+    let exit = match relay {
+        None => wait(child, &waited),
+        Some(relay) => wait_relaying(child, &waited, relay),
+    };
     restore();
     exit
 }
@@ -588,6 +616,67 @@ pub(crate) fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -
             && let Ok(sig) = Signal::try_from(got.signal)
         {
             let _ = kill(child, sig);
+        }
+    }
+}
+
+/// [`wait`], also watching `relay`'s descriptor: a signalfd and the
+/// descriptor in one `poll`.
+fn wait_relaying(
+    child: nix::unistd::Pid,
+    waited: &nix::sys::signal::SigSet,
+    relay: Relay<'_>,
+) -> Result<Exit> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::fd::AsFd as _;
+    let signals = SignalFd::with_flags(waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(Error::sys("create a signalfd"))?;
+    let Relay { fd, read } = relay;
+    let mut watching = true;
+    loop {
+        let (got_signal, got_relay) = {
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            if watching {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("wait for the program")(e)),
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if got_relay {
+            match read() {
+                Control::Forward(sig) => {
+                    let _ = kill(child, sig);
+                }
+                Control::Hangup => {
+                    let _ = kill(child, Signal::SIGHUP);
+                    watching = false;
+                }
+                Control::Nothing => {}
+            }
+        }
+        if !got_signal {
+            continue;
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            if info.ssi_signo as i32 == libc::SIGCHLD {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
+                    Ok(_) => continue,
+                    Err(e) => return Err(Error::sys("wait for the program")(e)),
+                }
+            }
+            if info.ssi_code != libc::SI_KERNEL
+                && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
+            {
+                let _ = kill(child, sig);
+            }
         }
     }
 }

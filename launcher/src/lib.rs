@@ -39,6 +39,6 @@ pub use sys::{fdpass, fork};
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};
 pub use idmap::{G7, Ids, USERNS_FIX};
-pub use launch::{Delivery, Exit, Launch, SecretItem, Tier, run};
+pub use launch::{Control, Delivery, Exit, Launch, Relay, SecretItem, Tier, run, run_relaying};
 pub use program::{Cache, Role, Verified, load};
 pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};

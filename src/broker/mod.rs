@@ -174,11 +174,8 @@ impl Client {
         self.recv()
     }
 
-    /// Another handle on the connection (for the signal relay).
-    pub fn try_clone(&self) -> std::io::Result<Client> {
-        Ok(Client {
-            stream: self.stream.try_clone()?,
-        })
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
     }
 }
 

@@ -1,16 +1,17 @@
 //! The process the broker forks for one `exec`: it takes the client's
-//! stdin, stdout, stderr and working directory, starts a relay for the
-//! client's signals, launches the program with the tier's launcher (so
-//! the program is the broker's descendant, never the caller's), and
-//! sends back its exit status.
+//! stdin, stdout, stderr and working directory, launches the program with
+//! the tier's launcher (so the program is the broker's descendant, never
+//! the caller's), forwards the signals the client relays (the client gone:
+//! `SIGHUP`), and sends back its exit status.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
-use envseal_launcher::Launch;
-use envseal_launcher::fork::{Forked, exit_now, fork};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::unistd::Pid;
+use std::os::fd::AsFd as _;
+
+use envseal_launcher::fork::exit_now;
+use envseal_launcher::{Control, Launch, Relay};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 use super::protocol::{Body, Reply, Request};
 use super::{frame, read_frame};
@@ -43,6 +44,9 @@ pub fn run(stream: UnixStream, fds: Vec<OwnedFd>, launch: Launch, report: Option
         .and_then(|()| nix::unistd::fchdir(&cwd));
     drop((stdin, stdout, stderr, cwd));
     let _ = stream.set_nonblocking(false);
+    // A signal message arrives whole; a client that stalls half-way
+    // counts as gone rather than holding the session.
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
     if let Err(e) = placed {
         send(
             &stream,
@@ -55,17 +59,29 @@ pub fn run(stream: UnixStream, fds: Vec<OwnedFd>, launch: Launch, report: Option
     if let Some(report) = report {
         report.print();
     }
-    let me = Pid::this();
-    let relay = match fork() {
-        Ok(Forked::Child) => {
-            // The relay holds no secret: wipe its copy of the launch.
-            drop(launch);
-            relay(stream, me)
-        }
-        Ok(Forked::Parent(pid)) => Some(pid),
-        Err(_) => None,
+    // The client's signals arrive as messages on the connection, read
+    // while the launcher waits for the program.
+    let mut reader = &stream;
+    let mut read = || match read_frame(&mut reader) {
+        Ok(Some(frame)) => match serde_json::from_slice::<Request>(&frame) {
+            Ok(Request {
+                body: Body::Signal { signal },
+                ..
+            }) => RELAYED
+                .iter()
+                .find(|s| **s as i32 == signal)
+                .map_or(Control::Nothing, |s| Control::Forward(*s)),
+            _ => Control::Nothing,
+        },
+        _ => Control::Hangup,
     };
-    let result = envseal_launcher::run(launch);
+    let result = envseal_launcher::run_relaying(
+        launch,
+        Some(Relay {
+            fd: stream.as_fd(),
+            read: &mut read,
+        }),
+    );
     let message = match result {
         Ok(exit) => Reply::Exit {
             status: exit.status(),
@@ -73,32 +89,6 @@ pub fn run(stream: UnixStream, fds: Vec<OwnedFd>, launch: Launch, report: Option
         Err(e) => refusal(e.into()),
     };
     send(&stream, &message);
-    if let Some(pid) = relay {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-    }
-    exit_now(0)
-}
-
-/// Reads the client's `Signal` messages and sends each to the session,
-/// which forwards it to the program. The client gone: `SIGHUP`, as a
-/// terminal hang-up would.
-fn relay(mut stream: UnixStream, session: Pid) -> ! {
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if nix::unistd::getppid() != session {
-        exit_now(0);
-    }
-    while let Ok(Some(frame)) = read_frame(&mut stream) {
-        if let Ok(Request {
-            body: Body::Signal { signal },
-            ..
-        }) = serde_json::from_slice::<Request>(&frame)
-            && let Some(sig) = RELAYED.iter().find(|s| **s as i32 == signal)
-        {
-            let _ = kill(session, *sig);
-        }
-    }
-    let _ = kill(session, Signal::SIGHUP);
     exit_now(0)
 }
 

@@ -16,6 +16,9 @@ use crate::broker::{
     self,
     protocol::{Body, ExecRequest, Reply},
 };
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
 use crate::cli::ExecArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
@@ -247,8 +250,7 @@ fn through_broker(
             format!("cannot open the working directory: {e}"),
         )
     })?;
-    // Relayed signals are blocked here before the relay thread exists, so
-    // every thread inherits the mask and only the relay takes them.
+    // Relayed signals are blocked, and read from a signalfd below.
     let mut relayed = nix::sys::signal::SigSet::empty();
     for s in RELAYED {
         relayed.add(s);
@@ -264,39 +266,64 @@ fn through_broker(
         ],
     )?;
     drop(cwd);
-    loop {
-        match client.recv()? {
-            Reply::Started { shielded } => {
-                if !shielded {
-                    eprintln!(
-                        "envseal: warning: not inside an envseal shield: other processes of this user \
-                         could read {program} while it runs"
-                    );
-                }
-                let mut relay = client.try_clone()?;
-                std::thread::spawn(move || {
-                    while let Ok(sig) = relayed.wait() {
-                        let body = Body::Signal { signal: sig as i32 };
-                        if relay.send(body, &[]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            Reply::Exit { status } => return Ok(status),
-            Reply::Refused {
-                code,
-                message,
-                hint,
-            } => return Err(broker::refused(code, message, hint)),
-            other => {
-                return Err(CliError::new(
-                    Code::Failure,
-                    format!("the broker answered an exec with {other:?}"),
-                )
-                .into());
+    match client.recv()? {
+        Reply::Started { shielded } => {
+            if !shielded {
+                eprintln!(
+                    "envseal: warning: not inside an envseal shield: other processes of this user \
+                     could read {program} while it runs"
+                );
             }
         }
+        reply => return finished(reply),
+    }
+    // One thread: the relayed signals through a signalfd, and the
+    // broker's answer, in one poll.
+    let signals = SignalFd::with_flags(&relayed, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    loop {
+        let (got_signal, got_reply) = {
+            let mut fds = [
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(client.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            (ready(&fds[0]), ready(&fds[1]))
+        };
+        if got_signal {
+            while let Ok(Some(info)) = signals.read_signal() {
+                client.send(
+                    Body::Signal {
+                        signal: info.ssi_signo as i32,
+                    },
+                    &[],
+                )?;
+            }
+        }
+        if got_reply {
+            return finished(client.recv()?);
+        }
+    }
+}
+
+/// The broker's last word on an exec: the program's status, or why not.
+fn finished(reply: Reply) -> anyhow::Result<u8> {
+    match reply {
+        Reply::Exit { status } => Ok(status),
+        Reply::Refused {
+            code,
+            message,
+            hint,
+        } => Err(broker::refused(code, message, hint)),
+        other => Err(CliError::new(
+            Code::Failure,
+            format!("the broker answered an exec with {other:?}"),
+        )
+        .into()),
     }
 }
 
