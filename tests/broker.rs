@@ -195,6 +195,22 @@ impl Drop for Scene {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        // The broker's log joins the G1 scan (run when the Env drops).
+        if let Ok(entries) = fs::read_dir(self.env.home.join("run")) {
+            for e in entries.flatten() {
+                if let Ok(bytes) = fs::read(e.path()) {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    self.env.record(
+                        format!("(broker file) {}", e.path().display()),
+                        std::process::Output {
+                            status: std::process::ExitStatus::from_raw(0),
+                            stdout: bytes,
+                            stderr: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -715,6 +731,9 @@ fn the_shield_protects_files_and_lets_work_happen() {
     let mut s = scene();
     s.unlock(&[]);
     let envseal_dir = s.envseal.parent().unwrap();
+    // A value an agent stores from inside (through the broker, pending).
+    let agent_value = value("agent");
+    s.env.remember(agent_value.as_bytes());
     let path_dir = s.home.join("bin");
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
@@ -743,10 +762,13 @@ git init -q . && git -c user.name=a -c user.email=a@b add notes.txt && git -c us
 printf 'int main(void){{return 0;}}\n' > t.c && cc t.c -o t && ./t && echo "ok: compiler"
 python3 -c 'import socket; s=socket.create_connection(("127.0.0.1",{port})); assert s.recv(5)==b"pong\n"' && echo "ok: tcp"
 "{envseal}" shield -- sh -c 'echo nested > nested.txt' && echo "ok: nested landlock"
+printf %s "{agent_value}" | "{envseal}" set AGENT_KEY && echo "ok: set pending"
+printf %s "{agent_value}" | "{envseal}" set TOKEN --replace || echo "refused: replacing an approved value"
 "#,
         vault = s.env.home.display(),
         path_dir = path_dir.display(),
         envseal = s.envseal.display(),
+        agent_value = agent_value,
     );
     let _ = envseal_dir;
     let r = s.run(&["shield", "--", "sh", "-c", &script]);
@@ -756,7 +778,19 @@ python3 -c 'import socket; s=socket.create_connection(("127.0.0.1",{port})); ass
         "the shield let a protected write through:\n{out}"
     );
     assert_eq!(out.matches("denied:").count(), 8, "{out}\n{}", r.stderr());
+    assert!(
+        out.contains("refused: replacing an approved value"),
+        "{out}"
+    );
+    let list = s.run(&["list", "--json"]);
+    assert!(
+        list.stdout()
+            .contains("\"name\":\"AGENT_KEY\",\"state\":\"pending\""),
+        "{}",
+        list.stdout()
+    );
     for ok in [
+        "set pending",
         "project write",
         "git commit",
         "compiler",

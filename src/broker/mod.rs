@@ -150,7 +150,8 @@ impl Client {
     }
 
     pub fn send(&mut self, body: Body, fds: &[BorrowedFd<'_>]) -> anyhow::Result<()> {
-        let bytes = frame(&Request { v: VERSION, body });
+        // Wiped once sent: a `set` carries a value.
+        let bytes = zeroize::Zeroizing::new(frame(&Request { v: VERSION, body }));
         envseal_launcher::fdpass::send(self.stream.as_fd(), &bytes, fds)
             .map_err(|e| CliError::new(Code::Failure, format!("the broker hung up: {e}")))?;
         Ok(())

@@ -6,9 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 pub const VERSION: u32 = 1;
-/// The largest message accepted (an exec request with a large
-/// environment fits many times over).
-pub const MAX_FRAME: usize = 1 << 20;
+/// The largest message accepted: a `set` of the largest value (1 MiB,
+/// hex-encoded) fits, and an exec request with a large environment many
+/// times over.
+pub const MAX_FRAME: usize = 4 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -37,6 +38,60 @@ pub enum Body {
     Signal {
         signal: i32,
     },
+    /// `envseal set` inside a shield (which cannot write the vault): a
+    /// new value, stored pending.
+    Set {
+        name: String,
+        value: HexValue,
+        replace: bool,
+    },
+}
+
+/// A value in transit, hex-encoded; wiped on drop and never shown by
+/// `Debug`.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HexValue(String);
+
+impl Drop for HexValue {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for HexValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl HexValue {
+    pub fn encode(bytes: &[u8]) -> HexValue {
+        let mut s = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        HexValue(s)
+    }
+
+    /// The bytes, or `None` if this is not even-length lowercase hex.
+    pub fn decode(&self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let s = self.0.as_bytes();
+        if s.len() % 2 != 0 {
+            return None;
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(s.len() / 2));
+        for pair in s.chunks_exact(2) {
+            out.push((nibble(pair[0])? << 4) | nibble(pair[1])?);
+        }
+        Some(out)
+    }
 }
 
 /// What `envseal exec` asks for. Never holds a secret value: the broker

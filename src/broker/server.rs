@@ -371,7 +371,13 @@ impl Broker {
             if conn.buf.len() < 4 + len {
                 return;
             }
-            let body: Vec<u8> = conn.buf.drain(..4 + len).skip(4).collect();
+            // Wiped after parsing (a `set` carries a value), and so is
+            // the buffer's spare capacity once it is empty.
+            let body =
+                zeroize::Zeroizing::new(conn.buf.drain(..4 + len).skip(4).collect::<Vec<u8>>());
+            if conn.buf.is_empty() {
+                zeroize::Zeroize::zeroize(&mut conn.buf);
+            }
             let request = match serde_json::from_slice::<Request>(&body) {
                 Ok(r) if r.v == VERSION => r,
                 Ok(r) => {
@@ -481,6 +487,31 @@ impl Broker {
                 self.refuse_and_drop(i, "no program is running on this connection");
                 false
             }
+            Body::Set {
+                name,
+                value,
+                replace,
+            } => {
+                let conn = self.conns.swap_remove(i);
+                let answer = self.set(&name, &value, replace);
+                drop(value);
+                let reply_to = match answer {
+                    Ok(message) => {
+                        self.log(&format!("stored {name} (pending) for pid {}", conn.pid));
+                        Reply::Done { message }
+                    }
+                    Err(err) => {
+                        let (code, hint) = exit::classify(&err);
+                        Reply::Refused {
+                            code: code as u8,
+                            message: format!("{err:#}"),
+                            hint,
+                        }
+                    }
+                };
+                reply(&conn.stream, &reply_to);
+                false
+            }
             Body::Exec(request) => {
                 self.last_use = Instant::now();
                 let conn = self.conns.swap_remove(i);
@@ -488,6 +519,38 @@ impl Broker {
                 false
             }
         }
+    }
+
+    /// A new value from inside a shield: stored pending, like `set`
+    /// without a passphrase; an approved value is never replaced here.
+    fn set(
+        &mut self,
+        name: &str,
+        value: &super::protocol::HexValue,
+        replace: bool,
+    ) -> anyhow::Result<String> {
+        let name = SecretName::new(name)?;
+        let bytes = value
+            .decode()
+            .ok_or_else(|| anyhow::anyhow!("the value was not sent as hex"))?;
+        let value: secrecy::SecretSlice<u8> = bytes.to_vec().into();
+        let vault = self.vault.as_mut().expect("unlocked");
+        let outcome = vault.set(&name, &value, replace).map_err(|e| match e {
+            envseal_vault::Error::PassphraseRequired(_) => anyhow::Error::from(
+                crate::exit::CliError::new(
+                    Code::Denied,
+                    format!("{name} is approved: replacing it needs the passphrase"),
+                )
+                .hint("a person replaces it outside the shield"),
+            ),
+            e => e.into(),
+        })?;
+        Ok(match outcome {
+            envseal_vault::SetOutcome::Created => format!(
+                "stored {name} (pending: `envseal approve {name}` lets granted programs use it)"
+            ),
+            _ => format!("replaced {name} (still pending)"),
+        })
     }
 
     fn status(&self) -> StatusInfo {

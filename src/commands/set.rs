@@ -2,7 +2,14 @@
 
 use envseal_vault::{Error as VaultError, SecretName, SetOutcome, Vault};
 
+use secrecy::ExposeSecret as _;
+
+use crate::broker::{
+    self,
+    protocol::{Body, HexValue, Reply},
+};
 use crate::cli::SetArgs;
+use crate::commands::exec::SHIELD_MARK;
 use crate::exit::{CliError, Code};
 use crate::{input, paths};
 
@@ -22,6 +29,30 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     } else {
         input::value(name.as_str())?
     };
+    // Inside a shield the vault is read-only: the broker stores the value.
+    if std::env::var_os(SHIELD_MARK).is_some()
+        && let Some(mut client) = broker::Client::connect(&broker::location()?)?
+    {
+        let reply = client.request(Body::Set {
+            name: name.to_string(),
+            value: HexValue::encode(value.expose_secret()),
+            replace: args.replace,
+        })?;
+        return match reply {
+            Reply::Done { message } => {
+                eprintln!("envseal: {message}");
+                Ok(())
+            }
+            Reply::Refused {
+                code,
+                message,
+                hint,
+            } => Err(broker::refused(code, message, hint)),
+            other => {
+                Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into())
+            }
+        };
+    }
     let outcome = match vault.set(&name, &value, args.replace) {
         Err(VaultError::PassphraseRequired(n)) => {
             if !input::passphrase_available(args.passphrase) {
