@@ -78,7 +78,7 @@ impl HexValue {
     /// The bytes, or `None` if this is not even-length lowercase hex.
     pub fn decode(&self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
         let s = self.0.as_bytes();
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return None;
         }
         let nibble = |c: u8| match c {
