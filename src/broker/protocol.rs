@@ -146,3 +146,52 @@ pub struct StatusInfo {
     pub cached_programs: usize,
     pub key_memory: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_values_round_trip_and_stay_redacted() {
+        for bytes in [&b""[..], b"\x00\xff value\n", &[7u8; 300]] {
+            let h = HexValue::encode(bytes);
+            assert_eq!(h.decode().unwrap().as_slice(), bytes);
+            assert_eq!(format!("{h:?}"), "[redacted]");
+        }
+        for bad in ["a", "zz", "AB", "0g"] {
+            assert!(HexValue(bad.into()).decode().is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_parse_strictly() {
+        let ok = br#"{"v":1,"body":{"op":"signal","signal":2}}"#;
+        let r: Request = serde_json::from_slice(ok).unwrap();
+        assert!(matches!(r.body, Body::Signal { signal: 2 }));
+        for bad in [
+            &br#"{"v":1,"body":{"op":"get","name":"K"}}"#[..],
+            br#"{"v":1,"body":{"op":"signal","signal":2,"extra":1}}"#,
+            br#"{"v":1}"#,
+            b"\xff\xfe",
+            b"",
+        ] {
+            assert!(serde_json::from_slice::<Request>(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn frames_are_length_prefixed() {
+        let f = crate::broker::frame(&Reply::Exit { status: 3 });
+        let len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, f.len() - 4);
+        let mut r = &f[..];
+        let body = crate::broker::read_frame(&mut r).unwrap().unwrap();
+        assert!(matches!(
+            serde_json::from_slice::<Reply>(&body).unwrap(),
+            Reply::Exit { status: 3 }
+        ));
+        // A declared length over the limit is refused before reading it.
+        let mut huge = &((MAX_FRAME as u32 + 1).to_be_bytes())[..];
+        assert!(crate::broker::read_frame(&mut huge).is_err());
+    }
+}
