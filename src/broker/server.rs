@@ -36,6 +36,8 @@ use crate::exit::{self, Code};
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Connections beyond this are closed at once.
 const MAX_CONNECTIONS: usize = 512;
+/// Programs running at once; further execs are refused until one ends.
+const MAX_SESSIONS: usize = 256;
 
 /// What the daemon starts with (prepared before it detached).
 pub struct Start {
@@ -603,6 +605,23 @@ impl Broker {
         let Conn {
             stream, pid, fds, ..
         } = conn;
+        if self.sessions.len() >= MAX_SESSIONS {
+            self.log(&format!(
+                "refused exec of {program} for pid {pid}: too many running"
+            ));
+            reply(
+                &stream,
+                &Reply::Refused {
+                    code: Code::Failure as u8,
+                    message: format!(
+                        "the broker is already running {MAX_SESSIONS} programs; try again when \
+                         one has ended"
+                    ),
+                    hint: None,
+                },
+            );
+            return;
+        }
         if fds.len() != 4 {
             reply(
                 &stream,

@@ -9,6 +9,7 @@ use envseal_vault::Vault;
 use crate::broker::protocol::{Body, Reply, StatusInfo};
 use crate::broker::{self, Client, Location, server};
 use crate::cli::{PassphraseArgs, StatusArgs, UnlockArgs};
+use crate::commands::exec::SHIELD_MARK;
 use crate::exit::{CliError, Code};
 use crate::input;
 
@@ -21,6 +22,7 @@ pub fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
         eprintln!("envseal: {message}");
         return Ok(());
     }
+    refuse_inside_shield("unlock")?;
     start(&loc, args.passphrase, args.ttl)?;
     Ok(())
 }
@@ -104,6 +106,19 @@ pub fn start(loc: &Location, passphrase: PassphraseArgs, ttl: Duration) -> anyho
         }
     );
     Ok(pid.parse().unwrap_or(0))
+}
+
+/// The broker must be started by the person, outside any shield (its
+/// children would be inside the agent's domain otherwise).
+pub fn refuse_inside_shield(verb: &str) -> Result<(), CliError> {
+    if std::env::var_os(SHIELD_MARK).is_some() {
+        return Err(CliError::new(
+            Code::Denied,
+            format!("`envseal {verb}` cannot start a broker from inside a shield"),
+        )
+        .hint("the person runs `envseal unlock` in their own terminal"));
+    }
+    Ok(())
 }
 
 fn done(reply: Reply) -> anyhow::Result<String> {

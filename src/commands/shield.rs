@@ -35,6 +35,7 @@ const START_UP: [&str; 11] = [
 pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let loc = broker::location()?;
     if Client::connect(&loc)?.is_none() {
+        broker_cmds::refuse_inside_shield("shield")?;
         broker_cmds::start(&loc, args.passphrase, args.ttl)?;
     }
     let (protected, lifted) = protected_paths(&loc, &args.allow_write)?;
