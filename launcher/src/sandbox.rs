@@ -150,21 +150,7 @@ const MFD_NOEXEC_SEAL: u64 = 0x0008;
 /// and ENOSYS for `clone3` (so libc falls back to `clone`, whose flags a
 /// filter can see).
 pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
-    if ns::x32_enabled() {
-        return Err(Error::Sandbox {
-            step: "install the seccomp filter",
-            source: std::io::Error::other(
-                "the kernel accepts x32 system calls, which the filter cannot match",
-            ),
-            fix: "boot with syscall.x32=n (the default on most distributions)",
-        });
-    }
-    let arch = std::env::consts::ARCH.try_into().map_err(|_| {
-        seccomp_error(format!(
-            "unsupported architecture {}",
-            std::env::consts::ARCH
-        ))
-    })?;
+    let arch = filter_arch("install the seccomp filter")?;
     let cond = |arg, len, op, value| {
         SeccompCondition::new(arg, len, op, value).map_err(|e| seccomp_error(e.to_string()))
     };
@@ -222,21 +208,7 @@ pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
 /// namespaces stay allowed; whatever the agent creates stays inside its
 /// Landlock domain and under this filter.
 pub(crate) fn shield_filter() -> Result<BpfProgram> {
-    if ns::x32_enabled() {
-        return Err(Error::Sandbox {
-            step: "install the shield's seccomp filter",
-            source: std::io::Error::other(
-                "the kernel accepts x32 system calls, which the filter cannot match",
-            ),
-            fix: "boot with syscall.x32=n (the default on most distributions)",
-        });
-    }
-    let arch = std::env::consts::ARCH.try_into().map_err(|_| {
-        seccomp_error(format!(
-            "unsupported architecture {}",
-            std::env::consts::ARCH
-        ))
-    })?;
+    let arch = filter_arch("install the shield's seccomp filter")?;
     let cond = |arg, op, value| {
         SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
             .map_err(|e| seccomp_error(e.to_string()))
@@ -300,6 +272,26 @@ pub(crate) fn shield_filter() -> Result<BpfProgram> {
     )
     .map_err(|e| seccomp_error(e.to_string()))?;
     BpfProgram::try_from(filter).map_err(|e| seccomp_error(e.to_string()))
+}
+
+/// The architecture a filter is built for; refuses a kernel that also
+/// accepts x32 system calls, which a filter for x86_64 numbers misses.
+fn filter_arch(step: &'static str) -> Result<seccompiler::TargetArch> {
+    if ns::x32_enabled() {
+        return Err(Error::Sandbox {
+            step,
+            source: std::io::Error::other(
+                "the kernel accepts x32 system calls, which the filter cannot match",
+            ),
+            fix: "boot with syscall.x32=n (the default on most distributions)",
+        });
+    }
+    std::env::consts::ARCH.try_into().map_err(|_| {
+        seccomp_error(format!(
+            "unsupported architecture {}",
+            std::env::consts::ARCH
+        ))
+    })
 }
 
 fn seccomp_error(msg: String) -> Error {

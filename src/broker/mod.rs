@@ -180,6 +180,20 @@ impl Client {
     }
 }
 
+/// The message of a `Done` reply; a refusal as the error this command
+/// exits with.
+pub fn done(reply: Reply) -> anyhow::Result<String> {
+    match reply {
+        Reply::Done { message } => Ok(message),
+        Reply::Refused {
+            code,
+            message,
+            hint,
+        } => Err(refused(code, message, hint)),
+        other => Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into()),
+    }
+}
+
 /// A refusal from the broker, as the error this command exits with.
 pub fn refused(code: u8, message: String, hint: Option<String>) -> anyhow::Error {
     let e = CliError::new(Code::from_status(code), message);

@@ -16,7 +16,7 @@ use crate::input;
 pub fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
     let loc = broker::location()?;
     if let Some(mut client) = Client::connect(&loc)? {
-        let message = done(client.request(Body::Refresh {
+        let message = broker::done(client.request(Body::Refresh {
             idle_ttl_seconds: args.ttl.as_secs(),
         })?)?;
         eprintln!("envseal: {message}");
@@ -96,7 +96,7 @@ pub fn start(loc: &Location, passphrase: PassphraseArgs, ttl: Duration) -> anyho
         .get(4..)
         .and_then(|b| serde_json::from_slice::<Reply>(b).ok())
         .ok_or_else(|| CliError::new(Code::Failure, "the broker failed to start"))?;
-    let pid = done(reply)?;
+    let pid = broker::done(reply)?;
     eprintln!(
         "envseal: unlocked; broker pid {pid}, locks after {} without use",
         if ttl.is_zero() {
@@ -121,25 +121,13 @@ pub fn refuse_inside_shield(verb: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn done(reply: Reply) -> anyhow::Result<String> {
-    match reply {
-        Reply::Done { message } => Ok(message),
-        Reply::Refused {
-            code,
-            message,
-            hint,
-        } => Err(broker::refused(code, message, hint)),
-        other => Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into()),
-    }
-}
-
 pub fn lock() -> anyhow::Result<()> {
     let loc = broker::location()?;
     let Some(mut client) = Client::connect(&loc)? else {
         eprintln!("envseal: already locked (no broker is running)");
         return Ok(());
     };
-    let message = done(client.request(Body::Lock)?)?;
+    let message = broker::done(client.request(Body::Lock)?)?;
     // The broker exits right after answering; wait until it has.
     for _ in 0..200 {
         if !loc.socket.exists() {

@@ -6,7 +6,7 @@ use secrecy::ExposeSecret as _;
 
 use crate::broker::{
     self,
-    protocol::{Body, HexValue, Reply},
+    protocol::{Body, HexValue},
 };
 use crate::cli::SetArgs;
 use crate::commands::exec::SHIELD_MARK;
@@ -38,20 +38,8 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
             value: HexValue::encode(value.expose_secret()),
             replace: args.replace,
         })?;
-        return match reply {
-            Reply::Done { message } => {
-                eprintln!("envseal: {message}");
-                Ok(())
-            }
-            Reply::Refused {
-                code,
-                message,
-                hint,
-            } => Err(broker::refused(code, message, hint)),
-            other => {
-                Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into())
-            }
-        };
+        eprintln!("envseal: {}", broker::done(reply)?);
+        return Ok(());
     }
     let outcome = match vault.set(&name, &value, args.replace) {
         Err(VaultError::PassphraseRequired(n)) => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use envseal_launcher::shield::{self, Confinement};
 
-use crate::broker::protocol::{Body, Reply};
+use crate::broker::protocol::Body;
 use crate::broker::{self, Client};
 use crate::cli::ShieldArgs;
 use crate::commands::broker_cmds;
@@ -61,19 +61,10 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
         let mut client = Client::connect(&loc)?.ok_or_else(|| {
             CliError::new(Code::Locked, "the broker stopped before the shield started")
         })?;
-        match client.request(Body::Shield {
+        broker::done(client.request(Body::Shield {
             agent_pid: pending.pid(),
-        })? {
-            Reply::Done { .. } => Ok(client),
-            Reply::Refused {
-                code,
-                message,
-                hint,
-            } => Err(broker::refused(code, message, hint)),
-            other => {
-                Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into())
-            }
-        }
+        })?)?;
+        Ok(client)
     })();
     let registration = match registration {
         Ok(c) => c,
