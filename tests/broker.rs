@@ -892,7 +892,9 @@ fn the_broker_resists_bad_clients_and_serves_many() {
     let before = fds();
     // Another uid (root, here) is refused and logged.
     let mut c = UnixStream::connect(s.socket()).unwrap();
-    let _ = c.write_all(b"\0\0\0\x0f{\"v\":1,\"body\":{\"op\":\"status\"}}");
+    let request = br#"{"v":1,"body":{"op":"status"}}"#;
+    let _ = c.write_all(&(request.len() as u32).to_be_bytes());
+    let _ = c.write_all(request);
     let mut answer = String::new();
     let _ = c.read_to_string(&mut answer);
     assert!(answer.contains("another user"), "{answer}");

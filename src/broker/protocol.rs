@@ -17,8 +17,15 @@ pub struct Request {
     pub body: Body,
 }
 
+/// Adjacently tagged (`{"op": …, "args": {…}}`): the tag comes first, so
+/// the arguments are parsed as they stream by rather than buffered.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "op",
+    content = "args",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Body {
     Status,
     Lock,
@@ -45,6 +52,37 @@ pub enum Body {
         value: HexValue,
         replace: bool,
     },
+}
+
+/// Bytes from the command line or the environment: a JSON string when
+/// they are UTF-8 (nearly always; compact and fast to parse), else an
+/// array of numbers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Bytes {
+    #[serde(rename = "s")]
+    Text(String),
+    #[serde(rename = "b")]
+    Raw(Vec<u8>),
+}
+
+impl From<std::ffi::OsString> for Bytes {
+    fn from(s: std::ffi::OsString) -> Bytes {
+        use std::os::unix::ffi::OsStringExt as _;
+        match s.into_string() {
+            Ok(text) => Bytes::Text(text),
+            Err(raw) => Bytes::Raw(raw.into_vec()),
+        }
+    }
+}
+
+impl From<Bytes> for std::ffi::OsString {
+    fn from(b: Bytes) -> std::ffi::OsString {
+        use std::os::unix::ffi::OsStringExt as _;
+        match b {
+            Bytes::Text(text) => text.into(),
+            Bytes::Raw(raw) => std::ffi::OsString::from_vec(raw),
+        }
+    }
 }
 
 /// A value in transit, hex-encoded; wiped on drop and never shown by
@@ -101,10 +139,10 @@ impl HexValue {
 pub struct ExecRequest {
     /// The canonical path the client resolved CMD to.
     pub program: String,
-    pub argv0: Vec<u8>,
-    pub args: Vec<Vec<u8>>,
+    pub argv0: Bytes,
+    pub args: Vec<Bytes>,
     /// The client's environment (the broker removes the dangerous part).
-    pub env: Vec<(Vec<u8>, Vec<u8>)>,
+    pub env: Vec<(Bytes, Bytes)>,
     /// `--secret`: deliver only these.
     pub secrets: Vec<String>,
     pub clearenv: bool,
@@ -165,18 +203,32 @@ mod tests {
 
     #[test]
     fn requests_parse_strictly() {
-        let ok = br#"{"v":1,"body":{"op":"signal","signal":2}}"#;
+        let ok = br#"{"v":1,"body":{"op":"signal","args":{"signal":2}}}"#;
         let r: Request = serde_json::from_slice(ok).unwrap();
         assert!(matches!(r.body, Body::Signal { signal: 2 }));
         for bad in [
-            &br#"{"v":1,"body":{"op":"get","name":"K"}}"#[..],
-            br#"{"v":1,"body":{"op":"signal","signal":2,"extra":1}}"#,
+            &br#"{"v":1,"body":{"op":"get","args":{"name":"K"}}}"#[..],
+            br#"{"v":1,"body":{"op":"signal","args":{"signal":2,"extra":1}}}"#,
+            br#"{"v":1,"body":{"op":"signal","args":{"signal":2},"more":0}}"#,
             br#"{"v":1}"#,
             b"\xff\xfe",
             b"",
         ] {
             assert!(serde_json::from_slice::<Request>(bad).is_err());
         }
+    }
+
+    #[test]
+    fn bytes_survive_whatever_they_are() {
+        use std::os::unix::ffi::OsStringExt as _;
+        for raw in [&b"plain"[..], b"caf\xc3\xa9", b"\xff\xfe not utf-8", b""] {
+            let os = std::ffi::OsString::from_vec(raw.to_vec());
+            let json = serde_json::to_string(&Bytes::from(os.clone())).unwrap();
+            let back: Bytes = serde_json::from_str(&json).unwrap();
+            assert_eq!(std::ffi::OsString::from(back), os);
+        }
+        let r: Request = serde_json::from_slice(br#"{"v":1,"body":{"op":"status"}}"#).unwrap();
+        assert!(matches!(r.body, Body::Status));
     }
 
     #[test]

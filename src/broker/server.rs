@@ -13,7 +13,6 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
-use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant, SystemTime};
@@ -699,14 +698,14 @@ impl Broker {
         let env: Vec<(OsString, OsString)> = request
             .env
             .into_iter()
-            .map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v)))
+            .map(|(k, v)| (k.into(), v.into()))
             .collect();
         exec_cmd::prepare(
             &endorsed,
             &exec_cmd::Request {
                 program: &request.program,
-                argv0: OsString::from_vec(request.argv0),
-                args: request.args.into_iter().map(OsString::from_vec).collect(),
+                argv0: request.argv0.into(),
+                args: request.args.into_iter().map(Into::into).collect(),
                 requested: &requested,
                 env,
                 clearenv: request.clearenv,

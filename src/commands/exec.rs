@@ -230,13 +230,12 @@ fn through_broker(
     verbose: bool,
 ) -> anyhow::Result<u8> {
     use std::os::fd::AsFd as _;
-    use std::os::unix::ffi::OsStringExt as _;
     let request = ExecRequest {
         program: program.to_owned(),
-        argv0: cmd.into_vec(),
-        args: cmd_args.into_iter().map(OsString::into_vec).collect(),
+        argv0: cmd.into(),
+        args: cmd_args.into_iter().map(Into::into).collect(),
         env: std::env::vars_os()
-            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .map(|(k, v)| (k.into(), v.into()))
             .collect(),
         secrets: secrets.to_vec(),
         clearenv,
