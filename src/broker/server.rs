@@ -37,6 +37,10 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 512;
 /// Programs running at once; further execs are refused until one ends.
 const MAX_SESSIONS: usize = 256;
+/// Shields registered at once (each holds a connection open).
+const MAX_SHIELDS: usize = 64;
+/// A log larger than this at start-up is moved to `….log.1`.
+const MAX_LOG: u64 = 8 << 20;
 
 /// What the daemon starts with (prepared before it detached).
 pub struct Start {
@@ -77,6 +81,9 @@ struct Broker {
 /// stopped. `ready` gets one frame: `Done` with the pid, or `Refused`.
 pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) -> ! {
     let mut ready = File::from(ready);
+    if std::fs::metadata(&start.loc.log).is_ok_and(|m| m.len() > MAX_LOG) {
+        let _ = std::fs::rename(&start.loc.log, start.loc.log.with_extension("log.1"));
+    }
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -470,6 +477,11 @@ impl Broker {
             }
             Body::Shield { agent_pid } => {
                 let pid = self.conns[i].pid;
+                let shields = self.conns.iter().filter(|c| c.shield.is_some()).count();
+                if shields >= MAX_SHIELDS {
+                    self.refuse_and_drop(i, "too many shields are registered");
+                    return false;
+                }
                 if self.conns[i].shield.is_some() || parent_of(agent_pid) != Some(pid) {
                     self.refuse_and_drop(i, "a shield may register only its own child, once");
                     return false;
