@@ -187,7 +187,8 @@ impl Broker {
     fn log(&mut self, line: &str) {
         if let Some(log) = &mut self.log {
             let now = humantime::format_rfc3339_seconds(SystemTime::now());
-            let _ = writeln!(log, "{now} {line}");
+            // One write per line, so lines never interleave.
+            let _ = log.write_all(format!("{now} {line}\n").as_bytes());
         }
     }
 
