@@ -83,7 +83,7 @@ fn scene() -> Scene {
         // Starts a child (marked by its argument), says READY, waits.
         let p = script(
             &format!("long-{tier}"),
-            "#!/bin/sh\nsleep \"299.$2\" &\ntrap 'kill $!; exit 143' TERM\necho \"READY $1\"\nwait\n",
+            "#!/bin/sh\nsleep \"299.$2\" &\ntrap 'kill $!; exit 143' TERM\ntrap 'kill $!; exit 129' HUP\necho \"READY $1\"\nwait\n",
         );
         let mut extra = vec!["--tier", tier];
         if tier == "lockdown" {
@@ -982,6 +982,28 @@ s.close()
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(fds(), before, "the broker leaked descriptors");
+
+    // A client that dies mid-run: its program gets SIGHUP and ends; the
+    // broker serves on.
+    let mark = format!("dead-client-{}", std::process::id());
+    let long = s.bins.join("long-none");
+    let mut client = s
+        .envseal(&["exec", "--", long.to_str().unwrap(), &mark, "777"])
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(client.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("READY"), "{line}");
+    let program = find(&mark)
+        .into_iter()
+        .find(|&p| p != client.id() as i32)
+        .expect("the program is not running");
+    client.kill().unwrap();
+    let _ = client.wait();
+    assert!(wait_gone(program), "the program outlived its dead client");
+    assert_eq!(s.broker_pid(), Some(broker));
 }
 
 /// In the re-executed attacker of the test above.
