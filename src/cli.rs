@@ -381,6 +381,16 @@ pub struct ExecArgs {
     #[arg(long, short)]
     pub verbose: bool,
 
+    /// Mask the program's output even on a terminal (the program then gets
+    /// pipes, not the terminal)
+    #[arg(long, conflicts_with = "no_mask")]
+    pub mask: bool,
+
+    /// Do not mask the program's output (by default each of stdout and
+    /// stderr that is not a terminal is masked)
+    #[arg(long)]
+    pub no_mask: bool,
+
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
 

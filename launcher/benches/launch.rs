@@ -43,6 +43,7 @@ fn launch_in(path: &str, sha: &[u8; 32], tier: Tier) {
         tier,
         may_exec: Vec::new(),
         verbose: false,
+        masking: envseal_launcher::Masking::Never,
     })
     .expect("run");
     assert_eq!(exit, Exit::Code(0));

@@ -27,6 +27,19 @@ pub enum Tier {
     Lockdown,
 }
 
+/// Whether the program's stdout and stderr go through the mask
+/// ([`crate::mask`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Masking {
+    /// Each stream that is not a terminal (a terminal is handed to the
+    /// program as it is: an interactive program needs it).
+    Auto,
+    /// Both streams, terminals included (`--mask`).
+    Always,
+    /// Neither (`--no-mask`).
+    Never,
+}
+
 /// How a secret reaches the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -66,6 +79,8 @@ pub struct Launch {
     pub may_exec: Vec<(String, [u8; 32])>,
     /// Print what was applied to stderr ("envseal: …" lines).
     pub verbose: bool,
+    /// Which output streams are masked.
+    pub masking: Masking,
 }
 
 /// How the program ended.
@@ -126,6 +141,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         tier,
         may_exec,
         verbose,
+        masking,
     } = launch;
     if executable.role() != Role::Executable {
         return Err(Error::Sys {
@@ -176,6 +192,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         None
     };
 
+    let outputs = Outputs::new(masking, &secrets, &mut notes)?;
     let Delivered {
         envp,
         memfds: files_kept,
@@ -207,6 +224,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         keep: &keep,
         mask: &mask,
         max_fd,
+        stdio: outputs.write_ends(),
     };
     let spawned = match (&ids, &seccomp) {
         (Some(ids), Some(seccomp)) => {
@@ -264,15 +282,17 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
             return Err(e);
         }
     };
+    // The program (and the sandbox's PID 1) hold the write ends now.
+    let outputs = outputs.started();
     drop(executable);
     if verbose {
         for note in &notes {
             eprintln!("envseal: {note}");
         }
     }
-    let exit = match relay {
-        None => wait(child, &waited),
-        Some(relay) => wait_relaying(child, &waited, relay),
+    let exit = match (relay, outputs) {
+        (None, None) => wait(child, &waited),
+        (relay, outputs) => wait_relaying(child, &waited, relay, outputs),
     };
     restore();
     exit
@@ -620,35 +640,78 @@ pub(crate) fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -
     }
 }
 
-/// [`wait`], also watching `relay`'s descriptor: a signalfd and the
-/// descriptor in one `poll`.
+/// [`wait`], also watching `relay`'s descriptor and passing the masked
+/// outputs on: a signalfd, the relay and the output pipes in one `poll`.
+/// Once the program has ended, its output is drained until the pipes close
+/// or stay quiet for [`DRAIN_GRACE`] (a descendant may keep them open).
 fn wait_relaying(
     child: nix::unistd::Pid,
     waited: &nix::sys::signal::SigSet,
-    relay: Relay<'_>,
+    relay: Option<Relay<'_>>,
+    mut outputs: Option<Started>,
 ) -> Result<Exit> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use std::os::fd::AsFd as _;
     let signals = SignalFd::with_flags(waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(Error::sys("create a signalfd"))?;
-    let Relay { fd, read } = relay;
-    let mut watching = true;
+    let (relay_fd, mut read) = match relay {
+        Some(Relay { fd, read }) => (Some(fd), Some(read)),
+        None => (None, None),
+    };
+    let mut watching = relay_fd.is_some();
+    let mut exit: Option<Exit> = None;
     loop {
-        let (got_signal, got_relay) = {
+        let open = outputs.as_ref().map_or(0, Started::open);
+        if exit.is_some() && open == 0 {
+            break;
+        }
+        let (got_signal, got_relay, readable, quiet) = {
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-            if watching {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            let relay_at = (watching && exit.is_none()).then(|| {
+                fds.push(PollFd::new(relay_fd.expect("watching"), PollFlags::POLLIN));
+                fds.len() - 1
+            });
+            let first_output = fds.len();
+            if let Some(o) = &outputs {
+                for fd in o.read_fds() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
+            let timeout = if exit.is_some() {
+                PollTimeout::from(DRAIN_GRACE)
+            } else {
+                PollTimeout::NONE
+            };
+            let n = match poll(&mut fds, timeout) {
+                Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("wait for the program")(e)),
-            }
+            };
             let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+            let readable: Vec<usize> = (first_output..fds.len())
+                .filter(|&i| ready(&fds[i]))
+                .map(|i| i - first_output)
+                .collect();
+            (
+                ready(&fds[0]),
+                relay_at.is_some_and(|i| ready(&fds[i])),
+                readable,
+                n == 0,
+            )
         };
-        if got_relay {
+        if quiet {
+            // The program has ended and nothing more came: let go.
+            break;
+        }
+        if let Some(o) = &mut outputs {
+            // In order (stdout before stderr), then the ended ones removed.
+            let ended: Vec<usize> = readable.into_iter().filter(|&i| o.pass_on(i)).collect();
+            for i in ended.into_iter().rev() {
+                o.streams.remove(i);
+            }
+        }
+        if got_relay && let Some(read) = read.as_mut() {
             match read() {
                 Control::Forward(sig) => {
                     let _ = kill(child, sig);
@@ -665,20 +728,184 @@ fn wait_relaying(
         }
         while let Ok(Some(info)) = signals.read_signal() {
             if info.ssi_signo as i32 == libc::SIGCHLD {
-                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
-                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
-                    Ok(_) => continue,
-                    Err(e) => return Err(Error::sys("wait for the program")(e)),
+                if exit.is_none() {
+                    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(_, code)) => exit = Some(Exit::Code(code)),
+                        Ok(WaitStatus::Signaled(_, sig, _)) => {
+                            exit = Some(Exit::Signal(sig as i32));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(Error::sys("wait for the program")(e)),
+                    }
                 }
+                continue;
             }
-            if info.ssi_code != libc::SI_KERNEL
+            if exit.is_none()
+                && info.ssi_code != libc::SI_KERNEL
                 && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
             {
                 let _ = kill(child, sig);
             }
         }
     }
+    if let Some(o) = &mut outputs {
+        o.finish();
+    }
+    Ok(exit.expect("the loop ends only once the program has"))
+}
+
+/// How long output may stay quiet after the program ended before envseal
+/// stops passing it on (milliseconds).
+const DRAIN_GRACE: u16 = 200;
+
+/// The masking pipes, before the program starts.
+struct Outputs {
+    masker: Option<crate::mask::Masker>,
+    /// (target descriptor 1 or 2, read end, write end)
+    pipes: Vec<(RawFd, OwnedFd, OwnedFd)>,
+}
+
+impl Outputs {
+    /// Pipes for the streams `masking` selects, if any secret is long
+    /// enough to mask.
+    fn new(masking: Masking, secrets: &[SecretItem], notes: &mut Vec<String>) -> Result<Outputs> {
+        use std::io::IsTerminal as _;
+        let wanted: Vec<RawFd> = [
+            (1, std::io::stdout().is_terminal()),
+            (2, std::io::stderr().is_terminal()),
+        ]
+        .into_iter()
+        .filter(|&(_, tty)| match masking {
+            Masking::Always => true,
+            Masking::Never => false,
+            Masking::Auto => !tty,
+        })
+        .map(|(fd, _)| fd)
+        .collect();
+        let masker = if wanted.is_empty() {
+            None
+        } else {
+            crate::mask::Masker::new(secrets.iter().map(|s| s.value.expose_secret()))
+        };
+        let Some(masker) = masker else {
+            notes.push(match masking {
+                Masking::Never => "output not masked (--no-mask)".to_owned(),
+                _ if wanted.is_empty() => {
+                    "output not masked: stdout and stderr are terminals, handed to the program"
+                        .to_owned()
+                }
+                _ => format!(
+                    "output not masked: no secret is {} bytes or longer",
+                    crate::mask::MIN_LEN
+                ),
+            });
+            return Ok(Outputs {
+                masker: None,
+                pipes: Vec::new(),
+            });
+        };
+        let mut pipes = Vec::new();
+        for target in wanted {
+            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            pipes.push((target, r, w));
+        }
+        notes.push(format!(
+            "output masked ({}): each secret and its base64, hex and URL-encoded forms become ****",
+            pipes
+                .iter()
+                .map(|(t, _, _)| if *t == 1 { "stdout" } else { "stderr" })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(Outputs {
+            masker: Some(masker),
+            pipes,
+        })
+    }
+
+    fn write_ends(&self) -> [RawFd; 2] {
+        let mut ends = [-1; 2];
+        for (target, _, w) in &self.pipes {
+            ends[(*target - 1) as usize] = w.as_raw_fd();
+        }
+        ends
+    }
+
+    /// Closes the write ends (the program has its own).
+    fn started(self) -> Option<Started> {
+        let masker = self.masker?;
+        Some(Started {
+            masker,
+            streams: self
+                .pipes
+                .into_iter()
+                .map(|(target, r, _w)| (target, r, crate::mask::Stream::default()))
+                .collect(),
+        })
+    }
+}
+
+/// The masking pipes while the program runs.
+struct Started {
+    masker: crate::mask::Masker,
+    streams: Vec<(RawFd, OwnedFd, crate::mask::Stream)>,
+}
+
+impl Started {
+    fn open(&self) -> usize {
+        self.streams.len()
+    }
+
+    fn read_fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd as _;
+        self.streams.iter().map(|(_, r, _)| r.as_fd())
+    }
+
+    /// Reads what stream `i` has, masks it and writes it on. Returns
+    /// whether the stream is done: at its end (finished), or when the
+    /// reader of envseal's output is gone.
+    fn pass_on(&mut self, i: usize) -> bool {
+        let mut buf = [0u8; 65536];
+        let (target, read_end, stream) = &mut self.streams[i];
+        let n = match nix::unistd::read(&*read_end, &mut buf) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => return false,
+            Err(_) => 0,
+        };
+        let mut out = Vec::with_capacity(n + 16);
+        let ended = n == 0;
+        if ended {
+            self.masker.finish(stream, &mut out);
+        } else {
+            self.masker.feed(stream, &buf[..n], &mut out);
+        }
+        let written = write_all(*target, &out);
+        ended || written.is_err()
+    }
+
+    /// The program is done: whatever is still held back goes out.
+    fn finish(&mut self) {
+        for (target, _, stream) in &mut self.streams {
+            let mut out = Vec::new();
+            self.masker.finish(stream, &mut out);
+            let _ = write_all(*target, &out);
+        }
+        self.streams.clear();
+    }
+}
+
+/// Writes all of `bytes` to descriptor `fd` (envseal's stdout or stderr).
+fn write_all(fd: RawFd, mut bytes: &[u8]) -> std::result::Result<(), nix::errno::Errno> {
+    // SAFETY: 1 and 2 stay open for the life of this process.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Whether this process has exactly one thread (from /proc/self/status).

@@ -29,6 +29,7 @@ mod environment;
 mod error;
 mod idmap;
 mod launch;
+pub mod mask;
 mod program;
 mod sandbox;
 pub mod secretmem;
@@ -39,6 +40,8 @@ pub use sys::{fdpass, fork};
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};
 pub use idmap::{G7, Ids, USERNS_FIX};
-pub use launch::{Control, Delivery, Exit, Launch, Relay, SecretItem, Tier, run, run_relaying};
+pub use launch::{
+    Control, Delivery, Exit, Launch, Masking, Relay, SecretItem, Tier, run, run_relaying,
+};
 pub use program::{Cache, Role, Verified, load};
 pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};

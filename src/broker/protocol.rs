@@ -147,6 +147,8 @@ pub struct ExecRequest {
     pub secrets: Vec<String>,
     pub clearenv: bool,
     pub verbose: bool,
+    /// `--mask` (true), `--no-mask` (false), or neither.
+    pub mask: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -723,6 +723,7 @@ impl Broker {
                 env,
                 clearenv: request.clearenv,
                 verbose: request.verbose,
+                masking: exec_cmd::masking(request.mask),
                 shielded: Some(shielded),
             },
             Some(&mut self.cache),

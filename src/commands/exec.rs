@@ -43,12 +43,18 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     {
         return through_broker(
             client,
-            &program,
-            cmd,
-            cmd_args,
-            &args.secrets,
-            args.clearenv,
-            args.verbose,
+            ExecRequest {
+                program,
+                argv0: cmd.into(),
+                args: cmd_args.into_iter().map(Into::into).collect(),
+                env: std::env::vars_os()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+                secrets: args.secrets,
+                clearenv: args.clearenv,
+                verbose: args.verbose,
+                mask: mask_flag(args.mask, args.no_mask),
+            },
         );
     }
     if shielded {
@@ -97,6 +103,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                 env: std::env::vars_os().collect(),
                 clearenv: args.clearenv,
                 verbose: args.verbose,
+                masking: masking(mask_flag(args.mask, args.no_mask)),
                 shielded: None,
             },
             None,
@@ -110,6 +117,25 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     }
     let exit = launcher::run(launch)?;
     Ok(exit.status())
+}
+
+/// `--mask` / `--no-mask` as one value.
+fn mask_flag(mask: bool, no_mask: bool) -> Option<bool> {
+    match (mask, no_mask) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// Which streams are masked for `--mask` (true), `--no-mask` (false) or
+/// neither.
+pub fn masking(flag: Option<bool>) -> launcher::Masking {
+    match flag {
+        Some(true) => launcher::Masking::Always,
+        Some(false) => launcher::Masking::Never,
+        None => launcher::Masking::Auto,
+    }
 }
 
 /// Set in the environment of an agent under `envseal shield` (a hint for
@@ -131,6 +157,7 @@ pub struct Request<'a> {
     pub env: Vec<(OsString, OsString)>,
     pub clearenv: bool,
     pub verbose: bool,
+    pub masking: launcher::Masking,
     /// Through the broker: whether the caller is inside a shield.
     pub shielded: Option<bool>,
 }
@@ -213,6 +240,7 @@ pub fn prepare(
             .map(|pin| (pin.path.clone(), pin.sha256))
             .collect(),
         verbose: request.verbose,
+        masking: request.masking,
     };
     Ok((launch, report))
 }
@@ -220,27 +248,9 @@ pub fn prepare(
 /// The thin client: sends the request with stdin, stdout, stderr and the
 /// working directory, relays this process's signals, and exits with the
 /// program's status.
-fn through_broker(
-    mut client: broker::Client,
-    program: &str,
-    cmd: OsString,
-    cmd_args: Vec<OsString>,
-    secrets: &[String],
-    clearenv: bool,
-    verbose: bool,
-) -> anyhow::Result<u8> {
+fn through_broker(mut client: broker::Client, request: ExecRequest) -> anyhow::Result<u8> {
     use std::os::fd::AsFd as _;
-    let request = ExecRequest {
-        program: program.to_owned(),
-        argv0: cmd.into(),
-        args: cmd_args.into_iter().map(Into::into).collect(),
-        env: std::env::vars_os()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect(),
-        secrets: secrets.to_vec(),
-        clearenv,
-        verbose,
-    };
+    let program = request.program.clone();
     let cwd = nix::fcntl::open(
         ".",
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,

@@ -34,6 +34,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) mask: &'a SigSet,
     /// Highest descriptor to close if `close_range` is unavailable.
     pub(crate) max_fd: RawFd,
+    /// Descriptors to put on stdout and stderr (the masking pipes), or -1.
+    pub(crate) stdio: [RawFd; 2],
 }
 
 /// A close-on-exec pipe on which a child reports `(stage, errno)`.
@@ -90,6 +92,14 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
         // Rust ignores SIGPIPE; an ignored disposition would survive exec.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::sigprocmask(libc::SIG_SETMASK, p.mask.as_ref(), std::ptr::null_mut());
+        // The masking pipes become stdout and stderr (dup2 leaves the new
+        // descriptor open across exec).
+        for (target, &fd) in [1, 2].iter().zip(p.stdio.iter()) {
+            if fd >= 0 && libc::dup2(fd, *target) < 0 {
+                ns::report(report, STAGE_EXEC, Errno::last_raw());
+                ns::exit(127);
+            }
+        }
         // Every descriptor above 2 closes at exec (the memfd to execute
         // and the report pipe included), except those the program keeps.
         let marked = libc::syscall(
