@@ -160,7 +160,7 @@ fn a_hundred_megabytes_pass_in_bounded_memory() {
     // The shell wrapper execs envseal: the child's pid is envseal's.
     let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
-    let prefix = token[..12].as_bytes().to_vec();
+    let prefix = token.as_bytes()[..12].to_vec();
     let counter = std::thread::spawn(move || {
         let mut total = 0usize;
         let mut stars = 0usize;
