@@ -150,6 +150,22 @@ Examples:
   envseal shield --nested-sandbox -- my-agent --sandbox bwrap")]
     Shield(ShieldArgs),
 
+    /// Show the audit log (names, never values), or verify it (--verify, passphrase)
+    #[command(after_help = "\
+Every init, set, approve, rm, allow, revoke, unlock, lock and exec (and each
+refusal) appends a record, chained by SHA-256 to the one before; whenever
+the vault is unlocked an authenticated checkpoint is appended. `--verify`
+checks the chain and every checkpoint: a record edited, deleted or reordered
+before the last checkpoint fails it (exit 67) and is named; records after it
+are reported as an unauthenticated tail.
+
+Examples:
+  envseal audit
+  envseal audit --since 1h --secret API_TOKEN
+  envseal audit --json
+  envseal audit --verify")]
+    Audit(AuditArgs),
+
     /// Report what this machine supports for each tier
     #[command(after_help = "Examples:\n  envseal doctor\n  envseal doctor --json")]
     Doctor(DoctorArgs),
@@ -307,6 +323,28 @@ pub struct RevokeArgs {
     /// Remove only these secrets from the grant
     #[arg(long = "secret", value_name = "KEY")]
     pub secrets: Vec<String>,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Print JSON: {"elements":[{"seq","time","kind","action","names","program",...}]}
+    #[arg(long, conflicts_with = "verify")]
+    pub json: bool,
+
+    /// Only records since this time (RFC 3339) or this long ago (1h, 2d)
+    #[arg(long, value_name = "T", conflicts_with = "verify")]
+    pub since: Option<String>,
+
+    /// Only records that name this secret
+    #[arg(long = "secret", value_name = "KEY", conflicts_with = "verify")]
+    pub secret: Option<String>,
+
+    /// Check the chain and every checkpoint (needs the passphrase)
+    #[arg(long)]
+    pub verify: bool,
 
     #[command(flatten)]
     pub passphrase: PassphraseArgs,

@@ -2,6 +2,7 @@
 //! and turns errors into messages and exit codes.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod broker;
 mod cli;
 mod commands;

@@ -108,10 +108,13 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         Ok((vault, keys))
     })();
     drop(passphrase);
-    let (vault, keys) = match unlocked {
+    let (mut vault, keys) = match unlocked {
         Ok(v) => v,
         Err(e) => fail(&mut ready, e),
     };
+    let mut record = crate::audit::record("unlock");
+    record.detail = Some(format!("broker, idle TTL {}", describe_ttl(start.idle_ttl)));
+    crate::audit::write(&mut vault, Some(&keys), &record);
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGTERM,
@@ -508,6 +511,24 @@ impl Broker {
             } => {
                 let conn = self.conns.swap_remove(i);
                 let answer = self.set(&name, &value, replace);
+                let mut record = envseal_vault::audit::Record {
+                    action: "set".into(),
+                    names: vec![name.clone()],
+                    pid: conn.pid as u32,
+                    uid: self.uid,
+                    shielded: Some(self.shielded(conn.pid)),
+                    ..Default::default()
+                };
+                if let Some(vault) = self.vault.as_mut() {
+                    record = match &answer {
+                        Ok(_) => {
+                            record.detail = Some("pending, through the broker".into());
+                            record
+                        }
+                        Err(e) => crate::audit::refused(record, e),
+                    };
+                    crate::audit::write(vault, None, &record);
+                }
                 drop(value);
                 let reply_to = match answer {
                     Ok(message) => {
@@ -647,7 +668,14 @@ impl Broker {
             );
             return;
         }
-        let prepared = self.prepare(request, shielded);
+        let mut record = envseal_vault::audit::Record {
+            action: "exec".into(),
+            pid: pid as u32,
+            uid: self.uid,
+            shielded: Some(shielded),
+            ..Default::default()
+        };
+        let prepared = self.prepare(request, shielded, &mut record);
         let (launch, report) = match prepared {
             Ok(p) => p,
             Err(err) => {
@@ -655,6 +683,9 @@ impl Broker {
                 self.log(&format!(
                     "refused exec of {program} for pid {pid} (shielded: {shielded}): {err:#}"
                 ));
+                if let Some(vault) = self.vault.as_mut() {
+                    crate::audit::write(vault, None, &crate::audit::refused(record, &err));
+                }
                 reply(
                     &stream,
                     &Reply::Refused {
@@ -673,7 +704,7 @@ impl Broker {
         match envseal_launcher::fork::fork() {
             Ok(envseal_launcher::fork::Forked::Child) => {
                 self.forget_in_child();
-                session::run(stream, fds, launch, report)
+                session::run(stream, fds, launch, report, record, &self.loc.vault)
             }
             Ok(envseal_launcher::fork::Forked::Parent(child)) => {
                 self.sessions.insert(child.as_raw(), Instant::now());
@@ -699,6 +730,7 @@ impl Broker {
         &mut self,
         request: ExecRequest,
         shielded: bool,
+        record: &mut envseal_vault::audit::Record,
     ) -> anyhow::Result<(envseal_launcher::Launch, Option<exec_cmd::Report>)> {
         let requested: Vec<SecretName> = request
             .secrets
@@ -727,6 +759,7 @@ impl Broker {
                 shielded: Some(shielded),
             },
             Some(&mut self.cache),
+            record,
         )
     }
 
@@ -752,6 +785,12 @@ impl Broker {
     /// Wipes the key, removes the socket (if it is still this broker's)
     /// and exits. Running programs keep running.
     fn shutdown(&mut self, why: &str) -> ! {
+        // The last checkpoint covers everything the broker did.
+        if let (Some(vault), Some(keys)) = (self.vault.as_mut(), self.keys.as_ref()) {
+            let mut record = crate::audit::record("lock");
+            record.detail = Some(why.to_owned());
+            crate::audit::write(vault, Some(keys), &record);
+        }
         drop(self.keys.take());
         self.log(&format!("locked: {why}; key wiped"));
         if std::fs::symlink_metadata(&self.loc.socket).is_ok_and(|m| m.ino() == self.socket_ino) {

@@ -29,7 +29,17 @@ const RELAYED: [Signal; 7] = [
     Signal::SIGUSR2,
 ];
 
-pub fn run(stream: UnixStream, fds: Vec<OwnedFd>, launch: Launch, report: Option<Report>) -> ! {
+/// Runs one exec; `record` (the audit record the broker prepared) gets
+/// the exit status and is appended to the vault in `vault` (a connection
+/// of this process's own: the broker's must not be used after a fork).
+pub fn run(
+    stream: UnixStream,
+    fds: Vec<OwnedFd>,
+    launch: Launch,
+    report: Option<Report>,
+    mut record: envseal_vault::audit::Record,
+    vault: &std::path::Path,
+) -> ! {
     // The broker blocks its own signals for its signalfd; the program
     // must not inherit that.
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
@@ -83,12 +93,20 @@ pub fn run(stream: UnixStream, fds: Vec<OwnedFd>, launch: Launch, report: Option
         }),
     );
     let message = match result {
-        Ok(exit) => Reply::Exit {
-            status: exit.status(),
-        },
-        Err(e) => refusal(e.into()),
+        Ok(exit) => {
+            record.status = Some(i32::from(exit.status()));
+            Reply::Exit {
+                status: exit.status(),
+            }
+        }
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            record = crate::audit::refused(record, &e);
+            refusal(e)
+        }
     };
     send(&stream, &message);
+    crate::audit::write_to(vault, &record);
     exit_now(0)
 }
 

@@ -7,7 +7,7 @@ use envseal_vault::{ApproveOutcome, Error as VaultError, SecretName, Vault};
 use crate::cli::{AllowArgs, TierArg};
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     let resolved = pin::resolve(&args.program)?;
@@ -72,6 +72,12 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
             ),
             e => e.into(),
         })?;
+    let mut record = audit::record("allow");
+    record.program = Some(grant.program.path.clone());
+    record.sha256 = Some(grant.program.sha256);
+    record.tier = Some(grant.tier.as_str().into());
+    record.names = grant.secrets.keys().map(ToString::to_string).collect();
+    audit::write(&mut vault, Some(&keys), &record);
     for (name, outcome) in approved {
         if let ApproveOutcome::Approved { written_at } = outcome {
             eprintln!(

@@ -3,7 +3,7 @@
 use envseal_vault::{ApproveOutcome, Vault};
 
 use crate::cli::ApproveArgs;
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
     let names = super::names(&args.keys)?;
@@ -11,6 +11,9 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
     let pass = input::passphrase(args.passphrase, "to approve")?;
     let keys = vault.unlock(&pass)?;
     let outcomes = vault.approve(&keys, &names)?;
+    let mut record = audit::record("approve");
+    record.names = names.iter().map(ToString::to_string).collect();
+    audit::write(&mut vault, Some(&keys), &record);
     for (name, outcome) in names.iter().zip(outcomes) {
         match outcome {
             // When the value was written, so a person can notice one they did

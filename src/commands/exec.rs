@@ -22,7 +22,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::cli::ExecArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let mut command = args.command.into_iter();
@@ -68,16 +68,25 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let granted = stored.contains(&program);
     if !granted {
         let looked_up = resolved.looked_up.to_string_lossy().into_owned();
-        if looked_up != program && stored.contains(&looked_up) {
-            return Err(CliError::new(
-                Code::Swapped,
-                format!("{looked_up} was pinned, but it now leads to {program}"),
+        let refusal = if looked_up != program && stored.contains(&looked_up) {
+            Some(
+                CliError::new(
+                    Code::Swapped,
+                    format!("{looked_up} was pinned, but it now leads to {program}"),
+                )
+                .hint("nothing was run; a symlink was put in the pinned path — find out who did it")
+                .into(),
             )
-            .hint("nothing was run; a symlink was put in the pinned path — find out who did it")
-            .into());
-        }
-        if args.allow.is_empty() || !input::at_terminal() {
-            return Err(not_granted(&program));
+        } else if args.allow.is_empty() || !input::at_terminal() {
+            Some(not_granted(&program))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            let mut record = audit::record("exec");
+            record.program = Some(program.clone());
+            audit::write(&mut vault, None, &audit::refused(record, &e));
+            return Err(e);
         }
     }
     if !input::passphrase_available(args.passphrase) {
@@ -91,32 +100,57 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         offer_pin(&mut vault, &keys, &resolved, &requested)?;
     }
 
-    let (launch, report) = {
-        let endorsed = vault.endorsed(&keys)?;
-        prepare(
-            &endorsed,
-            &Request {
-                program: &program,
-                argv0: cmd,
-                args: cmd_args,
-                requested: &requested,
-                env: std::env::vars_os().collect(),
-                clearenv: args.clearenv,
-                verbose: args.verbose,
-                masking: masking(mask_flag(args.mask, args.no_mask)),
-                shielded: None,
-            },
-            None,
-        )?
+    let mut record = audit::record("exec");
+    record.program = Some(program.clone());
+    let prepared = vault
+        .endorsed(&keys)
+        .map_err(anyhow::Error::from)
+        .and_then(|endorsed| {
+            prepare(
+                &endorsed,
+                &Request {
+                    program: &program,
+                    argv0: cmd,
+                    args: cmd_args,
+                    requested: &requested,
+                    env: std::env::vars_os().collect(),
+                    clearenv: args.clearenv,
+                    verbose: args.verbose,
+                    masking: masking(mask_flag(args.mask, args.no_mask)),
+                    shielded: None,
+                },
+                None,
+                &mut record,
+            )
+        });
+    let (launch, report) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            audit::write(&mut vault, Some(&keys), &audit::refused(record, &e));
+            return Err(e);
+        }
     };
+    audit::checkpoint(&mut vault, &keys);
     // Nothing of the vault stays open while the program runs.
     drop(keys);
     drop(vault);
     if let Some(report) = report {
         report.print();
     }
-    let exit = launcher::run(launch)?;
-    Ok(exit.status())
+    let exit = launcher::run(launch);
+    record.status = exit.as_ref().ok().map(|e| i32::from(e.status()));
+    let dir = paths::vault_dir()?;
+    match exit {
+        Ok(exit) => {
+            audit::write_to(&dir, &record);
+            Ok(exit.status())
+        }
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            audit::write_to(&dir, &audit::refused(record, &e));
+            Err(e)
+        }
+    }
 }
 
 /// `--mask` / `--no-mask` as one value.
@@ -183,12 +217,18 @@ pub fn prepare(
     endorsed: &envseal_vault::Endorsed<'_>,
     request: &Request<'_>,
     cache: Option<&mut launcher::Cache>,
+    record: &mut envseal_vault::audit::Record,
 ) -> anyhow::Result<(Launch, Option<Report>)> {
     let program = request.program;
+    record.program = Some(program.to_owned());
+    record.shielded = request.shielded;
     let body = endorsed
         .grant(program)?
         .ok_or_else(|| not_granted(program))?;
     let grant = Grant::decode(&body)?;
+    record.sha256 = Some(grant.program.sha256);
+    record.tier = Some(grant.tier.as_str().into());
+    record.names = grant.secrets.keys().map(ToString::to_string).collect();
     if grant.require_shield && request.shielded != Some(true) {
         return Err(CliError::new(
             Code::Denied,
@@ -199,6 +239,7 @@ pub fn prepare(
     }
     check_args(&grant, &request.args)?;
     let selected = select(&grant, request.requested)?;
+    record.names = selected.iter().map(|(n, _)| n.to_string()).collect();
     // The bytes are verified before any secret is decrypted.
     let (executable, script) = load(&grant, cache)?;
     let mut secrets = Vec::with_capacity(selected.len());

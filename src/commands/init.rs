@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use envseal_vault::{Error as VaultError, KdfParams, Vault, db_path};
 
 use crate::cli::InitArgs;
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let dir = paths::vault_dir()?;
@@ -14,7 +14,8 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
     }
     let params = KdfParams::new(args.kdf_memory, args.kdf_time)?;
     let passphrase = input::new_passphrase(args.passphrase)?;
-    Vault::create(&dir, &passphrase, params).context("cannot create the vault")?;
+    let mut vault = Vault::create(&dir, &passphrase, params).context("cannot create the vault")?;
+    audit::write(&mut vault, None, &audit::record("init"));
     eprintln!(
         "envseal: vault created in {} (Argon2id m={} MiB, t={})",
         dir.display(),

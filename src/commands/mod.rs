@@ -2,6 +2,7 @@
 
 mod allow;
 mod approve;
+mod audit;
 mod broker_cmds;
 mod doctor;
 pub mod exec;
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Revoke(args) => revoke::run(args),
         Command::Exec(args) => return exec::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Unlock(args) => broker_cmds::unlock(args),
         Command::Lock => broker_cmds::lock(),
         Command::Status(args) => return broker_cmds::status(args),

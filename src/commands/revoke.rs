@@ -7,7 +7,7 @@ use envseal_vault::Vault;
 use crate::cli::RevokeArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
     let mut vault = Vault::open(&paths::vault_dir()?)?;
@@ -20,8 +20,12 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
     let secrets = super::names(&args.secrets)?;
     let pass = input::passphrase(args.passphrase, &format!("to revoke {program}"))?;
     let keys = vault.unlock(&pass)?;
+    let mut record = audit::record("revoke");
+    record.program = Some(program.clone());
+    record.names = secrets.iter().map(ToString::to_string).collect();
     if secrets.is_empty() {
         vault.remove_grant(&keys, &program)?;
+        audit::write(&mut vault, Some(&keys), &record);
         eprintln!("envseal: revoked the grant for {program}");
         return Ok(());
     }
@@ -47,5 +51,6 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
         let names: Vec<String> = secrets.iter().map(ToString::to_string).collect();
         eprintln!("envseal: {program} no longer receives {}", names.join(", "));
     }
+    audit::write(&mut vault, Some(&keys), &record);
     Ok(())
 }

@@ -5,7 +5,7 @@ use envseal_policy::Grant;
 use envseal_vault::{SecretName, Vault};
 
 use crate::cli::RmArgs;
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: RmArgs) -> anyhow::Result<()> {
     // Not validated here: a row with an invalid name (made by editing the
@@ -15,6 +15,9 @@ pub fn run(args: RmArgs) -> anyhow::Result<()> {
     let pass = input::passphrase(args.passphrase, &format!("to remove {name}"))?;
     let keys = vault.unlock(&pass)?;
     vault.remove(&keys, name)?;
+    let mut record = audit::record("rm");
+    record.names = vec![name.clone()];
+    audit::write(&mut vault, Some(&keys), &record);
     eprintln!("envseal: removed {name}");
     if let Ok(secret) = SecretName::new(name) {
         let losing: Vec<String> = vault

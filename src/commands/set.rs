@@ -11,7 +11,7 @@ use crate::broker::{
 use crate::cli::SetArgs;
 use crate::commands::exec::SHIELD_MARK;
 use crate::exit::{CliError, Code};
-use crate::{input, paths};
+use crate::{audit, input, paths};
 
 pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let name = SecretName::new(&args.key)?;
@@ -41,6 +41,8 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
         eprintln!("envseal: {}", broker::done(reply)?);
         return Ok(());
     }
+    let mut record = audit::record("set");
+    record.names = vec![name.to_string()];
     let outcome = match vault.set(&name, &value, args.replace) {
         Err(VaultError::PassphraseRequired(n)) => {
             if !input::passphrase_available(args.passphrase) {
@@ -48,9 +50,17 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
             }
             let pass = input::passphrase(args.passphrase, &format!("to replace approved {name}"))?;
             let keys = vault.unlock(&pass)?;
-            vault.set_endorsed(&keys, &name, &value, args.replace)?
+            let outcome = vault.set_endorsed(&keys, &name, &value, args.replace)?;
+            record.detail = Some("replaced an approved value".into());
+            audit::write(&mut vault, Some(&keys), &record);
+            outcome
         }
-        other => other?,
+        other => {
+            let outcome = other?;
+            record.detail = Some("pending".into());
+            audit::write(&mut vault, None, &record);
+            outcome
+        }
     };
     match outcome {
         SetOutcome::Created => eprintln!(

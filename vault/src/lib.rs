@@ -16,6 +16,7 @@
 //!   *pending* and are never handed out until approved.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod codec;
 pub mod envelope;
 mod error;

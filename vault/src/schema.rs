@@ -39,6 +39,15 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
     ) STRICT;",
+    // 2 → 3: the audit log (see `audit.rs`). `mac` is set on checkpoints.
+    "CREATE TABLE audit (
+        seq  INTEGER PRIMARY KEY,
+        at   INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        mac  BLOB
+    ) STRICT;",
 ];
 
 /// The version this build reads and writes.

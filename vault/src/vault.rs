@@ -115,6 +115,52 @@ impl Vault {
         Vault::open(dir)
     }
 
+    /// Appends an audit record (see [`crate::audit`]); no key needed.
+    pub fn audit(&mut self, record: &crate::audit::Record) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::audit::append(&tx, record)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends an audit record and an authenticated checkpoint over
+    /// everything before it.
+    pub fn audit_with_checkpoint(
+        &mut self,
+        keys: &Keys,
+        record: &crate::audit::Record,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::audit::append(&tx, record)?;
+        crate::audit::checkpoint(&tx, keys)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends an authenticated checkpoint only.
+    pub fn audit_checkpoint(&mut self, keys: &Keys) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::audit::checkpoint(&tx, keys)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The audit log, decoded but not verified.
+    pub fn audit_log(&self) -> Result<Vec<crate::audit::Element>> {
+        crate::audit::read(&self.conn)
+    }
+
+    /// Verifies the audit log's chain and checkpoints with the key.
+    pub fn audit_verify(&self, keys: &Keys) -> Result<crate::audit::Verification> {
+        crate::audit::verify(&self.conn, keys)
+    }
+
     /// Opens the vault in `dir`, applying schema migrations.
     pub fn open(dir: &Path) -> Result<Vault> {
         let path = db_path(dir);

@@ -1,0 +1,57 @@
+//! Writing audit records from the commands (the log itself:
+//! `envseal_vault::audit`). A record that cannot be written is a warning,
+//! never a failure of the command it describes: the action has happened.
+
+use envseal_vault::audit::Record;
+use envseal_vault::{Keys, Vault};
+
+/// A record of `action` by this process.
+pub fn record(action: &str) -> Record {
+    Record {
+        action: action.into(),
+        pid: std::process::id(),
+        uid: nix::unistd::geteuid().as_raw(),
+        ..Record::default()
+    }
+}
+
+/// Appends `record`; with `keys`, also an authenticated checkpoint.
+pub fn write(vault: &mut Vault, keys: Option<&Keys>, record: &Record) {
+    let written = match keys {
+        Some(keys) => vault.audit_with_checkpoint(keys, record),
+        None => vault.audit(record),
+    };
+    if let Err(e) = written {
+        eprintln!(
+            "envseal: warning: the audit record of `{}` was not written: {e}",
+            record.action
+        );
+    }
+}
+
+/// An authenticated checkpoint over the log so far.
+pub fn checkpoint(vault: &mut Vault, keys: &Keys) {
+    if let Err(e) = vault.audit_checkpoint(keys) {
+        eprintln!("envseal: warning: the audit checkpoint was not written: {e}");
+    }
+}
+
+/// `record` of a refused request: the action gets "-refused" and the
+/// error (names and paths only, never a value) becomes its detail.
+pub fn refused(mut record: Record, err: &anyhow::Error) -> Record {
+    record.action = format!("{}-refused", record.action);
+    record.detail = Some(format!("{err:#}"));
+    record
+}
+
+/// Appends `record` to the vault in `dir`, opened for this (after a
+/// program ran, when the vault was closed meanwhile).
+pub fn write_to(dir: &std::path::Path, record: &Record) {
+    match Vault::open(dir) {
+        Ok(mut vault) => write(&mut vault, None, record),
+        Err(e) => eprintln!(
+            "envseal: warning: the audit record of `{}` was not written: {e}",
+            record.action
+        ),
+    }
+}
