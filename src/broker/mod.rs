@@ -6,7 +6,8 @@
 //! - [`server`]: the daemon (one thread, a `poll` loop).
 //! - [`session`]: the process forked for each `exec`.
 
-pub mod protocol;
+pub use envseal_proto as protocol;
+pub use envseal_proto::{frame, read_frame};
 pub mod server;
 mod session;
 
@@ -20,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::exit::{CliError, Code};
 use crate::paths;
-use protocol::{Body, MAX_FRAME, Reply, Request, VERSION};
+use protocol::{Body, Reply, Request, VERSION};
 
 /// Where one vault's broker lives: `$XDG_RUNTIME_DIR/envseal/` (else
 /// `<vault>/run/`), with a socket, a lock file and a log named after the
@@ -94,32 +95,6 @@ impl Location {
         }
         Ok(())
     }
-}
-
-/// One length-prefixed message: a 4-byte big-endian length, then JSON.
-pub fn frame<T: serde::Serialize>(message: &T) -> Vec<u8> {
-    let json = serde_json::to_vec(message).expect("protocol types always serialize");
-    let mut out = Vec::with_capacity(json.len() + 4);
-    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    out.extend_from_slice(&json);
-    out
-}
-
-/// Reads one frame (blocking); `None` at a clean end of stream.
-pub fn read_frame(stream: &mut impl std::io::Read) -> std::io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match stream.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::other("message too large"));
-    }
-    let mut body = vec![0; len];
-    stream.read_exact(&mut body)?;
-    Ok(Some(body))
 }
 
 /// A connection to the broker.

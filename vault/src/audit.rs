@@ -193,7 +193,8 @@ fn checkpoint_body(hashes: &[[u8; 32]]) -> Vec<u8> {
     out
 }
 
-fn decode_checkpoint(bytes: &[u8]) -> Option<Vec<[u8; 32]>> {
+/// The hashes a checkpoint body lists (public for the fuzz targets).
+pub fn decode_checkpoint(bytes: &[u8]) -> Option<Vec<[u8; 32]>> {
     let r = &mut Reader::new(bytes);
     if r.take(4)? != CHECKPOINT_MAGIC {
         return None;

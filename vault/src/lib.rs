@@ -29,7 +29,10 @@ mod vault;
 
 pub use envelope::MAX_VALUE_LEN;
 pub use error::{Error, Result};
-pub use keys::{KdfParams, Keys};
+/// For the fuzz targets (`fuzz/`): the wrapped identity's parser.
+#[doc(hidden)]
+pub use keys::WrappedIdentity;
+pub use keys::{KdfParams, Keys, VAULT_ID_LEN};
 pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
 pub use vault::{

@@ -1,7 +1,10 @@
-//! The broker's messages: each a 4-byte big-endian length and a JSON
+//! The broker's messages (envseal's `broker` module, and the fuzz
+//! targets, use this crate): each a 4-byte big-endian length and a JSON
 //! object carrying the protocol version. Anything else — a length over
 //! [`MAX_FRAME`], bytes that are not such an object, another version — is
 //! refused and the connection closed; the broker carries on.
+
+#![forbid(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 
@@ -187,6 +190,41 @@ pub struct StatusInfo {
     pub key_memory: String,
 }
 
+/// One length-prefixed message: a 4-byte big-endian length, then JSON.
+pub fn frame<T: Serialize>(message: &T) -> Vec<u8> {
+    let json = serde_json::to_vec(message).expect("protocol types always serialize");
+    let mut out = Vec::with_capacity(json.len() + 4);
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    out
+}
+
+/// Reads one frame (blocking); `None` at a clean end of stream. A length
+/// over [`MAX_FRAME`] is refused before anything more is read.
+pub fn read_frame(stream: &mut impl std::io::Read) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other("message too large"));
+    }
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+/// Parses a request body as the broker does: the JSON of a [`Request`],
+/// of this [`VERSION`].
+pub fn parse_request(body: &[u8]) -> Option<Request> {
+    serde_json::from_slice::<Request>(body)
+        .ok()
+        .filter(|r| r.v == VERSION)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,17 +273,17 @@ mod tests {
 
     #[test]
     fn frames_are_length_prefixed() {
-        let f = crate::broker::frame(&Reply::Exit { status: 3 });
+        let f = crate::frame(&Reply::Exit { status: 3 });
         let len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
         assert_eq!(len, f.len() - 4);
         let mut r = &f[..];
-        let body = crate::broker::read_frame(&mut r).unwrap().unwrap();
+        let body = crate::read_frame(&mut r).unwrap().unwrap();
         assert!(matches!(
             serde_json::from_slice::<Reply>(&body).unwrap(),
             Reply::Exit { status: 3 }
         ));
         // A declared length over the limit is refused before reading it.
         let mut huge = &((MAX_FRAME as u32 + 1).to_be_bytes())[..];
-        assert!(crate::broker::read_frame(&mut huge).is_err());
+        assert!(crate::read_frame(&mut huge).is_err());
     }
 }
