@@ -207,3 +207,31 @@ fn a_hundred_megabytes_pass_in_bounded_memory() {
         "envseal used {peak_kb} kB while passing 100 MB on: it is buffering"
     );
 }
+
+/// On a terminal the program gets the terminal itself (interactive
+/// programs need one) and nothing is masked; `--mask` gives it pipes.
+#[test]
+fn a_terminal_is_handed_to_the_program_unless_mask_is_asked() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &token());
+    let p = env.bin_dir().join("tty-check");
+    fs::write(
+        &p,
+        "#!/bin/sh\nif [ -t 1 ] && [ -t 2 ]; then echo TTY-YES; else echo TTY-NO; fi\n",
+    )
+    .unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = p.to_str().unwrap().to_owned();
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", &prog]));
+    for (args, expected) in [
+        (vec!["exec", "--", &prog], "TTY-YES"),
+        (vec!["exec", "--mask", "--", &prog], "TTY-NO"),
+    ] {
+        let mut t = util::terminal::Terminal::spawn(&env, &args);
+        t.expect("Passphrase (to run", 1);
+        t.type_line(util::PASSPHRASE);
+        t.expect(expected, 1);
+        let r = t.finish();
+        assert_eq!(r.code, Some(0), "{}", env.redact(&r.stdout()));
+    }
+}
