@@ -17,11 +17,7 @@ pub fn record(action: &str) -> Record {
 
 /// Appends `record`; with `keys`, also an authenticated checkpoint.
 pub fn write(vault: &mut Vault, keys: Option<&Keys>, record: &Record) {
-    let written = match keys {
-        Some(keys) => vault.audit_with_checkpoint(keys, record),
-        None => vault.audit(record),
-    };
-    if let Err(e) = written {
+    if let Err(e) = vault.append_audit(Some(record), keys) {
         eprintln!(
             "envseal: warning: the audit record of `{}` was not written: {e}",
             record.action
@@ -31,7 +27,7 @@ pub fn write(vault: &mut Vault, keys: Option<&Keys>, record: &Record) {
 
 /// An authenticated checkpoint over the log so far.
 pub fn checkpoint(vault: &mut Vault, keys: &Keys) {
-    if let Err(e) = vault.audit_checkpoint(keys) {
+    if let Err(e) = vault.append_audit(None, Some(keys)) {
         eprintln!("envseal: warning: the audit checkpoint was not written: {e}");
     }
 }

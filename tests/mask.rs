@@ -92,14 +92,20 @@ fn check_masked(out: &str, token: &str) {
     assert!(out.contains("err: ****"), "stderr");
 }
 
-#[test]
-fn every_form_is_masked_in_process() {
+/// A vault whose TOKEN is granted to [`leaky`].
+fn staged() -> (Env, String, PathBuf) {
     let env = Env::initialized();
     let token = token();
     env.set_approved("TOKEN", &token);
     let prog = leaky(&env);
     let r = env.allow(&["--secret", "TOKEN", "--", prog.to_str().unwrap()]);
     env.expect_ok(&r);
+    (env, token, prog)
+}
+
+#[test]
+fn every_form_is_masked_in_process() {
+    let (env, token, prog) = staged();
     let r = env.exec(&["--", prog.to_str().unwrap()]);
     assert_eq!(r.code, Some(3), "the exit status passes through the mask");
     check_masked(&format!("{}{}", r.stdout(), r.stderr()), &token);
@@ -119,12 +125,7 @@ fn every_form_is_masked_in_process() {
 
 #[test]
 fn every_form_is_masked_through_the_broker() {
-    let env = Env::initialized();
-    let token = token();
-    env.set_approved("TOKEN", &token);
-    let prog = leaky(&env);
-    let r = env.allow(&["--secret", "TOKEN", "--", prog.to_str().unwrap()]);
-    env.expect_ok(&r);
+    let (env, token, prog) = staged();
     let r = env.run_pw(&["unlock"], b"");
     env.expect_ok(&r);
     let r = env.run(&["exec", "--", prog.to_str().unwrap()], b"");

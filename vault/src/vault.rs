@@ -115,38 +115,23 @@ impl Vault {
         Vault::open(dir)
     }
 
-    /// Appends an audit record (see [`crate::audit`]); no key needed.
-    pub fn audit(&mut self, record: &crate::audit::Record) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::audit::append(&tx, record)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Appends an audit record and an authenticated checkpoint over
-    /// everything before it.
-    pub fn audit_with_checkpoint(
+    /// Appends to the audit log (see [`crate::audit`]) in one
+    /// transaction: `record` if given (no key needed), then, with `keys`,
+    /// an authenticated checkpoint over everything before it.
+    pub fn append_audit(
         &mut self,
-        keys: &Keys,
-        record: &crate::audit::Record,
+        record: Option<&crate::audit::Record>,
+        checkpoint: Option<&Keys>,
     ) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::audit::append(&tx, record)?;
-        crate::audit::checkpoint(&tx, keys)?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Appends an authenticated checkpoint only.
-    pub fn audit_checkpoint(&mut self, keys: &Keys) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::audit::checkpoint(&tx, keys)?;
+        if let Some(record) = record {
+            crate::audit::append(&tx, record)?;
+        }
+        if let Some(keys) = checkpoint {
+            crate::audit::checkpoint(&tx, keys)?;
+        }
         tx.commit()?;
         Ok(())
     }
