@@ -15,6 +15,16 @@ pub fn record(action: &str) -> Record {
     }
 }
 
+/// A record of `action` on `grant`: its program, hash, tier and secrets.
+pub fn grant_record(action: &str, grant: &envseal_policy::Grant) -> Record {
+    let mut r = record(action);
+    r.program = Some(grant.program.path.clone());
+    r.sha256 = Some(grant.program.sha256);
+    r.tier = Some(grant.tier.as_str().into());
+    r.names = grant.secrets.keys().map(ToString::to_string).collect();
+    r
+}
+
 /// Appends `record`; with `keys`, also an authenticated checkpoint.
 pub fn write(vault: &mut Vault, keys: Option<&Keys>, record: &Record) {
     if let Err(e) = vault.append_audit(Some(record), keys) {

@@ -72,12 +72,11 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
             ),
             e => e.into(),
         })?;
-    let mut record = audit::record("allow");
-    record.program = Some(grant.program.path.clone());
-    record.sha256 = Some(grant.program.sha256);
-    record.tier = Some(grant.tier.as_str().into());
-    record.names = grant.secrets.keys().map(ToString::to_string).collect();
-    audit::write(&mut vault, Some(&keys), &record);
+    audit::write(
+        &mut vault,
+        Some(&keys),
+        &audit::grant_record("allow", &grant),
+    );
     for (name, outcome) in approved {
         if let ApproveOutcome::Approved { written_at } = outcome {
             eprintln!(

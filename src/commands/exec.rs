@@ -528,11 +528,7 @@ fn offer_pin(
         return Err(CliError::new(Code::NotGranted, "not pinned; nothing was run").into());
     }
     vault.put_grant(keys, &grant.program.path, &grant.encode(), requested, false)?;
-    let mut record = audit::record("allow");
-    record.program = Some(grant.program.path.clone());
-    record.sha256 = Some(grant.program.sha256);
-    record.tier = Some(grant.tier.as_str().into());
-    record.names = grant.secrets.keys().map(ToString::to_string).collect();
+    let mut record = audit::grant_record("allow", &grant);
     record.detail = Some("pinned at the terminal by `exec --allow`".into());
     audit::write(vault, Some(keys), &record);
     eprintln!("envseal: pinned {}", grant.program.path);
