@@ -166,6 +166,18 @@ Examples:
   envseal audit --verify")]
     Audit(AuditArgs),
 
+    /// Serve the Model Context Protocol on stdio, for agents (list names, run granted programs)
+    #[command(after_help = "\
+Tools: list_secrets (names, states, which programs use them; never values),
+list_grants, and run (a pinned program through the broker, like `envseal
+exec`, output always masked; returns stdout, stderr and the exit code).
+A person starts the broker first (`envseal unlock`); the agent, under
+`envseal shield`, starts `envseal mcp`.
+
+Register it with an MCP client (e.g. in its mcpServers configuration):
+  { \"mcpServers\": { \"envseal\": { \"command\": \"envseal\", \"args\": [\"mcp\"] } } }")]
+    Mcp,
+
     /// Report what this machine supports for each tier
     #[command(after_help = "Examples:\n  envseal doctor\n  envseal doctor --json")]
     Doctor(DoctorArgs),

@@ -53,20 +53,26 @@ struct ArgsJson {
     args: Vec<String>,
 }
 
+/// `grants --json` (also the MCP server's `list_grants`).
+pub fn json(vault: &Vault) -> anyhow::Result<serde_json::Value> {
+    let json = GrantsJson {
+        grants: vault
+            .grants()?
+            .iter()
+            .map(|r| to_json(&r.program, Grant::decode(&r.body).ok(), r.updated_at))
+            .collect(),
+    };
+    Ok(serde_json::to_value(json)?)
+}
+
 pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
     let vault = Vault::open(&paths::vault_dir()?)?;
-    let records = vault.grants()?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let json = GrantsJson {
-            grants: records
-                .iter()
-                .map(|r| to_json(&r.program, Grant::decode(&r.body).ok(), r.updated_at))
-                .collect(),
-        };
-        super::print_json(&mut out, &json)?;
+        super::print_json(&mut out, &json(&vault)?)?;
         return Ok(());
     }
+    let records = vault.grants()?;
     if records.is_empty() {
         eprintln!(
             "envseal: no grants yet (pin a program with `envseal allow --secret KEY -- PROGRAM`)"

@@ -6,9 +6,10 @@ mod audit;
 mod broker_cmds;
 mod doctor;
 pub mod exec;
-mod grants;
+pub mod grants;
 mod init;
 mod list;
+mod mcp;
 mod pin;
 mod revoke;
 mod rm;
@@ -46,6 +47,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Exec(args) => return exec::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Mcp => mcp::run(),
         Command::Unlock(args) => broker_cmds::unlock(args),
         Command::Lock => broker_cmds::lock(),
         Command::Status(args) => return broker_cmds::status(args),
