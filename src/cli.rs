@@ -166,6 +166,21 @@ Examples:
   envseal audit --verify")]
     Audit(AuditArgs),
 
+    /// Move a dotenv file's values into the vault (pending) and write a .envseal reference file
+    #[command(after_help = "\
+Reads KEY=value lines (`export ` prefixes, # comments, single and double
+quotes, multi-line quoted values, \\n escapes), stores each value as a
+pending secret named KEY, and writes KEY=envseal:KEY lines to .envseal beside
+the file (safe to commit; `envseal exec --env-file` reads it). Values are
+never printed; a malformed line is named by its number. Nothing is written
+if any line is malformed or any KEY already exists. --delete overwrites the
+file with zeros and removes it.
+
+Examples:
+  envseal import .env --delete
+  envseal approve DATABASE_URL API_TOKEN")]
+    Import(ImportArgs),
+
     /// Serve the Model Context Protocol on stdio, for agents (list names, run granted programs)
     #[command(after_help = "\
 Tools: list_secrets (names, states, which programs use them; never values),
@@ -341,6 +356,20 @@ pub struct RevokeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The dotenv file
+    pub file: std::path::PathBuf,
+
+    /// Overwrite the file with zeros and remove it once imported
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Print JSON: {"imported":[names],"reference":PATH,"deleted":BOOL}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Print JSON: {"elements":[{"seq","time","kind","action","names","program",...}]}
     #[arg(long, conflicts_with = "verify")]
@@ -426,6 +455,12 @@ pub struct ExecArgs {
     /// Start from an empty environment plus PATH, HOME, LANG and TERM
     #[arg(long)]
     pub clearenv: bool,
+
+    /// Deliver the secrets a reference file maps (ENVVAR=envseal:KEY), under
+    /// those names; a directory (e.g. `.`) means the nearest .envseal at or
+    /// above it. Each secret must still be in the program's grant
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<std::path::PathBuf>,
 
     /// Say what was verified and which protections apply
     #[arg(long, short)]

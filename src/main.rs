@@ -6,10 +6,12 @@ mod audit;
 mod broker;
 mod cli;
 mod commands;
+mod dotenv;
 mod exit;
 mod harden;
 mod input;
 mod paths;
+mod reference;
 
 use std::process::ExitCode;
 

@@ -152,6 +152,10 @@ pub struct ExecRequest {
     pub verbose: bool,
     /// `--mask` (true), `--no-mask` (false), or neither.
     pub mask: Option<bool>,
+    /// `--env-file`: (secret, variable) pairs; each secret is delivered
+    /// in that variable instead of the grant's.
+    #[serde(default)]
+    pub rename: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

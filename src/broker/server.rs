@@ -737,6 +737,11 @@ impl Broker {
             .iter()
             .map(|n| SecretName::new(n))
             .collect::<Result<_, _>>()?;
+        let rename: Vec<(SecretName, String)> = request
+            .rename
+            .iter()
+            .map(|(k, v)| SecretName::new(k).map(|k| (k, v.clone())))
+            .collect::<Result<_, _>>()?;
         let vault = self.vault.as_ref().expect("unlocked");
         let keys = self.keys.as_ref().expect("unlocked");
         let endorsed = vault.endorsed(keys)?;
@@ -752,6 +757,7 @@ impl Broker {
                 argv0: request.argv0.into(),
                 args: request.args.into_iter().map(Into::into).collect(),
                 requested: &requested,
+                rename: &rename,
                 env,
                 clearenv: request.clearenv,
                 verbose: request.verbose,

@@ -31,7 +31,13 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let resolved = pin::resolve(&cmd)?;
     let program = resolved.canonical.clone();
     check_allow(&args.allow, &cmd, &program)?;
-    let requested = super::names(&args.secrets)?;
+    let mut requested = super::names(&args.secrets)?;
+    let rename = env_file(args.env_file.as_deref())?;
+    for (key, _) in &rename {
+        if !requested.contains(key) {
+            requested.push(key.clone());
+        }
+    }
 
     // A running broker launches the program; this process only asks.
     // Inside a shield the broker is the only way (the vault is read-only
@@ -50,7 +56,11 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                 env: std::env::vars_os()
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
-                secrets: args.secrets,
+                secrets: requested.iter().map(ToString::to_string).collect(),
+                rename: rename
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
                 clearenv: args.clearenv,
                 verbose: args.verbose,
                 mask: mask_flag(args.mask, args.no_mask),
@@ -113,6 +123,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                     argv0: cmd,
                     args: cmd_args,
                     requested: &requested,
+                    rename: &rename,
                     env: std::env::vars_os().collect(),
                     clearenv: args.clearenv,
                     verbose: args.verbose,
@@ -153,6 +164,33 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// `--env-file PATH`: the (secret, variable) pairs of a reference file;
+/// for a directory, of the nearest `.envseal` at or above it.
+fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, String)>> {
+    let Some(arg) = arg else {
+        return Ok(Vec::new());
+    };
+    let path = if arg.is_dir() {
+        let start = std::path::absolute(arg)?;
+        crate::reference::discover(&start).ok_or_else(|| {
+            CliError::new(
+                Code::Usage,
+                format!(
+                    "--env-file: no {} at or above {}",
+                    crate::reference::FILE_NAME,
+                    start.display()
+                ),
+            )
+        })?
+    } else {
+        arg.to_path_buf()
+    };
+    Ok(crate::reference::read(&path)?
+        .into_iter()
+        .map(|m| (m.key, m.var))
+        .collect())
+}
+
 /// `--mask` / `--no-mask` as one value.
 fn mask_flag(mask: bool, no_mask: bool) -> Option<bool> {
     match (mask, no_mask) {
@@ -187,6 +225,8 @@ pub struct Request<'a> {
     pub argv0: OsString,
     pub args: Vec<OsString>,
     pub requested: &'a [SecretName],
+    /// `--env-file`: deliver these secrets in these variables instead.
+    pub rename: &'a [(SecretName, String)],
     /// The caller's environment, before the dangerous part is removed.
     pub env: Vec<(OsString, OsString)>,
     pub clearenv: bool,
@@ -248,8 +288,19 @@ pub fn prepare(
             .open_value(&name)
             .map_err(|e| missing_secret(e, &name, program))?;
         let (variable, delivery) = match delivery {
-            Delivery::Env(v) => (v, launcher::Delivery::Env),
-            Delivery::File(v) => (v, launcher::Delivery::File),
+            Delivery::Env(v) => (v.to_string(), launcher::Delivery::Env),
+            Delivery::File(v) => (v.to_string(), launcher::Delivery::File),
+        };
+        let variable = match request.rename.iter().find(|(k, _)| *k == name) {
+            None => variable,
+            Some((_, var)) if launcher::is_dangerous(std::ffi::OsStr::new(var)) => {
+                return Err(CliError::new(
+                    Code::Denied,
+                    format!("--env-file maps {name} to {var}, a variable envseal never sets"),
+                )
+                .into());
+            }
+            Some((_, var)) => var.clone(),
         };
         secrets.push(SecretItem {
             variable: variable.to_string(),

@@ -255,6 +255,7 @@ fn run_program(
         clearenv: false,
         verbose: false,
         mask: Some(true),
+        rename: Vec::new(),
     };
     let null = std::fs::File::open("/dev/null")?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;

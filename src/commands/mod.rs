@@ -7,6 +7,7 @@ mod broker_cmds;
 mod doctor;
 pub mod exec;
 pub mod grants;
+mod import;
 mod init;
 mod list;
 mod mcp;
@@ -48,6 +49,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Doctor(args) => doctor::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Mcp => mcp::run(),
+        Command::Import(args) => import::run(args),
         Command::Unlock(args) => broker_cmds::unlock(args),
         Command::Lock => broker_cmds::lock(),
         Command::Status(args) => return broker_cmds::status(args),

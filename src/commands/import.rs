@@ -1,0 +1,131 @@
+//! `envseal import FILE [--delete]`: move a dotenv file's values into the
+//! vault, pending, and leave a `.envseal` reference file beside it. Values
+//! are never printed; errors name lines.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+
+use envseal_vault::{SecretName, Vault};
+use zeroize::Zeroizing;
+
+use crate::cli::ImportArgs;
+use crate::exit::{CliError, Code};
+use crate::{audit, dotenv, paths, reference};
+
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let file = &args.file;
+    let text =
+        Zeroizing::new(std::fs::read(file).map_err(|e| {
+            CliError::new(Code::Usage, format!("cannot read {}: {e}", file.display()))
+        })?);
+    let shown = file.display();
+    let entries =
+        dotenv::parse(&text).map_err(|e| CliError::new(Code::Usage, format!("{shown}: {e}")))?;
+    if entries.is_empty() {
+        return Err(CliError::new(Code::Usage, format!("{shown}: no KEY=value lines")).into());
+    }
+    // Everything is checked before anything is written.
+    let mut names: Vec<SecretName> = Vec::new();
+    for e in &entries {
+        let name = SecretName::new(&e.key).map_err(|_| {
+            CliError::new(
+                Code::Usage,
+                format!("{shown}: line {}: not a valid secret name", e.line),
+            )
+        })?;
+        if let Some(first) = entries.iter().find(|o| o.key == e.key && o.line < e.line) {
+            return Err(CliError::new(
+                Code::Usage,
+                format!(
+                    "{shown}: line {}: {} is already set on line {}",
+                    e.line, e.key, first.line
+                ),
+            )
+            .into());
+        }
+        if e.value.is_empty() {
+            return Err(CliError::new(
+                Code::Usage,
+                format!("{shown}: line {}: {} has an empty value", e.line, e.key),
+            )
+            .into());
+        }
+        names.push(name);
+    }
+    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    let existing: Vec<String> = vault
+        .list()?
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .filter(|n| names.iter().any(|k| k.as_str() == n))
+        .collect();
+    if !existing.is_empty() {
+        return Err(CliError::new(
+            Code::Failure,
+            format!(
+                "already in the vault: {}; nothing was imported",
+                existing.join(", ")
+            ),
+        )
+        .hint("remove those lines, or `envseal rm` the secrets first")
+        .into());
+    }
+    for (e, name) in entries.iter().zip(&names) {
+        let value: secrecy::SecretSlice<u8> = e.value.to_vec().into();
+        vault.set(name, &value, false)?;
+    }
+    let mut record = audit::record("import");
+    record.names = names.iter().map(ToString::to_string).collect();
+    record.detail = Some(format!("from {shown}, pending"));
+    audit::write(&mut vault, None, &record);
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let reference = reference::add(dir, &names)?;
+    if args.delete {
+        wipe_and_remove(file)?;
+    }
+    let list: Vec<String> = names.iter().map(ToString::to_string).collect();
+    if args.json {
+        let value = serde_json::json!({
+            "imported": list,
+            "reference": reference,
+            "deleted": args.delete,
+        });
+        return super::print_json(&mut std::io::stdout().lock(), &value);
+    }
+    eprintln!(
+        "envseal: imported {} secret(s), pending: {}",
+        list.len(),
+        list.join(", ")
+    );
+    eprintln!("envseal: wrote {} (safe to commit)", reference.display());
+    if args.delete {
+        eprintln!("envseal: overwrote and removed {shown}");
+    } else {
+        eprintln!("envseal: {shown} still holds the values in clear; remove it (or use --delete)");
+    }
+    eprintln!("  next: `envseal approve {}`", list.join(" "));
+    Ok(())
+}
+
+/// Overwrites the file's bytes with zeros, syncs, and removes it.
+fn wipe_and_remove(file: &std::path::Path) -> anyhow::Result<()> {
+    let len = std::fs::metadata(file)?.len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(file)?;
+    let zeros = vec![0u8; 65536];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    drop(f);
+    std::fs::remove_file(file)?;
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Reference files: `.envseal`, safe to commit, one `ENVVAR=envseal:KEY`
+//! per line (`#` comments and blank lines allowed). `import` writes one
+//! beside the dotenv file it moved into the vault; `exec --env-file`
+//! reads one, found by walking up from the working directory like `.git`
+//! (a symlink is never followed).
+
+use std::path::{Path, PathBuf};
+
+use envseal_vault::SecretName;
+
+use crate::exit::{CliError, Code};
+
+pub const FILE_NAME: &str = ".envseal";
+const PREFIX: &str = "envseal:";
+
+/// One mapping: deliver secret `key` in variable `var`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub var: String,
+    pub key: SecretName,
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |what: &str| {
+            CliError::new(
+                Code::Usage,
+                format!("{}: line {}: {what}", path.display(), n + 1),
+            )
+            .hint("each line is ENVVAR=envseal:KEY")
+        };
+        let (var, reference) = line
+            .split_once('=')
+            .ok_or_else(|| bad("expected ENVVAR=envseal:KEY"))?;
+        let key = reference
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| bad("the value must be envseal:KEY (a reference, never a value)"))?;
+        let var = var.trim().trim_start_matches("export ").trim();
+        let var = SecretName::new(var).map_err(|_| bad("not a valid variable name"))?;
+        let key = SecretName::new(key).map_err(|_| bad("not a valid secret name"))?;
+        out.push(Mapping {
+            var: var.to_string(),
+            key,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads `path`, refusing a symlink.
+pub fn read(path: &Path) -> Result<Vec<Mapping>, CliError> {
+    let fail = |e: std::io::Error| {
+        CliError::new(Code::Usage, format!("cannot read {}: {e}", path.display()))
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(fail)?;
+    if meta.file_type().is_symlink() {
+        return Err(CliError::new(
+            Code::Usage,
+            format!(
+                "{} is a symlink; envseal does not follow it",
+                path.display()
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(fail)?;
+    parse(&text, path)
+}
+
+/// The nearest `.envseal` at or above `start` (symlinks skipped).
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|d| d.join(FILE_NAME))
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+}
+
+/// Adds `ENVVAR=envseal:KEY` lines for `keys` (variable = key) to the
+/// `.envseal` in `dir`, keeping what it has.
+pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
+    let path = dir.join(FILE_NAME);
+    let mut existing = match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(CliError::new(
+                Code::Usage,
+                format!(
+                    "{} is a symlink; envseal does not follow it",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(_) => std::fs::read_to_string(&path).map_err(|e| {
+            CliError::new(
+                Code::Failure,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?,
+        Err(_) => "# envseal references: safe to commit; `envseal exec --env-file` reads them\n"
+            .to_owned(),
+    };
+    let known = parse(&existing, &path)?;
+    for key in keys {
+        if !known.iter().any(|m| m.var == key.as_str()) {
+            if !existing.ends_with('\n') && !existing.is_empty() {
+                existing.push('\n');
+            }
+            existing.push_str(&format!("{key}={PREFIX}{key}\n"));
+        }
+    }
+    std::fs::write(&path, existing).map_err(|e| {
+        CliError::new(
+            Code::Failure,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references_and_refuses_values() {
+        let p = Path::new(".envseal");
+        let m = parse(
+            "# c\nDATABASE_URL=envseal:DB_URL\nexport TOKEN = envseal:TOKEN\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].var, "DATABASE_URL");
+        assert_eq!(m[0].key.as_str(), "DB_URL");
+        let e = parse("A=envseal:A\nB=plain-value\n", p).unwrap_err();
+        assert!(e.message.contains("line 2"), "{}", e.message);
+        assert!(!e.message.contains("plain-value"));
+    }
+}

@@ -1,0 +1,137 @@
+//! `envseal import` (dotenv → pending secrets + a `.envseal` reference
+//! file) and `exec --env-file` (the reference file's mapping, still within
+//! the grant). Values are never printed: every one is in the G1 scan.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+
+use util::{Env, code, value};
+
+#[test]
+fn import_reads_every_dotenv_syntax_and_prints_no_value() {
+    let env = Env::initialized();
+    let dir = env.tmp.path().join("project");
+    fs::create_dir_all(&dir).unwrap();
+    let (a, b, c, d, e) = (
+        value("imp-plain"),
+        value("imp-export"),
+        value("imp-double"),
+        value("imp-single"),
+        value("imp-multi"),
+    );
+    for v in [&a, &b, &c, &d, &e] {
+        env.remember(v.as_bytes());
+    }
+    let text = format!(
+        "# settings\n\nPLAIN={a}\nexport EXPORTED={b}   # trailing comment\n\
+         DOUBLE=\"{c}\\twith\\nescapes\"\nSINGLE='{d} $NOT_EXPANDED \\n'\n\
+         MULTI=\"{e}\nsecond line\"\n"
+    );
+    let file = dir.join(".env");
+    fs::write(&file, &text).unwrap();
+    let r = env.run(
+        &["import", file.to_str().unwrap(), "--delete", "--json"],
+        b"",
+    );
+    env.expect_ok(&r);
+    let out: serde_json::Value = serde_json::from_str(r.stdout().trim()).unwrap();
+    assert_eq!(
+        out["imported"],
+        serde_json::json!(["PLAIN", "EXPORTED", "DOUBLE", "SINGLE", "MULTI"])
+    );
+    assert!(!file.exists(), "--delete left the dotenv file");
+    let reference = fs::read_to_string(dir.join(".envseal")).unwrap();
+    for k in ["PLAIN", "EXPORTED", "DOUBLE", "SINGLE", "MULTI"] {
+        assert!(
+            reference.contains(&format!("{k}=envseal:{k}\n")),
+            "{reference}"
+        );
+    }
+    // Every value is pending and exactly as written.
+    let r = env.run(&["list", "--json"], b"");
+    assert_eq!(r.stdout().matches("\"pending\"").count(), 5);
+    let r = env.run_pw(
+        &["approve", "PLAIN", "EXPORTED", "DOUBLE", "SINGLE", "MULTI"],
+        b"",
+    );
+    env.expect_ok(&r);
+    env.assert_value("PLAIN", a.as_bytes());
+    env.assert_value("EXPORTED", b.as_bytes());
+    env.assert_value("DOUBLE", format!("{c}\twith\nescapes").as_bytes());
+    env.assert_value("SINGLE", format!("{d} $NOT_EXPANDED \\n").as_bytes());
+    env.assert_value("MULTI", format!("{e}\nsecond line").as_bytes());
+}
+
+#[test]
+fn a_malformed_file_is_refused_by_line_and_nothing_is_imported() {
+    let env = Env::initialized();
+    let secret = value("imp-bad");
+    env.remember(secret.as_bytes());
+    let file = env.tmp.path().join("bad.env");
+    fs::write(
+        &file,
+        format!("OK={secret}\nBROKEN=\"{secret} never closed\n"),
+    )
+    .unwrap();
+    let r = env.run(&["import", file.to_str().unwrap()], b"");
+    env.expect_code(&r, code::USAGE);
+    env.expect_stderr(&r, &["line 2", "never closed"]);
+    fs::write(&file, "OK=1\nnot a line\n").unwrap();
+    let r = env.run(&["import", file.to_str().unwrap()], b"");
+    env.expect_stderr(&r, &["line 2"]);
+    let r = env.run(&["list", "--json"], b"");
+    assert!(
+        !r.stdout().contains("\"OK\""),
+        "a partial import: {}",
+        r.stdout()
+    );
+    assert!(file.exists());
+}
+
+#[test]
+fn env_file_maps_names_within_the_grant() {
+    let env = Env::initialized();
+    let url = value("envfile");
+    env.set_approved("DB_URL", &url);
+    env.set_approved("OTHER", &value("envfile-other"));
+    let prog = env.bin_dir().join("show");
+    fs::write(
+        &prog,
+        "#!/bin/sh\necho \"DATABASE=${#DATABASE} DB_URL=${#DB_URL} OTHER=${#OTHER}\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = prog.to_str().unwrap().to_owned();
+    env.expect_ok(&env.allow(&["--secret", "DB_URL", "--", &prog]));
+    let project = env.tmp.path().join("project");
+    fs::create_dir_all(project.join("sub")).unwrap();
+    fs::write(project.join(".envseal"), "DATABASE=envseal:DB_URL\n").unwrap();
+    // Explicit file, and discovery from a subdirectory.
+    for arg in [
+        project.join(".envseal").to_str().unwrap().to_owned(),
+        project.join("sub").to_str().unwrap().to_owned(),
+    ] {
+        let r = env.exec(&["--env-file", &arg, "--", &prog]);
+        env.expect_ok(&r);
+        assert_eq!(
+            r.stdout().trim(),
+            format!("DATABASE={} DB_URL=0 OTHER=0", url.len())
+        );
+    }
+    // A secret the grant does not give is refused, not delivered.
+    fs::write(project.join("other.envseal"), "X=envseal:OTHER\n").unwrap();
+    let other = project.join("other.envseal");
+    let r = env.exec(&["--env-file", other.to_str().unwrap(), "--", &prog]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["does not give OTHER"]);
+    // So is a loader variable, and a value instead of a reference.
+    fs::write(&other, "LD_PRELOAD=envseal:DB_URL\n").unwrap();
+    let r = env.exec(&["--env-file", other.to_str().unwrap(), "--", &prog]);
+    env.expect_code(&r, code::DENIED);
+    fs::write(&other, "DATABASE=postgres://inline\n").unwrap();
+    let r = env.exec(&["--env-file", other.to_str().unwrap(), "--", &prog]);
+    env.expect_code(&r, code::USAGE);
+    env.expect_stderr(&r, &["line 1"]);
+}
