@@ -193,6 +193,16 @@ Register it with an MCP client (e.g. in its mcpServers configuration):
   { \"mcpServers\": { \"envseal\": { \"command\": \"envseal\", \"args\": [\"mcp\"] } } }")]
     Mcp,
 
+    /// Print shell completions (bash, zsh or fish)
+    #[command(
+        after_help = "Examples:\n  envseal completions bash > ~/.local/share/bash-completion/completions/envseal\n  envseal completions zsh > ~/.zfunc/_envseal\n  envseal completions fish > ~/.config/fish/completions/envseal.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff), generated from this help at build time
+    #[command(after_help = "Example:\n  envseal man > /usr/local/share/man/man1/envseal.1")]
+    Man,
+
     /// Report what this machine supports for each tier
     #[command(after_help = "Examples:\n  envseal doctor\n  envseal doctor --json")]
     Doctor(DoctorArgs),
@@ -353,6 +363,21 @@ pub struct RevokeArgs {
 
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+/// Shells with completions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -451,3 +451,28 @@ fn checkpoint(env: &Env) {
         })
         .unwrap();
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let env = Env::new();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef envseal"),
+        ("fish", "complete -c envseal"),
+    ] {
+        let r = env.run(&["completions", shell], b"");
+        env.expect_ok(&r);
+        assert!(r.stdout().contains(marker), "{shell}: {}", r.stdout());
+        for verb in ["exec", "shield", "unlock", "audit", "import", "mcp"] {
+            assert!(r.stdout().contains(verb), "{shell} completions lack {verb}");
+        }
+    }
+    let r = env.run(&["man"], b"");
+    env.expect_ok(&r);
+    assert!(r.stdout().starts_with(".ie") || r.stdout().contains(".TH envseal 1"));
+    assert!(
+        r.stdout().contains("write\\-only"),
+        "{}",
+        &r.stdout()[..200]
+    );
+}

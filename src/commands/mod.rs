@@ -28,6 +28,24 @@ fn print_json(out: &mut impl std::io::Write, value: &impl serde::Serialize) -> a
     Ok(())
 }
 
+/// `envseal completions SHELL`.
+fn completions(args: crate::cli::CompletionsArgs) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let shell = match args.shell {
+        crate::cli::ShellArg::Bash => Shell::Bash,
+        crate::cli::ShellArg::Zsh => Shell::Zsh,
+        crate::cli::ShellArg::Fish => Shell::Fish,
+    };
+    clap_complete::generate(
+        shell,
+        &mut crate::cli::Cli::command(),
+        "envseal",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
 /// Validates secret names given on the command line.
 fn names(given: &[String]) -> Result<Vec<SecretName>, envseal_vault::Error> {
     given.iter().map(|n| SecretName::new(n)).collect()
@@ -50,6 +68,12 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::run(args),
         Command::Mcp => mcp::run(),
         Command::Import(args) => import::run(args),
+        Command::Completions(args) => completions(args),
+        Command::Man => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(include_bytes!(concat!(env!("OUT_DIR"), "/envseal.1")))?;
+            Ok(())
+        }
         Command::Unlock(args) => broker_cmds::unlock(args),
         Command::Lock => broker_cmds::lock(),
         Command::Status(args) => return broker_cmds::status(args),
