@@ -120,6 +120,7 @@ Examples:
     Unlock(UnlockArgs),
 
     /// Stop the broker and wipe its key
+    #[command(after_help = "Example:\n  envseal lock")]
     Lock,
 
     /// Whether the broker is running (exit 0) or the vault is locked (exit 75)
@@ -188,6 +189,9 @@ list_grants, and run (a pinned program through the broker, like `envseal
 exec`, output always masked; returns stdout, stderr and the exit code).
 A person starts the broker first (`envseal unlock`); the agent, under
 `envseal shield`, starts `envseal mcp`.
+
+Example (by hand):
+  printf '%s\\n' '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}' | envseal mcp
 
 Register it with an MCP client (e.g. in its mcpServers configuration):
   { \"mcpServers\": { \"envseal\": { \"command\": \"envseal\", \"args\": [\"mcp\"] } } }")]
