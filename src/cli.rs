@@ -485,6 +485,11 @@ pub struct ExecArgs {
     #[arg(long)]
     pub clearenv: bool,
 
+    /// Run at least this confined (the grant's tier is a minimum; this can
+    /// only raise it)
+    #[arg(long, value_enum)]
+    pub tier: Option<TierArg>,
+
     /// Deliver the secrets a reference file maps (ENVVAR=envseal:KEY), under
     /// those names; a directory (e.g. `.`) means the nearest .envseal at or
     /// above it. Each secret must still be in the program's grant

@@ -476,3 +476,26 @@ fn completions_and_the_man_page_are_generated() {
         &r.stdout()[..200]
     );
 }
+
+/// `exec --tier` can raise the grant's tier, never lower it.
+#[test]
+fn exec_tier_only_raises_the_grants_tier() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &util::value("tier"));
+    let dir = env.bin_dir();
+    let mut progs = Vec::new();
+    for (name, tier) in [("p-none", "none"), ("p-lockdown", "lockdown")] {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n# {name}\nexit 0\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let p = p.to_str().unwrap().to_owned();
+        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", tier, "--", &p]));
+        progs.push(p);
+    }
+    let r = env.exec(&["-v", "--tier", "hardened", "--", &progs[0]]);
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["envseal: tier hardened"]);
+    let r = env.exec(&["-v", "--tier", "none", "--", &progs[1]]);
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["envseal: tier lockdown"]);
+}

@@ -28,8 +28,9 @@ const MAGIC: &[u8; 4] = b"ESG3";
 const MAGIC_V2: &[u8; 4] = b"ESG2";
 const MAGIC_V1: &[u8; 4] = b"ESG1";
 
-/// How strongly the program is confined when it runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How strongly the program is confined when it runs (ordered: None is
+/// the weakest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
     /// Parent hardening only: non-dumpable, execute-only memfd, clean
     /// environment, no inherited descriptors.
@@ -42,6 +43,13 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// From its name (`none`, `hardened`, `lockdown`).
+    pub fn parse(name: &str) -> Option<Tier> {
+        [Tier::None, Tier::Hardened, Tier::Lockdown]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {

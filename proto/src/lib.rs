@@ -156,6 +156,10 @@ pub struct ExecRequest {
     /// in that variable instead of the grant's.
     #[serde(default)]
     pub rename: Vec<(String, String)>,
+    /// `--tier`: run at least this confined (the grant's tier is the
+    /// minimum; a weaker one is never used).
+    #[serde(default)]
+    pub tier: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -758,6 +758,12 @@ impl Broker {
                 args: request.args.into_iter().map(Into::into).collect(),
                 requested: &requested,
                 rename: &rename,
+                tier: match request.tier.as_deref() {
+                    None => None,
+                    Some(t) => Some(envseal_policy::Tier::parse(t).ok_or_else(|| {
+                        anyhow::anyhow!("unknown tier {t:?} (none, hardened, lockdown)")
+                    })?),
+                },
                 env,
                 clearenv: request.clearenv,
                 verbose: request.verbose,

@@ -61,6 +61,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect(),
+                tier: args.tier.map(|t| tier_of(t).as_str().to_owned()),
                 clearenv: args.clearenv,
                 verbose: args.verbose,
                 mask: mask_flag(args.mask, args.no_mask),
@@ -124,6 +125,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                     args: cmd_args,
                     requested: &requested,
                     rename: &rename,
+                    tier: args.tier.map(tier_of),
                     env: std::env::vars_os().collect(),
                     clearenv: args.clearenv,
                     verbose: args.verbose,
@@ -191,6 +193,14 @@ fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, St
         .collect())
 }
 
+fn tier_of(t: crate::cli::TierArg) -> Tier {
+    match t {
+        crate::cli::TierArg::None => Tier::None,
+        crate::cli::TierArg::Hardened => Tier::Hardened,
+        crate::cli::TierArg::Lockdown => Tier::Lockdown,
+    }
+}
+
 /// `--mask` / `--no-mask` as one value.
 fn mask_flag(mask: bool, no_mask: bool) -> Option<bool> {
     match (mask, no_mask) {
@@ -227,6 +237,8 @@ pub struct Request<'a> {
     pub requested: &'a [SecretName],
     /// `--env-file`: deliver these secrets in these variables instead.
     pub rename: &'a [(SecretName, String)],
+    /// `--tier`: at least this tier.
+    pub tier: Option<Tier>,
     /// The caller's environment, before the dangerous part is removed.
     pub env: Vec<(OsString, OsString)>,
     pub clearenv: bool,
@@ -267,6 +279,9 @@ pub fn prepare(
         .ok_or_else(|| not_granted(program))?;
     let grant = Grant::decode(&body)?;
     record.sha256 = Some(grant.program.sha256);
+    // The grant's tier is a minimum: `--tier` can only raise it.
+    let mut grant = grant;
+    grant.tier = grant.tier.max(request.tier.unwrap_or(Tier::None));
     record.tier = Some(grant.tier.as_str().into());
     record.names = grant.secrets.keys().map(ToString::to_string).collect();
     if grant.require_shield && request.shielded != Some(true) {

@@ -133,7 +133,8 @@ fn tools() -> Value {
                 "properties": {
                     "program": { "type": "string", "description": "The program (a name on PATH or a path)" },
                     "args": { "type": "array", "items": { "type": "string" }, "description": "Its arguments" },
-                    "secrets": { "type": "array", "items": { "type": "string" }, "description": "Deliver only these of the grant's secrets" }
+                    "secrets": { "type": "array", "items": { "type": "string" }, "description": "Deliver only these of the grant's secrets" },
+                    "tier": { "type": "string", "enum": ["none", "hardened", "lockdown"], "description": "Run at least this confined (the grant's tier is the minimum)" }
                 },
                 "required": ["program"],
                 "additionalProperties": false
@@ -180,7 +181,16 @@ fn call(name: &str, args: &Value) -> Outcome {
                 }
             };
             let (cmd_args, secrets) = (strings("args")?, strings("secrets")?);
-            Ok(match run_program(program, cmd_args, secrets) {
+            let tier = match args.get("tier") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if envseal_policy::Tier::parse(t).is_some() => {
+                    Some(t.clone())
+                }
+                Some(_) => {
+                    return Err((-32602, "`tier` is none, hardened or lockdown".to_owned()));
+                }
+            };
+            Ok(match run_program(program, cmd_args, secrets, tier) {
                 Ok((status, stdout, stderr)) => json!({
                     "content": [{
                         "type": "text",
@@ -231,6 +241,7 @@ fn run_program(
     program: &str,
     cmd_args: Vec<String>,
     secrets: Vec<String>,
+    tier: Option<String>,
 ) -> anyhow::Result<(u8, String, String)> {
     let cmd = std::ffi::OsString::from(program);
     let resolved = pin::resolve(&cmd)?;
@@ -256,6 +267,7 @@ fn run_program(
         verbose: false,
         mask: Some(true),
         rename: Vec::new(),
+        tier,
     };
     let null = std::fs::File::open("/dev/null")?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
