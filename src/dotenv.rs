@@ -193,6 +193,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes: entries or a line-numbered error, never a panic;
+        /// and a value written with double quotes and escapes comes back.
+        #[test]
+        fn never_panics_and_round_trips(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            value in "[ -~\n\t]{1,40}",
+        ) {
+            let _ = parse(&junk);
+            let escaped: String = value
+                .chars()
+                .map(|c| match c {
+                    '\n' => "\\n".to_owned(),
+                    '\t' => "\\t".to_owned(),
+                    '"' | '\\' | '$' => format!("\\{c}"),
+                    c => c.to_string(),
+                })
+                .collect();
+            let entries = parse(format!("K=\"{escaped}\"\n").as_bytes()).unwrap();
+            proptest::prop_assert_eq!(entries[0].value.as_slice(), value.as_bytes());
+        }
+    }
+
     #[test]
     fn errors_name_the_line_and_never_the_value() {
         let e = parse(b"A=1\nB=\"s3cret never closed\n\n").err().unwrap();
