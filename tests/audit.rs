@@ -6,9 +6,6 @@
 
 mod util;
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
-
 use util::{Env, code, value};
 
 /// A vault with a history: init, set, approve, allow, exec (run and
@@ -17,9 +14,7 @@ fn history() -> Env {
     let env = Env::initialized();
     let token = value("audit");
     env.set_approved("TOKEN", &token);
-    let prog = env.bin_dir().join("prog");
-    fs::write(&prog, "#!/bin/sh\nexit 5\n").unwrap();
-    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = env.script("prog", "#!/bin/sh\nexit 5\n");
     let prog = prog.to_str().unwrap().to_owned();
     env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", "none", "--", &prog]));
     assert_eq!(env.exec(&["--", &prog]).code, Some(5));

@@ -1066,14 +1066,11 @@ fn a_program_run_by_the_broker_uses_the_callers_terminal() {
     let env = Env::initialized();
     let token = value("tty");
     env.set_approved("TOKEN", &token);
-    let prog = env.bin_dir().join("ask");
-    fs::write(
-        &prog,
+    let prog = env.script(
+        "ask",
         "#!/bin/sh\n[ -t 0 ] && [ -t 1 ] && echo TTY-YES\nprintf 'name? '\nread line\n\
          echo \"GOT:$line\"\nread again\nexit 3\n",
-    )
-    .unwrap();
-    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let r = env.allow(&["--secret", "TOKEN", "--", prog.to_str().unwrap()]);
     env.expect_ok(&r);
     let r = env.run_pw(&["unlock"], b"");

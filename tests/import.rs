@@ -5,7 +5,6 @@
 mod util;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 
 use util::{Env, code, value};
 
@@ -96,13 +95,10 @@ fn env_file_maps_names_within_the_grant() {
     let url = value("envfile");
     env.set_approved("DB_URL", &url);
     env.set_approved("OTHER", &value("envfile-other"));
-    let prog = env.bin_dir().join("show");
-    fs::write(
-        &prog,
+    let prog = env.script(
+        "show",
         "#!/bin/sh\necho \"DATABASE=${#DATABASE} DB_URL=${#DB_URL} OTHER=${#OTHER}\"\n",
-    )
-    .unwrap();
-    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let prog = prog.to_str().unwrap().to_owned();
     env.expect_ok(&env.allow(&["--secret", "DB_URL", "--", &prog]));
     let project = env.tmp.path().join("project");

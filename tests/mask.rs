@@ -9,7 +9,6 @@ mod util;
 
 use std::fs;
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,9 +19,8 @@ use util::{Env, value};
 /// secret in every form, the last split across two writes 0.3 s apart,
 /// on stdout and stderr, and exits 3.
 fn leaky(env: &Env) -> PathBuf {
-    let p = env.bin_dir().join("leaky");
-    fs::write(
-        &p,
+    env.script(
+        "leaky",
         r#"#!/usr/bin/python3
 import base64, binascii, os, sys, time, urllib.parse
 v = os.environ["TOKEN"].encode()
@@ -38,9 +36,6 @@ sys.stderr.write("err: " + v.decode() + "\n")
 sys.exit(3)
 "#,
     )
-    .unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    p
 }
 
 /// Every form of `token` the test must not find, from Python.
@@ -141,15 +136,12 @@ fn a_hundred_megabytes_pass_in_bounded_memory() {
     let env = Env::initialized();
     let token = token();
     env.set_approved("TOKEN", &token);
-    let p = env.bin_dir().join("flood");
-    fs::write(
-        &p,
+    let p = env.script(
+        "flood",
         "#!/usr/bin/python3\nimport os, sys\nv = os.environ['TOKEN'].encode()\n\
          chunk = b'x' * 65000 + v + b'\\n'\nout = sys.stdout.buffer\n\
          for _ in range(1600):\n    out.write(chunk)\nout.flush()\n",
-    )
-    .unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let r = env.allow(&["--secret", "TOKEN", "--", p.to_str().unwrap()]);
     env.expect_ok(&r);
     let mut child = env
@@ -215,13 +207,10 @@ fn a_hundred_megabytes_pass_in_bounded_memory() {
 fn a_terminal_is_handed_to_the_program_unless_mask_is_asked() {
     let env = Env::initialized();
     env.set_approved("TOKEN", &token());
-    let p = env.bin_dir().join("tty-check");
-    fs::write(
-        &p,
+    let p = env.script(
+        "tty-check",
         "#!/bin/sh\nif [ -t 1 ] && [ -t 2 ]; then echo TTY-YES; else echo TTY-NO; fi\n",
-    )
-    .unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let prog = p.to_str().unwrap().to_owned();
     env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", &prog]));
     for (args, expected) in [

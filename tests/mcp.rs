@@ -4,9 +4,7 @@
 
 mod util;
 
-use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -70,13 +68,10 @@ fn staged() -> (Env, String, PathBuf) {
     let env = Env::initialized();
     let token = value("mcp");
     env.set_approved("TOKEN", &token);
-    let p = env.bin_dir().join("speaks");
-    fs::write(
-        &p,
+    let p = env.script(
+        "speaks",
         "#!/bin/sh\necho \"hello $1\"\necho \"token=$TOKEN\"\necho oops >&2\nexit 4\n",
-    )
-    .unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", p.to_str().unwrap()]));
     (env, token, p)
 }

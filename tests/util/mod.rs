@@ -134,6 +134,15 @@ impl Env {
         fs::canonicalize(dir).unwrap()
     }
 
+    /// An executable script `name` in [`Env::bin_dir`] with `body`.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = self.bin_dir().join(name);
+        fs::write(&p, body).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
     /// `envseal allow ARGS` with the passphrase.
     pub fn allow(&self, args: &[&str]) -> Run {
         self.run_pw(&[&["allow"], args].concat(), b"")
