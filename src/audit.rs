@@ -51,13 +51,13 @@ pub fn refused(mut record: Record, err: &anyhow::Error) -> Record {
 }
 
 /// Appends `record` to the vault in `dir`, opened for this (after a
-/// program ran, when the vault was closed meanwhile).
+/// program ran, when the vault was closed meanwhile), without waiting for
+/// the disk (see `Vault::append_audit_relaxed`).
 pub fn write_to(dir: &std::path::Path, record: &Record) {
-    match Vault::open(dir) {
-        Ok(mut vault) => write(&mut vault, None, record),
-        Err(e) => eprintln!(
+    if let Err(e) = Vault::append_audit_to(dir, record) {
+        eprintln!(
             "envseal: warning: the audit record of `{}` was not written: {e}",
             record.action
-        ),
+        );
     }
 }

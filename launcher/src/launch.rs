@@ -770,17 +770,19 @@ impl Outputs {
     /// enough to mask.
     fn new(masking: Masking, secrets: &[SecretItem], notes: &mut Vec<String>) -> Result<Outputs> {
         use std::io::IsTerminal as _;
+        // Output to /dev/null reaches no one: it is not masked.
         let wanted: Vec<RawFd> = [
-            (1, std::io::stdout().is_terminal()),
-            (2, std::io::stderr().is_terminal()),
+            (1, std::io::stdout().is_terminal(), is_null(1)),
+            (2, std::io::stderr().is_terminal(), is_null(2)),
         ]
         .into_iter()
-        .filter(|&(_, tty)| match masking {
+        .filter(|&(_, tty, null)| match masking {
+            _ if null => false,
             Masking::Always => true,
             Masking::Never => false,
             Masking::Auto => !tty,
         })
-        .map(|(fd, _)| fd)
+        .map(|(fd, _, _)| fd)
         .collect();
         let masker = if wanted.is_empty() {
             None
@@ -892,6 +894,17 @@ impl Started {
         }
         self.streams.clear();
     }
+}
+
+/// Whether descriptor `fd` is `/dev/null` (character device 1:3).
+fn is_null(fd: RawFd) -> bool {
+    // SAFETY: 1 and 2 stay open for the life of this process.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::sys::stat::fstat(fd).is_ok_and(|st| {
+        (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+            && libc::major(st.st_rdev) == 1
+            && libc::minor(st.st_rdev) == 3
+    })
 }
 
 /// Writes all of `bytes` to descriptor `fd` (envseal's stdout or stderr).

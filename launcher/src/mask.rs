@@ -20,7 +20,7 @@
 //! non-dumpable process that waits for it; [`Masker`]'s own copies are
 //! wiped on drop (the matcher's internal tables are not).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use zeroize::Zeroizing;
 
 /// Values shorter than this are not masked (see the module comment).
@@ -70,8 +70,12 @@ impl Masker {
         if patterns.is_empty() {
             return None;
         }
+        // A contiguous NFA: built in microseconds (a DFA takes about a
+        // millisecond for these patterns, on every exec), and with the
+        // prefilter it still searches at gigabytes per second.
         let matcher = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(patterns.iter().map(|p| p.as_slice()))
             .expect("a few short literal patterns always build");
         let longest = patterns.iter().map(|p| p.len()).max().unwrap_or(0);

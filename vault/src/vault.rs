@@ -136,6 +136,31 @@ impl Vault {
         Ok(())
     }
 
+    /// Appends `record` to the vault in `dir` through a connection of its
+    /// own that does no more than that, without waiting for the disk (WAL
+    /// with `synchronous=NORMAL`: it survives a crash of any process, not a
+    /// power failure). For the record of an exec, written after the program
+    /// ran, so as not to slow the next one.
+    pub fn append_audit_to(dir: &Path, record: &crate::audit::Record) -> Result<()> {
+        let mut conn = Connection::open_with_flags(
+            db_path(dir),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != schema::CURRENT {
+            return Err(Error::UnsupportedSchema {
+                found: version,
+                supported: schema::CURRENT,
+            });
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::audit::append(&tx, record)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The audit log, decoded but not verified.
     pub fn audit_log(&self) -> Result<Vec<crate::audit::Element>> {
         crate::audit::read(&self.conn)
