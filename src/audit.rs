@@ -15,6 +15,17 @@ pub fn record(action: &str) -> Record {
     }
 }
 
+/// A record of `action` requested of the broker by peer `pid` (uid `uid`).
+pub fn peer_record(action: &str, pid: i32, uid: u32, shielded: bool) -> Record {
+    Record {
+        action: action.into(),
+        pid: pid as u32,
+        uid,
+        shielded: Some(shielded),
+        ..Record::default()
+    }
+}
+
 /// A record of `action` on `grant`: its program, hash, tier and secrets.
 pub fn grant_record(action: &str, grant: &envseal_policy::Grant) -> Record {
     let mut r = record(action);

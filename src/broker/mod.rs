@@ -169,6 +169,16 @@ pub fn done(reply: Reply) -> anyhow::Result<String> {
     }
 }
 
+/// An error as the broker's refusal: its exit code, message and hint.
+pub fn refusal(err: &anyhow::Error) -> Reply {
+    let (code, hint) = crate::exit::classify(err);
+    Reply::Refused {
+        code: code as u8,
+        message: format!("{err:#}"),
+        hint,
+    }
+}
+
 /// A refusal from the broker, as the error this command exits with.
 pub fn refused(code: u8, message: String, hint: Option<String>) -> anyhow::Error {
     let e = CliError::new(Code::from_status(code), message);

@@ -27,9 +27,9 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use super::protocol::{Body, ExecRequest, MAX_FRAME, Reply, Request, StatusInfo, VERSION};
-use super::{Location, frame, parent_of, session};
+use super::{Location, frame, parent_of, refusal, session};
 use crate::commands::exec as exec_cmd;
-use crate::exit::{self, Code};
+use crate::exit::Code;
 
 /// A connection must deliver its request within this time.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -92,12 +92,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         .ok();
     quiet_stdio();
     let fail = |ready: &mut File, err: anyhow::Error| -> ! {
-        let (code, hint) = exit::classify(&err);
-        let _ = ready.write_all(&frame(&Reply::Refused {
-            code: code as u8,
-            message: format!("{err:#}"),
-            hint,
-        }));
+        let _ = ready.write_all(&frame(&refusal(&err)));
         envseal_launcher::fork::exit_now(1)
     };
     let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
@@ -511,14 +506,9 @@ impl Broker {
             } => {
                 let conn = self.conns.swap_remove(i);
                 let answer = self.set(&name, &value, replace);
-                let mut record = envseal_vault::audit::Record {
-                    action: "set".into(),
-                    names: vec![name.clone()],
-                    pid: conn.pid as u32,
-                    uid: self.uid,
-                    shielded: Some(self.shielded(conn.pid)),
-                    ..Default::default()
-                };
+                let mut record =
+                    crate::audit::peer_record("set", conn.pid, self.uid, self.shielded(conn.pid));
+                record.names = vec![name.clone()];
                 if let Some(vault) = self.vault.as_mut() {
                     record = match &answer {
                         Ok(_) => {
@@ -535,14 +525,7 @@ impl Broker {
                         self.log(&format!("stored {name} (pending) for pid {}", conn.pid));
                         Reply::Done { message }
                     }
-                    Err(err) => {
-                        let (code, hint) = exit::classify(&err);
-                        Reply::Refused {
-                            code: code as u8,
-                            message: format!("{err:#}"),
-                            hint,
-                        }
-                    }
+                    Err(err) => refusal(&err),
                 };
                 reply(&conn.stream, &reply_to);
                 false
@@ -668,32 +651,18 @@ impl Broker {
             );
             return;
         }
-        let mut record = envseal_vault::audit::Record {
-            action: "exec".into(),
-            pid: pid as u32,
-            uid: self.uid,
-            shielded: Some(shielded),
-            ..Default::default()
-        };
+        let mut record = crate::audit::peer_record("exec", pid, self.uid, shielded);
         let prepared = self.prepare(request, shielded, &mut record);
         let (launch, report) = match prepared {
             Ok(p) => p,
             Err(err) => {
-                let (code, hint) = exit::classify(&err);
                 self.log(&format!(
                     "refused exec of {program} for pid {pid} (shielded: {shielded}): {err:#}"
                 ));
                 if let Some(vault) = self.vault.as_mut() {
                     crate::audit::write(vault, None, &crate::audit::refused(record, &err));
                 }
-                reply(
-                    &stream,
-                    &Reply::Refused {
-                        code: code as u8,
-                        message: format!("{err:#}"),
-                        hint,
-                    },
-                );
+                reply(&stream, &refusal(&err));
                 return;
             }
         };

@@ -14,9 +14,8 @@ use envseal_launcher::{Control, Launch, Relay};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 use super::protocol::{Body, Reply, Request};
-use super::{frame, read_frame};
+use super::{frame, read_frame, refusal};
 use crate::commands::exec::Report;
-use crate::exit;
 
 /// Signals a client may relay.
 const RELAYED: [Signal; 7] = [
@@ -60,7 +59,7 @@ pub fn run(
     if let Err(e) = placed {
         send(
             &stream,
-            &refusal(anyhow::anyhow!(
+            &refusal(&anyhow::anyhow!(
                 "the broker cannot use the caller's descriptors: {e}"
             )),
         );
@@ -102,7 +101,7 @@ pub fn run(
         Err(e) => {
             let e = anyhow::Error::from(e);
             record = crate::audit::refused(record, &e);
-            refusal(e)
+            refusal(&e)
         }
     };
     send(&stream, &message);
@@ -111,15 +110,6 @@ pub fn run(
     envseal_launcher::fork::background();
     crate::audit::write_to(vault, &record);
     exit_now(0)
-}
-
-fn refusal(err: anyhow::Error) -> Reply {
-    let (code, hint) = exit::classify(&err);
-    Reply::Refused {
-        code: code as u8,
-        message: format!("{err:#}"),
-        hint,
-    }
 }
 
 fn send(stream: &UnixStream, message: &Reply) {
