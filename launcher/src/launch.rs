@@ -290,10 +290,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
             eprintln!("envseal: {note}");
         }
     }
-    let exit = match (relay, outputs) {
-        (None, None) => wait(child, &waited),
-        (relay, outputs) => wait_relaying(child, &waited, relay, outputs),
-    };
+    let exit = wait(child, &waited, relay, outputs);
     restore();
     exit
 }
@@ -618,33 +615,13 @@ fn start_sandbox(
     Ok(pid)
 }
 
-/// Waits for the child, forwarding the signals sent to envseal.
-pub(crate) fn wait(child: nix::unistd::Pid, waited: &nix::sys::signal::SigSet) -> Result<Exit> {
-    loop {
-        let got = signals::wait(waited).map_err(Error::sys("wait for signals"))?;
-        if got.signal == libc::SIGCHLD {
-            match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
-                Ok(_) => continue,
-                Err(e) => return Err(Error::sys("wait for the program")(e)),
-            }
-        }
-        // A terminal's signals already reached the program (same process
-        // group); forward only what was sent to envseal itself.
-        if !got.from_kernel
-            && let Ok(sig) = Signal::try_from(got.signal)
-        {
-            let _ = kill(child, sig);
-        }
-    }
-}
-
-/// [`wait`], also watching `relay`'s descriptor and passing the masked
-/// outputs on: a signalfd, the relay and the output pipes in one `poll`.
-/// Once the program has ended, its output is drained until the pipes close
-/// or stay quiet for [`DRAIN_GRACE`] (a descendant may keep them open).
-fn wait_relaying(
+/// Waits for the child: a signalfd, the relay (if any) and the masking
+/// pipes (if any) in one `poll`. Signals sent to envseal itself are
+/// forwarded (a terminal's already reached the program, in the same
+/// process group); relayed ones too. Once the program has ended, its
+/// output is drained until the pipes close or stay quiet for
+/// [`DRAIN_GRACE`] (a descendant may keep them open).
+pub(crate) fn wait(
     child: nix::unistd::Pid,
     waited: &nix::sys::signal::SigSet,
     relay: Option<Relay<'_>>,
@@ -848,7 +825,7 @@ impl Outputs {
 }
 
 /// The masking pipes while the program runs.
-struct Started {
+pub(crate) struct Started {
     masker: crate::mask::Masker,
     streams: Vec<(RawFd, OwnedFd, crate::mask::Stream)>,
 }

@@ -380,7 +380,7 @@ impl Pending {
                 },
             });
         }
-        let exit = crate::launch::wait(pid, &waited);
+        let exit = crate::launch::wait(pid, &waited, None, None);
         restore();
         exit
     }

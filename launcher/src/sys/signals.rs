@@ -1,4 +1,5 @@
-//! Blocking the signals envseal forwards, and waiting for them.
+//! Blocking the signals envseal forwards (they are read from a signalfd
+//! while the program runs).
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
@@ -43,32 +44,4 @@ pub(crate) fn block(set: &SigSet) -> Result<SigSet, Errno> {
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(set), Some(&mut old))?;
     Ok(old)
-}
-
-/// One signal taken from the blocked set.
-pub(crate) struct Received {
-    pub(crate) signal: i32,
-    /// Sent by the kernel (e.g. the terminal's Ctrl-C to the whole
-    /// foreground process group, which the program receives too).
-    pub(crate) from_kernel: bool,
-}
-
-/// Waits for one signal of `set` (which must be blocked).
-pub(crate) fn wait(set: &SigSet) -> Result<Received, Errno> {
-    loop {
-        // SAFETY: siginfo_t is plain data; zeroed is a valid value.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are valid for the duration of the call.
-        let n = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
-        if n == -1 {
-            match Errno::last() {
-                Errno::EINTR => continue,
-                e => return Err(e),
-            }
-        }
-        return Ok(Received {
-            signal: n,
-            from_kernel: info.si_code == libc::SI_KERNEL,
-        });
-    }
 }
