@@ -74,7 +74,7 @@ impl Verified {
 /// runs later is this copy, so a file changed after the check — or while
 /// it was being copied — can never run: the hash is of the sealed bytes.
 pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
-    let src = open_pinned(path)?;
+    let (src, _) = open_pinned(path)?;
     copy_and_verify(src, path, expected, role)
 }
 
@@ -145,19 +145,15 @@ struct FileKey {
 }
 
 impl FileKey {
-    fn of(file: &File) -> Result<FileKey> {
+    fn of(m: &std::fs::Metadata) -> FileKey {
         use std::os::unix::fs::MetadataExt as _;
-        let m = file.metadata().map_err(|source| Error::Sys {
-            action: "stat the pinned program",
-            source,
-        })?;
-        Ok(FileKey {
+        FileKey {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size() as i64,
             mtime: (m.mtime(), m.mtime_nsec()),
             ctime: (m.ctime(), m.ctime_nsec()),
-        })
+        }
     }
 }
 
@@ -171,7 +167,7 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// At most this many copies are kept (the oldest go first).
+    /// At most this many copies are kept; a cache that is full is emptied.
     const MAX: usize = 64;
 
     pub fn new() -> Cache {
@@ -180,8 +176,9 @@ impl Cache {
 
     /// Like [`load`], from the cache when the file has not changed.
     pub fn load(&mut self, path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
-        let src = open_pinned(path)?;
-        let key = FileKey::of(&src)?;
+        // The stat that checks for a regular file is the cache key too.
+        let (src, meta) = open_pinned(path)?;
+        let key = FileKey::of(&meta);
         let id = (path.to_owned(), *expected, role);
         if let Some((k, v)) = self.entries.get(&id)
             && *k == key
@@ -208,7 +205,8 @@ impl Cache {
 }
 
 /// Opens a pinned path once: no symlink anywhere in it, a regular file.
-fn open_pinned(path: &str) -> Result<File> {
+/// Returns the file and its metadata (the cache keys on it).
+fn open_pinned(path: &str) -> Result<(File, std::fs::Metadata)> {
     let fd = files::open_no_symlinks(path).map_err(|e| match e {
         Errno::ELOOP => Error::Swapped { path: path.into() },
         Errno::ENOENT | Errno::ENOTDIR => Error::NotFound { path: path.into() },
@@ -225,7 +223,7 @@ fn open_pinned(path: &str) -> Result<File> {
     if !meta.is_file() {
         return Err(Error::NotRegular { path: path.into() });
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Opens a pinned file that will be executed by path (Lockdown's
@@ -233,7 +231,7 @@ fn open_pinned(path: &str) -> Result<File> {
 /// returned, so that the caller's rule names the very inode that was
 /// checked (a file renamed over it afterwards is another inode).
 pub(crate) fn open_pinned_file(path: &str, expected: &[u8; 32]) -> Result<OwnedFd> {
-    let file = open_pinned(path)?;
+    let (file, _) = open_pinned(path)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut &file, &mut hasher).map_err(|source| Error::Sys {
         action: "read a pinned program",
