@@ -246,6 +246,8 @@ fn wait_gone(pid: i32) -> bool {
 struct AgentPlan {
     envseal: PathBuf,
     bins: PathBuf,
+    /// An abstract unix socket the test listens on, outside the shield.
+    outside_socket: String,
 }
 
 /// Every attack on `pid`; "errno N" when refused.
@@ -325,6 +327,42 @@ fn attack(pid: i32) -> BTreeMap<String, String> {
         r
     };
     out.insert("pidfd_getfd".into(), outcome(got));
+    // Signal 0: the permission check of sending any signal, harmless.
+    out.insert(
+        "signal".into(),
+        outcome(
+            nix::sys::signal::kill(target, None::<nix::sys::signal::Signal>).map_err(Into::into),
+        ),
+    );
+    out
+}
+
+/// Landlock's abstract-socket scope: a socket bound outside the shield
+/// cannot be reached from inside; one bound inside can (the control).
+fn socket_attacks(outside: &str) -> BTreeMap<String, String> {
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let connect = |name: &str| {
+        SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| UnixStream::connect_addr(&a))
+            .map(drop)
+    };
+    let mut out = BTreeMap::new();
+    out.insert(
+        "abstract_socket".into(),
+        match connect(outside) {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(0)),
+        },
+    );
+    let inside = format!("{outside}-inside");
+    let _listener = SocketAddr::from_abstract_name(inside.as_bytes())
+        .and_then(|a| UnixListener::bind_addr(&a))
+        .unwrap();
+    out.insert(
+        "own_abstract_socket".into(),
+        connect(&inside).is_ok().to_string(),
+    );
     out
 }
 
@@ -543,6 +581,14 @@ fn agent_branch() {
     for (k, v) in filter_controls() {
         results.insert(format!("allowed.{k}"), v);
     }
+    for (k, v) in socket_attacks(&plan.outside_socket) {
+        let prefix = if k.starts_with("own") {
+            "allowed"
+        } else {
+            "filter"
+        };
+        results.insert(format!("{prefix}.{k}"), v);
+    }
     // Control: a process inside the shield, not protected by anything.
     let mut control = Command::new("sleep").arg("300").spawn().unwrap();
     for (k, v) in attack(control.id() as i32) {
@@ -606,9 +652,18 @@ fn agent_branch() {
 /// every result.
 fn run_agent(s: &Scene, extra: &[&str], test: &str) {
     let broker = s.broker.expect("unlocked");
+    // An abstract socket outside the shield, listening while the agent runs.
+    let outside_socket = format!("envseal-test-{}-{}", std::process::id(), extra.len());
+    let _listener = {
+        use std::os::linux::net::SocketAddrExt as _;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(outside_socket.as_bytes()).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
     let plan = serde_json::to_string(&AgentPlan {
         envseal: s.envseal.clone(),
         bins: s.bins.clone(),
+        outside_socket,
     })
     .unwrap();
     let mut args = vec!["shield"];
@@ -658,7 +713,7 @@ fn run_agent(s: &Scene, extra: &[&str], test: &str) {
         "an agent changed the broker's TTL: {shown}"
     );
     // The control shows the /proc attacks work where nothing protects.
-    for k in ["environ", "mem", "maps", "root", "fd"] {
+    for k in ["environ", "mem", "maps", "root", "fd", "signal"] {
         assert_eq!(get(&format!("control.{k}")), "ok", "control {k}: {shown}");
     }
     let mut denied = vec![];
@@ -691,10 +746,15 @@ fn run_agent(s: &Scene, extra: &[&str], test: &str) {
         );
     }
     assert!(
-        denied.len() >= 3 * 2 * 8 + 8 + 3 + 7,
+        denied.len() >= 3 * 2 * 9 + 9 + 3 + 8,
         "too few attacks ran: {shown}"
     );
-    for k in ["prlimit_self", "memfd_noexec", "setpriority_self"] {
+    for k in [
+        "prlimit_self",
+        "memfd_noexec",
+        "setpriority_self",
+        "own_abstract_socket",
+    ] {
         assert_eq!(
             get(&format!("allowed.{k}")),
             "true",
