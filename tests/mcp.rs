@@ -188,3 +188,54 @@ fn malformed_lines_get_errors_and_the_server_keeps_serving() {
     assert_eq!(replies[4]["id"], 4);
     assert_eq!(replies[4]["result"], serde_json::json!({}));
 }
+
+/// A program that prints more than the result keeps (1 MiB) runs to its
+/// end: the rest is read and dropped, so the program neither blocks nor
+/// dies of a closed pipe (its status is that of its last write).
+#[test]
+fn a_long_output_is_cut_and_the_program_runs_to_its_end() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("mcp-long"));
+    let p = env.script(
+        "long",
+        "#!/bin/sh\nhead -c 3000000 /dev/zero | tr '\\0' x\n",
+    );
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", p.to_str().unwrap()]));
+    env.expect_ok(&env.run_pw(&["unlock"], b""));
+    let mut c = env.command();
+    c.arg("mcp").stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let call = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"run\",\
+         \"arguments\":{{\"program\":\"{}\"}}}}}}\n",
+        p.display()
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(call.as_bytes())
+        .unwrap();
+    // Closing stdin ends the server after its answer; the answer is read
+    // on a thread so a hang shows as a timeout, not a stuck test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = env.run(&["lock"], b"");
+            panic!("envseal mcp never answered a run with 3 MB of output")
+        })
+        .unwrap();
+    let _ = env.run(&["lock"], b"");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        reply["result"]["structuredContent"]["exitCode"], 0,
+        "the program's output was cut off under it"
+    );
+    let stdout = reply["result"]["structuredContent"]["stdout"]
+        .as_str()
+        .unwrap();
+    assert!(stdout.ends_with("[envseal: output cut at 1 MiB]\n"));
+    assert!(stdout.len() < (1 << 20) + 100);
+}

@@ -153,7 +153,69 @@ impl Client {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
     }
+
+    /// Sends an exec request with `stdio` (stdin, stdout, stderr) and this
+    /// process's working directory, and waits for the broker's first
+    /// answer: whether the caller is inside a shield, or the refusal.
+    pub fn start_exec(
+        &mut self,
+        request: protocol::ExecRequest,
+        stdio: [BorrowedFd<'_>; 3],
+    ) -> anyhow::Result<bool> {
+        let cwd = nix::fcntl::open(
+            ".",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| {
+            CliError::new(
+                Code::Failure,
+                format!("cannot open the working directory: {e}"),
+            )
+        })?;
+        let [stdin, stdout, stderr] = stdio;
+        self.send(Body::Exec(request), &[stdin, stdout, stderr, cwd.as_fd()])?;
+        drop(cwd);
+        match self.recv()? {
+            Reply::Started { shielded } => Ok(shielded),
+            reply => Err(exit_status(reply)
+                .err()
+                .unwrap_or_else(|| unexpected("an exec that had not started"))),
+        }
+    }
 }
+
+/// This process's environment as an exec request carries it.
+pub fn environment() -> Vec<(protocol::Bytes, protocol::Bytes)> {
+    std::env::vars_os()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect()
+}
+
+/// The broker's last answer to an exec: the program's status, or why not.
+pub fn exit_status(reply: Reply) -> anyhow::Result<u8> {
+    match reply {
+        Reply::Exit { status } => Ok(status),
+        Reply::Refused {
+            code,
+            message,
+            hint,
+        } => Err(refused(code, message, hint)),
+        _ => Err(unexpected("an exec")),
+    }
+}
+
+fn unexpected(what: &str) -> anyhow::Error {
+    CliError::new(
+        Code::Failure,
+        format!("the broker answered {what} with an unexpected reply"),
+    )
+    .into()
+}
+
+impl Client {}
 
 /// The message of a `Done` reply; a refusal as the error this command
 /// exits with.

@@ -14,7 +14,7 @@ use envseal_vault::{Error as VaultError, Keys, SecretName, Vault};
 
 use crate::broker::{
     self,
-    protocol::{Body, ExecRequest, Reply},
+    protocol::{Body, ExecRequest},
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -53,9 +53,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                 program,
                 argv0: cmd.into(),
                 args: cmd_args.into_iter().map(Into::into).collect(),
-                env: std::env::vars_os()
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect(),
+                env: broker::environment(),
                 secrets: requested.iter().map(ToString::to_string).collect(),
                 rename: rename
                     .iter()
@@ -358,43 +356,25 @@ pub fn prepare(
 fn through_broker(mut client: broker::Client, request: ExecRequest) -> anyhow::Result<u8> {
     use std::os::fd::AsFd as _;
     let program = request.program.clone();
-    let cwd = nix::fcntl::open(
-        ".",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| {
-        CliError::new(
-            Code::Failure,
-            format!("cannot open the working directory: {e}"),
-        )
-    })?;
     // Relayed signals are blocked, and read from a signalfd below.
     let mut relayed = nix::sys::signal::SigSet::empty();
     for s in RELAYED {
         relayed.add(s);
     }
     relayed.thread_block()?;
-    client.send(
-        Body::Exec(request),
-        &[
+    let shielded = client.start_exec(
+        request,
+        [
             std::io::stdin().as_fd(),
             std::io::stdout().as_fd(),
             std::io::stderr().as_fd(),
-            cwd.as_fd(),
         ],
     )?;
-    drop(cwd);
-    match client.recv()? {
-        Reply::Started { shielded } => {
-            if !shielded {
-                eprintln!(
-                    "envseal: warning: not inside an envseal shield: other processes of this user \
-                     could read {program} while it runs"
-                );
-            }
-        }
-        reply => return finished(reply),
+    if !shielded {
+        eprintln!(
+            "envseal: warning: not inside an envseal shield: other processes of this user \
+             could read {program} while it runs"
+        );
     }
     // One thread: the relayed signals through a signalfd, and the
     // broker's answer, in one poll.
@@ -424,25 +404,8 @@ fn through_broker(mut client: broker::Client, request: ExecRequest) -> anyhow::R
             }
         }
         if got_reply {
-            return finished(client.recv()?);
+            return broker::exit_status(client.recv()?);
         }
-    }
-}
-
-/// The broker's last word on an exec: the program's status, or why not.
-fn finished(reply: Reply) -> anyhow::Result<u8> {
-    match reply {
-        Reply::Exit { status } => Ok(status),
-        Reply::Refused {
-            code,
-            message,
-            hint,
-        } => Err(broker::refused(code, message, hint)),
-        other => Err(CliError::new(
-            Code::Failure,
-            format!("the broker answered an exec with {other:?}"),
-        )
-        .into()),
     }
 }
 

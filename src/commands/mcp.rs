@@ -18,7 +18,7 @@ use std::os::fd::AsFd as _;
 use envseal_vault::Vault;
 use serde_json::{Value, json};
 
-use crate::broker::protocol::{Body, ExecRequest, Reply};
+use crate::broker::protocol::ExecRequest;
 use crate::broker::{self, Client};
 use crate::commands::pin;
 use crate::paths;
@@ -259,9 +259,7 @@ fn run_program(
             .into_iter()
             .map(|a| std::ffi::OsString::from(a).into())
             .collect(),
-        env: std::env::vars_os()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect(),
+        env: broker::environment(),
         secrets,
         clearenv: false,
         verbose: false,
@@ -272,25 +270,25 @@ fn run_program(
     let null = std::fs::File::open("/dev/null")?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let cwd = nix::fcntl::open(
-        ".",
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    client.send(
-        Body::Exec(request),
-        &[null.as_fd(), out_w.as_fd(), err_w.as_fd(), cwd.as_fd()],
-    )?;
-    drop((out_w, err_w, cwd, null));
+    client.start_exec(request, [null.as_fd(), out_w.as_fd(), err_w.as_fd()])?;
+    drop((out_w, err_w, null));
+    // Each pipe is read to its end (keeping the first MAX_OUTPUT bytes),
+    // so a program that prints more never blocks on a full pipe.
     let reader = |fd: std::os::fd::OwnedFd| {
         std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = std::fs::File::from(fd)
-                .take(MAX_OUTPUT as u64 + 1)
-                .read_to_end(&mut buf);
-            let cut = buf.len() > MAX_OUTPUT;
-            buf.truncate(MAX_OUTPUT);
-            let mut s = String::from_utf8_lossy(&buf).into_owned();
+            let mut kept = Vec::new();
+            let mut file = std::fs::File::from(fd);
+            let mut chunk = [0u8; 65536];
+            let mut cut = false;
+            while let Ok(n) = file.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let room = MAX_OUTPUT - kept.len();
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+                cut |= n > room;
+            }
+            let mut s = String::from_utf8_lossy(&kept).into_owned();
             if cut {
                 s.push_str("\n[envseal: output cut at 1 MiB]\n");
             }
@@ -298,16 +296,7 @@ fn run_program(
         })
     };
     let (stdout, stderr) = (reader(out_r), reader(err_r));
-    let status = loop {
-        match client.recv()? {
-            Reply::Started { .. } => continue,
-            Reply::Exit { status } => break status,
-            reply => {
-                broker::done(reply)?;
-                anyhow::bail!("the broker answered an exec with an unexpected reply");
-            }
-        }
-    };
+    let status = broker::exit_status(client.recv()?)?;
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
     Ok((status, stdout, stderr))
