@@ -917,13 +917,23 @@ printf %s "{agent_value}" | "{envseal}" set TOKEN --replace || echo "refused: re
 /// exit codes and leak no descriptor.
 #[test]
 fn the_broker_resists_bad_clients_and_serves_many() {
+    // Re-executed as the user outside any shield: attack the broker.
+    if let Ok(pid) = std::env::var("ENVSEAL_TEST_ATTACK_BROKER") {
+        let res = attack(pid.parse().unwrap());
+        println!("BROKER-ATTACK {}", serde_json::to_string(&res).unwrap());
+        return;
+    }
     let mut s = scene();
     let broker = s.unlock(&["--ttl", "0"]);
     // Same-user attack, from outside any shield.
     let me = s.me.clone();
     let out = s
         .user(&me)
-        .args(["--exact", "broker_attack_branch", "--nocapture"])
+        .args([
+            "--exact",
+            "the_broker_resists_bad_clients_and_serves_many",
+            "--nocapture",
+        ])
         .env("ENVSEAL_TEST_ATTACK_BROKER", broker.to_string())
         .output()
         .unwrap();
@@ -1064,15 +1074,6 @@ s.close()
     let _ = client.wait();
     assert!(wait_gone(program), "the program outlived its dead client");
     assert_eq!(s.broker_pid(), Some(broker));
-}
-
-/// In the re-executed attacker of the test above.
-#[test]
-fn broker_attack_branch() {
-    if let Ok(pid) = std::env::var("ENVSEAL_TEST_ATTACK_BROKER") {
-        let res = attack(pid.parse().unwrap());
-        println!("BROKER-ATTACK {}", serde_json::to_string(&res).unwrap());
-    }
 }
 
 /// `lock` and the idle TTL: the broker exits (its key gone with it), and

@@ -158,21 +158,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
         },
     };
     if args.json {
-        let value = match &info {
-            None => serde_json::json!({ "state": "locked", "socket": loc.socket }),
-            Some(i) => serde_json::json!({
-                "state": "unlocked",
-                "socket": loc.socket,
-                "pid": i.pid,
-                "vault": i.vault,
-                "idle_ttl_seconds": i.idle_ttl_seconds,
-                "locks_in_seconds": i.locks_in_seconds,
-                "shielded_clients": i.shielded_clients,
-                "running_programs": i.running_programs,
-                "cached_programs": i.cached_programs,
-                "key_memory": i.key_memory,
-            }),
+        // The broker's own status, plus the state and the socket.
+        let mut value = match &info {
+            None => serde_json::json!({ "state": "locked" }),
+            Some(i) => {
+                let mut v = serde_json::to_value(i)?;
+                v["state"] = "unlocked".into();
+                v
+            }
         };
+        value["socket"] = serde_json::to_value(&loc.socket)?;
         super::print_json(&mut std::io::stdout().lock(), &value)?;
     } else {
         match &info {
