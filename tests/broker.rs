@@ -937,12 +937,7 @@ fn the_broker_resists_bad_clients_and_serves_many() {
         .env("ENVSEAL_TEST_ATTACK_BROKER", broker.to_string())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("BROKER-ATTACK "))
-        .unwrap_or_else(|| panic!("no attack result: {}", String::from_utf8_lossy(&out.stderr)));
-    let res: BTreeMap<String, String> = serde_json::from_str(line).unwrap();
+    let res = util::user::attack_result(&out, "BROKER-ATTACK ");
     for k in [
         "environ",
         "mem",

@@ -82,17 +82,7 @@ fn attack_as_user(uid: u32, gid: u32, me: &Path, test: &str, pid: u32) -> BTreeM
         .env(ATTACK_ENV, pid.to_string())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ATTACK-RESULT "))
-        .unwrap_or_else(|| {
-            panic!(
-                "the attacker printed no result: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    serde_json::from_str(line).unwrap()
+    util::user::attack_result(&out, "ATTACK-RESULT ")
 }
 
 fn wait_until_blocked(pid: u32, exe_name: &str) {

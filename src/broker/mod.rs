@@ -180,9 +180,7 @@ impl Client {
         drop(cwd);
         match self.recv()? {
             Reply::Started { shielded } => Ok(shielded),
-            reply => Err(exit_status(reply)
-                .err()
-                .unwrap_or_else(|| unexpected("an exec that had not started"))),
+            reply => Err(not_the_answer(reply, "an exec that had not started")),
         }
     }
 }
@@ -198,36 +196,41 @@ pub fn environment() -> Vec<(protocol::Bytes, protocol::Bytes)> {
 pub fn exit_status(reply: Reply) -> anyhow::Result<u8> {
     match reply {
         Reply::Exit { status } => Ok(status),
-        Reply::Refused {
-            code,
-            message,
-            hint,
-        } => Err(refused(code, message, hint)),
-        _ => Err(unexpected("an exec")),
+        reply => Err(not_the_answer(reply, "an exec")),
     }
 }
-
-fn unexpected(what: &str) -> anyhow::Error {
-    CliError::new(
-        Code::Failure,
-        format!("the broker answered {what} with an unexpected reply"),
-    )
-    .into()
-}
-
-impl Client {}
 
 /// The message of a `Done` reply; a refusal as the error this command
 /// exits with.
 pub fn done(reply: Reply) -> anyhow::Result<String> {
     match reply {
         Reply::Done { message } => Ok(message),
+        reply => Err(not_the_answer(reply, "a request")),
+    }
+}
+
+/// The broker's status.
+pub fn status(reply: Reply) -> anyhow::Result<protocol::StatusInfo> {
+    match reply {
+        Reply::Status(info) => Ok(info),
+        reply => Err(not_the_answer(reply, "a status request")),
+    }
+}
+
+/// A reply that is not the one expected for `what`: a refusal as the error
+/// it carries, anything else as a protocol error.
+fn not_the_answer(reply: Reply, what: &str) -> anyhow::Error {
+    match reply {
         Reply::Refused {
             code,
             message,
             hint,
-        } => Err(refused(code, message, hint)),
-        other => Err(CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into()),
+        } => refused(code, message, hint),
+        _ => CliError::new(
+            Code::Failure,
+            format!("the broker answered {what} with an unexpected reply"),
+        )
+        .into(),
     }
 }
 

@@ -143,19 +143,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
     let loc = broker::location()?;
     let info: Option<StatusInfo> = match Client::connect(&loc)? {
         None => None,
-        Some(mut client) => match client.request(Body::Status)? {
-            Reply::Status(info) => Some(info),
-            Reply::Refused {
-                code,
-                message,
-                hint,
-            } => return Err(broker::refused(code, message, hint)),
-            other => {
-                return Err(
-                    CliError::new(Code::Failure, format!("unexpected reply {other:?}")).into(),
-                );
-            }
-        },
+        Some(mut client) => Some(broker::status(client.request(Body::Status)?)?),
     };
     if args.json {
         // The broker's own status, plus the state and the socket.

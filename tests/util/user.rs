@@ -141,3 +141,22 @@ pub fn give_vault_to(env: &Env, uid: u32, gid: u32) {
         .unwrap();
     assert!(chown.success());
 }
+
+/// The JSON map a re-executed attacker printed on its `PREFIX {json}`
+/// line (its stderr in the panic if there is none).
+pub fn attack_result(
+    out: &std::process::Output,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| {
+            panic!(
+                "the attacker printed no result: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line.trim_start()).unwrap()
+}
