@@ -155,9 +155,52 @@ fn non_empty(p: SecretString) -> Result<SecretString, CliError> {
     }
 }
 
-/// Reads the first line of descriptor `fd` (without its newline). The
-/// descriptor is reopened through `/proc/self/fd` so no unsafe fd handling
-/// is needed here.
+/// The descriptor named by `--passphrase-fd`, taken when the process
+/// starts (see [`claim_passphrase_fd`]).
+static PASSPHRASE_FD: std::sync::Mutex<Option<(i32, std::os::fd::OwnedFd)>> =
+    std::sync::Mutex::new(None);
+
+/// Takes the descriptor that `--passphrase-fd N` names, before the process
+/// opens anything: if N were closed, the next file envseal opens would get
+/// number N and be read as the passphrase. Arguments after `--` belong to
+/// the program and are not looked at. A closed or invalid N is an error
+/// here, before anything else happens.
+pub fn claim_passphrase_fd() -> Result<(), CliError> {
+    let mut args = std::env::args_os().skip(1);
+    let mut given = None;
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else { continue };
+        if arg == "--" {
+            break;
+        }
+        if arg == "--passphrase-fd" {
+            given = args.next().and_then(|n| n.into_string().ok());
+        } else if let Some(n) = arg.strip_prefix("--passphrase-fd=") {
+            given = Some(n.to_owned());
+        }
+    }
+    // A value that is not a number is left to the argument parser's error.
+    let Some(fd) = given.and_then(|n| n.parse::<i32>().ok()) else {
+        return Ok(());
+    };
+    let fd_err = |why: &str| {
+        CliError::new(
+            Code::Usage,
+            format!("cannot read the passphrase from fd {fd}: {why}"),
+        )
+        .hint("open it for envseal, e.g. `envseal unlock --passphrase-fd 3 3<passfile`")
+    };
+    let owned = envseal_launcher::inherited(fd).map_err(|e| match e {
+        nix::errno::Errno::EBADF => fd_err("the descriptor is not open"),
+        e => fd_err(e.desc()),
+    })?;
+    *PASSPHRASE_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some((fd, owned));
+    Ok(())
+}
+
+/// Reads the first line of descriptor `fd` (without its newline): the
+/// descriptor itself, taken at start-up, never a reopening of
+/// `/proc/self/fd/N`, which fails for another user's pipe and for sockets.
 fn from_fd(fd: i32) -> Result<SecretString, CliError> {
     let bad = |why: String| {
         CliError::new(
@@ -165,10 +208,15 @@ fn from_fd(fd: i32) -> Result<SecretString, CliError> {
             format!("cannot read the passphrase from fd {fd}: {why}"),
         )
     };
-    if fd < 0 {
-        return Err(bad("not a file descriptor".into()));
-    }
-    let mut file = File::open(format!("/proc/self/fd/{fd}")).map_err(|e| bad(e.to_string()))?;
+    let claimed = PASSPHRASE_FD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .filter(|(n, _)| *n == fd);
+    let Some((_, owned)) = claimed else {
+        return Err(bad("not open when envseal started, or already read".into()));
+    };
+    let mut file = File::from(owned);
     let mut buf = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE + 1));
     let mut byte = [0u8; 1];
     loop {

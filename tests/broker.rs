@@ -16,7 +16,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use util::user::{as_user, attacker_user, give_vault_to, runnable_copy};
 use util::{Env, code, value};
@@ -229,14 +228,7 @@ fn alive(pid: i32) -> bool {
 }
 
 fn wait_gone(pid: i32) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if !alive(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    util::wait_for(|| !alive(pid))
 }
 
 // ---------------------------------------------------------------------------
@@ -615,15 +607,14 @@ fn agent_branch() {
         // The script itself; its child is the `sleep 299.DIGITS`.
         // READY may come before the child has exec'd `sleep`: look again.
         let (mut program, mut child) = (0, 0);
-        let start = Instant::now();
-        while (program == 0 || child == 0) && start.elapsed() < Duration::from_secs(5) {
+        util::wait_for(|| {
             program = find(&mark)
                 .into_iter()
                 .find(|&p| p != client.id() as i32)
                 .unwrap_or(0);
             child = find(&format!("299.{digits}")).first().copied().unwrap_or(0);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            program > 0 && child > 0
+        });
         results.insert(
             format!("{tier}.found"),
             format!("{}", program > 0 && child > 0),
@@ -1042,10 +1033,7 @@ s.close()
         );
     }
     drop(silent);
-    let start = Instant::now();
-    while fds() != before && start.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    util::wait_for(|| fds() == before);
     assert_eq!(fds(), before, "the broker leaked descriptors");
 
     // A client that dies mid-run: its program gets SIGHUP and ends; the
@@ -1078,10 +1066,10 @@ fn lock_and_idle_expiry_end_the_broker() {
     let mut s = scene();
     let quick = s.bins.join("quick");
     let quick = quick.to_str().unwrap().to_owned();
-    let broker = s.unlock(&["--ttl", "2s"]);
+    // Long enough for one exec on a loaded machine; its end is waited for.
+    let broker = s.unlock(&["--ttl", "5s"]);
     let r = s.run(&["exec", "--", &quick]);
     assert_eq!(r.code, Some(7), "{}", r.stderr());
-    std::thread::sleep(Duration::from_millis(2600));
     assert!(wait_gone(broker), "the broker outlived its idle TTL");
     let r = s.run(&["exec", "--", &quick]);
     s.env.expect_code(&r, code::LOCKED);
@@ -1148,4 +1136,62 @@ fn a_program_run_by_the_broker_uses_the_callers_terminal() {
     t.type_raw(b"\x03");
     let r = t.finish();
     assert_eq!(r.code, Some(130), "{}", env.redact(&r.stdout()));
+}
+
+/// Through the broker (which caches one verified copy per script and
+/// hands each exec its own), a Perl script runs in every tier, twice, and
+/// reads its file secret through the descriptor. Perl reads the inherited
+/// script descriptor itself: one left at end-of-file ran nothing.
+#[test]
+fn perl_scripts_run_through_the_broker() {
+    let mut s = scene();
+    let script = "#!/usr/bin/perl\n\
+        my $path = $ENV{TOKEN_FILE};\n\
+        my $data = '';\n\
+        {\n\
+            local $/;\n\
+            my $f;\n\
+            if ($path =~ m{^/dev/fd/(\\d+)$}) { open($f, '<&=', $1) or die \"fd $1: $!\"; }\n\
+            else { open($f, '<', $path) or die \"open: $!\"; }\n\
+            $data = <$f>;\n\
+        }\n\
+        printf \"perl ran: %d bytes, sum %d\\n\", length($data), unpack('%32C*', $data);\n\
+        exit 3;\n";
+    let sum = s.token.bytes().map(u32::from).fold(0u32, u32::wrapping_add);
+    let says = format!("perl ran: {} bytes, sum {sum}\n", s.token.len());
+    for tier in TIERS {
+        let p = s.bins.join(format!("perl-{tier}"));
+        fs::write(&p, script).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = s.envseal(&[
+            "allow",
+            "--passphrase-fd",
+            "0",
+            "--file",
+            "TOKEN",
+            "--tier",
+            tier,
+            "--",
+            p.to_str().unwrap(),
+        ]);
+        c.stdin(fs::File::open(s.env.passfile()).unwrap());
+        let r = s
+            .env
+            .record(format!("(as user) allow perl-{tier}"), c.output().unwrap());
+        s.env.expect_ok(&r);
+    }
+    s.unlock(&[]);
+    for tier in TIERS {
+        let p = s.bins.join(format!("perl-{tier}"));
+        for run in 1..=2 {
+            let r = s.run(&["exec", "--", p.to_str().unwrap()]);
+            assert_eq!(
+                r.code,
+                Some(3),
+                "tier {tier}, run {run}: {}",
+                s.env.redact(&r.stderr())
+            );
+            assert_eq!(r.stdout(), says, "tier {tier}, run {run}");
+        }
+    }
 }

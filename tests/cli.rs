@@ -5,6 +5,7 @@ mod util;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 use util::terminal::Terminal;
 use util::{Env, code, value};
@@ -498,4 +499,70 @@ fn exec_tier_only_raises_the_grants_tier() {
     let r = env.exec(&["-v", "--tier", "none", "--", &progs[1]]);
     env.expect_ok(&r);
     env.expect_stderr(&r, &["envseal: tier lockdown"]);
+}
+
+/// `--passphrase-fd N` reads descriptor N itself. Reopening
+/// `/proc/self/fd/N` (what envseal once did) fails for a pipe or file
+/// another user made (a root shell that drops privileges, systemd
+/// credentials: EACCES) and for a socket (ENXIO); a closed N must not
+/// read one of envseal's own files.
+#[test]
+fn passphrase_fd_reads_the_descriptor_itself() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let (uid, gid) = util::user::attacker_user();
+    let env = Env::initialized();
+    let bins = tempfile::tempdir().unwrap();
+    fs::set_permissions(bins.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let envseal = util::user::runnable_copy(&util::bin(), bins.path());
+    util::user::give_vault_to(&env, uid, gid);
+    // envseal runs as the (unprivileged) vault owner; its descriptor 3 is
+    // whatever this root process hands it as stdin.
+    let run = |label: &str, fd3: Stdio| {
+        let mut c = util::user::as_user(uid, gid, Path::new("/bin/sh"));
+        c.args(["-c", r#"exec "$0" "$@" 3<&0 0</dev/null"#])
+            .arg(&envseal)
+            .args(["audit", "--verify", "--passphrase-fd", "3"])
+            .env("ENVSEAL_HOME", &env.home)
+            .stdin(fd3)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        env.record(label.into(), c.output().unwrap())
+    };
+    let line = format!("{}\n", util::PASSPHRASE);
+
+    // A pipe made by root.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut w = writer;
+    w.write_all(line.as_bytes()).unwrap();
+    drop(w);
+    let r = run("audit --verify (root's pipe on fd 3)", Stdio::from(reader));
+    env.expect_ok(&r);
+
+    // A file only root may open, opened by root.
+    let secret_file = env.tmp.path().join("root-only-passphrase");
+    fs::write(&secret_file, &line).unwrap();
+    fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let r = run(
+        "audit --verify (root's 0600 file on fd 3)",
+        Stdio::from(fs::File::open(&secret_file).unwrap()),
+    );
+    env.expect_ok(&r);
+
+    // A socket (what Node's spawnSync input and socketpairs give).
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    b.write_all(line.as_bytes()).unwrap();
+    drop(b);
+    let r = run(
+        "audit --verify (a socket on fd 3)",
+        Stdio::from(std::os::fd::OwnedFd::from(a)),
+    );
+    env.expect_ok(&r);
+
+    // Descriptor 9 is not open: a clear refusal, before anything is read.
+    let mut c = env.command();
+    c.args(["audit", "--verify", "--passphrase-fd", "9"]);
+    let r = env.run_command("audit --verify --passphrase-fd 9 (closed)".into(), c, b"");
+    env.expect_code(&r, code::USAGE);
+    env.expect_stderr(&r, &["fd 9", "not open"]);
 }

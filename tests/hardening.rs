@@ -94,10 +94,7 @@ fn wait_until_blocked(pid: u32, exe_name: &str) {
             std::thread::sleep(Duration::from_millis(100));
             return;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{exe_name} never blocked"
-        );
+        assert!(start.elapsed() < util::PATIENCE, "{exe_name} never blocked");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -300,7 +297,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
 
 /// The single child of `pid` (from /proc/*/status).
 fn child_of(pid: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + util::PATIENCE;
     loop {
         let children: Vec<u32> = fs::read_dir("/proc")
             .unwrap()

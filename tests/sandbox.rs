@@ -106,8 +106,10 @@ fn lockdown_confines_the_program() {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     server.set_nonblocking(true).unwrap();
     let port = server.local_addr().unwrap().port();
-    let marker = "/tmp/written-by-probe";
-    let marker_existed = Path::new(&marker).exists();
+    // The probe writes files of this name only when given one: its own to
+    // this test, so tests running at once never share a host path.
+    let mark = util::unique_name("written-by-probe");
+    let marker = Path::new("/tmp").join(&mark);
 
     let r = run_in(
         &env,
@@ -118,6 +120,7 @@ fn lockdown_confines_the_program() {
             ("PROBE_PORT", port.to_string()),
             ("PROBE_OUTSIDE", s(&outside).into()),
             ("PROBE_HOST_PID", std::process::id().to_string()),
+            ("PROBE_MARK", mark.clone()),
         ],
         "exec probe (lockdown, sandbox checks)",
     );
@@ -143,23 +146,19 @@ fn lockdown_confines_the_program() {
     assert!(server.accept().is_err(), "a connection reached the host");
     // Writes only in the working directory and the private /tmp.
     is("write_outside", "errno 13");
-    assert!(!outside.join("written-by-probe").exists());
+    assert!(!outside.join(&mark).exists());
     is("write_cwd", "ok");
-    assert!(
-        work.join("written-by-probe").exists(),
-        "the cwd write did not land"
-    );
+    assert!(work.join(&mark).exists(), "the cwd write did not land");
     is("write_tmp", "ok");
-    assert_eq!(
-        Path::new(&marker).exists(),
-        marker_existed,
+    assert!(
+        !marker.exists(),
         "the private /tmp leaked onto the host's /tmp"
     );
     // Host processes are invisible; /tmp and HOME are private and empty.
     is("proc_host_pid", "errno 2");
     let mut tmp: Vec<&str> = c["tmp"].trim_matches(['[', ']']).split(' ').collect();
     tmp.sort_unstable();
-    assert_eq!(tmp, ["envseal-secrets", "home", "written-by-probe"]);
+    assert_eq!(tmp, ["envseal-secrets", "home", mark.as_str()]);
     is("home", "[]");
     assert!(rep.env_is("HOME", b"/tmp/home"));
     // The secret file: 0400, on a read-only tmpfs, not on the host.
@@ -247,14 +246,10 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
         .env("PROBE_GATE", "1");
     let child = c.spawn().unwrap();
     let started = gate.join("probe-started");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !started.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the probe never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    assert!(
+        util::wait_for(|| started.exists()),
+        "the probe never started"
+    );
     let mut swapped = sh.clone();
     swapped.extend_from_slice(b"swapped");
     let tmp = dir.join("helper-sh.new");

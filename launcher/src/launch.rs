@@ -935,5 +935,8 @@ fn secret_file(variable: &str, value: &[u8]) -> Result<OwnedFd> {
     })?;
     let fd = OwnedFd::from(file);
     files::seal(&fd, 0o400).map_err(Error::sys("seal a secret file"))?;
+    // A program reading the descriptor itself (not reopening /dev/fd/N)
+    // must find the value, not end-of-file.
+    files::rewind(&fd).map_err(Error::sys("rewind a secret file"))?;
     Ok(fd)
 }

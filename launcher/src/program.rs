@@ -79,23 +79,7 @@ pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
 }
 
 fn copy_and_verify(mut src: File, path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
-    let name = std::path::Path::new(path)
-        .file_name()
-        .map(|n| format!("envseal:{}", n.to_string_lossy()))
-        .unwrap_or_else(|| "envseal".into());
-    let fd = files::memfd(&name, role == Role::Executable)
-        .map_err(Error::sys("create a memfd for the program"))?;
-    let mut copy = File::from(fd);
-    std::io::copy(&mut src, &mut copy).map_err(|source| Error::Sys {
-        action: "copy the program into a memfd",
-        source,
-    })?;
-    let fd = OwnedFd::from(copy);
-    let mode = match role {
-        Role::Executable => 0o111,
-        Role::Script => 0o400,
-    };
-    files::seal(&fd, mode).map_err(Error::sys("seal the program's memfd"))?;
+    let fd = sealed_copy(path, role, |copy| std::io::copy(&mut src, copy).map(drop))?;
     let (sha256, loader) = files::with_sealed_contents(&fd, |bytes| {
         (Sha256::digest(bytes).into(), elf_interpreter(bytes))
     })
@@ -116,14 +100,57 @@ fn copy_and_verify(mut src: File, path: &str, expected: &[u8; 32], role: Role) -
     })
 }
 
+/// A new memfd for the program at `path`, filled by `fill`, sealed, with
+/// its offset back at the start: an interpreter that reads the inherited
+/// descriptor rather than reopening `/dev/fd/N` (Perl does) must see the
+/// whole script, not end-of-file.
+fn sealed_copy(
+    path: &str,
+    role: Role,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<OwnedFd> {
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map(|n| format!("envseal:{}", n.to_string_lossy()))
+        .unwrap_or_else(|| "envseal".into());
+    let fd = files::memfd(&name, role == Role::Executable)
+        .map_err(Error::sys("create a memfd for the program"))?;
+    let mut copy = File::from(fd);
+    fill(&mut copy).map_err(|source| Error::Sys {
+        action: "copy the program into a memfd",
+        source,
+    })?;
+    let fd = OwnedFd::from(copy);
+    let mode = match role {
+        Role::Executable => 0o111,
+        Role::Script => 0o400,
+    };
+    files::seal(&fd, mode).map_err(Error::sys("seal the program's memfd"))?;
+    files::rewind(&fd).map_err(Error::sys("rewind the program's memfd"))?;
+    Ok(fd)
+}
+
 impl Verified {
-    /// Another handle on the same sealed copy.
+    /// Another handle on the same verified bytes. An executable shares the
+    /// sealed copy (it is exec'd, never read). A script gets its own copy,
+    /// so its own file offset: a duplicated descriptor would share one
+    /// offset between every program reading it, and an interpreter reading
+    /// the inherited descriptor would find another one's end-of-file.
     pub fn try_clone(&self) -> Result<Verified> {
-        Ok(Verified {
-            fd: self.fd.try_clone().map_err(|source| Error::Sys {
+        let fd = match self.role {
+            Role::Executable => self.fd.try_clone().map_err(|source| Error::Sys {
                 action: "duplicate a sealed copy",
                 source,
             })?,
+            Role::Script => {
+                use std::io::Write as _;
+                let bytes = files::with_sealed_contents(&self.fd, <[u8]>::to_vec)
+                    .map_err(Error::sys("map the sealed memfd"))?;
+                sealed_copy(&self.path, self.role, |copy| copy.write_all(&bytes))?
+            }
+        };
+        Ok(Verified {
+            fd,
             path: self.path.clone(),
             sha256: self.sha256,
             role: self.role,

@@ -83,14 +83,21 @@ static void sandbox_checks(void) {
         check("connect", s < 0 ? -1 : connect(s, (struct sockaddr *)&a, sizeof a));
         if (s >= 0) close(s);
     }
+    /* The name of the files it writes: each test gives its own, so tests
+       running at once never share a host path. */
+    const char *mark = getenv("PROBE_MARK");
     const char *outside = getenv("PROBE_OUTSIDE");
-    if (outside) {
+    if (outside && mark) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/written-by-probe", outside);
+        snprintf(path, sizeof path, "%s/%s", outside, mark);
         check("write_outside", open(path, O_CREAT | O_WRONLY, 0600));
     }
-    check("write_cwd", open("written-by-probe", O_CREAT | O_WRONLY, 0600));
-    check("write_tmp", open("/tmp/written-by-probe", O_CREAT | O_WRONLY, 0600));
+    if (mark) {
+        char tmp_mark[4096];
+        snprintf(tmp_mark, sizeof tmp_mark, "/tmp/%s", mark);
+        check("write_cwd", open(mark, O_CREAT | O_WRONLY, 0600));
+        check("write_tmp", open(tmp_mark, O_CREAT | O_WRONLY, 0600));
+    }
     const char *host_pid = getenv("PROBE_HOST_PID");
     if (host_pid) {
         char path[64];

@@ -423,3 +423,33 @@ pub fn value(tag: &str) -> String {
     h.write(tag.as_bytes());
     format!("sk-test-{tag}-{:016x}", h.finish())
 }
+
+/// How long a test waits for an event before it fails: generous, because
+/// the machines are small (2 cores) and often loaded. Waits poll for the
+/// event and return as soon as it happens, so a long limit costs nothing
+/// when things go well.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `event` every 20 ms until it holds (true) or [`PATIENCE`] runs out
+/// (false).
+pub fn wait_for(mut event: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if event() {
+            return true;
+        }
+        if start.elapsed() > PATIENCE {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A file name no other test (or run) uses: `tag`, this process and a
+/// random suffix.
+pub fn unique_name(tag: &str) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(tag.as_bytes());
+    format!("{tag}-{}-{:08x}", std::process::id(), h.finish() as u32)
+}

@@ -69,7 +69,7 @@ impl<'a> Terminal<'a> {
                 return;
             }
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < super::PATIENCE,
                 "{needle:?} never appeared on the terminal; screen: {}",
                 self.env.redact(&text)
             );

@@ -43,6 +43,11 @@ pub(crate) fn seal(fd: &OwnedFd, mode: u32) -> Result<(), Errno> {
     fchmod(fd, Mode::from_bits_truncate(mode))
 }
 
+/// Moves a descriptor's file offset back to the start.
+pub(crate) fn rewind(fd: &OwnedFd) -> Result<(), Errno> {
+    nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekSet).map(drop)
+}
+
 /// The seals on a memfd (for tests and checks).
 pub(crate) fn seals(fd: &OwnedFd) -> Result<SealFlag, Errno> {
     fcntl(fd, FcntlArg::F_GET_SEALS).map(SealFlag::from_bits_truncate)
@@ -86,4 +91,32 @@ pub(crate) fn with_sealed_contents<R>(
     // is no longer used.
     unsafe { munmap(ptr, len) }?;
     Ok(result)
+}
+
+/// Takes ownership of descriptor `fd`, which this process inherited and was
+/// told about on its command line (`--passphrase-fd N`): the descriptor
+/// itself, never a reopening of `/proc/self/fd/N` (that is a new `open`
+/// with a permission check, which fails for another user's pipe or file
+/// and for sockets). Fails with `EBADF` if `fd` is not open, and marks it
+/// close-on-exec so no program started later inherits it.
+///
+/// Call it before this process opens anything, or a closed `fd` could
+/// already name one of its own files; and at most once per descriptor.
+pub fn inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
+    use std::os::fd::FromRawFd as _;
+    if fd < 0 {
+        return Err(Errno::EBADF);
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags; an invalid `fd`
+    // gives EBADF and touches nothing.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `fd` is open (checked just above) and was handed to this
+    // process by its parent for this purpose; nothing else in the process
+    // owns it (the caller takes it once), so the OwnedFd is its only owner.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    Ok(owned)
 }

@@ -2,7 +2,7 @@
 //! `unsafe` in envseal lives in this module, each block with its reason.
 
 pub mod fdpass;
-pub(crate) mod files;
+pub mod files;
 pub mod fork;
 pub(crate) mod ns;
 pub(crate) mod signals;
