@@ -70,8 +70,15 @@ Examples:
     #[command(after_help = "\
 PROGRAM is found like a shell would (PATH for a bare name), then resolved to
 its canonical path; its bytes are hashed and pinned. A `#!` script pins its
-interpreter too (`#!/usr/bin/env NAME` is resolved now and pinned). Running
-`allow` again for the same program re-pins it and adds the secrets given.
+interpreter too (`#!/usr/bin/env NAME` is resolved now and pinned).
+
+Running `allow` again for a pinned program re-pins it and adds what is
+named; everything else of its grant is kept: tier, --may-exec pins, the
+argument rule, --require-shield and how each secret is delivered. A grant
+becomes weaker only when you say so (--tier with a lower tier, --args-any,
+--no-may-exec, --no-require-shield), and envseal prints what became weaker.
+After upgrading a program, `envseal repin PROGRAM` re-hashes it and keeps
+the grant as it is.
 
 Examples:
   envseal allow --secret API_TOKEN -- deploy
@@ -80,6 +87,17 @@ Examples:
   envseal allow --secret TOKEN --args-exact /opt/job.py -- python3
   envseal allow --secret API_TOKEN --tier lockdown -- deploy")]
     Allow(AllowArgs),
+
+    /// Re-hash a pinned program after an upgrade, keeping its grant as it is (passphrase)
+    #[command(after_help = "\
+Re-hashes the program, its interpreter (for a `#!` script) and its --may-exec
+programs, and keeps everything else of the grant: secrets, tier, argument
+rule, --require-shield. Prints the old and new hashes. Check that the new
+bytes are the ones you installed before you repin.
+
+Example:
+  envseal repin deploy")]
+    Repin(RepinArgs),
 
     /// List grants: pinned programs and the secrets they receive (no passphrase)
     #[command(after_help = "Examples:\n  envseal grants\n  envseal grants --json")]
@@ -212,6 +230,27 @@ Register it with an MCP client (e.g. in its mcpServers configuration):
     Doctor(DoctorArgs),
 }
 
+impl Command {
+    /// The descriptor `--passphrase-fd N` names, if the command has one.
+    pub fn passphrase_fd(&self) -> Option<i32> {
+        let p = match self {
+            Command::Init(a) => &a.passphrase,
+            Command::Set(a) => &a.passphrase,
+            Command::Approve(a) => &a.passphrase,
+            Command::Rm(a) => &a.passphrase,
+            Command::Allow(a) => &a.passphrase,
+            Command::Repin(a) => &a.passphrase,
+            Command::Revoke(a) => &a.passphrase,
+            Command::Audit(a) => &a.passphrase,
+            Command::Unlock(a) => &a.passphrase,
+            Command::Shield(a) => &a.passphrase,
+            Command::Exec(a) => &a.passphrase,
+            _ => return None,
+        };
+        p.passphrase_fd
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Print JSON: {"checks":[{"name","ok","detail"}],"tiers":[{"tier","ok","g7","why"}]}
@@ -310,9 +349,21 @@ pub struct AllowArgs {
     #[arg(long = "file", value_name = "KEY[=VAR]")]
     pub files: Vec<String>,
 
-    /// Confinement tier
-    #[arg(long, value_enum, default_value = "none")]
-    pub tier: TierArg,
+    /// Confinement tier [default: none for a new grant; an existing grant keeps its own]
+    #[arg(long, value_enum)]
+    pub tier: Option<TierArg>,
+
+    /// Drop the existing grant's argument rule: any arguments (weaker)
+    #[arg(long, conflicts_with_all = ["args_exact", "args_prefix"])]
+    pub args_any: bool,
+
+    /// Drop the existing grant's --may-exec pins (weaker)
+    #[arg(long, conflicts_with = "may_exec")]
+    pub no_may_exec: bool,
+
+    /// Drop the existing grant's --require-shield (weaker)
+    #[arg(long, conflicts_with = "require_shield")]
+    pub no_require_shield: bool,
 
     /// Allow only exactly these arguments after the program (none if
     /// empty); the list ends at `--`
@@ -347,6 +398,15 @@ pub struct AllowArgs {
     /// The program to pin (after `--`)
     #[arg(required = true, value_name = "PROGRAM")]
     pub program: OsString,
+}
+
+#[derive(Debug, Args)]
+pub struct RepinArgs {
+    /// The program (as for `allow`)
+    pub program: OsString,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]

@@ -153,8 +153,8 @@ fn classify_launch(e: &LaunchError) -> (Code, Option<String>) {
         LaunchError::Changed { path, .. } => (
             Code::Changed,
             Some(format!(
-                "nothing was run. If you updated it on purpose, pin it again: \
-                 envseal allow --secret KEY -- {path}"
+                "nothing was run. If you updated it on purpose, re-hash it (its grant \
+                 stays as it is): envseal repin {path}"
             )),
         ),
         LaunchError::Exec { .. } => (Code::CannotExecute, None),

@@ -160,29 +160,12 @@ fn non_empty(p: SecretString) -> Result<SecretString, CliError> {
 static PASSPHRASE_FD: std::sync::Mutex<Option<(i32, std::os::fd::OwnedFd)>> =
     std::sync::Mutex::new(None);
 
-/// Takes the descriptor that `--passphrase-fd N` names, before the process
-/// opens anything: if N were closed, the next file envseal opens would get
-/// number N and be read as the passphrase. Arguments after `--` belong to
-/// the program and are not looked at. A closed or invalid N is an error
-/// here, before anything else happens.
-pub fn claim_passphrase_fd() -> Result<(), CliError> {
-    let mut args = std::env::args_os().skip(1);
-    let mut given = None;
-    while let Some(arg) = args.next() {
-        let Some(arg) = arg.to_str() else { continue };
-        if arg == "--" {
-            break;
-        }
-        if arg == "--passphrase-fd" {
-            given = args.next().and_then(|n| n.into_string().ok());
-        } else if let Some(n) = arg.strip_prefix("--passphrase-fd=") {
-            given = Some(n.to_owned());
-        }
-    }
-    // A value that is not a number is left to the argument parser's error.
-    let Some(fd) = given.and_then(|n| n.parse::<i32>().ok()) else {
-        return Ok(());
-    };
+/// Takes descriptor `fd`, which `--passphrase-fd` names, before the
+/// process opens anything (parsing the command line opens nothing): if it
+/// were closed, the next file envseal opens would get its number and be
+/// read as the passphrase. A closed or invalid descriptor is an error here,
+/// before anything else happens.
+pub fn claim_passphrase_fd(fd: i32) -> Result<(), CliError> {
     let fd_err = |why: &str| {
         CliError::new(
             Code::Usage,

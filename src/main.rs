@@ -22,14 +22,6 @@ use crate::exit::Code;
 fn main() -> ExitCode {
     // Before anything secret is read: no core dumps, no same-user ptrace.
     harden::process();
-    // Before anything is opened: take the descriptor --passphrase-fd names.
-    if let Err(err) = input::claim_passphrase_fd() {
-        eprintln!("envseal: error: {err}");
-        if let Some(hint) = &err.hint {
-            eprintln!("  hint: {hint}");
-        }
-        return ExitCode::from(err.code as u8);
-    }
     if let Some(verb) = std::env::args()
         .nth(1)
         .filter(|a| cli::NO_READ_BACK.contains(&a.as_str()))
@@ -52,6 +44,14 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Before anything is opened: take the descriptor --passphrase-fd names.
+    if let Some(Err(err)) = cli.command.passphrase_fd().map(input::claim_passphrase_fd) {
+        eprintln!("envseal: error: {err}");
+        if let Some(hint) = &err.hint {
+            eprintln!("  hint: {hint}");
+        }
+        return ExitCode::from(err.code as u8);
+    }
     match commands::run(cli.command) {
         Ok(status) => ExitCode::from(status),
         Err(err) => {

@@ -597,3 +597,116 @@ fn perl_scripts_run_in_every_tier() {
         }
     }
 }
+
+/// Re-running `allow` keeps every property of the grant and only adds what
+/// is named; a grant becomes weaker only through an explicit flag, and
+/// says so. `repin` re-hashes an upgraded program and keeps the grant; the
+/// exit-69 hint names it.
+#[test]
+fn re_pinning_never_silently_weakens_a_grant() {
+    let env = Env::initialized();
+    env.set_approved("A", &value("repin-a"));
+    env.set_approved("B", &value("repin-b"));
+    let prog = env.script("deploy", "#!/bin/sh\necho deployed \"$1\"\nexit 5\n");
+    let p = s(&prog);
+    let grant = |env: &Env| -> serde_json::Value {
+        let r = env.run(&["grants", "--json"], b"");
+        env.expect_ok(&r);
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        v["grants"][0].clone()
+    };
+    env.expect_ok(&env.allow(&[
+        "--secret",
+        "A",
+        "--file",
+        "B=B_PATH",
+        "--tier",
+        "lockdown",
+        "--may-exec",
+        "/bin/sleep",
+        "--args-prefix",
+        "push",
+        "--",
+        p,
+    ]));
+    let first = grant(&env);
+
+    // Adding a secret (the exit-69 hint's old advice) keeps everything.
+    env.set_approved("C", &value("repin-c"));
+    let r = env.allow(&["--secret", "C", "--", p]);
+    env.expect_ok(&r);
+    assert!(!r.stderr().contains("weaker"), "{}", r.stderr());
+    let g = grant(&env);
+    for key in ["tier", "args", "may_exec", "require_shield", "sha256"] {
+        assert_eq!(g[key], first[key], "{key} changed: {g}");
+    }
+    let names: Vec<&str> = g["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A", "B", "C"]);
+    assert_eq!(
+        g["secrets"][1]["variable"], "B_PATH",
+        "the rename was lost: {g}"
+    );
+
+    // An upgrade: exec refuses (69) and points at repin.
+    fs::write(&prog, "#!/bin/sh\necho deployed v2 \"$1\"\nexit 5\n").unwrap();
+    let r = env.exec(&["--", p, "push"]);
+    env.expect_code(&r, code::CHANGED);
+    env.expect_stderr(&r, &["envseal repin"]);
+    let r = env.run_pw(&["repin", p], b"");
+    env.expect_ok(&r);
+    let old = first["sha256"].as_str().unwrap();
+    let new = util::sha256_hex(&fs::read(&prog).unwrap());
+    env.expect_stderr(
+        &r,
+        &["re-pinned program", &format!("was {p} sha256 {old}"), &new],
+    );
+    let g = grant(&env);
+    assert_eq!(g["sha256"], new.as_str());
+    for key in ["tier", "args", "may_exec", "require_shield", "secrets"] {
+        let before = if key == "secrets" {
+            &g[key]
+        } else {
+            &first[key]
+        };
+        assert_eq!(&g[key], before, "repin changed {key}: {g}");
+    }
+    // repin of a program that is not pinned: not granted.
+    let other = env.script("other", "#!/bin/sh\nexit 0\n");
+    let r = env.run_pw(&["repin", s(&other)], b"");
+    env.expect_code(&r, code::NOT_GRANTED);
+    // --require-shield, once given, stays.
+    env.expect_ok(&env.allow(&["--require-shield", "--secret", "A", "--", p]));
+    env.expect_ok(&env.allow(&["--secret", "A", "--", p]));
+    assert_eq!(grant(&env)["require_shield"], true);
+
+    // Weakening is explicit and printed.
+    let r = env.allow(&[
+        "--secret",
+        "A",
+        "--tier",
+        "none",
+        "--args-any",
+        "--no-require-shield",
+        "--",
+        p,
+    ]);
+    env.expect_ok(&r);
+    env.expect_stderr(
+        &r,
+        &[
+            "weaker: tier lockdown -> none",
+            "weaker: arguments starting with",
+            "weaker: callers outside an envseal shield",
+            "dropped --may-exec /usr/bin/sleep",
+        ],
+    );
+    let g = grant(&env);
+    assert_eq!(g["tier"], "none");
+    assert_eq!(g["args"], serde_json::Value::Null);
+    assert_eq!(g["require_shield"], false);
+}

@@ -1,7 +1,9 @@
 //! `envseal allow --secret KEY… -- PROGRAM`: pin a program and grant it
-//! secrets (needs the passphrase).
+//! secrets (needs the passphrase). Run again for a pinned program, it keeps
+//! every property of the earlier grant and adds what is named: a grant
+//! becomes weaker only through an explicit flag, and then says so.
 
-use envseal_policy::{Grant, Tier, hex};
+use envseal_policy::{ArgRule, Grant, Tier, describe_args, hex};
 use envseal_vault::{ApproveOutcome, Error as VaultError, SecretName, Vault};
 
 use crate::cli::{AllowArgs, TierArg};
@@ -11,32 +13,53 @@ use crate::{audit, input, paths};
 
 pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     let resolved = pin::resolve(&args.program)?;
+    let program = resolved.canonical.clone();
+    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    let pass = input::passphrase(args.passphrase, &format!("to pin {program}"))?;
+    let keys = vault.unlock(&pass)?;
+    let previous = vault
+        .endorsed(&keys)?
+        .grant(&program)?
+        .map(|body| Grant::decode(&body))
+        .transpose()?;
+
+    let given_args = pin::arg_rule(args.args_exact, args.args_prefix);
+    let given_tier = args.tier.map(|t| match t {
+        TierArg::None => Tier::None,
+        TierArg::Hardened => Tier::Hardened,
+        TierArg::Lockdown => Tier::Lockdown,
+    });
+    // What the command line does not name, the earlier grant decides.
+    let (tier, arg_rule, require_shield, force_interpreter) = match &previous {
+        None => (
+            given_tier.unwrap_or(Tier::None),
+            given_args,
+            args.require_shield,
+            args.force_interpreter,
+        ),
+        Some(p) => (
+            given_tier.unwrap_or(p.tier),
+            match given_args {
+                ArgRule::Any if !args.args_any => p.args.clone(),
+                given => given,
+            },
+            args.require_shield || (p.require_shield && !args.no_require_shield),
+            args.force_interpreter || p.forced_interpreter,
+        ),
+    };
     let wanted = pin::Wanted {
         secrets: &args.secrets,
         files: &args.files,
-        args: pin::arg_rule(args.args_exact, args.args_prefix),
-        force_interpreter: args.force_interpreter,
-        tier: match args.tier {
-            TierArg::None => Tier::None,
-            TierArg::Hardened => Tier::Hardened,
-            TierArg::Lockdown => Tier::Lockdown,
-        },
+        args: arg_rule,
+        force_interpreter,
+        tier,
         may_exec: &args.may_exec,
-        require_shield: args.require_shield,
+        require_shield,
     };
     let mut grant = pin::build(&resolved, &wanted)?;
     // Only the secrets named now are checked (exist, approved); those of
     // an earlier grant for the same program were checked then.
     let named: Vec<SecretName> = grant.secrets.keys().cloned().collect();
-
-    let mut vault = Vault::open(&paths::vault_dir()?)?;
-    let pass = input::passphrase(args.passphrase, &format!("to pin {}", grant.program.path))?;
-    let keys = vault.unlock(&pass)?;
-    let previous = vault
-        .endorsed(&keys)?
-        .grant(&grant.program.path)?
-        .map(|body| Grant::decode(&body))
-        .transpose()?;
     if let Some(previous) = &previous {
         for (name, delivery) in &previous.secrets {
             grant
@@ -44,22 +67,19 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
                 .entry(name.clone())
                 .or_insert_with(|| delivery.clone());
         }
-        if previous.require_shield && !grant.require_shield {
-            grant.require_shield = true;
-            eprintln!(
-                "envseal: kept --require-shield from the earlier grant (`envseal revoke` drops it)"
-            );
+        // Earlier --may-exec pins stay (with the hashes they were pinned
+        // with) unless dropped, or unless the tier no longer confines exec.
+        if !args.no_may_exec && grant.tier == Tier::Lockdown {
+            for pin in &previous.may_exec {
+                if !grant.may_exec.iter().any(|p| p.path == pin.path) {
+                    grant.may_exec.push(pin.clone());
+                }
+            }
         }
         grant.validate()?;
     }
     let approved = vault
-        .put_grant(
-            &keys,
-            &grant.program.path,
-            &grant.encode(),
-            &named,
-            args.approve,
-        )
+        .put_grant(&keys, &program, &grant.encode(), &named, args.approve)
         .map_err(|e| match e {
             VaultError::NotApproved(name) => anyhow::Error::from(
                 CliError::new(
@@ -85,15 +105,64 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
             );
         }
     }
-    match &previous {
-        Some(p) if p.program.sha256 != grant.program.sha256 => eprintln!(
-            "envseal: re-pinned {} (its bytes changed; was sha256 {})",
-            grant.program.path,
-            hex(&p.program.sha256)
-        ),
-        Some(_) => eprintln!("envseal: updated the grant for {}", grant.program.path),
-        None => {}
+    if let Some(p) = &previous {
+        if p.program.sha256 != grant.program.sha256 {
+            eprintln!(
+                "envseal: re-pinned {program} (its bytes changed; was sha256 {})",
+                hex(&p.program.sha256)
+            );
+        } else {
+            eprintln!("envseal: updated the grant for {program}");
+        }
+        for line in weaker(p, &grant) {
+            eprintln!("envseal: weaker: {line}");
+        }
+        let dropped: Vec<&str> = p
+            .may_exec
+            .iter()
+            .filter(|d| !grant.may_exec.iter().any(|g| g.path == d.path))
+            .map(|d| d.path.as_str())
+            .collect();
+        if !dropped.is_empty() {
+            eprintln!(
+                "envseal: dropped --may-exec {} (it may no longer run them{})",
+                dropped.join(", "),
+                if grant.tier < Tier::Lockdown {
+                    "; below lockdown nothing restricts what it runs"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     print!("pinned {}", pin::describe(&grant));
     Ok(())
+}
+
+/// What `grant` allows that `previous` did not: each line a property that
+/// became weaker.
+fn weaker(previous: &Grant, grant: &Grant) -> Vec<String> {
+    let mut lines = Vec::new();
+    if grant.tier < previous.tier {
+        lines.push(format!(
+            "tier {} -> {}",
+            previous.tier.as_str(),
+            grant.tier.as_str()
+        ));
+    }
+    if previous.args != ArgRule::Any && grant.args != previous.args {
+        lines.push(format!(
+            "arguments {} -> {}",
+            describe_args(&previous.args),
+            describe_args(&grant.args)
+        ));
+    }
+    if previous.require_shield && !grant.require_shield {
+        lines
+            .push("callers outside an envseal shield may run it (--require-shield dropped)".into());
+    }
+    if grant.forced_interpreter && !previous.forced_interpreter {
+        lines.push("an interpreter granted with --force-interpreter".into());
+    }
+    lines
 }

@@ -12,6 +12,7 @@ mod init;
 mod list;
 mod mcp;
 mod pin;
+mod repin;
 mod revoke;
 mod rm;
 mod set;
@@ -61,6 +62,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::List(args) => list::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Allow(args) => allow::run(args),
+        Command::Repin(args) => repin::run(args),
         Command::Grants(args) => grants::run(args),
         Command::Revoke(args) => revoke::run(args),
         Command::Exec(args) => return exec::run(args),
