@@ -16,7 +16,7 @@ const PREFIX: &str = "envseal:";
 /// One mapping: deliver secret `key` in variable `var`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
-    pub var: String,
+    pub var: SecretName,
     pub key: SecretName,
 }
 
@@ -44,10 +44,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
         let var = var.trim().trim_start_matches("export ").trim();
         let var = SecretName::new(var).map_err(|_| bad("not a valid variable name"))?;
         let key = SecretName::new(key).map_err(|_| bad("not a valid secret name"))?;
-        out.push(Mapping {
-            var: var.to_string(),
-            key,
-        });
+        out.push(Mapping { var, key });
     }
     Ok(out)
 }
@@ -104,7 +101,7 @@ pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
     };
     let known = parse(&existing, &path)?;
     for key in keys {
-        if !known.iter().any(|m| m.var == key.as_str()) {
+        if !known.iter().any(|m| m.var.as_str() == key.as_str()) {
             if !existing.ends_with('\n') && !existing.is_empty() {
                 existing.push('\n');
             }

@@ -1195,3 +1195,102 @@ fn perl_scripts_run_through_the_broker() {
         }
     }
 }
+
+/// A hand-built exec request (no envseal client) whose `rename` makes a
+/// Lockdown file secret's name a path: the broker validates every name it
+/// receives exactly as the CLI does, and the sandbox creates secret files
+/// beneath its secrets directory only. The sink, a file in the user's
+/// home, stays absent; the same request with a valid name is the control.
+#[test]
+fn a_forged_request_cannot_place_a_secret_file() {
+    let mut s = scene();
+    let prog = s.bins.join("file-reader");
+    fs::write(
+        &prog,
+        "#!/bin/sh\ntest -s \"$OTHER_FILE\" && echo \"FILE-OK $OTHER_FILE\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = s.envseal(&[
+        "allow",
+        "--passphrase-fd",
+        "0",
+        "--file",
+        "TOKEN",
+        "--tier",
+        "lockdown",
+        "--",
+        prog.to_str().unwrap(),
+    ]);
+    c.stdin(fs::File::open(s.env.passfile()).unwrap());
+    let r = s
+        .env
+        .record("(as user) allow file-reader".into(), c.output().unwrap());
+    s.env.expect_ok(&r);
+    s.unlock(&[]);
+    let sink = s.home.join("leaked");
+    let python = format!(
+        r#"
+import json, os, socket, struct
+def frame(body):
+    b = json.dumps({{"v": 1, "body": body}}).encode()
+    return struct.pack(">I", len(b)) + b
+def recv(s):
+    def exactly(n):
+        d = b""
+        while len(d) < n:
+            c = s.recv(n - len(d))
+            if not c:
+                return None
+            d += c
+        return d
+    h = exactly(4)
+    return None if h is None else json.loads(exactly(struct.unpack(">I", h)[0]))
+def run(rename):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect({sock:?})
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    req = {{"op": "exec", "args": {{"program": {prog:?}, "argv0": {{"s": {prog:?}}},
+        "args": [], "env": [[{{"s": "PATH"}}, {{"s": "/usr/bin:/bin"}}]], "secrets": [],
+        "clearenv": False, "verbose": False, "mask": None, "rename": rename, "tier": None}}}}
+    socket.send_fds(s, [frame(req)], [0, 1, 2, cwd])
+    replies = []
+    while True:
+        r = recv(s)
+        if r is None:
+            break
+        replies.append(r.get("reply"))
+        if r.get("reply") in ("exit", "refused"):
+            break
+    return replies
+print("FORGED", json.dumps(run([["TOKEN", "../.." + {sink:?}]])), flush=True)
+print("CONTROL", json.dumps(run([["TOKEN", "OTHER_FILE"]])), flush=True)
+"#,
+        sock = s.socket().display().to_string(),
+        prog = prog.display().to_string(),
+        sink = sink.display().to_string(),
+    );
+    let out = s
+        .user(Path::new("/usr/bin/python3"))
+        .args(["-c", &python])
+        .output()
+        .unwrap();
+    let r = s.env.record("(as user) forged exec requests".into(), out);
+    let text = r.stdout();
+    assert!(
+        text.contains(r#"FORGED ["refused"]"#),
+        "the forged request was not refused: {text} {}",
+        r.stderr()
+    );
+    assert!(
+        !sink.exists(),
+        "the secret file was created at {}",
+        sink.display()
+    );
+    assert!(
+        text.contains("FILE-OK /tmp/envseal-secrets/OTHER_FILE"),
+        "the control did not run: {text} {}",
+        r.stderr()
+    );
+    assert!(text.contains(r#"CONTROL ["started", "exit"]"#), "{text}");
+}

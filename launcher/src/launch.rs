@@ -440,10 +440,20 @@ fn deliver<'s>(
                 memfds.push(fd);
             }
             (Delivery::File, true) => {
+                // The file is named after its variable, which must be a
+                // plain identifier: never a path, whoever built the request.
+                if !is_identifier(&item.variable) {
+                    return Err(Error::Sys {
+                        action: "name a secret file",
+                        source: std::io::Error::other(
+                            "a secret's variable name is not an identifier",
+                        ),
+                    });
+                }
                 let path = format!("{SECRET_DIR}/{}", item.variable);
                 envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
                 files.push(SecretFile {
-                    path: cstring(path.into_bytes())?,
+                    name: cstring(item.variable.clone().into_bytes())?,
                     value,
                 });
             }
@@ -462,6 +472,15 @@ fn deliver<'s>(
         memfds,
         files,
     })
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: what a secret's variable may be.
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// argv (for a script: interpreter, its `#!` argument, `/dev/fd/N`, then

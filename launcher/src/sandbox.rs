@@ -353,7 +353,9 @@ pub(crate) fn landlock_ruleset(
 
 /// A file secret for Lockdown: its path and value (owned by the caller).
 pub(crate) struct SecretFile<'a> {
-    pub(crate) path: CString,
+    /// Its name in the secrets directory: an identifier, checked by
+    /// [`crate::launch`] and created beneath that directory only.
+    pub(crate) name: CString,
     pub(crate) value: &'a [u8],
 }
 
@@ -458,9 +460,12 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
             )
             .map_err(at(stage::MOUNT_SECRETS))?;
         }
+        let beneath = ns::open_dir(dir).map_err(at(stage::WRITE_SECRET))?;
         for file in plan.secret_files {
-            ns::create_file(&file.path, file.value, 0o400).map_err(at(stage::WRITE_SECRET))?;
+            ns::create_file_beneath(beneath, &file.name, file.value, 0o400)
+                .map_err(at(stage::WRITE_SECRET))?;
         }
+        ns::close(beneath);
         ns::mount(
             None,
             dir,

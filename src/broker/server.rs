@@ -706,11 +706,13 @@ impl Broker {
             .iter()
             .map(|n| SecretName::new(n))
             .collect::<Result<_, _>>()?;
-        let rename: Vec<(SecretName, String)> = request
+        // Validated exactly as the CLI's .envseal reader does: a variable
+        // name also names a Lockdown secret file.
+        let rename: Vec<(SecretName, SecretName)> = request
             .rename
             .iter()
-            .map(|(k, v)| SecretName::new(k).map(|k| (k, v.clone())))
-            .collect::<Result<_, _>>()?;
+            .map(|(k, v)| Ok((SecretName::new(k)?, SecretName::new(v)?)))
+            .collect::<Result<_, envseal_vault::Error>>()?;
         let vault = self.vault.as_ref().expect("unlocked");
         let keys = self.keys.as_ref().expect("unlocked");
         let endorsed = vault.endorsed(keys)?;

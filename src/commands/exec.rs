@@ -57,7 +57,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                 secrets: requested.iter().map(ToString::to_string).collect(),
                 rename: rename
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 tier: args.tier.map(|t| tier_of(t).as_str().to_owned()),
                 clearenv: args.clearenv,
@@ -166,7 +166,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
 
 /// `--env-file PATH`: the (secret, variable) pairs of a reference file;
 /// for a directory, of the nearest `.envseal` at or above it.
-fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, String)>> {
+fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, SecretName)>> {
     let Some(arg) = arg else {
         return Ok(Vec::new());
     };
@@ -234,7 +234,9 @@ pub struct Request<'a> {
     pub args: Vec<OsString>,
     pub requested: &'a [SecretName],
     /// `--env-file`: deliver these secrets in these variables instead.
-    pub rename: &'a [(SecretName, String)],
+    /// `--env-file`: (secret, variable); both validated names, wherever
+    /// the request came from.
+    pub rename: &'a [(SecretName, SecretName)],
     /// `--tier`: at least this tier.
     pub tier: Option<Tier>,
     /// The caller's environment, before the dangerous part is removed.
@@ -306,14 +308,14 @@ pub fn prepare(
         };
         let variable = match request.rename.iter().find(|(k, _)| *k == name) {
             None => variable,
-            Some((_, var)) if launcher::is_dangerous(std::ffi::OsStr::new(var)) => {
+            Some((_, var)) if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str())) => {
                 return Err(CliError::new(
                     Code::Denied,
                     format!("--env-file maps {name} to {var}, a variable envseal never sets"),
                 )
                 .into());
             }
-            Some((_, var)) => var.clone(),
+            Some((_, var)) => var.to_string(),
         };
         secrets.push(SecretItem {
             variable: variable.to_string(),

@@ -64,19 +64,56 @@ pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     check(unsafe { libc::mkdir(path.as_ptr(), mode) }.into()).map(drop)
 }
 
-/// Creates `path` (which must not exist) with `mode` and writes `bytes`.
-pub(crate) fn create_file(path: &CStr, bytes: &[u8], mode: libc::mode_t) -> Result<(), Errno> {
-    // SAFETY: a valid path; the returned descriptor is closed below.
-    let fd = check(
+/// Opens directory `path` as an `O_PATH` descriptor (the last component
+/// must not be a symlink). The caller closes it with [`close`].
+pub(crate) fn open_dir(path: &CStr) -> Result<RawFd, Errno> {
+    // SAFETY: a valid NUL-terminated path; the descriptor is returned.
+    check(
         unsafe {
             libc::open(
                 path.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-                mode,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         }
         .into(),
-    )? as RawFd;
+    )
+    .map(|fd| fd as RawFd)
+}
+
+/// Creates `name` (which must not exist) with `mode` *beneath* directory
+/// `dir` and writes `bytes`: `openat2` with `RESOLVE_BENEATH` and no
+/// symlinks, so whatever `name` says (`..`, an absolute path, a link), the
+/// file can only be created inside `dir`.
+pub(crate) fn create_file_beneath(
+    dir: RawFd,
+    name: &CStr,
+    bytes: &[u8],
+    mode: libc::mode_t,
+) -> Result<(), Errno> {
+    // `struct open_how` of <linux/openat2.h> (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            as u64,
+        mode: u64::from(mode),
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `name` is NUL-terminated and `how` is a valid open_how whose
+    // size is passed; the returned descriptor is closed below.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            name.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })? as RawFd;
     let mut done = 0;
     let result = loop {
         if done == bytes.len() {
@@ -90,8 +127,7 @@ pub(crate) fn create_file(path: &CStr, bytes: &[u8], mode: libc::mode_t) -> Resu
             Err(e) => break Err(e),
         }
     };
-    // SAFETY: `fd` was opened above and is not used afterwards.
-    unsafe { libc::close(fd) };
+    close(fd);
     result
 }
 
