@@ -277,10 +277,13 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
     );
     env.expect_code(&r, code::CHANGED);
     assert!(r.stdout.is_empty());
-    // --may-exec only means something in Lockdown.
+    // --may-exec only means something in Lockdown (re-running allow keeps
+    // the grant's tier; a lower one must be named).
     let r = env.allow(&[
         "--secret",
         "TOKEN",
+        "--tier",
+        "none",
         "--may-exec",
         s(&helper),
         "--",
