@@ -55,7 +55,14 @@ Examples:
     Set(SetArgs),
 
     /// Endorse pending values so granted programs may receive them (passphrase)
-    #[command(after_help = "Example:\n  envseal approve API_TOKEN DB_PASSWORD")]
+    #[command(after_help = "\
+Shows, for each pending value, when it was written and by whom: directly
+(outside any shield) or by a caller inside an `envseal shield` (an agent),
+and asks before endorsing a value an agent wrote. A value written again
+after it was shown is not approved.
+
+Example:
+  envseal approve API_TOKEN DB_PASSWORD")]
     Approve(ApproveArgs),
 
     /// List secret names and states (never values)
@@ -306,6 +313,11 @@ pub struct ApproveArgs {
     /// Names of pending secrets
     #[arg(required = true, value_name = "KEY")]
     pub keys: Vec<String>,
+
+    /// Approve values written from inside a shield without asking (for
+    /// scripts; you are endorsing values an agent wrote)
+    #[arg(long)]
+    pub yes: bool,
 
     #[command(flatten)]
     pub passphrase: PassphraseArgs,

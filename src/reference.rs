@@ -130,7 +130,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!(m[0].var, "DATABASE_URL");
+        assert_eq!(m[0].var.as_str(), "DATABASE_URL");
         assert_eq!(m[0].key.as_str(), "DB_URL");
         let e = parse("A=envseal:A\nB=plain-value\n", p).unwrap_err();
         assert!(e.message.contains("line 2"), "{}", e.message);

@@ -1294,3 +1294,181 @@ print("CONTROL", json.dumps(run([["TOKEN", "OTHER_FILE"]])), flush=True)
     );
     assert!(text.contains(r#"CONTROL ["started", "exit"]"#), "{text}");
 }
+
+/// `--require-shield` cannot be satisfied from outside a shield: a
+/// same-user process (not envseal) sends the shield registration for a
+/// child it started — once plain, once after giving the child
+/// no_new_privs and a seccomp filter of its own (what `/proc` shows of
+/// the real shield's agent). The broker refuses both, and the child's exec
+/// of the shield-only program is refused (77). The control: the same
+/// program run under `envseal shield` works.
+#[test]
+fn a_forged_shield_registration_is_refused() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let only = s.bins.join("shielded-only");
+    for mode in ["plain", "filtered"] {
+        let python = format!(
+            r#"
+import ctypes, json, os, socket, struct, subprocess, sys
+def frame(body):
+    b = json.dumps({{"v": 1, "body": body}}).encode()
+    return struct.pack(">I", len(b)) + b
+def confine_like_a_shield():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    allow = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    prog = Prog(1, ctypes.cast(allow, ctypes.c_void_p))
+    assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+r, w = os.pipe()
+ready_r, ready_w = os.pipe()
+child = os.fork()
+if child == 0:
+    if {mode:?} == "filtered":
+        confine_like_a_shield()
+    os.write(ready_w, b"c")
+    os.read(r, 1)  # registered (or not): now try the shield-only program
+    p = subprocess.run([{envseal:?}, "exec", "--", {only:?}], capture_output=True)
+    print("CHILD-EXEC", p.returncode, p.stdout.decode().strip(), flush=True)
+    os._exit(0)
+os.read(ready_r, 1)
+s = socket.socket(socket.AF_UNIX)
+s.connect({sock:?})
+s.sendall(frame({{"op": "shield", "args": {{"agent_pid": child}}}}))
+h = s.recv(4)
+reply = json.loads(s.recv(struct.unpack(">I", h)[0])) if len(h) == 4 else {{}}
+print("REGISTRATION", reply.get("reply"), flush=True)
+os.write(w, b"g")
+os.waitpid(child, 0)
+"#,
+            envseal = s.envseal.display().to_string(),
+            only = only.display().to_string(),
+            sock = s.socket().display().to_string(),
+        );
+        let out = s
+            .user(Path::new("/usr/bin/python3"))
+            .args(["-c", &python])
+            .output()
+            .unwrap();
+        let r = s.env.record(
+            format!("(as user) a forged shield registration ({mode})"),
+            out,
+        );
+        let text = r.stdout();
+        assert!(
+            text.contains("REGISTRATION refused"),
+            "the forged registration ({mode}) was accepted: {text} {}",
+            r.stderr()
+        );
+        assert!(
+            text.contains("CHILD-EXEC 77"),
+            "the forged child ({mode}) ran the shield-only program: {text} {}",
+            r.stderr()
+        );
+        assert!(!text.contains("shielded-only ran"), "{text}");
+    }
+    let log = fs::read_to_string(s.socket().with_extension("log")).unwrap();
+    assert!(log.contains("refused the registration"), "{log}");
+
+    // The control: the real shield registers, and the program runs.
+    let r = s.run(&[
+        "shield",
+        "--",
+        s.envseal.to_str().unwrap(),
+        "exec",
+        "--",
+        only.to_str().unwrap(),
+    ]);
+    s.env.expect_ok(&r);
+    assert!(r.stdout().contains("shielded-only ran"), "{}", r.stderr());
+}
+
+/// From inside a shield, an existing value (pending included) cannot be
+/// replaced, so the person's `approve` endorses the value they wrote, not
+/// one the agent swapped in. `approve` shows when and by whom each value
+/// was written, and asks before endorsing one an agent wrote: with no
+/// terminal to ask on, nothing is approved unless `--yes`.
+#[test]
+fn an_agent_cannot_replace_a_value_awaiting_approval() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let mine = value("person");
+    let agents = value("agent-swap");
+    s.env.remember(mine.as_bytes());
+    s.env.remember(agents.as_bytes());
+    let mut c = s.envseal(&["set", "DEPLOY_KEY"]);
+    c.stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(mine.as_bytes())
+        .unwrap();
+    let r = s.env.record(
+        "(as user) set DEPLOY_KEY".into(),
+        child.wait_with_output().unwrap(),
+    );
+    s.env.expect_ok(&r);
+    let agent_set = |args: &str| {
+        let mut c = s.envseal(&[
+            "shield",
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "printf %s \"$AGENT_VALUE\" | {} set {args}",
+                s.envseal.display()
+            ),
+        ]);
+        c.env("AGENT_VALUE", &agents);
+        s.env.record(
+            format!("(as user, shielded) set {args}"),
+            c.output().unwrap(),
+        )
+    };
+    // The swap is refused; a new value of the agent's own is stored.
+    let r = agent_set("--replace DEPLOY_KEY");
+    s.env.expect_code(&r, code::DENIED);
+    s.env.expect_stderr(&r, &["cannot be replaced"]);
+    let r = agent_set("DEPLOY_KEY");
+    s.env.expect_code(&r, code::DENIED);
+    let r = agent_set("AGENT_KEY");
+    s.env.expect_ok(&r);
+
+    // approve, with no terminal: shown, not approved.
+    let approve = |extra: &[&str]| {
+        let mut args = vec!["approve", "--passphrase-fd", "0", "DEPLOY_KEY", "AGENT_KEY"];
+        args.extend_from_slice(extra);
+        let mut c = s.envseal(&args);
+        c.stdin(fs::File::open(s.env.passfile()).unwrap());
+        s.env
+            .record(format!("(as user) {}", args.join(" ")), c.output().unwrap())
+    };
+    let r = approve(&[]);
+    s.env.expect_code(&r, code::DENIED);
+    s.env.expect_stderr(
+        &r,
+        &[
+            "DEPLOY_KEY was written",
+            "directly (outside any shield)",
+            "AGENT_KEY was written",
+            "by a caller inside an envseal shield",
+            "nothing was approved",
+        ],
+    );
+    let listed = s.run(&["list", "--json"]);
+    assert_eq!(
+        listed.stdout().matches("\"pending\"").count(),
+        2,
+        "{}",
+        listed.stdout()
+    );
+    let r = approve(&["--yes"]);
+    s.env.expect_ok(&r);
+    s.env
+        .expect_stderr(&r, &["approved DEPLOY_KEY", "approved AGENT_KEY"]);
+    s.env.assert_value("DEPLOY_KEY", mine.as_bytes());
+}

@@ -136,7 +136,7 @@ fn injected_approved_row_is_refused() {
     let ct = env.ciphertext("REAL");
     env.sqlite()
         .execute(
-            "INSERT INTO secrets VALUES ('COPY', 'approved', ?1, 0, 0)",
+            "INSERT INTO secrets VALUES ('COPY', 'approved', ?1, 0, 0, 'direct')",
             rusqlite::params![ct],
         )
         .unwrap();
@@ -303,7 +303,7 @@ fn invalid_name_row_is_reported_and_removable() {
     let junk = "bad-name\u{1b}[2J";
     env.sqlite()
         .execute(
-            "INSERT INTO secrets VALUES (?1, 'pending', x'00', 0, 0)",
+            "INSERT INTO secrets VALUES (?1, 'pending', x'00', 0, 0, 'direct')",
             [junk],
         )
         .unwrap();

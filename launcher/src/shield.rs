@@ -274,6 +274,27 @@ pub fn spawn(
     };
     drop(go_r);
     drop(report_w);
+    // Returned only once the process is confined: the broker checks its
+    // state (no_new_privs, seccomp) when the shield registers it.
+    match crate::sys::spawn::read_report(&report_r) {
+        Ok(Some((STAGE_CONFINED, _))) => {}
+        got => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&mask),
+                None,
+            );
+            return Err(match got {
+                Ok(Some((stage, errno))) => stage_error(stage, errno),
+                Ok(None) => stage_error(0, libc::ECHILD),
+                Err(source) => Error::Sys {
+                    action: "read the shield's report",
+                    source,
+                },
+            });
+        }
+    }
     Ok(Pending {
         pid,
         go: go_w,
@@ -289,6 +310,9 @@ const STAGE_NO_NEW_PRIVS: u32 = 2;
 const STAGE_LANDLOCK: u32 = 3;
 const STAGE_SECCOMP: u32 = 4;
 const STAGE_EXEC: u32 = 5;
+/// Not a failure: the agent's process is confined (no_new_privs, the
+/// domain, the filter) and now waits for [`Pending::start`].
+const STAGE_CONFINED: u32 = 6;
 
 struct ShieldChild<'a> {
     go: RawFd,
@@ -318,6 +342,7 @@ impl ShieldChild<'_> {
         if let Err(e) = ns::seccomp(self.filter) {
             fail(STAGE_SECCOMP, e);
         }
+        ns::report(self.report, STAGE_CONFINED, 0);
         match ns::read_byte(self.go) {
             Ok(true) => {}
             Ok(false) => fail(STAGE_WAIT, libc::ECANCELED),
@@ -326,6 +351,27 @@ impl ShieldChild<'_> {
         ns::close(self.go);
         let errno = ns::execve(self.path, self.argv, self.envp, self.mask);
         fail(STAGE_EXEC, errno)
+    }
+}
+
+/// The error for a failure the agent's process reported.
+fn stage_error(stage: u32, errno: i32) -> Error {
+    let source = std::io::Error::from_raw_os_error(errno);
+    match stage {
+        STAGE_EXEC => Error::Exec {
+            path: "the agent's command".into(),
+            source,
+        },
+        _ => Error::Sandbox {
+            step: match stage {
+                STAGE_NO_NEW_PRIVS => "set no_new_privs",
+                STAGE_LANDLOCK => "enter the shield's Landlock domain",
+                STAGE_SECCOMP => "install the shield's seccomp filter",
+                _ => "start the agent",
+            },
+            source,
+            fix: "",
+        },
     }
 }
 
@@ -362,23 +408,7 @@ impl Pending {
         if let Some(&(stage, errno)) = reports.first() {
             let _ = nix::sys::wait::waitpid(pid, None);
             restore();
-            let source = std::io::Error::from_raw_os_error(errno);
-            return Err(match stage {
-                STAGE_EXEC => Error::Exec {
-                    path: "the agent's command".into(),
-                    source,
-                },
-                _ => Error::Sandbox {
-                    step: match stage {
-                        STAGE_NO_NEW_PRIVS => "set no_new_privs",
-                        STAGE_LANDLOCK => "enter the shield's Landlock domain",
-                        STAGE_SECCOMP => "install the shield's seccomp filter",
-                        _ => "start the agent",
-                    },
-                    source,
-                    fix: "",
-                },
-            });
+            return Err(stage_error(stage, errno));
         }
         let exit = crate::launch::wait(pid, &waited, None, None);
         restore();

@@ -485,6 +485,20 @@ impl Broker {
                     self.refuse_and_drop(i, "a shield may register only its own child, once");
                     return false;
                 }
+                // A shielded peer adds nothing (its children are shielded
+                // already); anyone else must show a confined agent.
+                if !self.shielded(pid)
+                    && let Err(why) = shield_confined(pid, agent_pid)
+                {
+                    self.log(&format!(
+                        "refused the registration of pid {agent_pid} by pid {pid}: {why}"
+                    ));
+                    self.refuse_and_drop(
+                        i,
+                        &format!("refused to register pid {agent_pid} as shielded: {why}"),
+                    );
+                    return false;
+                }
                 self.conns[i].shield = Some((pid, agent_pid));
                 reply(
                     &self.conns[i].stream,
@@ -505,7 +519,12 @@ impl Broker {
                 replace,
             } => {
                 let conn = self.conns.swap_remove(i);
-                let answer = self.set(&name, &value, replace);
+                let writer = if self.shielded(conn.pid) {
+                    envseal_vault::Writer::Shield { pid: conn.pid }
+                } else {
+                    envseal_vault::Writer::Direct
+                };
+                let answer = self.set(&name, &value, replace, &writer);
                 let mut record =
                     crate::audit::peer_record("set", conn.pid, self.uid, self.shielded(conn.pid));
                 record.names = vec![name.clone()];
@@ -540,12 +559,15 @@ impl Broker {
     }
 
     /// A new value from inside a shield: stored pending, like `set`
-    /// without a passphrase; an approved value is never replaced here.
+    /// without a passphrase, with who wrote it. An existing value, pending
+    /// or approved, is never replaced here: the person's `approve` must
+    /// endorse what they were shown, not a value swapped in afterwards.
     fn set(
         &mut self,
         name: &str,
         value: &super::protocol::HexValue,
         replace: bool,
+        writer: &envseal_vault::Writer,
     ) -> anyhow::Result<String> {
         let name = SecretName::new(name)?;
         let bytes = value
@@ -553,22 +575,25 @@ impl Broker {
             .ok_or_else(|| anyhow::anyhow!("the value was not sent as hex"))?;
         let value: secrecy::SecretSlice<u8> = bytes.to_vec().into();
         let vault = self.vault.as_mut().expect("unlocked");
-        let outcome = vault.set(&name, &value, replace).map_err(|e| match e {
-            envseal_vault::Error::PassphraseRequired(_) => anyhow::Error::from(
+        let exists = || {
+            anyhow::Error::from(
                 crate::exit::CliError::new(
                     Code::Denied,
-                    format!("{name} is approved: replacing it needs the passphrase"),
+                    format!("{name} exists: from inside a shield a value cannot be replaced"),
                 )
-                .hint("a person replaces it outside the shield"),
-            ),
+                .hint("a person replaces it outside the shield (`envseal set --replace`)"),
+            )
+        };
+        if replace {
+            return Err(exists());
+        }
+        vault.set_new(&name, &value, writer).map_err(|e| match e {
+            envseal_vault::Error::SecretExists(_) => exists(),
             e => e.into(),
         })?;
-        Ok(match outcome {
-            envseal_vault::SetOutcome::Created => format!(
-                "stored {name} (pending: `envseal approve {name}` lets granted programs use it)"
-            ),
-            _ => format!("replaced {name} (still pending)"),
-        })
+        Ok(format!(
+            "stored {name} (pending: a person runs `envseal approve {name}` outside the shield)"
+        ))
     }
 
     fn status(&self) -> StatusInfo {
@@ -794,4 +819,75 @@ fn reply(stream: &UnixStream, message: &Reply) {
 /// Makes the socket usable by its owner only (the directory is 0700 too).
 pub fn restrict_socket(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// The fields of `/proc/PID/status` that show how a process is confined.
+#[derive(Debug, PartialEq, Eq)]
+struct Confinement {
+    no_new_privs: bool,
+    /// 0 none, 1 strict, 2 filter.
+    seccomp: u8,
+    filters: u32,
+    tracer: i32,
+    /// The size of its executable's code, in pages (`/proc/PID/statm`,
+    /// which, unlike `exe`, can be read of a non-dumpable process).
+    text: u64,
+}
+
+fn confinement(pid: &str) -> Option<Confinement> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    Some(Confinement {
+        no_new_privs: field("NoNewPrivs")? == "1",
+        seccomp: field("Seccomp")?.parse().ok()?,
+        filters: field("Seccomp_filters")?.parse().ok()?,
+        tracer: field("TracerPid")?.parse().ok()?,
+        text: statm.split_whitespace().nth(3)?.parse().ok()?,
+    })
+}
+
+/// Whether `agent`, which `shield` (its parent) registers, is confined the
+/// way `envseal shield` confines it:
+/// - both run envseal's own code: the agent is registered after it is
+///   confined and before it executes its command, so it is still a copy of
+///   the shield's process; the broker compares their code size with its own
+///   (`exe` cannot be read of a non-dumpable process, `statm` can);
+/// - the shield's process is confined no more than the broker (a filter
+///   the broker lacks could fake the results of the calls that confine),
+///   and neither process is traced;
+/// - the agent has no_new_privs and exactly one more seccomp filter than its
+///   parent (the shield's).
+///
+/// A process that sends the message for a child of its own fails here,
+/// with or without a filter of its own in that child. What `/proc` cannot
+/// show (the Landlock domain), and a same-user process that loads code into
+/// envseal's own process (`LD_PRELOAD`) or builds a program of exactly
+/// envseal's code size, are stated limits (docs/threat-model.md, G6).
+fn shield_confined(shield: i32, agent: i32) -> Result<(), String> {
+    let unreadable = |who: &str| format!("the state of {who} cannot be read");
+    let me = confinement("self").ok_or_else(|| unreadable("the broker"))?;
+    let peer = confinement(&shield.to_string()).ok_or_else(|| unreadable("the shield"))?;
+    let child = confinement(&agent.to_string()).ok_or_else(|| unreadable("the agent"))?;
+    if peer.text != me.text || child.text != me.text {
+        return Err("the registering process is not envseal's shield".into());
+    }
+    if peer.tracer != 0 || child.tracer != 0 {
+        return Err("a process is being traced".into());
+    }
+    if peer.filters != me.filters {
+        return Err(format!(
+            "the registering process runs under {} seccomp filter(s), the broker under {}",
+            peer.filters, me.filters
+        ));
+    }
+    if !child.no_new_privs || child.seccomp != 2 || child.filters != peer.filters + 1 {
+        return Err("it is not confined by envseal's shield (no_new_privs and its filter)".into());
+    }
+    Ok(())
 }

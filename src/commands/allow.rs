@@ -78,6 +78,10 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         }
         grant.validate()?;
     }
+    if args.approve {
+        // Values an agent wrote are shown and confirmed, as `approve` does.
+        super::approve::show_pending(&vault, &named, false)?;
+    }
     let approved = vault
         .put_grant(&keys, &program, &grant.encode(), &named, args.approve)
         .map_err(|e| match e {
@@ -98,10 +102,11 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         &audit::grant_record("allow", &grant),
     );
     for (name, outcome) in approved {
-        if let ApproveOutcome::Approved { written_at } = outcome {
+        if let ApproveOutcome::Approved { written_at, writer } = outcome {
             eprintln!(
-                "envseal: approved {name} (value written {})",
-                humantime::format_rfc3339_seconds(written_at)
+                "envseal: approved {name} (value written {} {})",
+                humantime::format_rfc3339_seconds(written_at),
+                super::approve::describe_writer(writer)
             );
         }
     }

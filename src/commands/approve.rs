@@ -1,29 +1,91 @@
-//! `envseal approve KEY…`: endorse pending values.
+//! `envseal approve KEY…`: endorse pending values, after showing when and
+//! by whom each was written (and asking, for a value an agent wrote).
 
-use envseal_vault::{ApproveOutcome, Vault};
+use envseal_vault::{ApproveOutcome, SecretInfo, SecretName, SecretState, Vault, Writer};
 
 use crate::cli::ApproveArgs;
+use crate::exit::{CliError, Code};
 use crate::{audit, input, paths};
 
 pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
     let names = super::names(&args.keys)?;
     let mut vault = Vault::open(&paths::vault_dir()?)?;
+    let shown = show_pending(&vault, &names, args.yes)?;
     let pass = input::passphrase(args.passphrase, "to approve")?;
     let keys = vault.unlock(&pass)?;
-    let outcomes = vault.approve(&keys, &names)?;
+    let outcomes = vault.approve_as_shown(&keys, &names, Some(&shown))?;
     let mut record = audit::record("approve");
     record.names = names.iter().map(ToString::to_string).collect();
     audit::write(&mut vault, Some(&keys), &record);
     for (name, outcome) in names.iter().zip(outcomes) {
         match outcome {
-            // When the value was written, so a person can notice one they did
-            // not write (a pending value can be replaced without the passphrase).
-            ApproveOutcome::Approved { written_at } => eprintln!(
-                "envseal: approved {name} (value written {})",
-                humantime::format_rfc3339_seconds(written_at)
-            ),
+            ApproveOutcome::Approved { .. } => eprintln!("envseal: approved {name}"),
             ApproveOutcome::AlreadyApproved => eprintln!("envseal: {name} was already approved"),
         }
     }
     Ok(())
+}
+
+/// How a person reads who wrote a value.
+pub fn describe_writer(writer: Writer) -> String {
+    match writer {
+        Writer::Direct => "directly (outside any shield)".into(),
+        Writer::Shield { pid } => {
+            format!("by a caller inside an envseal shield (pid {pid}, through the broker)")
+        }
+    }
+}
+
+/// Prints when and by whom each pending value among `names` was written,
+/// and asks for confirmation when one came from inside a shield (unless
+/// `yes`). Returns what was shown, so that approval can insist on it.
+pub fn show_pending(
+    vault: &Vault,
+    names: &[SecretName],
+    yes: bool,
+) -> anyhow::Result<Vec<SecretInfo>> {
+    let shown: Vec<SecretInfo> = vault
+        .list()?
+        .into_iter()
+        .filter(|i| i.state == SecretState::Pending && names.iter().any(|n| n.as_str() == i.name))
+        .collect();
+    for info in &shown {
+        eprintln!(
+            "envseal: {} was written {} {}",
+            info.name,
+            humantime::format_rfc3339_seconds(info.updated_at),
+            describe_writer(info.writer)
+        );
+    }
+    let from_shield: Vec<&str> = shown
+        .iter()
+        .filter(|i| matches!(i.writer, Writer::Shield { .. }))
+        .map(|i| i.name.as_str())
+        .collect();
+    if from_shield.is_empty() || yes {
+        return Ok(shown);
+    }
+    let question = format!(
+        "{} written by an agent inside a shield. Approve only a value you know: \
+         a granted program will receive it. Approve? [y/N] ",
+        if from_shield.len() == 1 {
+            format!("{} was", from_shield[0])
+        } else {
+            format!("{} were", from_shield.join(", "))
+        }
+    );
+    let agreed = input::confirm(&question).map_err(|_| {
+        CliError::new(
+            Code::Denied,
+            format!(
+                "{} written inside a shield, and there is no terminal to confirm; nothing was approved",
+                from_shield.join(", ")
+            ),
+        )
+        .hint("approve it at a terminal, or add --yes if you know the value")
+    })?;
+    if !agreed {
+        return Err(CliError::new(Code::Denied, "nothing was approved").into());
+    }
+    Ok(shown)
 }

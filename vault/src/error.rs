@@ -49,6 +49,10 @@ pub enum Error {
     #[error("secret {0} already exists")]
     SecretExists(String),
 
+    /// A pending value was replaced after the person was shown it.
+    #[error("secret {0} was written again after it was shown to you; nothing was approved")]
+    ChangedSinceShown(String),
+
     /// Replacing an approved secret needs the passphrase.
     #[error("secret {0} is approved; replacing it needs the passphrase")]
     PassphraseRequired(String),

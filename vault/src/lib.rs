@@ -36,5 +36,5 @@ pub use keys::{KdfParams, Keys, VAULT_ID_LEN};
 pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
 pub use vault::{
-    ApproveOutcome, Endorsed, GrantRecord, SecretInfo, SecretState, SetOutcome, Vault,
+    ApproveOutcome, Endorsed, GrantRecord, SecretInfo, SecretState, SetOutcome, Vault, Writer,
 };

@@ -48,6 +48,10 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL,
         mac  BLOB
     ) STRICT;",
+    // 3 → 4: who wrote each value: 'direct' (outside any shield) or
+    // 'shield:PID' (a shielded caller, through the broker). Shown by
+    // `approve`; values written before this version count as direct.
+    "ALTER TABLE secrets ADD COLUMN writer TEXT NOT NULL DEFAULT 'direct';",
 ];
 
 /// The version this build reads and writes.

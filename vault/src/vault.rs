@@ -53,6 +53,8 @@ pub struct SecretInfo {
     pub created_at: SystemTime,
     /// When its value was last written.
     pub updated_at: SystemTime,
+    /// Who wrote it last.
+    pub writer: Writer,
 }
 
 /// Result of [`Vault::set`].
@@ -69,9 +71,13 @@ pub enum SetOutcome {
 /// Result of [`Vault::approve`] for one name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApproveOutcome {
-    /// Was pending, now approved. `written_at` is when the approved value
-    /// was written, so a person can notice a value they did not write.
-    Approved { written_at: SystemTime },
+    /// Was pending, now approved. `written_at` and `writer` say when and by
+    /// whom the approved value was written, so a person can notice a value
+    /// they did not write.
+    Approved {
+        written_at: SystemTime,
+        writer: Writer,
+    },
     /// Nothing to do.
     AlreadyApproved,
 }
@@ -242,25 +248,27 @@ impl Vault {
 
     /// Lists every secret by name. Never reads a value.
     pub fn list(&self) -> Result<Vec<SecretInfo>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, state, created_at, updated_at FROM secrets ORDER BY name")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT name, state, created_at, updated_at, writer FROM secrets ORDER BY name",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, state, created, updated) = row?;
+            let (name, state, created, updated, writer) = row?;
             out.push(SecretInfo {
                 state: parse_state(&state)?,
                 name,
                 created_at: from_unix(created),
                 updated_at: from_unix(updated),
+                writer: Writer::parse(&writer),
             });
         }
         Ok(out)
@@ -276,7 +284,19 @@ impl Vault {
         value: &SecretSlice<u8>,
         replace: bool,
     ) -> Result<SetOutcome> {
-        self.write_value(None, name, value, replace)
+        self.write_value(None, name, value, replace, &Writer::Direct)
+    }
+
+    /// Writes a new pending value recording who wrote it (the broker does
+    /// this for callers inside a shield): never replaces an existing value,
+    /// pending or approved ([`Error::SecretExists`]).
+    pub fn set_new(
+        &mut self,
+        name: &SecretName,
+        value: &SecretSlice<u8>,
+        writer: &Writer,
+    ) -> Result<SetOutcome> {
+        self.write_value(None, name, value, false, writer)
     }
 
     /// Writes a value with the passphrase: like [`Vault::set`], but an
@@ -289,7 +309,7 @@ impl Vault {
         value: &SecretSlice<u8>,
         replace: bool,
     ) -> Result<SetOutcome> {
-        self.write_value(Some(keys), name, value, replace)
+        self.write_value(Some(keys), name, value, replace, &Writer::Direct)
     }
 
     fn write_value(
@@ -298,6 +318,7 @@ impl Vault {
         name: &SecretName,
         value: &SecretSlice<u8>,
         replace: bool,
+        writer: &Writer,
     ) -> Result<SetOutcome> {
         check_value(name, value)?;
         // Encrypt before taking the write lock, to hold it briefly.
@@ -314,19 +335,19 @@ impl Vault {
         };
         let outcome = match (stored(&tx, name)?.map(|row| row.state), manifest) {
             (None, _) => {
-                insert_pending(&tx, name, &ciphertext)?;
+                insert_pending(&tx, name, &ciphertext, writer)?;
                 SetOutcome::Created
             }
             (Some(_), _) if !replace => return Err(Error::SecretExists(name.to_string())),
             (Some(SecretState::Pending), _) => {
-                update_ciphertext(&tx, name, &ciphertext)?;
+                update_ciphertext(&tx, name, &ciphertext, writer)?;
                 SetOutcome::ReplacedPending
             }
             (Some(SecretState::Approved), None) => {
                 return Err(Error::PassphraseRequired(name.to_string()));
             }
             (Some(SecretState::Approved), Some((keys, mut manifest))) => {
-                update_ciphertext(&tx, name, &ciphertext)?;
+                update_ciphertext(&tx, name, &ciphertext, writer)?;
                 manifest
                     .secrets
                     .insert(name.clone(), manifest::digest(&ciphertext));
@@ -341,6 +362,19 @@ impl Vault {
     /// Endorses pending values. Each is decrypted to check that its
     /// envelope names it; all or none are approved.
     pub fn approve(&mut self, keys: &Keys, names: &[SecretName]) -> Result<Vec<ApproveOutcome>> {
+        self.approve_as_shown(keys, names, None)
+    }
+
+    /// Like [`Vault::approve`], but each pending value must still be the
+    /// one the person was shown: written at the time and by the writer in
+    /// `shown` (from [`Vault::list`]). A value replaced since then fails
+    /// the whole approval with [`Error::ChangedSinceShown`].
+    pub fn approve_as_shown(
+        &mut self,
+        keys: &Keys,
+        names: &[SecretName],
+        shown: Option<&[SecretInfo]>,
+    ) -> Result<Vec<ApproveOutcome>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -351,6 +385,16 @@ impl Vault {
             if row.state == SecretState::Approved {
                 outcomes.push(ApproveOutcome::AlreadyApproved);
                 continue;
+            }
+            if let Some(shown) = shown {
+                let same = shown.iter().any(|info| {
+                    info.name == name.as_str()
+                        && info.updated_at == from_unix(row.updated_at)
+                        && info.writer == row.writer
+                });
+                if !same {
+                    return Err(Error::ChangedSinceShown(name.to_string()));
+                }
             }
             outcomes.push(approve_row(&tx, keys, &mut manifest, name, &row)?);
         }
@@ -760,6 +804,7 @@ fn approve_row(
         .insert(name.clone(), manifest::digest(&row.ciphertext));
     Ok(ApproveOutcome::Approved {
         written_at: from_unix(row.updated_at),
+        writer: row.writer,
     })
 }
 
@@ -768,22 +813,24 @@ struct Row {
     state: SecretState,
     ciphertext: Vec<u8>,
     updated_at: i64,
+    writer: Writer,
 }
 
 /// The row of `name`, if there is one.
 fn stored(conn: &Connection, name: &SecretName) -> Result<Option<Row>> {
-    let row: Option<(String, Vec<u8>, i64)> = conn
+    let row: Option<(String, Vec<u8>, i64, String)> = conn
         .query_row(
-            "SELECT state, ciphertext, updated_at FROM secrets WHERE name = ?1",
+            "SELECT state, ciphertext, updated_at, writer FROM secrets WHERE name = ?1",
             [name.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    row.map(|(state, ciphertext, updated_at)| {
+    row.map(|(state, ciphertext, updated_at, writer)| {
         Ok(Row {
             state: parse_state(&state)?,
             ciphertext,
             updated_at,
+            writer: Writer::parse(&writer),
         })
     })
     .transpose()
@@ -794,22 +841,65 @@ fn existing(conn: &Connection, name: &SecretName) -> Result<Row> {
     stored(conn, name)?.ok_or_else(|| Error::NoSuchSecret(name.to_string()))
 }
 
-fn insert_pending(tx: &Transaction<'_>, name: &SecretName, ciphertext: &[u8]) -> Result<()> {
+fn insert_pending(
+    tx: &Transaction<'_>,
+    name: &SecretName,
+    ciphertext: &[u8],
+    writer: &Writer,
+) -> Result<()> {
     let t = now();
     tx.execute(
-        "INSERT INTO secrets (name, state, ciphertext, created_at, updated_at)
-         VALUES (?1, 'pending', ?2, ?3, ?3)",
-        rusqlite::params![name.as_str(), ciphertext, t],
+        "INSERT INTO secrets (name, state, ciphertext, created_at, updated_at, writer)
+         VALUES (?1, 'pending', ?2, ?3, ?3, ?4)",
+        rusqlite::params![name.as_str(), ciphertext, t, writer.encode()],
     )?;
     Ok(())
 }
 
-fn update_ciphertext(tx: &Transaction<'_>, name: &SecretName, ciphertext: &[u8]) -> Result<()> {
+fn update_ciphertext(
+    tx: &Transaction<'_>,
+    name: &SecretName,
+    ciphertext: &[u8],
+    writer: &Writer,
+) -> Result<()> {
     tx.execute(
-        "UPDATE secrets SET ciphertext = ?2, updated_at = ?3 WHERE name = ?1",
-        rusqlite::params![name.as_str(), ciphertext, now()],
+        "UPDATE secrets SET ciphertext = ?2, updated_at = ?3, writer = ?4 WHERE name = ?1",
+        rusqlite::params![name.as_str(), ciphertext, now(), writer.encode()],
     )?;
     Ok(())
+}
+
+/// Who wrote a value. Not authenticated (a pending value is written
+/// without the passphrase), so it informs the person; it proves nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    /// Outside any shield: at a terminal, from a pipe, by `import`.
+    Direct,
+    /// A caller inside an `envseal shield`, through the broker.
+    Shield { pid: i32 },
+}
+
+impl Writer {
+    fn encode(&self) -> String {
+        match self {
+            Writer::Direct => "direct".into(),
+            Writer::Shield { pid } => format!("shield:{pid}"),
+        }
+    }
+
+    /// Anything but `direct` counts as a shield: an edited or unknown
+    /// entry gets the cautious reading.
+    fn parse(s: &str) -> Writer {
+        match s {
+            "direct" => Writer::Direct,
+            _ => Writer::Shield {
+                pid: s
+                    .strip_prefix("shield:")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0),
+            },
+        }
+    }
 }
 
 fn check_value(name: &SecretName, value: &SecretSlice<u8>) -> Result<()> {

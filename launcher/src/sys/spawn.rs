@@ -43,6 +43,20 @@ pub(crate) fn report_pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
     Ok(pipe2(OFlag::O_CLOEXEC)?)
 }
 
+/// Reads one `(stage, errno)` report; `None` when every write end closed
+/// first.
+pub(crate) fn read_report(read_end: &OwnedFd) -> Result<Option<(u32, i32)>, std::io::Error> {
+    let mut m = [0u8; 8];
+    match (&File::from(read_end.try_clone()?)).read_exact(&mut m) {
+        Ok(()) => Ok(Some((
+            u32::from_ne_bytes(m[..4].try_into().unwrap()),
+            i32::from_ne_bytes(m[4..].try_into().unwrap()),
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads every `(stage, errno)` report until all write ends are closed.
 pub(crate) fn read_reports(read_end: OwnedFd) -> Result<Vec<(u32, i32)>, std::io::Error> {
     let mut buf = Vec::new();
