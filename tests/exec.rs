@@ -710,3 +710,84 @@ fn re_pinning_never_silently_weakens_a_grant() {
     assert_eq!(g["args"], serde_json::Value::Null);
     assert_eq!(g["require_shield"], false);
 }
+
+/// The pids whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+/// Through the broker, Ctrl-C on the person's terminal reaches the whole
+/// program — a `#!/bin/sh` script and the `sleep` it waits on — in every
+/// tier, as it does when the program runs in-process: `exec` returns at
+/// once with 130 and no `sleep` is left behind. A client that goes away
+/// (killed) takes the whole program with it (SIGHUP).
+#[test]
+fn signals_through_the_broker_reach_the_programs_children() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("ctrl-c"));
+    env.expect_ok(&env.run_pw(&["unlock"], b""));
+    for tier in ["none", "hardened", "lockdown"] {
+        let mark = format!("{}{}", tier.len(), std::process::id());
+        let prog = env.script(
+            &format!("waits-{tier}"),
+            &format!("#!/bin/sh\necho started\nsleep 299.{mark}\necho after the sleep\n"),
+        );
+        let mut extra = vec!["--secret", "TOKEN", "--tier", tier];
+        if tier == "lockdown" {
+            extra.extend(["--may-exec", "/usr/bin/sleep"]);
+        }
+        extra.extend(["--", s(&prog)]);
+        env.expect_ok(&env.allow(&extra));
+        let needle = format!("299.{mark}");
+        let left = || processes_with(&needle);
+
+        // Ctrl-C on a terminal.
+        let mut t = Terminal::spawn(&env, &["exec", "--", s(&prog)]);
+        t.expect("started", 1);
+        assert!(
+            util::wait_for(|| !left().is_empty()),
+            "{tier}: sleep never started"
+        );
+        t.type_raw(b"\x03");
+        let stopped = util::wait_for(|| left().is_empty());
+        for pid in left() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let r = t.finish();
+        assert!(stopped, "{tier}: Ctrl-C left the script's sleep running");
+        assert_eq!(r.code, Some(130), "{tier}: {}", env.redact(&r.stderr()));
+        assert!(!r.stdout().contains("after the sleep"), "{tier}");
+
+        // The client killed: the whole program gets SIGHUP.
+        let mut c = env.command();
+        c.args(["exec", "--", s(&prog)])
+            .stdin(std::process::Stdio::null());
+        let mut client = c.spawn().unwrap();
+        assert!(
+            util::wait_for(|| !left().is_empty()),
+            "{tier}: sleep never started"
+        );
+        client.kill().unwrap();
+        let _ = client.wait();
+        let stopped = util::wait_for(|| left().is_empty());
+        for pid in left() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(stopped, "{tier}: the program outlived its client");
+    }
+    let _ = env.run(&["lock"], b"");
+}

@@ -225,7 +225,12 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         mask: &mask,
         max_fd,
         stdio: outputs.write_ends(),
+        // Tier None under the broker: the program leads a group, which
+        // relayed signals reach whole. (In the namespaced tiers PID 1
+        // passes them to every process of its namespace.)
+        new_group: relay.is_some() && ids.is_none(),
     };
+    let group = prepared.new_group;
     let spawned = match (&ids, &seccomp) {
         (Some(ids), Some(seccomp)) => {
             // What the sandbox's PID 1 wipes once the program has started.
@@ -290,7 +295,13 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
             eprintln!("envseal: {note}");
         }
     }
-    let exit = wait(child, &waited, relay, outputs);
+    // Signals for the program go to its whole group when it leads one.
+    let target = if group {
+        nix::unistd::Pid::from_raw(-child.as_raw())
+    } else {
+        child
+    };
+    let exit = wait(child, target, &waited, relay, outputs);
     restore();
     exit
 }
@@ -642,6 +653,7 @@ fn start_sandbox(
 /// [`DRAIN_GRACE`] (a descendant may keep them open).
 pub(crate) fn wait(
     child: nix::unistd::Pid,
+    target: nix::unistd::Pid,
     waited: &nix::sys::signal::SigSet,
     relay: Option<Relay<'_>>,
     mut outputs: Option<Started>,
@@ -710,10 +722,10 @@ pub(crate) fn wait(
         if got_relay && let Some(read) = read.as_mut() {
             match read() {
                 Control::Forward(sig) => {
-                    let _ = kill(child, sig);
+                    let _ = kill(target, sig);
                 }
                 Control::Hangup => {
-                    let _ = kill(child, Signal::SIGHUP);
+                    let _ = kill(target, Signal::SIGHUP);
                     watching = false;
                 }
                 Control::Nothing => {}
@@ -740,7 +752,7 @@ pub(crate) fn wait(
                 && info.ssi_code != libc::SI_KERNEL
                 && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
             {
-                let _ = kill(child, sig);
+                let _ = kill(target, sig);
             }
         }
     }

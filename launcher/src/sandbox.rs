@@ -499,8 +499,9 @@ fn confine_and_exec(plan: &Plan<'_>) -> ! {
     spawn::exec_child(plan.exec, plan.report)
 }
 
-/// PID 1's loop: forward signals sent to it to the program, reap every
-/// child, and exit with the program's status once it has ended.
+/// PID 1's loop: forward signals sent to it to every process of the
+/// namespace, reap every child, and exit with the program's status once it
+/// has ended (the kernel then kills whatever is left in the namespace).
 fn reap_and_forward(program: libc::pid_t, waited: &SigSet) -> ! {
     loop {
         // SAFETY: siginfo_t is plain data; zeroed is a valid value.
@@ -525,8 +526,11 @@ fn reap_and_forward(program: libc::pid_t, waited: &SigSet) -> ! {
                 }
             }
         } else if sig > 0 && info.si_code != libc::SI_KERNEL {
-            // SAFETY: signals the program's process.
-            unsafe { libc::kill(program, sig) };
+            // Every process of the namespace but PID 1 itself: the program
+            // and all it started, the way a terminal's signal reaches a
+            // whole foreground group (a script's `sleep` included).
+            // SAFETY: kill(2) with plain integers.
+            unsafe { libc::kill(-1, sig) };
         }
     }
 }

@@ -410,7 +410,7 @@ impl Pending {
             restore();
             return Err(stage_error(stage, errno));
         }
-        let exit = crate::launch::wait(pid, &waited, None, None);
+        let exit = crate::launch::wait(pid, pid, &waited, None, None);
         restore();
         exit
     }

@@ -36,6 +36,11 @@ pub(crate) struct Prepared<'a> {
     pub(crate) max_fd: RawFd,
     /// Descriptors to put on stdout and stderr (the masking pipes), or -1.
     pub(crate) stdio: [RawFd; 2],
+    /// Make the program the leader of a process group of its own, so that
+    /// a signal relayed to the group reaches its children too (the way a
+    /// terminal's do). Only where no terminal's job control needs it in
+    /// the terminal's foreground group: under the broker.
+    pub(crate) new_group: bool,
 }
 
 /// A close-on-exec pipe on which a child reports `(stage, errno)`.
@@ -106,6 +111,10 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
         // Rust ignores SIGPIPE; an ignored disposition would survive exec.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::sigprocmask(libc::SIG_SETMASK, p.mask.as_ref(), std::ptr::null_mut());
+        if p.new_group && libc::setpgid(0, 0) < 0 {
+            ns::report(report, STAGE_EXEC, Errno::last_raw());
+            ns::exit(127);
+        }
         // The masking pipes become stdout and stderr (dup2 leaves the new
         // descriptor open across exec).
         for (target, &fd) in [1, 2].iter().zip(p.stdio.iter()) {
