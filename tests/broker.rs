@@ -174,14 +174,21 @@ impl Scene {
         v["pid"].as_i64().map(|p| p as i32)
     }
 
+    /// Where the broker of this vault listens: found from the vault alone
+    /// (`/run/user/UID/envseal` when that is the user's, else the vault's
+    /// `run/`), named after the vault's canonical path.
     fn socket(&self) -> PathBuf {
-        let dir = self.env.home.join("run");
-        fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "sock"))
-            .expect("no broker socket")
+        use std::os::unix::fs::MetadataExt as _;
+        let run = PathBuf::from(format!("/run/user/{}", self.uid));
+        let dir = match fs::symlink_metadata(&run) {
+            Ok(m) if m.is_dir() && m.uid() == self.uid && m.mode() & 0o022 == 0 => {
+                run.join("envseal")
+            }
+            _ => self.env.home.join("run"),
+        };
+        let vault = fs::canonicalize(&self.env.home).unwrap();
+        let hash = util::sha256_hex(vault.as_os_str().as_encoded_bytes());
+        dir.join(format!("broker-{}.sock", &hash[..16]))
     }
 }
 
@@ -195,8 +202,13 @@ impl Drop for Scene {
             );
         }
         // The broker's log joins the G1 scan (run when the Env drops).
-        if let Ok(entries) = fs::read_dir(self.env.home.join("run")) {
-            for e in entries.flatten() {
+        let socket = self.socket();
+        let stem = socket.file_stem().unwrap().to_owned();
+        if let Ok(entries) = fs::read_dir(socket.parent().unwrap()) {
+            for e in entries
+                .flatten()
+                .filter(|e| e.path().file_stem() == Some(&stem))
+            {
                 if let Ok(bytes) = fs::read(e.path()) {
                     use std::os::unix::process::ExitStatusExt as _;
                     self.env.record(
@@ -1471,4 +1483,56 @@ fn an_agent_cannot_replace_a_value_awaiting_approval() {
     s.env
         .expect_stderr(&r, &["approved DEPLOY_KEY", "approved AGENT_KEY"]);
     s.env.assert_value("DEPLOY_KEY", mine.as_bytes());
+}
+
+/// One vault has one broker, whatever the caller's environment says: with
+/// a broker started where `XDG_RUNTIME_DIR` pointed somewhere, a caller
+/// without it (or with another) reaches the same broker, and `unlock`
+/// there refreshes it instead of starting a second.
+#[test]
+fn the_broker_is_found_from_the_vault_alone() {
+    let mut s = scene();
+    let elsewhere = s.home.join("xdg-runtime");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let chown = Command::new("chown")
+        .arg(format!("{}:{}", s.uid, s.gid))
+        .arg(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o700)).unwrap();
+    let mut c = s.envseal(&["unlock", "--passphrase-fd", "0"]);
+    c.env("XDG_RUNTIME_DIR", &elsewhere)
+        .stdin(fs::File::open(s.env.passfile()).unwrap());
+    let r = s.env.record(
+        "(as user) unlock (XDG_RUNTIME_DIR set)".into(),
+        c.output().unwrap(),
+    );
+    s.env.expect_ok(&r);
+    let broker = s
+        .broker_pid()
+        .expect("no broker reached without XDG_RUNTIME_DIR");
+    s.broker = Some(broker);
+    let mut c = s.envseal(&["unlock", "--passphrase-fd", "0"]);
+    c.env("XDG_RUNTIME_DIR", "/tmp")
+        .stdin(fs::File::open(s.env.passfile()).unwrap());
+    let r = s.env.record(
+        "(as user) unlock (another XDG_RUNTIME_DIR)".into(),
+        c.output().unwrap(),
+    );
+    s.env.expect_ok(&r);
+    s.env.expect_stderr(&r, &["already running"]);
+    assert_eq!(s.broker_pid(), Some(broker));
+    let quick = s.bins.join("quick");
+    let mut c = s.envseal(&["exec", "--", quick.to_str().unwrap()]);
+    c.env("XDG_RUNTIME_DIR", "/tmp");
+    let r = s.env.record(
+        "(as user) exec (another XDG_RUNTIME_DIR)".into(),
+        c.output().unwrap(),
+    );
+    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    assert!(
+        s.env.home.join("broker.lock").exists(),
+        "the lock is not in the vault directory"
+    );
 }

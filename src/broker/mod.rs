@@ -23,9 +23,10 @@ use crate::exit::{CliError, Code};
 use crate::paths;
 use protocol::{Body, Reply, Request, VERSION};
 
-/// Where one vault's broker lives: `$XDG_RUNTIME_DIR/envseal/` (else
-/// `<vault>/run/`), with a socket, a lock file and a log named after the
-/// vault directory, so each `ENVSEAL_HOME` has its own broker.
+/// Where one vault's broker lives: `/run/user/UID/envseal/` (else
+/// `<vault>/run/`), with a socket and a log named after the vault
+/// directory, so each `ENVSEAL_HOME` has its own broker; its lock is
+/// `<vault>/broker.lock`.
 #[derive(Debug, Clone)]
 pub struct Location {
     pub vault: PathBuf,
@@ -38,13 +39,16 @@ pub struct Location {
 /// `sun_path` holds 108 bytes, the terminating NUL included.
 const MAX_SOCKET_PATH: usize = 107;
 
+/// Where the broker of this vault listens. Found from the vault alone
+/// (never from the environment, which differs between a person's terminal
+/// and an agent's), so that one vault has one broker: the user's runtime
+/// directory `/run/user/UID` when it exists and is theirs alone, else the
+/// vault directory. The lock that keeps a second broker from starting is
+/// in the vault directory.
 pub fn location() -> Result<Location, CliError> {
     let vault = paths::vault_dir()?;
     let vault = std::fs::canonicalize(&vault).unwrap_or(vault);
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute() && p.is_dir())
-    {
+    let dir = match runtime_dir() {
         Some(run) => run.join("envseal"),
         None => vault.join("run"),
     };
@@ -59,15 +63,25 @@ pub fn location() -> Result<Location, CliError> {
                 socket.display()
             ),
         )
-        .hint("set XDG_RUNTIME_DIR (or ENVSEAL_HOME) to a shorter directory"));
+        .hint("set ENVSEAL_HOME to a shorter directory"));
     }
     Ok(Location {
-        lock: dir.join(format!("broker-{name}.lock")),
+        lock: vault.join("broker.lock"),
         log: dir.join(format!("broker-{name}.log")),
         socket,
         dir,
         vault,
     })
+}
+
+/// `/run/user/UID` if it is a directory this user owns that no one else
+/// may write to.
+fn runtime_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = PathBuf::from(format!("/run/user/{uid}"));
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0).then_some(dir)
 }
 
 impl Location {
