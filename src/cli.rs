@@ -484,6 +484,15 @@ pub struct AuditArgs {
     #[arg(long = "secret", value_name = "KEY", conflicts_with = "verify")]
     pub secret: Option<String>,
 
+    /// Only the last N entries (after the other filters)
+    #[arg(
+        short = 'n',
+        long = "last",
+        value_name = "N",
+        conflicts_with = "verify"
+    )]
+    pub last: Option<usize>,
+
     /// Check the chain and every checkpoint (needs the passphrase)
     #[arg(long)]
     pub verify: bool,

@@ -22,6 +22,7 @@ use crate::exit::Code;
 fn main() -> ExitCode {
     // Before anything secret is read: no core dumps, no same-user ptrace.
     harden::process();
+    quiet_on_closed_stdout();
     if let Some(verb) = std::env::args()
         .nth(1)
         .filter(|a| cli::NO_READ_BACK.contains(&a.as_str()))
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
     }
     match commands::run(cli.command) {
         Ok(status) => ExitCode::from(status),
+        Err(err) if closed_stdout(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let (code, hint) = exit::classify(&err);
             eprintln!("envseal: error: {err:#}");
@@ -63,4 +65,36 @@ fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// A reader that stops early (`envseal audit | head`) closes the pipe:
+/// output then ends silently, with status 0, as for other Unix tools.
+/// `print!` reports a closed stdout by panicking; this hook turns that one
+/// panic into a quiet exit and leaves every other panic as it was.
+fn quiet_on_closed_stdout() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        previous(info);
+    }));
+}
+
+/// Whether `err` is a write to a stdout whose reader has gone.
+fn closed_stdout(err: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().map(|e| e.kind()) == broken
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == broken
+    })
 }

@@ -96,9 +96,14 @@ fn stdin_bytes_are_kept_exactly() {
     let env = Env::initialized();
     let with_newline = format!("{}\n", value("nl"));
     let binary: Vec<u8> = (0u8..=255).chain(0u8..=255).collect();
-    env.expect_ok(&env.set("WITH_NEWLINE", &with_newline));
+    let r = env.set("WITH_NEWLINE", &with_newline);
+    env.expect_ok(&r);
+    // Kept, and said: a newline from `echo` is rarely meant.
+    env.expect_stderr(&r, &["ends with a newline", "printf %s"]);
     env.remember(&binary);
-    env.expect_ok(&env.run(&["set", "BINARY"], &binary));
+    let r = env.run(&["set", "BINARY"], &binary);
+    env.expect_ok(&r);
+    assert!(!r.stderr().contains("newline"), "{}", r.stderr());
     env.expect_ok(&env.run_pw(&["approve", "WITH_NEWLINE", "BINARY"], b""));
     env.assert_value("WITH_NEWLINE", with_newline.as_bytes());
     env.assert_value("BINARY", &binary);
@@ -565,4 +570,48 @@ fn passphrase_fd_reads_the_descriptor_itself() {
     let r = env.run_command("audit --verify --passphrase-fd 9 (closed)".into(), c, b"");
     env.expect_code(&r, code::USAGE);
     env.expect_stderr(&r, &["fd 9", "not open"]);
+}
+
+/// A reader that stops early (`envseal audit --json | head`) ends output
+/// silently with status 0, for every command that prints data; `-n N`
+/// shows the last N audit entries.
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    use std::process::Stdio;
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("pipe"));
+    let prog = env.script("p", "#!/bin/sh\nexit 0\n");
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", prog.to_str().unwrap()]));
+    for args in [
+        &["audit"][..],
+        &["audit", "--json"],
+        &["list"],
+        &["list", "--json"],
+        &["grants"],
+        &["grants", "--json"],
+        &["doctor"],
+        &["man"],
+        &["completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut c = env.command();
+        c.args(args)
+            .stdout(Stdio::from(writer))
+            .stdin(Stdio::null());
+        let r = env.record(
+            format!("{} (stdout closed)", args.join(" ")),
+            c.output().unwrap(),
+        );
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stderr());
+        assert_eq!(r.stderr(), "", "{args:?}");
+    }
+    let r = env.run(&["audit", "-n", "2"], b"");
+    env.expect_ok(&r);
+    let lines: Vec<String> = r.stdout().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "a header and two entries: {lines:?}");
+    assert!(
+        lines[1].contains("allow") && lines[2].contains("checkpoint"),
+        "{lines:?}"
+    );
 }

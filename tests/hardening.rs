@@ -275,8 +275,8 @@ fn launched_program_is_unreadable_by_the_same_user() {
         // --verbose told the user G7 holds (in tier None: non-dumpable).
         let said_g7 = match (tier, group) {
             ("none", _) => "non-dumpable program (execute-only copy): yes",
-            (_, None) => "G7: the program runs from a copy owned by a subordinate id",
-            (_, Some(_)) => "G7: the program runs from a copy whose group",
+            (_, None) => "the program runs from a copy owned by a subordinate id",
+            (_, Some(_)) => "the program runs from a copy whose group",
         };
         env.expect_stderr(&r, &[said_g7]);
         for (what, results) in &attacks {

@@ -131,3 +131,39 @@ fn env_file_maps_names_within_the_grant() {
     env.expect_code(&r, code::USAGE);
     env.expect_stderr(&r, &["line 1"]);
 }
+
+/// An empty value (`DEBUG=`) has nothing to keep secret: it is skipped
+/// with a warning naming its line, and the rest of the file is imported.
+/// A file with nothing but empty values imports nothing.
+#[test]
+fn empty_values_are_skipped_with_a_warning() {
+    let env = Env::initialized();
+    let dir = env.tmp.path().join("project");
+    fs::create_dir_all(&dir).unwrap();
+    let token = value("imp-kept");
+    env.remember(token.as_bytes());
+    let file = dir.join(".env");
+    fs::write(&file, format!("DEBUG=\nTOKEN={token}\nEMPTY_QUOTED=\"\"\n")).unwrap();
+    let r = env.run(&["import", file.to_str().unwrap(), "--json"], b"");
+    env.expect_ok(&r);
+    env.expect_stderr(
+        &r,
+        &[
+            "line 1: DEBUG has an empty value; skipped",
+            "line 3: EMPTY_QUOTED",
+        ],
+    );
+    let out: serde_json::Value = serde_json::from_str(r.stdout().trim()).unwrap();
+    assert_eq!(out["imported"], serde_json::json!(["TOKEN"]));
+    let names = env.names();
+    assert!(
+        names.contains("TOKEN") && !names.contains("DEBUG"),
+        "{names:?}"
+    );
+
+    let only_empty = dir.join("empty.env");
+    fs::write(&only_empty, "A=\nB=''\n").unwrap();
+    let r = env.run(&["import", only_empty.to_str().unwrap()], b"");
+    env.expect_code(&r, code::USAGE);
+    env.expect_stderr(&r, &["nothing to import"]);
+}

@@ -117,9 +117,11 @@ pub fn diagnose() -> Report {
     };
     let supplementary = match ids.supplementary {
         Some(g) => Ok(format!(
-            "group {g}: G7 in the namespaced tiers without subordinate ids (faster)"
+            "group {g}: keeps the running program out of reach in the namespaced tiers without subordinate ids (faster)"
         )),
-        None => Err("none (G7 then needs subordinate ids)".to_owned()),
+        None => Err(
+            "none (keeping the running program out of reach then needs subordinate ids)".to_owned(),
+        ),
     };
     let landlock = match ns::landlock_abi() {
         Ok(v) if v >= LANDLOCK_ABI as i64 => Ok(format!("ABI {v}")),
@@ -218,8 +220,8 @@ pub fn diagnose() -> Report {
     );
     let lockdown_ok = lockdown_why.is_empty();
     if let Err(why) = &g7 {
-        hardened_why.push(format!("G7: {why}"));
-        lockdown_why.push(format!("G7: {why}"));
+        hardened_why.push(format!("not out of reach of your other processes: {why}"));
+        lockdown_why.push(format!("not out of reach of your other processes: {why}"));
     }
     let tiers = vec![
         TierReport {
@@ -227,7 +229,7 @@ pub fn diagnose() -> Report {
             ok: true,
             g7: !ids.is_root(),
             why: if ids.is_root() {
-                vec!["G7: envseal runs as root, and root can read any program".into()]
+                vec!["not out of reach of your other processes: envseal runs as root, and root can read any program".into()]
             } else {
                 Vec::new()
             },

@@ -337,13 +337,15 @@ fn prepare_g7(ids: &Ids, executable: &Verified, notes: &mut Vec<String>) -> Resu
         }
         Ok(G7::Subordinate) => ("owned by a subordinate id".to_owned(), true),
         Err(why) => {
-            notes.push(format!("G7 does not hold in this tier: {why}"));
+            notes.push(format!(
+                "in this tier the running program is NOT out of reach of your other processes: {why}"
+            ));
             return Ok(false);
         }
     };
     notes.push(format!(
-        "G7: the program runs from a copy {how}: other processes of the user can neither read \
-         nor trace it"
+        "the program runs from a copy {how}: your other processes can neither read nor \
+         trace it"
     ));
     Ok(subordinate)
 }

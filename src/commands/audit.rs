@@ -47,13 +47,15 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
             (Some(_), _) => false,
         })
         .collect();
+    let skip = args.last.map_or(0, |n| shown.len().saturating_sub(n));
+    let shown = &shown[skip..];
     if args.json {
         let elements: Vec<ElementJson<'_>> = shown.iter().map(|e| json(e)).collect();
         let value = serde_json::json!({ "elements": elements });
         return super::print_json(&mut std::io::stdout().lock(), &value);
     }
     println!("{:>5}  {:<20}  {:<14}  DETAILS", "SEQ", "TIME", "ACTION");
-    for e in shown {
+    for e in shown.iter().copied() {
         let (action, details) = match &e.entry {
             Entry::Record(r) => (r.action.as_str(), describe(r)),
             Entry::Checkpoint { covers } => (

@@ -77,8 +77,12 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
     writeln!(out)?;
     for t in &report.tiers {
         let state = match (t.ok, t.g7) {
-            (true, true) => "available; the program is out of reach of your other processes (G7)",
-            (true, false) => "available, but G7 does not hold",
+            (true, true) => {
+                "available; the running program is out of reach of your other processes"
+            }
+            (true, false) => {
+                "available, but the running program is NOT out of reach of your other processes"
+            }
             (false, _) => "not available",
         };
         writeln!(out, "tier {:<9} {state}", name(t.tier))?;

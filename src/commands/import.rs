@@ -26,6 +26,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     }
     // Everything is checked before anything is written.
     let mut names: Vec<SecretName> = Vec::new();
+    let mut kept = Vec::new();
     for e in &entries {
         let name = SecretName::new(&e.key).map_err(|_| {
             CliError::new(
@@ -44,13 +45,22 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             .into());
         }
         if e.value.is_empty() {
-            return Err(CliError::new(
-                Code::Usage,
-                format!("{shown}: line {}: {} has an empty value", e.line, e.key),
-            )
-            .into());
+            // Nothing to keep secret; the variable stays in the file.
+            eprintln!(
+                "envseal: warning: {shown}: line {}: {} has an empty value; skipped",
+                e.line, e.key
+            );
+            continue;
         }
         names.push(name);
+        kept.push(e);
+    }
+    if names.is_empty() {
+        return Err(CliError::new(
+            Code::Usage,
+            format!("{shown}: every value is empty; nothing to import"),
+        )
+        .into());
     }
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     let existing: Vec<String> = vault
@@ -70,7 +80,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         .hint("remove those lines, or `envseal rm` the secrets first")
         .into());
     }
-    for (e, name) in entries.iter().zip(&names) {
+    for (e, name) in kept.iter().zip(&names) {
         let value: secrecy::SecretSlice<u8> = e.value.to_vec().into();
         vault.set(name, &value, false)?;
     }

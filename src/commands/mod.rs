@@ -38,12 +38,16 @@ fn completions(args: crate::cli::CompletionsArgs) -> anyhow::Result<()> {
         crate::cli::ShellArg::Zsh => Shell::Zsh,
         crate::cli::ShellArg::Fish => Shell::Fish,
     };
+    // Into memory first: clap_complete panics on a failed write, and a
+    // closed stdout must end the output quietly.
+    let mut script = Vec::new();
     clap_complete::generate(
         shell,
         &mut crate::cli::Cli::command(),
         "envseal",
-        &mut std::io::stdout(),
+        &mut script,
     );
+    std::io::Write::write_all(&mut std::io::stdout(), &script)?;
     Ok(())
 }
 

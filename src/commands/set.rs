@@ -29,6 +29,10 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     } else {
         input::value(name.as_str())?
     };
+    // Kept exactly (a value may end in a newline), but rarely meant.
+    let newline = !args.generate
+        && !std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && value.expose_secret().ends_with(b"\n");
     // Inside a shield the vault is read-only: the broker stores the value.
     if std::env::var_os(SHIELD_MARK).is_some()
         && let Some(mut client) = broker::Client::connect(&broker::location()?)?
@@ -39,6 +43,9 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
             replace: args.replace,
         })?;
         eprintln!("envseal: {}", broker::done(reply)?);
+        if newline {
+            newline_note(&name);
+        }
         return Ok(());
     }
     let mut record = audit::record("set");
@@ -69,5 +76,16 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
         SetOutcome::ReplacedPending => eprintln!("envseal: replaced {name} (still pending)"),
         SetOutcome::ReplacedApproved => eprintln!("envseal: replaced {name} (approved)"),
     }
+    if newline {
+        newline_note(&name);
+    }
     Ok(())
+}
+
+fn newline_note(name: &SecretName) {
+    eprintln!(
+        "envseal: note: the value for {name} ends with a newline, which was stored as part of \
+         it; to store it without, write it with `printf %s \"$VALUE\" | envseal set --replace \
+         {name}` (echo adds the newline)"
+    );
 }
