@@ -1536,3 +1536,46 @@ fn the_broker_is_found_from_the_vault_alone() {
         "the lock is not in the vault directory"
     );
 }
+
+/// The "not inside an envseal shield" warning is said once per terminal
+/// session (per broker), in plain words, and ENVSEAL_QUIET=1 silences it.
+#[test]
+fn the_unshielded_warning_is_said_once_per_session() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let quick = s.bins.join("quick");
+    let quick = quick.to_str().unwrap();
+    let warned = |r: &util::Run| r.stderr().contains("not inside an envseal shield");
+    let r = s.run(&["exec", "--", quick]);
+    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    assert!(warned(&r), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("envseal shield -- AGENT"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("G7"), "{}", r.stderr());
+    let r = s.run(&["exec", "--", quick]);
+    assert!(!warned(&r), "said twice in one session: {}", r.stderr());
+    // A new session (another terminal) is told again, unless quiet.
+    let in_new_session = |quiet: bool| {
+        let mut c = s.user(Path::new("/usr/bin/setsid"));
+        c.args(["-w", s.envseal.to_str().unwrap(), "exec", "--", quick]);
+        if quiet {
+            c.env("ENVSEAL_QUIET", "1");
+        }
+        s.env.record(
+            format!("(as user, new session, quiet {quiet}) exec"),
+            c.output().unwrap(),
+        )
+    };
+    let r = in_new_session(true);
+    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    assert!(
+        !warned(&r),
+        "ENVSEAL_QUIET=1 did not silence it: {}",
+        r.stderr()
+    );
+    let r = in_new_session(false);
+    assert!(warned(&r), "a new session was not told: {}", r.stderr());
+}

@@ -178,6 +178,10 @@ pub enum Reply {
     /// The request was accepted; the program is being started.
     Started {
         shielded: bool,
+        /// The caller is not shielded, and its terminal session has not
+        /// been told so by this broker yet: the client says it, once.
+        #[serde(default)]
+        warn_unshielded: bool,
     },
     /// The program ended; the client exits with this status.
     Exit {

@@ -170,7 +170,8 @@ impl Client {
 
     /// Sends an exec request with `stdio` (stdin, stdout, stderr) and this
     /// process's working directory, and waits for the broker's first
-    /// answer: whether the caller is inside a shield, or the refusal.
+    /// answer: whether to tell the caller (once per terminal session) that
+    /// it is not inside a shield, or the refusal.
     pub fn start_exec(
         &mut self,
         request: protocol::ExecRequest,
@@ -193,7 +194,9 @@ impl Client {
         self.send(Body::Exec(request), &[stdin, stdout, stderr, cwd.as_fd()])?;
         drop(cwd);
         match self.recv()? {
-            Reply::Started { shielded } => Ok(shielded),
+            Reply::Started {
+                warn_unshielded, ..
+            } => Ok(warn_unshielded),
             reply => Err(not_the_answer(reply, "an exec that had not started")),
         }
     }

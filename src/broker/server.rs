@@ -71,6 +71,8 @@ struct Broker {
     cache: Cache,
     conns: Vec<Conn>,
     sessions: HashMap<i32, Instant>,
+    /// Terminal sessions already told that they are not shielded.
+    warned: std::collections::HashSet<i32>,
     idle_ttl: Duration,
     last_use: Instant,
     log: Option<File>,
@@ -142,6 +144,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         cache: Cache::new(),
         conns: Vec::new(),
         sessions: HashMap::new(),
+        warned: std::collections::HashSet::new(),
         idle_ttl: start.idle_ttl,
         last_use: Instant::now(),
         log,
@@ -694,7 +697,16 @@ impl Broker {
         self.log(&format!(
             "exec {program} for pid {pid} (shielded: {shielded})"
         ));
-        reply(&stream, &Reply::Started { shielded });
+        // Unshielded callers are told once per terminal session (the
+        // session id of the calling process), not on every exec.
+        let warn_unshielded = !shielded && self.warned.insert(session_of(pid));
+        reply(
+            &stream,
+            &Reply::Started {
+                shielded,
+                warn_unshielded,
+            },
+        );
         match envseal_launcher::fork::fork() {
             Ok(envseal_launcher::fork::Forked::Child) => {
                 self.forget_in_child();
@@ -890,4 +902,16 @@ fn shield_confined(shield: i32, agent: i32) -> Result<(), String> {
         return Err("it is not confined by envseal's shield (no_new_privs and its filter)".into());
     }
     Ok(())
+}
+
+/// The session id of `pid` (`/proc/PID/stat`, field 6), or `pid` itself
+/// when it cannot be read.
+fn session_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().nth(3)?.parse().ok()
+        })
+        .unwrap_or(pid)
 }

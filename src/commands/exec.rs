@@ -364,7 +364,7 @@ fn through_broker(mut client: broker::Client, request: ExecRequest) -> anyhow::R
         relayed.add(s);
     }
     relayed.thread_block()?;
-    let shielded = client.start_exec(
+    let warn_unshielded = client.start_exec(
         request,
         [
             std::io::stdin().as_fd(),
@@ -372,10 +372,12 @@ fn through_broker(mut client: broker::Client, request: ExecRequest) -> anyhow::R
             std::io::stderr().as_fd(),
         ],
     )?;
-    if !shielded {
+    if warn_unshielded && std::env::var_os("ENVSEAL_QUIET").is_none_or(|q| q != "1") {
         eprintln!(
-            "envseal: warning: not inside an envseal shield: other processes of this user \
-             could read {program} while it runs"
+            "envseal: warning: not inside an envseal shield. {program} runs with its secrets, \
+             and any program of yours that is not shielded (an AI agent, say) could look into \
+             it while it runs. Start agents with `envseal shield -- AGENT`. (Said once per \
+             terminal session; ENVSEAL_QUIET=1 silences it.)"
         );
     }
     // One thread: the relayed signals through a signalfd, and the
