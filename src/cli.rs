@@ -107,7 +107,9 @@ Example:
     Repin(RepinArgs),
 
     /// List grants: pinned programs and the secrets they receive (no passphrase)
-    #[command(after_help = "Examples:\n  envseal grants\n  envseal grants --json")]
+    #[command(
+        after_help = "Examples:\n  envseal grants\n  envseal grants --long\n  envseal grants --json"
+    )]
     Grants(GrantsArgs),
 
     /// Remove a grant, or some secrets from it (passphrase)
@@ -424,8 +426,13 @@ pub struct RepinArgs {
 #[derive(Debug, Args)]
 pub struct GrantsArgs {
     /// Print JSON: {"grants":[{"program","sha256","interpreter","secrets","tier","args",...}]}
-    #[arg(long)]
+    #[arg(long, conflicts_with = "long")]
     pub json: bool,
+
+    /// Every detail of each grant (hashes, interpreter, deliveries, rules)
+    /// instead of the table
+    #[arg(long, short = 'l')]
+    pub long: bool,
 }
 
 #[derive(Debug, Args)]

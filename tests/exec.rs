@@ -709,6 +709,27 @@ fn re_pinning_never_silently_weakens_a_grant() {
     assert_eq!(g["tier"], "none");
     assert_eq!(g["args"], serde_json::Value::Null);
     assert_eq!(g["require_shield"], false);
+
+    // `grants`: a table, one line per grant; `--long` has every detail.
+    let r = env.run(&["grants"], b"");
+    env.expect_ok(&r);
+    let lines: Vec<&str> = r
+        .stdout
+        .split(|&b| b == b'\n')
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(words(lines[0]), ["PROGRAM", "TIER", "SECRETS", "SHA256"]);
+    assert_eq!(words(lines[1]), [p, "none", "A,B,C", &new[..12]]);
+    let r = env.run(&["grants", "--long"], b"");
+    env.expect_ok(&r);
+    env.expect_stdout(
+        &r,
+        &[
+            &format!("sha256      {new}"),
+            "secret      B as a file, path in $B_PATH",
+        ],
+    );
 }
 
 /// The pids whose command line contains `needle`.

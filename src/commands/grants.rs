@@ -79,15 +79,56 @@ pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    for r in &records {
-        match Grant::decode(&r.body) {
-            Ok(g) => write!(out, "{}", pin::describe(&g))?,
-            Err(_) => writeln!(
-                out,
-                "{}\n  (malformed: the vault was edited; `envseal revoke` it)",
-                r.program
-            )?,
+    if args.long {
+        for r in &records {
+            match Grant::decode(&r.body) {
+                Ok(g) => write!(out, "{}", pin::describe(&g))?,
+                Err(_) => writeln!(
+                    out,
+                    "{}\n  (malformed: the vault was edited; `envseal revoke` it)",
+                    r.program
+                )?,
+            }
         }
+        return Ok(());
+    }
+    // One line per grant; `--long` has the rest.
+    let rows: Vec<[String; 4]> = records
+        .iter()
+        .map(|r| match Grant::decode(&r.body) {
+            Ok(g) => [
+                g.program.path.clone(),
+                g.tier.as_str().to_owned(),
+                g.secrets
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                hex(&g.program.sha256)[..12].to_owned(),
+            ],
+            Err(_) => [
+                r.program.clone(),
+                "?".into(),
+                "(malformed: the vault was edited; `envseal revoke` it)".into(),
+                "?".into(),
+            ],
+        })
+        .collect();
+    let width = |i: usize, title: &str| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (wp, wt, ws) = (width(0, "PROGRAM"), width(1, "TIER"), width(2, "SECRETS"));
+    writeln!(
+        out,
+        "{:wp$}  {:wt$}  {:ws$}  SHA256",
+        "PROGRAM", "TIER", "SECRETS"
+    )?;
+    for [program, tier, secrets, sha] in &rows {
+        writeln!(out, "{program:wp$}  {tier:wt$}  {secrets:ws$}  {sha}")?;
     }
     Ok(())
 }
