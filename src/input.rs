@@ -136,6 +136,8 @@ pub fn generated(length: usize) -> Result<SecretSlice<u8>, CliError> {
 }
 
 fn prompt(text: &str) -> Result<SecretString, CliError> {
+    // Ctrl-C at the prompt must not leave the terminal without echo.
+    let _guard = envseal_launcher::terminal::guard_terminal();
     rpassword::prompt_password(text)
         .map(SecretString::from)
         .map_err(|_| {

@@ -426,6 +426,18 @@ fn passphrase_prompts_on_a_terminal() {
     term.expect("Passphrase (to remove TERM_SECRET)", 1);
     term.type_line("wrong passphrase here");
     env.expect_code(&term.finish(), code::DENIED);
+
+    // Ctrl-C at the (no-echo) prompt: the terminal echoes again after.
+    env.expect_ok(&env.set("LATER_SECRET", &value("later")));
+    let mut term = Terminal::spawn(&env, &["approve", "LATER_SECRET"]);
+    term.expect("Passphrase (to approve)", 1);
+    term.type_raw(b"\x03");
+    let (r, echo) = term.finish_and_check_echo();
+    assert_ne!(r.code, Some(0), "{}", r.stderr());
+    assert!(
+        echo,
+        "Ctrl-C at the passphrase prompt left the terminal without echo"
+    );
 }
 
 /// Every row of the secrets table and the manifest, as raw bytes.

@@ -35,7 +35,7 @@ mod sandbox;
 pub mod secretmem;
 pub mod shield;
 mod sys;
-pub use sys::{fdpass, files::inherited, fork};
+pub use sys::{fdpass, files::inherited, fork, terminal};
 
 pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};

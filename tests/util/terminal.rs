@@ -17,6 +17,8 @@ pub struct Terminal<'a> {
     child: Child,
     screen: Arc<Mutex<Vec<u8>>>,
     keyboard: std::fs::File,
+    /// The terminal's own path (`/dev/pts/N`), to read its settings.
+    pts: std::path::PathBuf,
 }
 
 impl<'a> Terminal<'a> {
@@ -25,6 +27,7 @@ impl<'a> Terminal<'a> {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let master: OwnedFd = pty.master;
         let slave: OwnedFd = pty.slave;
+        let pts = nix::unistd::ttyname(&slave).expect("ttyname");
         let mut cmd = Command::new("setsid");
         cmd.args(["-w", "-c"])
             .arg(super::bin())
@@ -57,6 +60,7 @@ impl<'a> Terminal<'a> {
             child,
             screen,
             keyboard: std::fs::File::from(master),
+            pts,
         }
     }
 
@@ -87,6 +91,24 @@ impl<'a> Terminal<'a> {
     /// Types `bytes` as they are (a control character, say).
     pub fn type_raw(&mut self, bytes: &[u8]) {
         self.keyboard.write_all(bytes).unwrap();
+    }
+
+    /// Waits for exit, then says whether the terminal echoes what is
+    /// typed (as a person would find it at the next prompt).
+    pub fn finish_and_check_echo(mut self) -> (Run, bool) {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = self.child.wait();
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY)
+            .open(&self.pts)
+            .expect("reopen the terminal");
+        let settings = nix::sys::termios::tcgetattr(&tty).expect("tcgetattr");
+        let echo = settings
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO);
+        (self.finish(), echo)
     }
 
     /// Waits for exit; the whole screen is recorded for the G1 scan.

@@ -7,3 +7,4 @@ pub mod fork;
 pub(crate) mod ns;
 pub(crate) mod signals;
 pub(crate) mod spawn;
+pub mod terminal;
