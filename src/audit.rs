@@ -36,6 +36,25 @@ pub fn grant_record(action: &str, grant: &envseal_policy::Grant) -> Record {
     r
 }
 
+/// Unlocks `vault` for `action`. A wrong passphrase is recorded (as
+/// `ACTION-refused`, "wrong passphrase") before the error is returned, so
+/// that guessing shows in the log.
+pub fn unlock(
+    vault: &mut Vault,
+    passphrase: &secrecy::SecretString,
+    action: &str,
+) -> Result<Keys, envseal_vault::Error> {
+    match vault.unlock(passphrase) {
+        Err(envseal_vault::Error::WrongPassphrase) => {
+            let mut r = record(&format!("{action}-refused"));
+            r.detail = Some("wrong passphrase".into());
+            write(vault, None, &r);
+            Err(envseal_vault::Error::WrongPassphrase)
+        }
+        other => other,
+    }
+}
+
 /// Appends `record`; with `keys`, also an authenticated checkpoint.
 pub fn write(vault: &mut Vault, keys: Option<&Keys>, record: &Record) {
     if let Err(e) = vault.append_audit(Some(record), keys) {

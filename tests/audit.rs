@@ -206,3 +206,42 @@ fn rehash(db: &rusqlite::Connection) {
         prev = hash;
     }
 }
+
+/// Failed attempts are in the log too: a wrong passphrase (at `approve`,
+/// at the broker's `unlock`) and an exec refused because the vault is
+/// locked (no broker, no terminal).
+#[test]
+fn wrong_passphrases_and_locked_refusals_are_recorded() {
+    let env = Env::initialized();
+    env.expect_ok(&env.set("PENDING", &value("audit-pending")));
+    env.set_approved("TOKEN", &value("audit-locked"));
+    let prog = env.script("prog", "#!/bin/sh\nexit 0\n");
+    let prog = prog.to_str().unwrap().to_owned();
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", &prog]));
+    let r = env.run_with_passphrase(&["approve", "PENDING"], b"", "not the passphrase");
+    env.expect_code(&r, code::DENIED);
+    let r = env.run_with_passphrase(&["unlock"], b"", "not the passphrase either");
+    env.expect_code(&r, code::DENIED);
+    let r = env.run(&["exec", "--", &prog], b"");
+    env.expect_code(&r, code::LOCKED);
+    let r = env.run(&["audit", "--json"], b"");
+    env.expect_ok(&r);
+    let log: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let find = |action: &str| {
+        log["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {action} record: {log}"))
+    };
+    assert_eq!(find("approve-refused")["detail"], "wrong passphrase");
+    assert_eq!(find("unlock-refused")["detail"], "wrong passphrase");
+    let locked = find("exec-refused");
+    assert!(
+        locked["detail"].as_str().unwrap().contains("locked"),
+        "{locked}"
+    );
+    assert_eq!(locked["program"], prog.as_str());
+}

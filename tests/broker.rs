@@ -1383,6 +1383,13 @@ os.waitpid(child, 0)
     }
     let log = fs::read_to_string(s.socket().with_extension("log")).unwrap();
     assert!(log.contains("refused the registration"), "{log}");
+    let r = s.run(&["audit", "--json"]);
+    assert!(
+        r.stdout().contains(r#""action":"request-refused""#)
+            && r.stdout().contains("refused to register pid"),
+        "the refused registration is not in the audit log: {}",
+        r.stdout()
+    );
 
     // The control: the real shield registers, and the program runs.
     let r = s.run(&[
@@ -1477,6 +1484,19 @@ fn an_agent_cannot_replace_a_value_awaiting_approval() {
         2,
         "{}",
         listed.stdout()
+    );
+    // The refused swap is in the audit log, marked as from a shield.
+    let r = s.run(&["audit", "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(
+        log["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "set-refused"
+                && e["shielded"] == true
+                && e["names"][0] == "DEPLOY_KEY"),
+        "{log}"
     );
     let r = approve(&["--yes"]);
     s.env.expect_ok(&r);

@@ -98,8 +98,8 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         envseal_launcher::fork::exit_now(1)
     };
     let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
-        let vault = Vault::open(&start.loc.vault)?;
-        let keys = vault.unlock(&passphrase)?;
+        let mut vault = Vault::open(&start.loc.vault)?;
+        let keys = crate::audit::unlock(&mut vault, &passphrase, "unlock")?;
         let keys = SecretBox::new(keys)
             .map_err(|e| anyhow::anyhow!("cannot allocate memory for the key: {e}"))?;
         Ok((vault, keys))
@@ -416,6 +416,8 @@ impl Broker {
     }
 
     fn refuse_and_drop(&mut self, i: usize, why: &str) {
+        let pid = self.conns[i].pid;
+        self.record_refusal(pid, "request", why);
         let conn = &self.conns[i];
         reply(
             &conn.stream,
@@ -426,6 +428,17 @@ impl Broker {
             },
         );
         self.drop_conn(i, &format!("refused: {why}"));
+    }
+
+    /// An audit record of a refused request by `pid` (shielded or not).
+    fn record_refusal(&mut self, pid: i32, action: &str, why: &str) {
+        let shielded = self.shielded(pid);
+        let mut record =
+            crate::audit::peer_record(&format!("{action}-refused"), pid, self.uid, shielded);
+        record.detail = Some(why.to_owned());
+        if let Some(vault) = self.vault.as_mut() {
+            crate::audit::write(vault, None, &record);
+        }
     }
 
     /// Handles one request; returns whether the connection stays open.
@@ -444,6 +457,7 @@ impl Broker {
                     "refused a TTL change from pid {} inside a shield",
                     conn.pid
                 ));
+                self.record_refusal(conn.pid, "unlock", "a TTL change from inside a shield");
                 reply(
                     &conn.stream,
                     &Reply::Refused {

@@ -16,7 +16,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     let program = resolved.canonical.clone();
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     let pass = input::passphrase(args.passphrase, &format!("to pin {program}"))?;
-    let keys = vault.unlock(&pass)?;
+    let keys = audit::unlock(&mut vault, &pass, "allow")?;
     let previous = vault
         .endorsed(&keys)?
         .grant(&program)?

@@ -12,7 +12,7 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     let shown = show_pending(&vault, &names, args.yes)?;
     let pass = input::passphrase(args.passphrase, "to approve")?;
-    let keys = vault.unlock(&pass)?;
+    let keys = audit::unlock(&mut vault, &pass, "approve")?;
     let outcomes = vault.approve_as_shown(&keys, &names, Some(&shown))?;
     let mut record = audit::record("approve");
     record.names = names.iter().map(ToString::to_string).collect();

@@ -99,12 +99,16 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         }
     }
     if !input::passphrase_available(args.passphrase) {
-        return Err(
-            locked("no broker is running and there is no terminal to ask a passphrase").into(),
-        );
+        let e = anyhow::Error::from(locked(
+            "no broker is running and there is no terminal to ask a passphrase",
+        ));
+        let mut record = audit::record("exec");
+        record.program = Some(program.clone());
+        audit::write(&mut vault, None, &audit::refused(record, &e));
+        return Err(e);
     }
     let pass = input::passphrase(args.passphrase, &format!("to run {program}"))?;
-    let keys = vault.unlock(&pass)?;
+    let keys = audit::unlock(&mut vault, &pass, "exec")?;
     if !granted {
         offer_pin(&mut vault, &keys, &resolved, &requested)?;
     }

@@ -15,7 +15,7 @@ pub fn run(args: RepinArgs) -> anyhow::Result<()> {
     let program = resolved.canonical.clone();
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     let pass = input::passphrase(args.passphrase, &format!("to re-pin {program}"))?;
-    let keys = vault.unlock(&pass)?;
+    let keys = audit::unlock(&mut vault, &pass, "repin")?;
     let Some(body) = vault.endorsed(&keys)?.grant(&program)? else {
         return Err(CliError::new(
             Code::NotGranted,

@@ -19,7 +19,7 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
     };
     let secrets = super::names(&args.secrets)?;
     let pass = input::passphrase(args.passphrase, &format!("to revoke {program}"))?;
-    let keys = vault.unlock(&pass)?;
+    let keys = audit::unlock(&mut vault, &pass, "revoke")?;
     let mut record = audit::record("revoke");
     record.program = Some(program.clone());
     record.names = secrets.iter().map(ToString::to_string).collect();

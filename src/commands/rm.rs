@@ -13,7 +13,7 @@ pub fn run(args: RmArgs) -> anyhow::Result<()> {
     let name = &args.key;
     let mut vault = Vault::open(&paths::vault_dir()?)?;
     let pass = input::passphrase(args.passphrase, &format!("to remove {name}"))?;
-    let keys = vault.unlock(&pass)?;
+    let keys = audit::unlock(&mut vault, &pass, "rm")?;
     vault.remove(&keys, name)?;
     let mut record = audit::record("rm");
     record.names = vec![name.clone()];

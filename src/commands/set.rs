@@ -56,7 +56,7 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
                 return Err(VaultError::PassphraseRequired(n).into());
             }
             let pass = input::passphrase(args.passphrase, &format!("to replace approved {name}"))?;
-            let keys = vault.unlock(&pass)?;
+            let keys = audit::unlock(&mut vault, &pass, "set")?;
             let outcome = vault.set_endorsed(&keys, &name, &value, args.replace)?;
             record.detail = Some("replaced an approved value".into());
             audit::write(&mut vault, Some(&keys), &record);
