@@ -143,6 +143,25 @@ impl Scene {
         c
     }
 
+    /// Runs `envseal VERB --passphrase-fd 0 REST…` as the user, the
+    /// passphrase on stdin; output recorded for the G1 scan.
+    fn run_pw(&self, args: &[&str]) -> util::Run {
+        let mut full = vec![args[0], "--passphrase-fd", "0"];
+        full.extend_from_slice(&args[1..]);
+        let mut c = self.envseal(&full);
+        c.stdin(fs::File::open(self.env.passfile()).unwrap());
+        self.env
+            .record(format!("(as user) {}", full.join(" ")), c.output().unwrap())
+    }
+
+    /// An executable script `name` with `body`, where the user can run it.
+    fn script(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.bins.join(name);
+        fs::write(&p, body).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
     /// Runs envseal as the user; output recorded for the G1 scan.
     fn run(&self, args: &[&str]) -> util::Run {
         let out = self.envseal(args).output().unwrap();
@@ -1157,28 +1176,11 @@ fn a_program_run_by_the_broker_uses_the_callers_terminal() {
 #[test]
 fn perl_scripts_run_through_the_broker() {
     let mut s = scene();
-    let script = "#!/usr/bin/perl\n\
-        my $path = $ENV{TOKEN_FILE};\n\
-        my $data = '';\n\
-        {\n\
-            local $/;\n\
-            my $f;\n\
-            if ($path =~ m{^/dev/fd/(\\d+)$}) { open($f, '<&=', $1) or die \"fd $1: $!\"; }\n\
-            else { open($f, '<', $path) or die \"open: $!\"; }\n\
-            $data = <$f>;\n\
-        }\n\
-        printf \"perl ran: %d bytes, sum %d\\n\", length($data), unpack('%32C*', $data);\n\
-        exit 3;\n";
-    let sum = s.token.bytes().map(u32::from).fold(0u32, u32::wrapping_add);
-    let says = format!("perl ran: {} bytes, sum {sum}\n", s.token.len());
+    let says = util::perl_says(&s.token);
     for tier in TIERS {
-        let p = s.bins.join(format!("perl-{tier}"));
-        fs::write(&p, script).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        let mut c = s.envseal(&[
+        let p = s.script(&format!("perl-{tier}"), util::PERL_FILE_READER);
+        let r = s.run_pw(&[
             "allow",
-            "--passphrase-fd",
-            "0",
             "--file",
             "TOKEN",
             "--tier",
@@ -1186,10 +1188,6 @@ fn perl_scripts_run_through_the_broker() {
             "--",
             p.to_str().unwrap(),
         ]);
-        c.stdin(fs::File::open(s.env.passfile()).unwrap());
-        let r = s
-            .env
-            .record(format!("(as user) allow perl-{tier}"), c.output().unwrap());
         s.env.expect_ok(&r);
     }
     s.unlock(&[]);
@@ -1216,17 +1214,12 @@ fn perl_scripts_run_through_the_broker() {
 #[test]
 fn a_forged_request_cannot_place_a_secret_file() {
     let mut s = scene();
-    let prog = s.bins.join("file-reader");
-    fs::write(
-        &prog,
+    let prog = s.script(
+        "file-reader",
         "#!/bin/sh\ntest -s \"$OTHER_FILE\" && echo \"FILE-OK $OTHER_FILE\"\n",
-    )
-    .unwrap();
-    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut c = s.envseal(&[
+    );
+    let r = s.run_pw(&[
         "allow",
-        "--passphrase-fd",
-        "0",
         "--file",
         "TOKEN",
         "--tier",
@@ -1234,10 +1227,6 @@ fn a_forged_request_cannot_place_a_secret_file() {
         "--",
         prog.to_str().unwrap(),
     ]);
-    c.stdin(fs::File::open(s.env.passfile()).unwrap());
-    let r = s
-        .env
-        .record("(as user) allow file-reader".into(), c.output().unwrap());
     s.env.expect_ok(&r);
     s.unlock(&[]);
     let sink = s.home.join("leaked");
@@ -1459,12 +1448,9 @@ fn an_agent_cannot_replace_a_value_awaiting_approval() {
 
     // approve, with no terminal: shown, not approved.
     let approve = |extra: &[&str]| {
-        let mut args = vec!["approve", "--passphrase-fd", "0", "DEPLOY_KEY", "AGENT_KEY"];
+        let mut args = vec!["approve", "DEPLOY_KEY", "AGENT_KEY"];
         args.extend_from_slice(extra);
-        let mut c = s.envseal(&args);
-        c.stdin(fs::File::open(s.env.passfile()).unwrap());
-        s.env
-            .record(format!("(as user) {}", args.join(" ")), c.output().unwrap())
+        s.run_pw(&args)
     };
     let r = approve(&[]);
     s.env.expect_code(&r, code::DENIED);

@@ -557,40 +557,20 @@ fn exec_on_a_terminal_offers_to_pin() {
 /// empty program (exit 0, no output); Debian's `psql` is such a script.
 /// The same holds for a file secret read through its descriptor. Every
 /// tier, twice (the second run must not find the first one's offset).
-const PERL_SCRIPT: &str = r#"#!/usr/bin/perl
-my $path = $ENV{TOKEN_FILE};
-my $data = '';
-{
-    local $/;
-    my $f;
-    if ($path =~ m{^/dev/fd/(\d+)$}) { open($f, '<&=', $1) or die "fd $1: $!"; }
-    else { open($f, '<', $path) or die "open: $!"; }
-    $data = <$f>;
-}
-printf "perl ran: %d bytes, sum %d\n", length($data), unpack('%32C*', $data);
-exit 3;
-"#;
-
-/// What [`PERL_SCRIPT`] prints for `value`.
-fn perl_says(value: &str) -> String {
-    let sum = value.bytes().map(u32::from).fold(0u32, u32::wrapping_add);
-    format!("perl ran: {} bytes, sum {sum}\n", value.len())
-}
-
 #[test]
 fn perl_scripts_run_in_every_tier() {
     let env = Env::initialized();
     let token = value("perl");
     env.set_approved("TOKEN", &token);
     for tier in ["none", "hardened", "lockdown"] {
-        let prog = env.script(&format!("perl-{tier}"), PERL_SCRIPT);
+        let prog = env.script(&format!("perl-{tier}"), util::PERL_FILE_READER);
         env.expect_ok(&env.allow(&["--file", "TOKEN", "--tier", tier, "--", s(&prog)]));
         for run in 1..=2 {
             let r = env.exec(&["--", s(&prog)]);
             env.expect_code(&r, 3);
             assert_eq!(
                 r.stdout(),
-                perl_says(&token),
+                util::perl_says(&token),
                 "tier {tier}, run {run}: {}",
                 env.redact(&r.stderr())
             );

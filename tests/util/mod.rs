@@ -453,3 +453,27 @@ pub fn unique_name(tag: &str) -> String {
     h.write(tag.as_bytes());
     format!("{tag}-{}-{:08x}", std::process::id(), h.finish() as u32)
 }
+
+/// A Perl script that reads its file secret `TOKEN_FILE` (through the
+/// descriptor when it is `/dev/fd/N`), prints its length and byte sum (never
+/// the value) and exits 3. Perl reads an inherited script descriptor itself,
+/// so it also shows that the script was handed over from its start.
+pub const PERL_FILE_READER: &str = r#"#!/usr/bin/perl
+my $path = $ENV{TOKEN_FILE};
+my $data = '';
+{
+    local $/;
+    my $f;
+    if ($path =~ m{^/dev/fd/(\d+)$}) { open($f, '<&=', $1) or die "fd $1: $!"; }
+    else { open($f, '<', $path) or die "open: $!"; }
+    $data = <$f>;
+}
+printf "perl ran: %d bytes, sum %d\n", length($data), unpack('%32C*', $data);
+exit 3;
+"#;
+
+/// What [`PERL_FILE_READER`] prints for `value`.
+pub fn perl_says(value: &str) -> String {
+    let sum = value.bytes().map(u32::from).fold(0u32, u32::wrapping_add);
+    format!("perl ran: {} bytes, sum {sum}\n", value.len())
+}
