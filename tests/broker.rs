@@ -1120,6 +1120,15 @@ fn lock_and_idle_expiry_end_the_broker() {
     let r = s.run(&["exec", "--", &quick]);
     s.env.expect_code(&r, code::LOCKED);
 
+    // Its socket removed (the runtime directory goes at the user's last
+    // logout): no client can reach it, so it stops, key and all.
+    let broker = s.unlock(&["--ttl", "0"]);
+    fs::remove_file(s.socket()).unwrap();
+    assert!(
+        wait_gone(broker),
+        "a broker without its socket kept running"
+    );
+    // ...and its lock is released: a new broker starts.
     let broker = s.unlock(&[]);
     // A second unlock refreshes the TTL of the running broker.
     let r = s.run(&["unlock", "--ttl", "1h"]);

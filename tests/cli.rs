@@ -576,6 +576,24 @@ fn passphrase_fd_reads_the_descriptor_itself() {
     );
     env.expect_ok(&r);
 
+    // On stdin (descriptor 0), the rest of stdin stays the program's:
+    // envseal reads the first line and leaves the descriptor open.
+    {
+        let env = Env::initialized();
+        env.set_approved("TOKEN", &value("fd0"));
+        let prog = env.script("reads-stdin", "#!/bin/sh\nread line\necho \"got: $line\"\n");
+        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", prog.to_str().unwrap()]));
+        let mut c = env.command();
+        c.args(["exec", "--passphrase-fd", "0", "--", prog.to_str().unwrap()]);
+        let r = env.run_command(
+            "exec --passphrase-fd 0 (the program reads stdin after)".into(),
+            c,
+            format!("{}\nhello from stdin\n", util::PASSPHRASE).as_bytes(),
+        );
+        env.expect_ok(&r);
+        assert_eq!(r.stdout(), "got: hello from stdin\n");
+    }
+
     // Descriptor 9 is not open: a clear refusal, before anything is read.
     let mut c = env.command();
     c.args(["audit", "--verify", "--passphrase-fd", "9"]);

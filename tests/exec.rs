@@ -690,6 +690,16 @@ fn re_pinning_never_silently_weakens_a_grant() {
     assert_eq!(g["args"], serde_json::Value::Null);
     assert_eq!(g["require_shield"], false);
 
+    // A delivery changed is said.
+    let r = env.allow(&["--secret", "B=B_ENV", "--", p]);
+    env.expect_ok(&r);
+    env.expect_stderr(
+        &r,
+        &["changed: B is delivered as $B_ENV (was a file (path in $B_PATH))"],
+    );
+    let r = env.allow(&["--file", "B=B_PATH", "--", p]);
+    env.expect_ok(&r);
+
     // `grants`: a table, one line per grant; `--long` has every detail.
     let r = env.run(&["grants"], b"");
     env.expect_ok(&r);

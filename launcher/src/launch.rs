@@ -296,6 +296,12 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         }
     }
     // Signals for the program go to its whole group when it leads one.
+    // The parent sets the group too, so that a signal relayed before the
+    // child ran its own `setpgid` is not lost (whichever runs first wins;
+    // the other's call fails harmlessly).
+    if group {
+        let _ = nix::unistd::setpgid(child, child);
+    }
     let target = if group {
         nix::unistd::Pid::from_raw(-child.as_raw())
     } else {

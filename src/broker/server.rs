@@ -37,6 +37,9 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 512;
 /// Programs running at once; further execs are refused until one ends.
 const MAX_SESSIONS: usize = 256;
+/// How often the broker checks that its socket is still there.
+const SOCKET_CHECK: Duration = Duration::from_secs(5);
+
 /// Shields registered at once (each holds a connection open).
 const MAX_SHIELDS: usize = 64;
 /// A log larger than this at start-up is moved to `….log.1`.
@@ -249,17 +252,22 @@ impl Broker {
             let left = (self.last_use + self.idle_ttl).saturating_duration_since(now);
             next = Some(next.map_or(left, |n| n.min(left)));
         }
-        match next {
-            None => PollTimeout::NONE,
-            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
-                .unwrap_or(PollTimeout::NONE),
-        }
+        // At least every few seconds: `expire` checks that the socket is
+        // still there.
+        let d = next.map_or(SOCKET_CHECK, |n| n.min(SOCKET_CHECK));
+        PollTimeout::try_from(d.as_millis() as i32 + 1).unwrap_or(PollTimeout::NONE)
     }
 
     fn expire(&mut self) {
         let now = Instant::now();
         if !self.idle_ttl.is_zero() && now >= self.last_use + self.idle_ttl {
             self.shutdown("idle TTL expired");
+        }
+        // A broker no client can reach (its socket removed or replaced —
+        // the runtime directory goes at the user's last logout) would hold
+        // the key, and the vault's lock, for nothing.
+        if !std::fs::symlink_metadata(&self.loc.socket).is_ok_and(|m| m.ino() == self.socket_ino) {
+            self.shutdown("its socket was removed: no client could reach it");
         }
         let before = self.conns.len();
         self.conns
@@ -901,7 +909,11 @@ fn shield_confined(shield: i32, agent: i32) -> Result<(), String> {
     let peer = confinement(&shield.to_string()).ok_or_else(|| unreadable("the shield"))?;
     let child = confinement(&agent.to_string()).ok_or_else(|| unreadable("the agent"))?;
     if peer.text != me.text || child.text != me.text {
-        return Err("the registering process is not envseal's shield".into());
+        return Err(
+            "the registering process is not this envseal's shield (if envseal was upgraded \
+             while the broker ran: `envseal lock`, then unlock again)"
+                .into(),
+        );
     }
     if peer.tracer != 0 || child.tracer != 0 {
         return Err("a process is being traced".into());

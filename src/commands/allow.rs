@@ -80,7 +80,12 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     }
     if args.approve {
         // Values an agent wrote are shown and confirmed, as `approve` does.
-        super::approve::show_pending(&vault, &named, false)?;
+        super::approve::show_pending(
+            &vault,
+            &named,
+            false,
+            "approve it at a terminal first (`envseal approve NAME`), then run allow",
+        )?;
     }
     let approved = vault
         .put_grant(&keys, &program, &grant.encode(), &named, args.approve)
@@ -121,6 +126,9 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         }
         for line in weaker(p, &grant) {
             eprintln!("envseal: weaker: {line}");
+        }
+        for line in changed(p, &grant) {
+            eprintln!("envseal: changed: {line}");
         }
         let dropped: Vec<&str> = p
             .may_exec
@@ -168,6 +176,37 @@ fn weaker(previous: &Grant, grant: &Grant) -> Vec<String> {
     }
     if grant.forced_interpreter && !previous.forced_interpreter {
         lines.push("an interpreter granted with --force-interpreter".into());
+    }
+    lines
+}
+
+/// What changed between `previous` and `grant` that is not a weakening
+/// but must not pass unsaid: the interpreter a `#!/usr/bin/env NAME`
+/// resolves to now, and how a secret is delivered.
+fn changed(previous: &Grant, grant: &Grant) -> Vec<String> {
+    let mut lines = Vec::new();
+    let interpreter = |g: &Grant| g.script.as_ref().map(|s| s.interpreter.path.clone());
+    if interpreter(previous) != interpreter(grant) {
+        lines.push(format!(
+            "interpreter {} -> {}",
+            interpreter(previous).unwrap_or_else(|| "(none)".into()),
+            interpreter(grant).unwrap_or_else(|| "(none)".into())
+        ));
+    }
+    for (name, before) in &previous.secrets {
+        if let Some(now) = grant.secrets.get(name)
+            && now != before
+        {
+            let describe = |d: &envseal_policy::Delivery| match d {
+                envseal_policy::Delivery::Env(v) => format!("${v}"),
+                envseal_policy::Delivery::File(v) => format!("a file (path in ${v})"),
+            };
+            lines.push(format!(
+                "{name} is delivered as {} (was {})",
+                describe(now),
+                describe(before)
+            ));
+        }
     }
     lines
 }

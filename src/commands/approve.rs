@@ -10,7 +10,12 @@ use crate::{audit, input, paths};
 pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
     let names = super::names(&args.keys)?;
     let mut vault = Vault::open(&paths::vault_dir()?)?;
-    let shown = show_pending(&vault, &names, args.yes)?;
+    let shown = show_pending(
+        &vault,
+        &names,
+        args.yes,
+        "approve it at a terminal, or add --yes if you know the value",
+    )?;
     let pass = input::passphrase(args.passphrase, "to approve")?;
     let keys = audit::unlock(&mut vault, &pass, "approve")?;
     let outcomes = vault.approve_as_shown(&keys, &names, Some(&shown))?;
@@ -33,6 +38,7 @@ pub fn describe_writer(writer: Writer) -> String {
         Writer::Shield { pid } => {
             format!("by a caller inside an envseal shield (pid {pid}, through the broker)")
         }
+        Writer::Unknown => "by an unknown writer (not recorded)".into(),
     }
 }
 
@@ -43,6 +49,7 @@ pub fn show_pending(
     vault: &Vault,
     names: &[SecretName],
     yes: bool,
+    hint: &str,
 ) -> anyhow::Result<Vec<SecretInfo>> {
     let shown: Vec<SecretInfo> = vault
         .list()?
@@ -57,17 +64,18 @@ pub fn show_pending(
             describe_writer(info.writer)
         );
     }
+    // A value an agent wrote, or one whose writer was not recorded.
     let from_shield: Vec<&str> = shown
         .iter()
-        .filter(|i| matches!(i.writer, Writer::Shield { .. }))
+        .filter(|i| i.writer != Writer::Direct)
         .map(|i| i.name.as_str())
         .collect();
     if from_shield.is_empty() || yes {
         return Ok(shown);
     }
     let question = format!(
-        "{} written by an agent inside a shield. Approve only a value you know: \
-         a granted program will receive it. Approve? [y/N] ",
+        "{} not written directly by you (see above). Approve only a value you \
+         know: a granted program will receive it. Approve? [y/N] ",
         if from_shield.len() == 1 {
             format!("{} was", from_shield[0])
         } else {
@@ -78,11 +86,11 @@ pub fn show_pending(
         CliError::new(
             Code::Denied,
             format!(
-                "{} written inside a shield, and there is no terminal to confirm; nothing was approved",
+                "{} not written directly, and there is no terminal to confirm; nothing was approved",
                 from_shield.join(", ")
             ),
         )
-        .hint("approve it at a terminal, or add --yes if you know the value")
+        .hint(hint)
     })?;
     if !agreed {
         return Err(CliError::new(Code::Denied, "nothing was approved").into());

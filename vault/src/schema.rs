@@ -48,10 +48,13 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL,
         mac  BLOB
     ) STRICT;",
-    // 3 → 4: who wrote each value: 'direct' (outside any shield) or
-    // 'shield:PID' (a shielded caller, through the broker). Shown by
-    // `approve`; values written before this version count as direct.
-    "ALTER TABLE secrets ADD COLUMN writer TEXT NOT NULL DEFAULT 'direct';",
+    // 3 → 4: who wrote each value: 'direct' (outside any shield),
+    // 'shield:PID' (a shielded caller, through the broker) or 'unknown'
+    // (written before this version, or by a broker older than it, which
+    // does not fill the column). Shown by `approve`, which asks before
+    // endorsing a value not written directly.
+    "ALTER TABLE secrets ADD COLUMN writer TEXT NOT NULL DEFAULT 'unknown';
+     UPDATE secrets SET writer = 'direct' WHERE state = 'approved';",
 ];
 
 /// The version this build reads and writes.
@@ -121,6 +124,37 @@ mod tests {
         assert_eq!(grants, 0);
         // Migrating again is a no-op.
         migrate(&mut conn).unwrap();
+    }
+
+    /// Values written before writers were recorded: a pending one is
+    /// `unknown` (so `approve` asks), an approved one `direct`.
+    #[test]
+    fn version_4_records_writers_cautiously() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO secrets VALUES ('P', 'pending', x'00', 0, 0);
+             INSERT INTO secrets VALUES ('A', 'approved', x'00', 0, 0);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut conn).unwrap();
+        let writer = |name: &str| -> String {
+            conn.query_row("SELECT writer FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(writer("P"), "unknown");
+        assert_eq!(writer("A"), "direct");
+        // A row inserted without the column (an older broker): unknown.
+        conn.execute(
+            "INSERT INTO secrets (name, state, ciphertext, created_at, updated_at)
+             VALUES ('OLD', 'pending', x'00', 0, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(writer("OLD"), "unknown");
     }
 
     #[test]

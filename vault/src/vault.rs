@@ -877,6 +877,9 @@ pub enum Writer {
     Direct,
     /// A caller inside an `envseal shield`, through the broker.
     Shield { pid: i32 },
+    /// Not recorded: written before the vault recorded writers, or by an
+    /// older broker, or an entry this version does not know.
+    Unknown,
 }
 
 impl Writer {
@@ -884,19 +887,18 @@ impl Writer {
         match self {
             Writer::Direct => "direct".into(),
             Writer::Shield { pid } => format!("shield:{pid}"),
+            Writer::Unknown => "unknown".into(),
         }
     }
 
-    /// Anything but `direct` counts as a shield: an edited or unknown
+    /// Anything else than the two known forms reads as unknown: an edited
     /// entry gets the cautious reading.
     fn parse(s: &str) -> Writer {
         match s {
             "direct" => Writer::Direct,
-            _ => Writer::Shield {
-                pid: s
-                    .strip_prefix("shield:")
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0),
+            _ => match s.strip_prefix("shield:").and_then(|p| p.parse().ok()) {
+                Some(pid) => Writer::Shield { pid },
+                None => Writer::Unknown,
             },
         }
     }

@@ -98,7 +98,8 @@ pub(crate) fn with_sealed_contents<R>(
 /// itself, never a reopening of `/proc/self/fd/N` (that is a new `open`
 /// with a permission check, which fails for another user's pipe or file
 /// and for sockets). Fails with `EBADF` if `fd` is not open, and marks it
-/// close-on-exec so no program started later inherits it.
+/// close-on-exec so no program started later inherits it. For 0, 1 or 2 it
+/// returns a duplicate and leaves the standard descriptor open.
 ///
 /// Call it before this process opens anything, or a closed `fd` could
 /// already name one of its own files; and at most once per descriptor.
@@ -112,6 +113,18 @@ pub fn inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 {
         return Err(Errno::last());
+    }
+    if fd <= 2 {
+        // A standard descriptor stays where it is (closing it would hand
+        // its number to the next file opened): read from a duplicate.
+        // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new
+        // descriptor that nothing else owns.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if dup < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: `dup` was just created for this OwnedFd alone.
+        return Ok(unsafe { OwnedFd::from_raw_fd(dup) });
     }
     // SAFETY: `fd` is open (checked just above) and was handed to this
     // process by its parent for this purpose; nothing else in the process

@@ -105,7 +105,7 @@ pub(crate) fn create_file_beneath(
     };
     // SAFETY: `name` is NUL-terminated and `how` is a valid open_how whose
     // size is passed; the returned descriptor is closed below.
-    let fd = check(unsafe {
+    let opened = check(unsafe {
         libc::syscall(
             libc::SYS_openat2,
             dir,
@@ -113,7 +113,18 @@ pub(crate) fn create_file_beneath(
             &raw const how,
             std::mem::size_of::<OpenHow>(),
         )
-    })? as RawFd;
+    });
+    let fd = match opened {
+        Ok(fd) => fd as RawFd,
+        // A kernel or container filter without openat2: `openat` relative
+        // to `dir`, not following a link. (The launcher also checked that
+        // `name` is a plain identifier, so it cannot leave `dir`.)
+        // SAFETY: as above, with a plain flags word.
+        Err(libc::ENOSYS | libc::EPERM) => check(
+            unsafe { libc::openat(dir, name.as_ptr(), how.flags as libc::c_int, mode) }.into(),
+        )? as RawFd,
+        Err(e) => return Err(e),
+    };
     let mut done = 0;
     let result = loop {
         if done == bytes.len() {

@@ -48,6 +48,14 @@ pub fn guard_terminal() -> Option<TerminalGuard> {
         // SAFETY: a zeroed sigaction is a valid value; the handler only
         // makes async-signal-safe calls (see `restore_and_die`).
         unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            // A signal the process ignores (under `nohup`, say) would not
+            // end it: it stays ignored.
+            if libc::sigaction(sig, std::ptr::null(), &raw mut current) != 0
+                || current.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = restore_and_die as *const () as libc::sighandler_t;
             libc::sigemptyset(&raw mut action.sa_mask);
