@@ -1594,3 +1594,126 @@ fn the_unshielded_warning_is_said_once_per_session() {
     let r = in_new_session(false);
     assert!(warned(&r), "a new session was not told: {}", r.stderr());
 }
+
+/// The harder forgery: a same-user process outside any shield arranges
+/// that every process the broker inspects runs envseal's own code. It
+/// connects, forks a child that takes no_new_privs and a filter of its own
+/// and then executes `envseal mcp`, sends all but the last byte of the
+/// registration, and executes `envseal mcp` itself; a helper holding the
+/// connection sends the last byte once it has, and answers the broker's
+/// challenge. The answer does not come from the registering process, so
+/// the registration is refused, and the child — an MCP server asked to run
+/// the shield-only program — is refused too.
+#[test]
+fn a_registration_is_answered_only_by_the_shield_itself() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let only = s.bins.join("shielded-only");
+    let python = format!(
+        r#"
+import ctypes, json, os, socket, struct, sys, time
+ENVSEAL, ONLY = {envseal:?}, {only:?}
+def frame(body):
+    b = json.dumps({{"v": 1, "body": body}}).encode()
+    return struct.pack(">I", len(b)) + b
+def read_frame(s):
+    def exactly(n):
+        d = b""
+        while len(d) < n:
+            c = s.recv(n - len(d))
+            if not c:
+                return None
+            d += c
+        return d
+    h = exactly(4)
+    return {{}} if h is None else json.loads(exactly(struct.unpack(">I", h)[0]))
+def confine_like_a_shield():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0
+    allow = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    prog = Prog(1, ctypes.cast(allow, ctypes.c_void_p))
+    assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0
+def runs_envseal(pid):
+    try:
+        return open(f"/proc/{{pid}}/comm").read().strip() == "envseal"
+    except OSError:
+        return False
+s = socket.socket(socket.AF_UNIX)
+s.connect({sock:?})
+x = os.getpid()
+to_c_r, to_c_w = os.pipe()
+from_c_r, from_c_w = os.pipe()
+keep_x_r, keep_x_w = os.pipe()
+c = os.fork()
+if c == 0:
+    confine_like_a_shield()
+    os.dup2(to_c_r, 0)
+    os.dup2(from_c_w, 1)
+    os.execv(ENVSEAL, [ENVSEAL, "mcp"])
+message = frame({{"op": "shield", "args": {{"agent_pid": c}}}})
+h = os.fork()
+if h == 0:
+    for _ in range(3000):
+        if runs_envseal(x) and runs_envseal(c):
+            break
+        time.sleep(0.01)
+    s.sendall(message[-1:])
+    reply = read_frame(s)
+    print("FIRST", reply.get("reply"), json.dumps(reply), flush=True)
+    if reply.get("reply") == "challenge":
+        s.sendall(frame({{"op": "shield_proof", "args": {{"nonce": reply["nonce"]}}}}))
+        reply = read_frame(s)
+    print("REGISTRATION", reply.get("reply"), flush=True)
+    out = os.fdopen(from_c_r)
+    def call(obj):
+        os.write(to_c_w, (json.dumps(obj) + "\n").encode())
+    call({{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {{"protocolVersion": "2025-06-18", "capabilities": {{}}, "clientInfo": {{"name": "t", "version": "1"}}}}}})
+    out.readline()
+    call({{"jsonrpc": "2.0", "method": "notifications/initialized"}})
+    call({{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {{"name": "run", "arguments": {{"program": ONLY, "args": []}}}}}})
+    answer = json.loads(out.readline())
+    print("RUN", json.dumps(answer), flush=True)
+    os.kill(c, 9)
+    os.kill(x, 9)
+    os._exit(0)
+s.sendall(message[:-1])
+os.dup2(keep_x_r, 0)  # its stdin stays open (the helper holds the other end)
+os.execv(ENVSEAL, [ENVSEAL, "mcp"])
+"#,
+        envseal = s.envseal.display().to_string(),
+        only = only.display().to_string(),
+        sock = s.socket().display().to_string(),
+    );
+    let mut c = s.user(Path::new("/usr/bin/python3"));
+    c.args(["-c", &python]).stdin(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = s
+        .env
+        .record("(as user) a registration answered by a helper".into(), out);
+    let text = r.stdout();
+    assert!(
+        text.contains("FIRST challenge"),
+        "the broker did not reach the challenge (every /proc check should have passed): {text} {}",
+        r.stderr()
+    );
+    assert!(
+        text.contains("REGISTRATION refused"),
+        "a helper's answer registered the child: {text} {}",
+        r.stderr()
+    );
+    let run = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RUN "))
+        .unwrap_or_else(|| panic!("no run result: {text} {}", r.stderr()));
+    let run: serde_json::Value = serde_json::from_str(run).unwrap();
+    assert_eq!(run["result"]["isError"], true, "{run}");
+    assert!(!run.to_string().contains("shielded-only ran"), "{run}");
+    let log = fs::read_to_string(s.socket().with_extension("log")).unwrap();
+    assert!(
+        log.contains("did not come from the registering process"),
+        "{log}"
+    );
+}

@@ -40,9 +40,16 @@ pub enum Body {
     /// stderr and the working directory.
     Exec(ExecRequest),
     /// `envseal shield` registers the agent process it confines; the
-    /// connection stays open for the agent's life.
+    /// connection stays open for the agent's life. The broker answers with
+    /// a [`Reply::Challenge`] once it has checked both processes.
     Shield {
         agent_pid: i32,
+    },
+    /// The answer to a [`Reply::Challenge`]: the nonce, sent by the
+    /// registering process itself (the broker reads the sender's pid from
+    /// the kernel, `SCM_CREDENTIALS`).
+    ShieldProof {
+        nonce: String,
     },
     /// A signal the client received, for the running program.
     Signal {
@@ -174,6 +181,11 @@ pub enum Reply {
         code: u8,
         message: String,
         hint: Option<String>,
+    },
+    /// To a shield registration: send this back as a
+    /// [`Body::ShieldProof`], from the registering process itself.
+    Challenge {
+        nonce: String,
     },
     /// The request was accepted; the program is being started.
     Started {

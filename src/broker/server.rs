@@ -61,6 +61,12 @@ struct Conn {
     opened: Instant,
     /// `envseal shield`: (its own pid, the agent's pid).
     shield: Option<(i32, i32)>,
+    /// The senders (from `SCM_CREDENTIALS`) of the bytes in `buf`.
+    senders: Vec<Option<i32>>,
+    /// The sender of the frame being handled, if it had exactly one.
+    frame_sender: Option<i32>,
+    /// A registration checked and challenged: (shield, agent, nonce).
+    challenge: Option<(i32, i32, String)>,
 }
 
 struct Broker {
@@ -337,6 +343,13 @@ impl Broker {
                 self.log("refused a connection: too many open");
                 continue;
             }
+            // The kernel then tells who sent each message (a shield's
+            // registration must be answered by the shield itself).
+            if let Err(e) = fdpass::pass_credentials(stream.as_fd()) {
+                self.log(&format!(
+                    "SO_PASSCRED failed ({e}): shields cannot register"
+                ));
+            }
             self.conns.push(Conn {
                 stream,
                 pid: cred.pid(),
@@ -344,6 +357,9 @@ impl Broker {
                 fds: Vec::new(),
                 opened: Instant::now(),
                 shield: None,
+                senders: Vec::new(),
+                frame_sender: None,
+                challenge: None,
             });
         }
     }
@@ -354,16 +370,19 @@ impl Broker {
         let mut chunk = [0u8; 16384];
         let conn = &mut self.conns[i];
         match fdpass::recv(conn.stream.as_fd(), &mut chunk) {
-            Ok((0, _)) => {
+            Ok(r) if r.len == 0 => {
                 let conn = self.conns.swap_remove(i);
                 if let Some((_, agent)) = conn.shield {
                     self.log(&format!("shield of agent {agent} ended"));
                 }
                 return;
             }
-            Ok((n, fds)) => {
-                conn.buf.extend_from_slice(&chunk[..n]);
-                conn.fds.extend(fds);
+            Ok(r) => {
+                conn.buf.extend_from_slice(&chunk[..r.len]);
+                conn.fds.extend(r.fds);
+                if !conn.senders.contains(&r.sender) {
+                    conn.senders.push(r.sender);
+                }
                 if conn.fds.len() > fdpass::MAX_FDS {
                     self.drop_conn(i, "sent too many descriptors");
                     return;
@@ -393,8 +412,13 @@ impl Broker {
             // the buffer's spare capacity once it is empty.
             let body =
                 zeroize::Zeroizing::new(conn.buf.drain(..4 + len).skip(4).collect::<Vec<u8>>());
+            conn.frame_sender = match conn.senders[..] {
+                [one] => one,
+                _ => None,
+            };
             if conn.buf.is_empty() {
                 zeroize::Zeroize::zeroize(&mut conn.buf);
+                conn.senders.clear();
             }
             let request = match serde_json::from_slice::<Request>(&body) {
                 Ok(r) if r.v == VERSION => r,
@@ -515,6 +539,49 @@ impl Broker {
                 if !self.shielded(pid)
                     && let Err(why) = shield_confined(pid, agent_pid)
                 {
+                    self.log(&format!(
+                        "refused the registration of pid {agent_pid} by pid {pid}: {why}"
+                    ));
+                    self.refuse_and_drop(
+                        i,
+                        &format!("refused to register pid {agent_pid} as shielded: {why}"),
+                    );
+                    return false;
+                }
+                // The checks read /proc now; the answer to this challenge
+                // must come from the shield's process itself, later. A
+                // process that runs envseal's code now cannot run anything
+                // else afterwards (envseal never executes another program in
+                // its own process), and envseal answers only for the agent
+                // it started, on its own connection.
+                let nonce: String = {
+                    use rand::Rng as _;
+                    let bytes: [u8; 32] = rand::rngs::OsRng.r#gen();
+                    envseal_policy::hex(&bytes)
+                };
+                self.conns[i].challenge = Some((pid, agent_pid, nonce.clone()));
+                reply(&self.conns[i].stream, &Reply::Challenge { nonce });
+                true
+            }
+            Body::ShieldProof { nonce } => {
+                let Some((pid, agent_pid, expected)) = self.conns[i].challenge.take() else {
+                    self.refuse_and_drop(i, "no shield registration to answer");
+                    return false;
+                };
+                let why = if nonce != expected {
+                    Some("the answer does not match the challenge".to_owned())
+                } else if self.conns[i].frame_sender != Some(pid) {
+                    Some(format!(
+                        "the answer did not come from the registering process (pid {pid})"
+                    ))
+                } else if parent_of(agent_pid) != Some(pid) {
+                    Some("the agent is no longer the shield's child".to_owned())
+                } else if self.shielded(pid) {
+                    None
+                } else {
+                    shield_confined(pid, agent_pid).err()
+                };
+                if let Some(why) = why {
                     self.log(&format!(
                         "refused the registration of pid {agent_pid} by pid {pid}: {why}"
                     ));

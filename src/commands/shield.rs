@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use envseal_launcher::shield::{self, Confinement};
 
-use crate::broker::protocol::Body;
+use crate::broker::protocol::{Body, Reply};
 use crate::broker::{self, Client};
 use crate::cli::ShieldArgs;
 use crate::commands::broker_cmds;
@@ -61,9 +61,17 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
         let mut client = Client::connect(&loc)?.ok_or_else(|| {
             CliError::new(Code::Locked, "the broker stopped before the shield started")
         })?;
-        broker::done(client.request(Body::Shield {
+        // The broker checks the agent, then asks this process to answer
+        // (it reads who answered from the kernel).
+        envseal_launcher::fdpass::pass_credentials(client.as_fd())?;
+        let reply = client.request(Body::Shield {
             agent_pid: pending.pid(),
-        })?)?;
+        })?;
+        let proof = match reply {
+            Reply::Challenge { nonce } => client.request(Body::ShieldProof { nonce })?,
+            other => other,
+        };
+        broker::done(proof)?;
         Ok(client)
     })();
     let registration = match registration {

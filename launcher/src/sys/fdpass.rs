@@ -32,11 +32,23 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> std::
     Ok(())
 }
 
-/// Receives into `buf`; returns the byte count (0 at end of stream) and
-/// the descriptors that came with them, close-on-exec. A message whose
-/// descriptors did not fit is an error (they were closed by the kernel).
-pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+/// What one [`recv`] got.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes read (0 at end of stream).
+    pub len: usize,
+    /// The descriptors that came with them, close-on-exec.
+    pub fds: Vec<OwnedFd>,
+    /// The sending process, as the kernel recorded it when the bytes were
+    /// sent (`SCM_CREDENTIALS`; only with `SO_PASSCRED` on this socket).
+    pub sender: Option<i32>,
+}
+
+/// Receives into `buf`. A message whose descriptors did not fit is an
+/// error (they were closed by the kernel). With `SO_PASSCRED` set, one call
+/// never joins bytes of two senders, so [`Received::sender`] is theirs.
+pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<Received> {
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS], nix::libc::ucred);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
         match recvmsg::<()>(
@@ -51,17 +63,33 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize, Vec
         }
     };
     let mut fds = Vec::new();
+    let mut sender = None;
     for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            for fd in raw {
-                // SAFETY: the kernel just installed `fd` in this process
-                // for this message; nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        match c {
+            ControlMessageOwned::ScmRights(raw) => {
+                for fd in raw {
+                    // SAFETY: the kernel just installed `fd` in this process
+                    // for this message; nothing else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
             }
+            ControlMessageOwned::ScmCredentials(creds) => sender = Some(creds.pid()),
+            _ => {}
         }
     }
     if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
         return Err(std::io::Error::other("too many descriptors in one message"));
     }
-    Ok((msg.bytes, fds))
+    Ok(Received {
+        len: msg.bytes,
+        fds,
+        sender,
+    })
+}
+
+/// Has the kernel record this process's credentials on what it sends on
+/// `sock`, and hand the peer's to [`recv`] (`SO_PASSCRED`).
+pub fn pass_credentials(sock: BorrowedFd<'_>) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)?;
+    Ok(())
 }
