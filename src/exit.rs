@@ -128,6 +128,13 @@ fn classify_policy(e: &PolicyError) -> (Code, Option<String>) {
         ),
         PolicyError::ArgsRejected { .. } | PolicyError::NotInGrant { .. } => (Code::Denied, None),
         PolicyError::Malformed => (Code::Tampered, None),
+        PolicyError::Deceptive(_) => (
+            Code::Denied,
+            Some(
+                "rename the file (or the directory it is in), check who put it there, then pin it"
+                    .into(),
+            ),
+        ),
         PolicyError::NonUtf8Path(_) | PolicyError::Shebang { .. } | PolicyError::Invalid(_) => {
             (Code::Usage, None)
         }

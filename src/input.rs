@@ -18,7 +18,7 @@ pub fn passphrase(args: PassphraseArgs, why: &str) -> Result<SecretString, CliEr
     match args.passphrase_fd {
         Some(fd) => from_fd(fd),
         None => {
-            let p = prompt(&format!("Passphrase ({why}): "))?;
+            let p = prompt(&format!("Passphrase ({}): ", envseal_policy::escape(why)))?;
             non_empty(p)
         }
     }
@@ -66,7 +66,8 @@ pub fn confirm(question: &str) -> Result<bool, CliError> {
         .open("/dev/tty")
         .map_err(no_tty)?;
     let mut out = &tty;
-    out.write_all(question.as_bytes()).map_err(no_tty)?;
+    out.write_all(envseal_policy::escape_lines(question).as_bytes())
+        .map_err(no_tty)?;
     let mut answer = String::new();
     std::io::BufReader::new(&tty)
         .read_line(&mut answer)

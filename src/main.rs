@@ -58,9 +58,12 @@ fn main() -> ExitCode {
         Err(err) if closed_stdout(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let (code, hint) = exit::classify(&err);
-            eprintln!("envseal: error: {err:#}");
+            // Errors quote paths and names that came from files, clients
+            // or the vault: escaped, so they cannot drive the terminal.
+            let shown = envseal_policy::escape_lines(&format!("{err:#}"));
+            eprintln!("envseal: error: {shown}");
             if let Some(hint) = hint {
-                eprintln!("  hint: {hint}");
+                eprintln!("  hint: {}", envseal_policy::escape_lines(&hint));
             }
             ExitCode::from(code as u8)
         }

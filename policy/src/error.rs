@@ -14,6 +14,15 @@ pub enum Error {
     #[error("{0} is not an executable file")]
     NotExecutable(PathBuf),
 
+    /// A path with characters that could make a screen show something
+    /// else (escape sequences, bidi overrides): never pinned or run. The
+    /// path is given as it is: outputs escape it (`escape`).
+    #[error(
+        "{0} contains control or invisible characters that could make a screen show another \
+         path; envseal does not pin or run such a path"
+    )]
+    Deceptive(String),
+
     /// envseal stores paths as UTF-8 text.
     #[error("{0} is not valid UTF-8; envseal pins only UTF-8 paths")]
     NonUtf8Path(PathBuf),

@@ -24,6 +24,7 @@ mod grant;
 mod interpreters;
 mod program;
 mod resolve;
+mod text;
 
 pub use decide::{check_args, describe_args, select};
 pub use error::{Error, Result};
@@ -31,6 +32,7 @@ pub use grant::{ArgRule, Delivery, Grant, Pin, Script, Tier};
 pub use interpreters::is_interpreter;
 pub use program::{Inspected, Shebang, inspect, parse_shebang, sha256_file};
 pub use resolve::{Resolved, resolve};
+pub use text::{escape, escape_lines, has_deceptive, is_deceptive};
 
 /// SHA-256 digest of a program's bytes.
 pub type Digest = [u8; 32];

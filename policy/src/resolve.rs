@@ -52,6 +52,14 @@ pub fn resolve(cmd: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Result<Reso
         .into_os_string()
         .into_string()
         .map_err(|p| Error::NonUtf8Path(p.into()))?;
+    // Neither what was typed nor where it leads may hold characters that
+    // could make a person see another path than the one pinned.
+    let typed = cmd.to_string_lossy();
+    for shown in [typed.as_ref(), canonical.as_str()] {
+        if crate::has_deceptive(shown) {
+            return Err(Error::Deceptive(shown.to_owned()));
+        }
+    }
     Ok(Resolved {
         typed: cmd.to_owned(),
         looked_up,

@@ -198,6 +198,8 @@ impl Broker {
         if let Some(log) = &mut self.log {
             let now = humantime::format_rfc3339_seconds(SystemTime::now());
             // One write per line, so lines never interleave.
+            // Lines quote what clients sent: escaped, one line each.
+            let line = envseal_policy::escape(line);
             let _ = log.write_all(format!("{now} {line}\n").as_bytes());
         }
     }
@@ -769,7 +771,13 @@ impl Broker {
             return;
         }
         let mut record = crate::audit::peer_record("exec", pid, self.uid, shielded);
-        let prepared = self.prepare(request, shielded, &mut record);
+        // Only a canonical path, as the client's own resolution gives, and
+        // one that could not make a screen show another: what is recorded
+        // and shown is then what runs.
+        let prepared = match canonical_program(&request.program) {
+            Ok(()) => self.prepare(request, shielded, &mut record),
+            Err(e) => Err(e),
+        };
         let (launch, report) = match prepared {
             Ok(p) => p,
             Err(err) => {
@@ -1007,4 +1015,23 @@ fn session_of(pid: i32) -> i32 {
             rest.split_whitespace().nth(3)?.parse().ok()
         })
         .unwrap_or(pid)
+}
+
+/// Refuses a program path that is not canonical (the client resolves it
+/// before sending) or that holds characters that could forge a screen.
+fn canonical_program(program: &str) -> anyhow::Result<()> {
+    if envseal_policy::has_deceptive(program) {
+        return Err(envseal_policy::Error::Deceptive(program.to_owned()).into());
+    }
+    let canonical = std::fs::canonicalize(program)
+        .ok()
+        .and_then(|p| p.into_os_string().into_string().ok());
+    if canonical.as_deref() != Some(program) {
+        return Err(crate::exit::CliError::new(
+            Code::Usage,
+            format!("the broker accepts only a program's canonical path, not {program}"),
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     let resolved = pin::resolve(&args.program)?;
     let program = resolved.canonical.clone();
     let mut vault = Vault::open(&paths::vault_dir()?)?;
+    pin::say_where_it_leads(&resolved);
     let pass = input::passphrase(args.passphrase, &format!("to pin {program}"))?;
     let keys = audit::unlock(&mut vault, &pass, "allow")?;
     let previous = vault
@@ -118,11 +119,15 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     if let Some(p) = &previous {
         if p.program.sha256 != grant.program.sha256 {
             eprintln!(
-                "envseal: re-pinned {program} (its bytes changed; was sha256 {})",
+                "envseal: re-pinned {} (its bytes changed; was sha256 {})",
+                envseal_policy::escape(&program),
                 hex(&p.program.sha256)
             );
         } else {
-            eprintln!("envseal: updated the grant for {program}");
+            eprintln!(
+                "envseal: updated the grant for {}",
+                envseal_policy::escape(&program)
+            );
         }
         for line in weaker(p, &grant) {
             eprintln!("envseal: weaker: {line}");

@@ -64,6 +64,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
             ),
             Entry::Unreadable => ("?", "unreadable (the database was edited)".into()),
         };
+        // Records hold what clients sent: escaped, so that no record can
+        // drive the terminal and forge the screen.
+        let (action, details) = (
+            envseal_policy::escape(action),
+            envseal_policy::escape(&details),
+        );
         println!("{:>5}  {:<20}  {action:<14}  {details}", e.seq, time(e.at));
     }
     Ok(())

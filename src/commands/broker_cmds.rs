@@ -19,7 +19,7 @@ pub fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
         let message = broker::done(client.request(Body::Refresh {
             idle_ttl_seconds: args.ttl.as_secs(),
         })?)?;
-        eprintln!("envseal: {message}");
+        eprintln!("envseal: {}", envseal_policy::escape_lines(&message));
         return Ok(());
     }
     refuse_inside_shield("unlock")?;
@@ -159,9 +159,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
         super::print_json(&mut std::io::stdout().lock(), &value)?;
     } else {
         match &info {
-            None => println!("locked (no broker for {})", loc.vault.display()),
+            None => println!(
+                "locked (no broker for {})",
+                envseal_policy::escape(&loc.vault.display().to_string())
+            ),
             Some(i) => {
-                println!("unlocked: broker pid {} for {}", i.pid, i.vault);
+                println!(
+                    "unlocked: broker pid {} for {}",
+                    i.pid,
+                    envseal_policy::escape(&i.vault)
+                );
                 match i.locks_in_seconds {
                     Some(s) => println!(
                         "  locks in    {} without use (idle TTL {})",

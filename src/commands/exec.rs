@@ -558,9 +558,10 @@ fn offer_pin(
     )?;
     eprint!(
         "envseal: {} has no grant yet. It would be pinned as:\n{}",
-        resolved.canonical,
+        envseal_policy::escape(&resolved.canonical),
         pin::describe(&grant)
     );
+    pin::say_where_it_leads(resolved);
     if !input::confirm("Pin it and run it? [y/N] ")? {
         return Err(CliError::new(Code::NotGranted, "not pinned; nothing was run").into());
     }
@@ -568,6 +569,9 @@ fn offer_pin(
     let mut record = audit::grant_record("allow", &grant);
     record.detail = Some("pinned at the terminal by `exec --allow`".into());
     audit::write(vault, Some(keys), &record);
-    eprintln!("envseal: pinned {}", grant.program.path);
+    eprintln!(
+        "envseal: pinned {}",
+        envseal_policy::escape(&grant.program.path)
+    );
     Ok(())
 }

@@ -86,7 +86,7 @@ pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
                 Err(_) => writeln!(
                     out,
                     "{}\n  (malformed: the vault was edited; `envseal revoke` it)",
-                    r.program
+                    envseal_policy::escape(&r.program)
                 )?,
             }
         }
@@ -97,7 +97,7 @@ pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
         .iter()
         .map(|r| match Grant::decode(&r.body) {
             Ok(g) => [
-                g.program.path.clone(),
+                envseal_policy::escape(&g.program.path).into_owned(),
                 g.tier.as_str().to_owned(),
                 g.secrets
                     .keys()
@@ -107,7 +107,7 @@ pub fn run(args: GrantsArgs) -> anyhow::Result<()> {
                 hex(&g.program.sha256)[..12].to_owned(),
             ],
             Err(_) => [
-                r.program.clone(),
+                envseal_policy::escape(&r.program).into_owned(),
                 "?".into(),
                 "(malformed: the vault was edited; `envseal revoke` it)".into(),
                 "?".into(),

@@ -50,7 +50,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "{:width$}  {:8}  {:20}  {}",
-                s.name.escape_debug().to_string(),
+                envseal_policy::escape(&s.name).into_owned(),
                 s.state.as_str(),
                 time(s.created_at),
                 time(s.updated_at)

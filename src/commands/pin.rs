@@ -130,21 +130,36 @@ pub fn arg_rule(exact: Option<Vec<OsString>>, prefix: Option<Vec<OsString>>) -> 
     }
 }
 
+/// When what the person typed is not the canonical path it leads to (a
+/// bare name found on `PATH`, a symlink), says both, so the person sees
+/// what is really pinned.
+pub fn say_where_it_leads(resolved: &Resolved) {
+    let typed = resolved.typed.to_string_lossy();
+    if typed != resolved.canonical.as_str() {
+        eprintln!(
+            "envseal: {} leads to {}",
+            envseal_policy::escape(&typed),
+            envseal_policy::escape(&resolved.canonical)
+        );
+    }
+}
+
 /// A grant for people: program, hash, interpreter, secrets, tier, args.
 pub fn describe(grant: &Grant) -> String {
+    use envseal_policy::escape;
     let mut out = format!(
         "{}\n  sha256      {}\n",
-        grant.program.path,
+        escape(&grant.program.path),
         hex(&grant.program.sha256)
     );
     if let Some(script) = &grant.script {
         out += &format!(
             "  interpreter {}{}\n  sha256      {}\n",
-            script.interpreter.path,
+            escape(&script.interpreter.path),
             script
                 .arg
                 .as_ref()
-                .map(|a| format!(" {a}"))
+                .map(|a| format!(" {}", escape(a)))
                 .unwrap_or_default(),
             hex(&script.interpreter.sha256)
         );
@@ -158,10 +173,14 @@ pub fn describe(grant: &Grant) -> String {
     }
     out += &format!("  tier        {}\n", grant.tier.as_str());
     for pin in &grant.may_exec {
-        out += &format!("  may exec    {} (sha256 {})\n", pin.path, hex(&pin.sha256));
+        out += &format!(
+            "  may exec    {} (sha256 {})\n",
+            escape(&pin.path),
+            hex(&pin.sha256)
+        );
     }
     if grant.args != ArgRule::Any {
-        out += &format!("  arguments   {}\n", describe_args(&grant.args));
+        out += &format!("  arguments   {}\n", escape(&describe_args(&grant.args)));
     }
     if grant.require_shield {
         out += "  callers     inside an envseal shield only\n";

@@ -18,6 +18,7 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
         Err(_) => args.program.to_string_lossy().into_owned(),
     };
     let secrets = super::names(&args.secrets)?;
+    let shown = envseal_policy::escape(&program).into_owned();
     let pass = input::passphrase(args.passphrase, &format!("to revoke {program}"))?;
     let keys = audit::unlock(&mut vault, &pass, "revoke")?;
     let mut record = audit::record("revoke");
@@ -26,7 +27,7 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
     if secrets.is_empty() {
         vault.remove_grant(&keys, &program)?;
         audit::write(&mut vault, Some(&keys), &record);
-        eprintln!("envseal: revoked the grant for {program}");
+        eprintln!("envseal: revoked the grant for {shown}");
         return Ok(());
     }
     let body = vault
@@ -45,11 +46,11 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
     }
     if grant.secrets.is_empty() {
         vault.remove_grant(&keys, &program)?;
-        eprintln!("envseal: revoked the grant for {program} (no secrets were left in it)");
+        eprintln!("envseal: revoked the grant for {shown} (no secrets were left in it)");
     } else {
         vault.put_grant(&keys, &program, &grant.encode(), &[], false)?;
         let names: Vec<String> = secrets.iter().map(ToString::to_string).collect();
-        eprintln!("envseal: {program} no longer receives {}", names.join(", "));
+        eprintln!("envseal: {shown} no longer receives {}", names.join(", "));
     }
     audit::write(&mut vault, Some(&keys), &record);
     Ok(())
