@@ -239,3 +239,75 @@ fn a_long_output_is_cut_and_the_program_runs_to_its_end() {
     assert!(stdout.ends_with("[envseal: output cut at 1 MiB]\n"));
     assert!(stdout.len() < (1 << 20) + 100);
 }
+
+/// Invalid UTF-8, a 100 MB line and arguments a tool's schema forbids are
+/// each answered with a JSON-RPC error, and the next request still works;
+/// the long line is not buffered whole.
+#[test]
+fn bad_bytes_huge_lines_and_unknown_arguments_are_errors() {
+    let env = Env::initialized();
+    let mut c = env.command();
+    c.arg("mcp").stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        stdin
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"pi\xffng\"}\n")
+            .unwrap();
+        stdin
+            .write_all(br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+            .unwrap();
+        stdin.write_all(b"\n").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            stdin.write_all(&chunk).unwrap();
+        }
+        stdin.write_all(b"\n").unwrap();
+        stdin
+            .write_all(br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#)
+            .unwrap();
+        stdin.write_all(b"\n").unwrap();
+        let unknown = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"run","arguments":{"program":"/bin/true","env":{"LD_PRELOAD":"x"}}}}"#;
+        stdin.write_all(format!("{unknown}\n").as_bytes()).unwrap();
+        let listed = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"list_grants","arguments":{"all":true}}}"#;
+        stdin.write_all(format!("{listed}\n").as_bytes()).unwrap();
+        stdin
+            .write_all(br#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#)
+            .unwrap();
+        stdin.write_all(b"\n").unwrap();
+    });
+
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let r = env.record(
+        "mcp (bad bytes, a huge line, unknown arguments)".into(),
+        out,
+    );
+    env.expect_ok(&r);
+    let replies: Vec<serde_json::Value> = r
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replies.len(), 7, "{replies:#?}");
+    assert_eq!(replies[0]["error"]["code"], -32700, "invalid UTF-8");
+    assert_eq!(replies[1]["id"], 2);
+    assert_eq!(replies[2]["error"]["code"], -32600, "the 100 MB line");
+    assert_eq!(replies[3]["id"], 3);
+    assert_eq!(
+        replies[4]["error"]["code"], -32602,
+        "an unknown argument of run"
+    );
+    assert!(
+        replies[4]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("env")
+    );
+    assert_eq!(
+        replies[5]["error"]["code"], -32602,
+        "an unknown argument of list_grants"
+    );
+    assert_eq!(replies[6]["id"], 6);
+    assert_eq!(replies[6]["result"], serde_json::json!({}));
+}

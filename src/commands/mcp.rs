@@ -12,7 +12,7 @@
 //! JSON-RPC error responses; a tool that fails (locked, not granted, …)
 //! returns a result with `isError`. The server keeps serving either way.
 
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::{BufRead, Read as _, Write as _};
 use std::os::fd::AsFd as _;
 
 use envseal_vault::Vault;
@@ -29,20 +29,76 @@ const PROTOCOL_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", 
 const MAX_OUTPUT: usize = 1 << 20;
 
 pub fn run() -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
+    let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
-    for line in stdin.lock().lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+    let mut line = Vec::new();
+    loop {
+        let (ended, too_long) = read_line(&mut input, &mut line)?;
+        if ended && line.is_empty() && !too_long {
+            return Ok(());
         }
-        if let Some(response) = handle_line(&line) {
+        // A bad line is answered and the server keeps serving.
+        let response = if too_long {
+            Some(error(
+                Value::Null,
+                -32600,
+                "invalid request: the line is longer than 4 MiB",
+            ))
+        } else {
+            match std::str::from_utf8(&line) {
+                Err(_) => Some(error(
+                    Value::Null,
+                    -32700,
+                    "parse error: the line is not UTF-8",
+                )),
+                Ok(text) if text.trim().is_empty() => None,
+                Ok(text) => handle_line(text),
+            }
+        };
+        if let Some(response) = response {
             serde_json::to_writer(&mut out, &response)?;
             out.write_all(b"\n")?;
             out.flush()?;
         }
+        if ended {
+            return Ok(());
+        }
     }
-    Ok(())
+}
+
+/// The longest line (one JSON-RPC message) the server reads.
+const MAX_LINE: usize = 4 << 20;
+
+/// Reads one line (without its newline) into `line`, keeping at most
+/// [`MAX_LINE`] bytes and discarding the rest of a longer one. Returns
+/// (input ended, the line was too long).
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<(bool, bool)> {
+    line.clear();
+    let mut too_long = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((true, too_long));
+        }
+        let (take, found) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > MAX_LINE {
+            too_long = true;
+            line.clear();
+        } else if !too_long {
+            line.extend_from_slice(&buf[..take]);
+        }
+        input.consume(take + usize::from(found));
+        if found {
+            return Ok((false, too_long));
+        }
+    }
 }
 
 /// One incoming line: the response to send, if any (notifications get
@@ -150,6 +206,20 @@ fn call(name: &str, args: &Value) -> Outcome {
         Ok(v) => text(serde_json::to_string_pretty(&v).unwrap_or_default(), false),
         Err(e) => text(format!("envseal: {e:#}"), true),
     };
+    // The schemas forbid other arguments: say so rather than ignore them.
+    let allowed: &[&str] = match name {
+        "run" => &["program", "args", "secrets", "tier"],
+        _ => &[],
+    };
+    match args {
+        Value::Object(map) => {
+            if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+                return Err((-32602, format!("{name} has no argument `{unknown}`")));
+            }
+        }
+        Value::Null => {}
+        _ => return Err((-32602, format!("the arguments of {name} must be an object"))),
+    }
     match name {
         "list_secrets" => Ok(done(list_secrets())),
         "list_grants" => Ok(done(
