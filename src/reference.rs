@@ -44,12 +44,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
         let var = var.trim().trim_start_matches("export ").trim();
         let var = SecretName::new(var).map_err(|_| bad("not a valid variable name"))?;
         let key = SecretName::new(key).map_err(|_| bad("not a valid secret name"))?;
+        if steers(var.as_str()) {
+            return Err(bad(&format!(
+                "{var} decides where programs look for files, commands or the network; \
+                 a secret is never delivered in it"
+            )));
+        }
         out.push(Mapping { var, key });
     }
     Ok(out)
 }
 
-/// Reads `path`, refusing a symlink.
+/// Whether variable `var` steers where a program looks for files, programs,
+/// configuration or the network: a reference file (which anyone who can
+/// write the project can edit) never maps a secret into one, or an ordinary
+/// program would, say, create a directory named after the value. (Loader
+/// and interpreter variables are refused too, by `exec`: never set.)
+pub fn steers(var: &str) -> bool {
+    const NAMES: [&str; 16] = [
+        "HOME", "PATH", "TMPDIR", "TMP", "TEMP", "SHELL", "PWD", "OLDPWD", "USER", "LOGNAME",
+        "IFS", "ENV", "CDPATH", "MAIL", "TERM", "EDITOR",
+    ];
+    NAMES.contains(&var)
+        || var.starts_with("XDG_")
+        || var.to_ascii_uppercase().ends_with("_PROXY")
+}
+
+/// Reads `path`, refusing a symlink and a file that is not the user's own
+/// or that others may write.
 pub fn read(path: &Path) -> Result<Vec<Mapping>, CliError> {
     let fail = |e: std::io::Error| {
         CliError::new(Code::Usage, format!("cannot read {}: {e}", path.display()))
@@ -64,16 +86,52 @@ pub fn read(path: &Path) -> Result<Vec<Mapping>, CliError> {
             ),
         ));
     }
+    check_owned(path, &meta)?;
     let text = std::fs::read_to_string(path).map_err(fail)?;
     parse(&text, path)
 }
 
-/// The nearest `.envseal` at or above `start` (symlinks skipped).
+/// Refuses a file that is not this user's or that group or others may write:
+/// another user could have planted or edited it.
+fn check_owned(path: &Path, meta: &std::fs::Metadata) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(CliError::new(
+            Code::Denied,
+            format!(
+                "{} is not yours alone (owner uid {}, mode {:o}); envseal trusts only your own files",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        )
+        .hint("check who wrote it; if it is yours, `chown` it and `chmod go-w` it"));
+    }
+    Ok(())
+}
+
+/// The nearest `.envseal` at or above `start` (symlinks skipped). The walk
+/// stops at the first directory that is not the user's own (`/tmp`, `/`),
+/// and after the user's home directory: files above those are not theirs
+/// to trust.
 pub fn discover(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|d| d.join(FILE_NAME))
-        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+    use std::os::unix::fs::MetadataExt as _;
+    let me = nix::unistd::geteuid().as_raw();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for dir in start.ancestors() {
+        if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.uid() == me) {
+            return None;
+        }
+        let candidate = dir.join(FILE_NAME);
+        if std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_file()) {
+            return Some(candidate);
+        }
+        if home.as_deref() == Some(dir) {
+            return None;
+        }
+    }
+    None
 }
 
 /// Adds `ENVVAR=envseal:KEY` lines for `keys` (variable = key) to the

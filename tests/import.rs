@@ -167,3 +167,72 @@ fn empty_values_are_skipped_with_a_warning() {
     env.expect_code(&r, code::USAGE);
     env.expect_stderr(&r, &["nothing to import"]);
 }
+
+/// Only the user's own reference files are trusted: a `.envseal` another
+/// user owns is refused, discovery does not climb into directories that
+/// are not the user's, and no reference file may map a secret into a
+/// variable that steers where programs look (HOME, PATH, proxies, XDG_*).
+#[test]
+fn only_the_users_own_reference_files_are_trusted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::initialized();
+    // A mapping into HOME: refused, by line.
+    let dir = env.tmp.path().join("homes");
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(".envseal");
+    for var in ["HOME", "PATH", "https_proxy", "XDG_CONFIG_HOME"] {
+        fs::write(&file, format!("{var}=envseal:TOKEN\n")).unwrap();
+        let r = env.run(
+            &[
+                "exec",
+                "--env-file",
+                file.to_str().unwrap(),
+                "--",
+                "/bin/true",
+            ],
+            b"",
+        );
+        env.expect_code(&r, code::USAGE);
+        env.expect_stderr(&r, &["line 1", "never delivered in it"]);
+    }
+
+    // As an unprivileged user: a project of theirs holding a `.envseal`
+    // that root owns, and a root-owned directory above their own.
+    let (uid, gid) = util::user::attacker_user();
+    let base = tempfile::tempdir().unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(base.path().join(".envseal"), "TOKEN=envseal:TOKEN\n").unwrap();
+    let project = base.path().join("project");
+    fs::create_dir_all(project.join("sub")).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(&project)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let as_user = |cwd: &std::path::Path, label: &str| {
+        let mut c = util::user::as_user(uid, gid, &util::bin());
+        c.args(["exec", "--env-file", ".", "--", "/bin/true"])
+            .env("ENVSEAL_HOME", project.join("vault"))
+            .env("HOME", &project)
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null());
+        env.record(label.into(), c.output().unwrap())
+    };
+    // The walk stops at the root-owned directory: the planted file above
+    // is never read.
+    let r = as_user(
+        &project.join("sub"),
+        "exec --env-file . (a root-owned .envseal above)",
+    );
+    env.expect_code(&r, code::USAGE);
+    env.expect_stderr(&r, &["no .envseal at or above"]);
+    // Inside the user's own project, a file root owns: refused.
+    fs::write(project.join("sub/.envseal"), "TOKEN=envseal:TOKEN\n").unwrap();
+    let r = as_user(
+        &project.join("sub"),
+        "exec --env-file . (a root-owned .envseal)",
+    );
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["is not yours alone"]);
+}

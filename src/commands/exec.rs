@@ -312,7 +312,10 @@ pub fn prepare(
         };
         let variable = match request.rename.iter().find(|(k, _)| *k == name) {
             None => variable,
-            Some((_, var)) if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str())) => {
+            Some((_, var))
+                if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str()))
+                    || crate::reference::steers(var.as_str()) =>
+            {
                 return Err(CliError::new(
                     Code::Denied,
                     format!("--env-file maps {name} to {var}, a variable envseal never sets"),
