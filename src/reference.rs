@@ -65,9 +65,7 @@ pub fn steers(var: &str) -> bool {
         "HOME", "PATH", "TMPDIR", "TMP", "TEMP", "SHELL", "PWD", "OLDPWD", "USER", "LOGNAME",
         "IFS", "ENV", "CDPATH", "MAIL", "TERM", "EDITOR",
     ];
-    NAMES.contains(&var)
-        || var.starts_with("XDG_")
-        || var.to_ascii_uppercase().ends_with("_PROXY")
+    NAMES.contains(&var) || var.starts_with("XDG_") || var.to_ascii_uppercase().ends_with("_PROXY")
 }
 
 /// Reads `path`, refusing a symlink and a file that is not the user's own
