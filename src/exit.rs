@@ -182,6 +182,10 @@ fn classify_launch(e: &LaunchError) -> (Code, Option<String>) {
 fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
     let hint = |s: &str| Some(s.to_owned());
     match e {
+        VaultError::NotYours { .. } => (
+            Code::Denied,
+            hint("check who created it; use a vault directory of your own (ENVSEAL_HOME)"),
+        ),
         VaultError::NotInitialized(_) => (
             Code::NoVault,
             hint("create one with `envseal init` (or point ENVSEAL_HOME at an existing vault)"),

@@ -645,3 +645,39 @@ fn a_closed_stdout_ends_output_quietly() {
         "{lines:?}"
     );
 }
+
+/// Only the user's own vault is used: a vault directory another user made
+/// (here root, at a shared ENVSEAL_HOME) and one that others may write are
+/// refused before anything is read or written.
+#[test]
+fn a_vault_that_is_not_yours_alone_is_refused() {
+    use std::process::Stdio;
+    let (uid, gid) = util::user::attacker_user();
+    let env = Env::initialized();
+    fs::set_permissions(env.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&env.home, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(env.db(), fs::Permissions::from_mode(0o666)).unwrap();
+    let secret = value("not-yours");
+    env.remember(secret.as_bytes());
+    // The victim (an unprivileged user) sets a value into root's vault.
+    let mut c = util::user::as_user(uid, gid, &util::bin());
+    c.args(["set", "MINE"])
+        .env("ENVSEAL_HOME", &env.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let r = env.run_command("(as another user) set MINE".into(), c, secret.as_bytes());
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["is not yours alone"]);
+    // The owner's own vault, once others may write it: refused as well.
+    fs::set_permissions(&env.home, fs::Permissions::from_mode(0o777)).unwrap();
+    let r = env.run(&["list"], b"");
+    env.expect_code(&r, code::DENIED);
+    fs::set_permissions(&env.home, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(env.db(), fs::Permissions::from_mode(0o600)).unwrap();
+    env.expect_ok(&env.run(&["list"], b""));
+    assert!(
+        !env.names().contains("MINE"),
+        "the value went into another user's vault"
+    );
+}

@@ -13,6 +13,17 @@ pub enum Error {
     #[error("no vault at {0}")]
     NotInitialized(PathBuf),
 
+    /// The vault directory or database is another user's, or others may
+    /// write it: someone else could read what is set there, or plant it.
+    #[error(
+        "{path} is not yours alone (owner uid {owner}, mode {mode:o}); envseal uses only a vault you own"
+    )]
+    NotYours {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
+
     /// `init` found a vault already there.
     #[error("a vault already exists at {0}")]
     AlreadyExists(PathBuf),

@@ -14,6 +14,29 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join(DB_FILE)
 }
 
+/// Refuses `path` unless this user owns it and neither group nor others
+/// may write it (a directory another user made at a shared `ENVSEAL_HOME`
+/// would receive the values set there, and could hand back its own).
+pub(crate) fn check_owned(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(path).map_err(|source| Error::Io {
+        action: "cannot read",
+        path: path.to_owned(),
+        source,
+    })?;
+    // Root (outside the threat model, and able to read any file anyway)
+    // may open another user's vault; never one that others may write.
+    let me = nix::unistd::geteuid();
+    if (meta.uid() != me.as_raw() && !me.is_root()) || meta.mode() & 0o022 != 0 {
+        return Err(Error::NotYours {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
 /// Creates `dir` (and parents) and makes sure it is 0700.
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     DirBuilder::new()

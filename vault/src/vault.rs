@@ -180,6 +180,12 @@ impl Vault {
     /// Opens the vault in `dir`, applying schema migrations.
     pub fn open(dir: &Path) -> Result<Vault> {
         let path = db_path(dir);
+        match fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialized(dir.to_owned()));
+            }
+            _ => crate::paths::check_owned(dir)?,
+        }
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotInitialized(dir.to_owned()));
@@ -191,7 +197,7 @@ impl Vault {
                     path.display()
                 )));
             }
-            Ok(_) => {}
+            Ok(_) => crate::paths::check_owned(&path)?,
         }
         let mut conn = Connection::open_with_flags(
             &path,
