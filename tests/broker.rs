@@ -1717,3 +1717,79 @@ os.execv(ENVSEAL, [ENVSEAL, "mcp"])
         "{log}"
     );
 }
+
+/// A counterfeit broker: a process of the same user (not envseal) listens
+/// at the broker's socket path and answers every request. `status`,
+/// `exec` and `unlock` refuse to talk to it and say why; `unlock` does not
+/// report a broker "already running", and nothing reaches the fake but
+/// the connection itself.
+#[test]
+fn a_counterfeit_broker_is_not_talked_to() {
+    let s = scene();
+    let socket = s.socket();
+    let got = s.home.join("fake-broker-got");
+    let python = format!(
+        r#"
+import json, os, socket, struct, sys
+os.makedirs(os.path.dirname({sock:?}), mode=0o700, exist_ok=True)
+l = socket.socket(socket.AF_UNIX)
+l.bind({sock:?})
+l.listen(16)
+print("LISTENING", flush=True)
+got = open({got:?}, "ab")
+while True:
+    c, _ = l.accept()
+    c.settimeout(2)
+    try:
+        data = c.recv(65536)
+    except OSError:
+        data = b""
+    got.write(data); got.flush()
+    reply = json.dumps({{"reply": "done", "message": "already running"}}).encode()
+    try:
+        c.sendall(struct.pack(">I", len(reply)) + reply)
+    except OSError:
+        pass
+    c.close()
+"#,
+        sock = socket.display().to_string(),
+        got = got.display().to_string(),
+    );
+    let mut fake = s.user(Path::new("/usr/bin/python3"));
+    fake.args(["-c", &python]);
+    let mut fake = KillOnDrop(fake.spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufReader::new(fake.0.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "LISTENING");
+
+    let quick = s.bins.join("quick");
+    for args in [
+        vec!["status"],
+        vec!["exec", "--", quick.to_str().unwrap()],
+        vec!["unlock", "--passphrase-fd", "0"],
+    ] {
+        let mut c = s.envseal(&args);
+        c.stdin(fs::File::open(s.env.passfile()).unwrap());
+        let r = s.env.record(
+            format!("(as user) {} (a counterfeit broker)", args.join(" ")),
+            c.output().unwrap(),
+        );
+        assert_ne!(r.code, Some(0), "{args:?}: {}", r.stderr());
+        assert!(
+            r.stderr().contains("not talking to the process")
+                && r.stderr().contains("does not run this envseal"),
+            "{args:?}: {}",
+            r.stderr()
+        );
+        assert!(!r.stderr().contains("already running"), "{}", r.stderr());
+    }
+    drop(fake);
+    let got = fs::read(&got).unwrap_or_default();
+    assert!(
+        got.is_empty(),
+        "the counterfeit broker received {} bytes",
+        got.len()
+    );
+}

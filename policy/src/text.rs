@@ -31,16 +31,16 @@ pub fn has_deceptive(text: &str) -> bool {
 }
 
 /// `text` as it is safe to show: each [`is_deceptive`] character as
-/// `\u{HEX}` (`\n`, `\t`, `\r` as such), and a backslash as `\\`, so the
-/// escaped text is unambiguous. Text with none of them is returned as is.
+/// `\u{HEX}` (`\n`, `\t`, `\r` as such). Backslashes stay as they are, so
+/// text that is already escaped (a `{:?}` in an error) is not escaped
+/// twice. Text with nothing deceptive is returned as is.
 pub fn escape(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c == '\\' || is_deceptive(c)) {
+    if !has_deceptive(text) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(escape("/usr/local/bin/deploy"), "/usr/local/bin/deploy");
         assert_eq!(escape("/t/a\u{1b}[2Kb"), "/t/a\\u{1b}[2Kb");
         assert_eq!(escape("x\u{202e}gpj.exe"), "x\\u{202e}gpj.exe");
-        assert_eq!(escape("a\\u{1b}"), "a\\\\u{1b}");
+        assert_eq!(escape("a\\u{1b}"), "a\\u{1b}");
         assert_eq!(escape("\u{9b}2J"), "\\u{9b}2J");
         assert_eq!(escape_lines("one\u{7}\ntwo"), "one\\u{7}\ntwo");
         assert!(has_deceptive("zero\u{200b}width"));

@@ -119,7 +119,79 @@ pub struct Client {
 
 impl Client {
     /// Connects to the broker of this vault; `None` when none is running.
+    /// Before anything is sent, the broker is authenticated (see
+    /// [`Client::authenticate`]): the client hands a broker its terminal,
+    /// environment and, for `unlock`, the word that the vault is unlocked.
     pub fn connect(loc: &Location) -> anyhow::Result<Option<Client>> {
+        let client = Self::connect_unchecked(loc)?;
+        if let Some(c) = &client {
+            c.authenticate(loc, true)?;
+        }
+        Ok(client)
+    }
+
+    /// [`Client::connect`] for `lock`, which sends nothing but the request
+    /// to stop: the peer must be this user's, but may be an older envseal
+    /// (after an upgrade, `lock` is how its broker is stopped).
+    pub fn connect_to_lock(loc: &Location) -> anyhow::Result<Option<Client>> {
+        let client = Self::connect_unchecked(loc)?;
+        if let Some(c) = &client {
+            c.authenticate(loc, false)?;
+        }
+        Ok(client)
+    }
+
+    /// Checks that the runtime directory is this user's alone (0700), that
+    /// the process listening is this user's (`SO_PEERCRED`), and, with
+    /// `same_code`, that it runs envseal's own code (its code size in
+    /// `/proc/PID/statm` equals this process's: its `exe` cannot be read,
+    /// a broker being non-dumpable). A counterfeit broker at the socket path
+    /// would otherwise receive the caller's terminal and environment.
+    fn authenticate(&self, loc: &Location, same_code: bool) -> anyhow::Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = nix::unistd::geteuid().as_raw();
+        let untrusted = |why: String| {
+            anyhow::Error::from(
+                CliError::new(
+                    Code::Denied,
+                    format!(
+                        "not talking to the process at {}: {why}",
+                        loc.socket.display()
+                    ),
+                )
+                .hint(
+                    "it is not your envseal broker; find out who put it there, remove the \
+                     socket and run `envseal unlock` yourself",
+                ),
+            )
+        };
+        let dir = std::fs::symlink_metadata(&loc.dir)
+            .map_err(|e| untrusted(format!("cannot inspect its directory: {e}")))?;
+        if !dir.is_dir() || dir.uid() != me || dir.mode() & 0o077 != 0 {
+            return Err(untrusted(format!(
+                "its directory {} is not yours alone (owner uid {}, mode {:o})",
+                loc.dir.display(),
+                dir.uid(),
+                dir.mode() & 0o7777
+            )));
+        }
+        let peer =
+            nix::sys::socket::getsockopt(&self.stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(|e| untrusted(format!("no peer credentials ({e})")))?;
+        if peer.uid() != me {
+            return Err(untrusted(format!("it runs as uid {}", peer.uid())));
+        }
+        if same_code && code_size(&peer.pid().to_string()) != code_size("self") {
+            return Err(untrusted(format!(
+                "pid {} does not run this envseal (if envseal was upgraded while a broker \
+                 ran, `envseal lock` stops the old one)",
+                peer.pid()
+            )));
+        }
+        Ok(())
+    }
+
+    fn connect_unchecked(loc: &Location) -> anyhow::Result<Option<Client>> {
         match UnixStream::connect(&loc.socket) {
             Ok(stream) => Ok(Some(Client { stream })),
             Err(e)
@@ -272,6 +344,18 @@ pub fn refused(code: u8, message: String, hint: Option<String>) -> anyhow::Error
 
 /// The parent pid of `pid`, from `/proc/PID/stat` (the comm field may hold
 /// spaces and parentheses: parse after the last `)`).
+/// The size of a process's executable code in pages (`/proc/PID/statm`,
+/// readable even of a non-dumpable process): envseal's own processes all
+/// have the same. `pid` is a number or `self`.
+pub fn code_size(pid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
 pub fn parent_of(pid: i32) -> Option<i32> {
     let mut stat = String::new();
     std::fs::File::open(format!("/proc/{pid}/stat"))

@@ -92,6 +92,15 @@ struct Broker {
 /// stopped. `ready` gets one frame: `Done` with the pid, or `Refused`.
 pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) -> ! {
     let mut ready = File::from(ready);
+    // The socket was bound by the `unlock` process, which has exited; a
+    // second `listen` records this process as the one clients reach
+    // (`SO_PEERCRED`), so that they can check it is envseal's broker.
+    if let Err(e) = nix::sys::socket::listen(&start.listener, nix::sys::socket::Backlog::MAXCONN) {
+        let _ = ready.write_all(&frame(&refusal(&anyhow::anyhow!(
+            "cannot listen on the broker's socket: {e}"
+        ))));
+        envseal_launcher::fork::exit_now(1);
+    }
     if std::fs::metadata(&start.loc.log).is_ok_and(|m| m.len() > MAX_LOG) {
         let _ = std::fs::rename(&start.loc.log, start.loc.log.with_extension("log.1"));
     }
@@ -945,7 +954,6 @@ struct Confinement {
 
 fn confinement(pid: &str) -> Option<Confinement> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let field = |name: &str| {
         status
             .lines()
@@ -957,7 +965,7 @@ fn confinement(pid: &str) -> Option<Confinement> {
         seccomp: field("Seccomp")?.parse().ok()?,
         filters: field("Seccomp_filters")?.parse().ok()?,
         tracer: field("TracerPid")?.parse().ok()?,
-        text: statm.split_whitespace().nth(3)?.parse().ok()?,
+        text: super::code_size(pid)?,
     })
 }
 

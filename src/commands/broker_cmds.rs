@@ -123,7 +123,7 @@ pub fn refuse_inside_shield(verb: &str) -> Result<(), CliError> {
 
 pub fn lock() -> anyhow::Result<()> {
     let loc = broker::location()?;
-    let Some(mut client) = Client::connect(&loc)? else {
+    let Some(mut client) = Client::connect_to_lock(&loc)? else {
         eprintln!("envseal: already locked (no broker is running)");
         return Ok(());
     };
