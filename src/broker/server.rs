@@ -83,7 +83,9 @@ struct Broker {
     /// Terminal sessions already told that they are not shielded.
     warned: std::collections::HashSet<i32>,
     idle_ttl: Duration,
-    last_use: Instant,
+    /// When the broker was last used, on the clock that counts suspended
+    /// time too (`boot_clock`): a laptop asleep for a night is idle.
+    last_use: Duration,
     log: Option<File>,
     uid: u32,
 }
@@ -164,7 +166,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         sessions: HashMap::new(),
         warned: std::collections::HashSet::new(),
         idle_ttl: start.idle_ttl,
-        last_use: Instant::now(),
+        last_use: boot_clock(),
         log,
         uid: nix::unistd::geteuid().as_raw(),
     };
@@ -266,7 +268,7 @@ impl Broker {
             .map(|c| (c.opened + REQUEST_DEADLINE).saturating_duration_since(now))
             .min();
         if !self.idle_ttl.is_zero() {
-            let left = (self.last_use + self.idle_ttl).saturating_duration_since(now);
+            let left = (self.last_use + self.idle_ttl).saturating_sub(boot_clock());
             next = Some(next.map_or(left, |n| n.min(left)));
         }
         // At least every few seconds: `expire` checks that the socket is
@@ -277,7 +279,7 @@ impl Broker {
 
     fn expire(&mut self) {
         let now = Instant::now();
-        if !self.idle_ttl.is_zero() && now >= self.last_use + self.idle_ttl {
+        if !self.idle_ttl.is_zero() && boot_clock() >= self.last_use + self.idle_ttl {
             self.shutdown("idle TTL expired");
         }
         // A broker no client can reach (its socket removed or replaced —
@@ -513,7 +515,7 @@ impl Broker {
             }
             Body::Refresh { idle_ttl_seconds } => {
                 self.idle_ttl = Duration::from_secs(idle_ttl_seconds);
-                self.last_use = Instant::now();
+                self.last_use = boot_clock();
                 let msg = format!(
                     "broker already running (pid {}); idle TTL now {}",
                     std::process::id(),
@@ -653,7 +655,7 @@ impl Broker {
                 false
             }
             Body::Exec(request) => {
-                self.last_use = Instant::now();
+                self.last_use = boot_clock();
                 let conn = self.conns.swap_remove(i);
                 self.exec(conn, request);
                 false
@@ -706,7 +708,7 @@ impl Broker {
             idle_ttl_seconds: self.idle_ttl.as_secs(),
             locks_in_seconds: (!self.idle_ttl.is_zero()).then(|| {
                 (self.last_use + self.idle_ttl)
-                    .saturating_duration_since(Instant::now())
+                    .saturating_sub(boot_clock())
                     .as_secs()
             }),
             shielded_clients: self.conns.iter().filter(|c| c.shield.is_some()).count(),
@@ -1042,4 +1044,13 @@ fn canonical_program(program: &str) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// Time since boot, suspended time included (`CLOCK_BOOTTIME`); the
+/// monotonic clock stops while the machine sleeps, and an idle TTL measured
+/// on it would leave a suspended laptop unlocked for the night.
+fn boot_clock() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
