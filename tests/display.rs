@@ -12,32 +12,13 @@ use std::process::Command;
 
 use util::{Env, code, value};
 
-/// The venv Python with pyte (./scripts/test makes it).
-fn pyte_python() -> PathBuf {
-    let p = std::env::var_os("ENVSEAL_TEST_MCP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mcp-venv/bin/python")
-        });
-    let ok = Command::new(&p)
-        .args(["-c", "import pyte"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the display tests need pyte in {}; ./scripts/test installs it",
-        p.display()
-    );
-    p
-}
-
 /// What a 160×60 terminal shows after `bytes` were written to it: its
 /// lines, trailing blanks removed.
 fn screen(bytes: &[u8]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("output");
     fs::write(&input, bytes).unwrap();
-    let out = Command::new(pyte_python())
+    let out = Command::new(util::venv_python("pyte"))
         .args([
             "-c",
             "import sys, pyte\n\

@@ -12,22 +12,7 @@ use util::{Env, value};
 
 /// The Python with the MCP SDK (./scripts/test makes it).
 fn sdk_python() -> PathBuf {
-    let p = std::env::var_os("ENVSEAL_TEST_MCP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mcp-venv/bin/python")
-        });
-    let ok = Command::new(&p)
-        .args(["-c", "import mcp"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the MCP tests need the official Python MCP SDK in {}; ./scripts/test installs it \
-         (python3 -m venv target/mcp-venv && target/mcp-venv/bin/pip install mcp)",
-        p.display()
-    );
-    p
+    util::venv_python("mcp")
 }
 
 const CLIENT: &str = r#"

@@ -477,3 +477,24 @@ pub fn perl_says(value: &str) -> String {
     let sum = value.bytes().map(u32::from).fold(0u32, u32::wrapping_add);
     format!("perl ran: {} bytes, sum {sum}\n", value.len())
 }
+
+/// The venv Python (./scripts/test makes it, with the MCP SDK and pyte),
+/// checked to import `module`: a test that needs it fails saying so.
+pub fn venv_python(module: &str) -> PathBuf {
+    let p = std::env::var_os("ENVSEAL_TEST_MCP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mcp-venv/bin/python")
+        });
+    let ok = Command::new(&p)
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "this test needs the Python module {module} in {}; ./scripts/test installs it \
+         (python3 -m venv target/mcp-venv && target/mcp-venv/bin/pip install mcp pyte)",
+        p.display()
+    );
+    p
+}
