@@ -61,11 +61,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
 /// program would, say, create a directory named after the value. (Loader
 /// and interpreter variables are refused too, by `exec`: never set.)
 pub fn steers(var: &str) -> bool {
-    const NAMES: [&str; 16] = [
-        "HOME", "PATH", "TMPDIR", "TMP", "TEMP", "SHELL", "PWD", "OLDPWD", "USER", "LOGNAME",
-        "IFS", "ENV", "CDPATH", "MAIL", "TERM", "EDITOR",
+    const NAMES: [&str; 29] = [
+        "HOME",
+        "PATH",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "USER",
+        "LOGNAME",
+        "IFS",
+        "ENV",
+        "CDPATH",
+        "MAIL",
+        "TERM",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "BROWSER",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "KUBECONFIG",
+        "DOCKER_HOST",
+        "GNUPGHOME",
+        "SSH_AUTH_SOCK",
+        "ZDOTDIR",
     ];
-    NAMES.contains(&var) || var.starts_with("XDG_") || var.to_ascii_uppercase().ends_with("_PROXY")
+    NAMES.contains(&var)
+        || var.starts_with("ENVSEAL_")
+        || var.starts_with("XDG_")
+        || var.to_ascii_uppercase().ends_with("_PROXY")
 }
 
 /// Reads `path`, refusing a symlink and a file that is not the user's own
@@ -89,12 +119,17 @@ pub fn read(path: &Path) -> Result<Vec<Mapping>, CliError> {
     parse(&text, path)
 }
 
-/// Refuses a file that is not this user's or that group or others may write:
+/// Refuses a file that is not this user's, or that others may write, or
+/// that a group other than the user's own primary group may write (with a
+/// umask of 002, files are group-writable for the user's private group):
 /// another user could have planted or edited it.
 fn check_owned(path: &Path, meta: &std::fs::Metadata) -> Result<(), CliError> {
     use std::os::unix::fs::MetadataExt as _;
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+    let my_group = nix::unistd::getegid().as_raw();
+    let others_write = meta.mode() & 0o002 != 0;
+    let group_writes = meta.mode() & 0o020 != 0 && meta.gid() != my_group;
+    if meta.uid() != me || others_write || group_writes {
         return Err(CliError::new(
             Code::Denied,
             format!(
@@ -157,6 +192,15 @@ pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
     };
     let known = parse(&existing, &path)?;
     for key in keys {
+        if steers(key.as_str()) {
+            // Stored, but never delivered under that name by a reference.
+            eprintln!(
+                "envseal: warning: {key} is not written to {}: that variable decides where \
+                 programs look, and a reference file never sets it",
+                path.display()
+            );
+            continue;
+        }
         if !known.iter().any(|m| m.var.as_str() == key.as_str()) {
             if !existing.ends_with('\n') && !existing.is_empty() {
                 existing.push('\n');
@@ -164,7 +208,21 @@ pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
             existing.push_str(&format!("{key}={PREFIX}{key}\n"));
         }
     }
-    std::fs::write(&path, existing).map_err(|e| {
+    // 0644 whatever the umask: a group-writable file of a shared group
+    // would not be trusted when it is read back.
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)?
+            .write_all(existing.as_bytes())
+    };
+    write().map_err(|e| {
         CliError::new(
             Code::Failure,
             format!("cannot write {}: {e}", path.display()),

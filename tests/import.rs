@@ -236,3 +236,49 @@ fn only_the_users_own_reference_files_are_trusted() {
     env.expect_code(&r, code::DENIED);
     env.expect_stderr(&r, &["is not yours alone"]);
 }
+
+/// `import` of a name that steers where programs look (HTTP_PROXY) stores
+/// the value but leaves it out of `.envseal`, which it writes 0644; a
+/// reference file group-writable only for the user's own group (umask
+/// 002) is still trusted.
+#[test]
+fn import_writes_a_reference_file_that_is_read_back() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::initialized();
+    let dir = env.tmp.path().join("project");
+    fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (value("imp-token"), value("imp-proxy"));
+    env.remember(a.as_bytes());
+    env.remember(b.as_bytes());
+    let file = dir.join(".env");
+    fs::write(&file, format!("TOKEN={a}\nHTTP_PROXY={b}\n")).unwrap();
+    let r = env.run(&["import", file.to_str().unwrap()], b"");
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["HTTP_PROXY is not written"]);
+    let reference = dir.join(".envseal");
+    let text = fs::read_to_string(&reference).unwrap();
+    assert!(
+        text.contains("TOKEN=envseal:TOKEN") && !text.contains("HTTP_PROXY"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::metadata(&reference).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(env.names().contains("HTTP_PROXY"));
+    // Group-writable for the user's own group: read (the program has no
+    // grant, so the answer is "not granted", not a refusal of the file).
+    fs::set_permissions(&reference, fs::Permissions::from_mode(0o664)).unwrap();
+    let r = env.run(
+        &[
+            "exec",
+            "--env-file",
+            reference.to_str().unwrap(),
+            "--",
+            "/bin/true",
+        ],
+        b"",
+    );
+    assert!(!r.stderr().contains("not yours alone"), "{}", r.stderr());
+    assert!(!r.stderr().contains("line"), "{}", r.stderr());
+}

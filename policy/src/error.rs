@@ -16,7 +16,7 @@ pub enum Error {
 
     /// A path with characters that could make a screen show something
     /// else (escape sequences, bidi overrides): never pinned or run. The
-    /// path is given as it is: outputs escape it (`escape`).
+    /// path is given escaped (`escape`), line breaks included.
     #[error(
         "{0} contains control or invisible characters that could make a screen show another \
          path; envseal does not pin or run such a path"

@@ -25,7 +25,7 @@ pub struct Resolved {
 /// entries are skipped, so a program in the current directory is never
 /// picked up by accident.
 pub fn resolve(cmd: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Result<Resolved> {
-    let shown = || cmd.to_string_lossy().into_owned();
+    let shown = || crate::escape(&cmd.to_string_lossy()).into_owned();
     if cmd.is_empty() {
         return Err(Error::NotFound(shown()));
     }
@@ -57,7 +57,7 @@ pub fn resolve(cmd: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Result<Reso
     let typed = cmd.to_string_lossy();
     for shown in [typed.as_ref(), canonical.as_str()] {
         if crate::has_deceptive(shown) {
-            return Err(Error::Deceptive(shown.to_owned()));
+            return Err(Error::Deceptive(crate::escape(shown).into_owned()));
         }
     }
     Ok(Resolved {

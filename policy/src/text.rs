@@ -22,6 +22,14 @@ pub fn is_deceptive(c: char) -> bool {
             | '\u{2060}'..='\u{206F}'   // word joiner, invisible operators, bidi isolates
             | '\u{FEFF}'                // zero-width no-break space (BOM)
             | '\u{FFF9}'..='\u{FFFB}'   // interlinear annotations
+            | '\u{034F}'                // combining grapheme joiner
+            | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{110BD}'
+            | '\u{13430}'..='\u{1343F}' // other format characters
+            | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
+            | '\u{180B}'..='\u{180D}'   // Mongolian variation selectors
+            | '\u{FE00}'..='\u{FE0F}'   // variation selectors
+            | '\u{1D173}'..='\u{1D17A}' // musical formatting
+            | '\u{E0000}'..='\u{E0FFF}' // tags, variation selectors supplement
         )
 }
 

@@ -181,12 +181,24 @@ impl Client {
         if peer.uid() != me {
             return Err(untrusted(format!("it runs as uid {}", peer.uid())));
         }
-        if same_code && code_size(&peer.pid().to_string()) != code_size("self") {
-            return Err(untrusted(format!(
-                "pid {} does not run this envseal (if envseal was upgraded while a broker \
-                 ran, `envseal lock` stops the old one)",
-                peer.pid()
-            )));
+        if same_code {
+            match (code_size(&peer.pid().to_string()), code_size("self")) {
+                (Some(theirs), Some(mine)) if theirs == mine => {}
+                (Some(_), Some(_)) => {
+                    return Err(untrusted(format!(
+                        "pid {} does not run this envseal (if envseal was upgraded while a \
+                         broker ran, `envseal lock` stops the old one)",
+                        peer.pid()
+                    )));
+                }
+                _ => {
+                    return Err(untrusted(format!(
+                        "cannot verify pid {}: its /proc entry cannot be read (is /proc \
+                         mounted with hidepid?)",
+                        peer.pid()
+                    )));
+                }
+            }
         }
         Ok(())
     }

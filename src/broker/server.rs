@@ -1031,7 +1031,9 @@ fn session_of(pid: i32) -> i32 {
 /// before sending) or that holds characters that could forge a screen.
 fn canonical_program(program: &str) -> anyhow::Result<()> {
     if envseal_policy::has_deceptive(program) {
-        return Err(envseal_policy::Error::Deceptive(program.to_owned()).into());
+        return Err(
+            envseal_policy::Error::Deceptive(envseal_policy::escape(program).into_owned()).into(),
+        );
     }
     let canonical = std::fs::canonicalize(program)
         .ok()
@@ -1039,7 +1041,10 @@ fn canonical_program(program: &str) -> anyhow::Result<()> {
     if canonical.as_deref() != Some(program) {
         return Err(crate::exit::CliError::new(
             Code::Usage,
-            format!("the broker accepts only a program's canonical path, not {program}"),
+            format!(
+                "the broker accepts only a program's canonical path, not {}",
+                envseal_policy::escape(program)
+            ),
         )
         .into());
     }
@@ -1050,7 +1055,10 @@ fn canonical_program(program: &str) -> anyhow::Result<()> {
 /// monotonic clock stops while the machine sleeps, and an idle TTL measured
 /// on it would leave a suspended laptop unlocked for the night.
 fn boot_clock() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
         .map(Duration::from)
-        .unwrap_or_default()
+        // Never on Linux; the monotonic clock then, rather than no TTL.
+        .unwrap_or_else(|_| start.elapsed())
 }

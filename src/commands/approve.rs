@@ -59,7 +59,7 @@ pub fn show_pending(
     for info in &shown {
         eprintln!(
             "envseal: {} was written {} {}",
-            info.name,
+            envseal_policy::escape(&info.name),
             humantime::format_rfc3339_seconds(info.updated_at),
             describe_writer(info.writer)
         );

@@ -135,7 +135,7 @@ pub fn lock() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    eprintln!("envseal: {message}");
+    eprintln!("envseal: {}", envseal_policy::escape_lines(&message));
     Ok(())
 }
 

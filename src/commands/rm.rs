@@ -30,7 +30,7 @@ pub fn run(args: RmArgs) -> anyhow::Result<()> {
             eprintln!(
                 "envseal: these grants give {name}, so `exec` of them fails until it is set \
                  again (or revoked with `envseal revoke PROGRAM --secret {name}`): {}",
-                losing.join(", ")
+                envseal_policy::escape(&losing.join(", "))
             );
         }
     }

@@ -42,7 +42,10 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
             value: HexValue::encode(value.expose_secret()),
             replace: args.replace,
         })?;
-        eprintln!("envseal: {}", broker::done(reply)?);
+        eprintln!(
+            "envseal: {}",
+            envseal_policy::escape_lines(&broker::done(reply)?)
+        );
         if newline {
             newline_note(&name);
         }
