@@ -110,6 +110,10 @@ fn lockdown_confines_the_program() {
     // this test, so tests running at once never share a host path.
     let mark = util::unique_name("written-by-probe");
     let marker = Path::new("/tmp").join(&mark);
+    // Where Lockdown puts the secret file inside its private /tmp; the
+    // host's path of that name must not gain it.
+    let secret_in_sandbox = format!("{}/CERT_FILE", envseal_launcher::SECRET_DIR);
+    let host_had_it = Path::new(&secret_in_sandbox).exists();
 
     let r = run_in(
         &env,
@@ -136,7 +140,7 @@ fn lockdown_confines_the_program() {
     };
     // The secrets arrived: TOKEN in the environment, CERT as a file.
     assert!(rep.env_is("TOKEN", token.as_bytes()));
-    assert!(rep.env_is("CERT_FILE", b"/tmp/envseal-secrets/CERT_FILE"));
+    assert!(rep.env_is("CERT_FILE", secret_in_sandbox.as_bytes()));
     assert_eq!(
         rep.files.get("CERT_FILE"),
         Some(&probe::fnv(cert.as_bytes()))
@@ -160,12 +164,16 @@ fn lockdown_confines_the_program() {
     tmp.sort_unstable();
     assert_eq!(tmp, ["envseal-secrets", "home", mark.as_str()]);
     is("home", "[]");
-    assert!(rep.env_is("HOME", b"/tmp/home"));
+    assert!(rep.env_is("HOME", envseal_launcher::PRIVATE_HOME.as_bytes()));
     // The secret file: 0400, on a read-only tmpfs, not on the host.
     is("secret_mode", "400");
     is("secret_fs", "tmpfs ro");
     assert!(c["secret_write"].starts_with("errno"), "{c:?}");
-    assert!(!Path::new("/tmp/envseal-secrets/CERT_FILE").exists());
+    assert_eq!(
+        Path::new(&secret_in_sandbox).exists(),
+        host_had_it,
+        "the secret file appeared on the host"
+    );
     // No other program runs; the dangerous system calls are refused.
     is("exec_sh", "errno 13");
     assert_seccomp(&c);

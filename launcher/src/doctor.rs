@@ -153,17 +153,12 @@ pub fn diagnose() -> Report {
                 Ok(ok)
             }
         });
-    // SAFETY: memfd_secret(0) either returns a new descriptor, closed at
-    // once, or fails.
-    let secret_fd = unsafe { libc::syscall(libc::SYS_memfd_secret, 0u32) };
-    let memfd_secret = if secret_fd >= 0 {
-        ns::close(secret_fd as i32);
-        Ok("available".to_owned())
-    } else {
-        Err(format!(
+    let memfd_secret = match crate::sys::secretmem::available() {
+        Ok(()) => Ok("available".to_owned()),
+        Err(e) => Err(format!(
             "not available ({}; boot with secretmem.enable=1)",
-            std::io::Error::last_os_error()
-        ))
+            std::io::Error::from(e)
+        )),
     };
     let noswap = probe(libc::CLONE_NEWUSER | libc::CLONE_NEWNS, noswap_mount)
         .map(|()| "a tmpfs in a user namespace accepts noswap".to_owned())

@@ -201,12 +201,9 @@ impl Ids {
             if go != Ok(true) {
                 ns::exit(255);
             }
-            // SAFETY: fchown on a descriptor this process holds.
-            let r = unsafe { libc::fchown(fd, 1, 1) };
-            ns::exit(if r == 0 {
-                0
-            } else {
-                nix::errno::Errno::last_raw().min(254)
+            ns::exit(match ns::fchown(fd, 1, 1) {
+                Ok(()) => 0,
+                Err(e) => e.min(254),
             });
         }
         let maps = Maps {

@@ -914,8 +914,7 @@ impl Started {
 
 /// Whether descriptor `fd` is `/dev/null` (character device 1:3).
 fn is_null(fd: RawFd) -> bool {
-    // SAFETY: 1 and 2 stay open for the life of this process.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let fd = files::stdio(fd);
     nix::sys::stat::fstat(fd).is_ok_and(|st| {
         (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
             && libc::major(st.st_rdev) == 1
@@ -925,8 +924,7 @@ fn is_null(fd: RawFd) -> bool {
 
 /// Writes all of `bytes` to descriptor `fd` (envseal's stdout or stderr).
 fn write_all(fd: RawFd, mut bytes: &[u8]) -> std::result::Result<(), nix::errno::Errno> {
-    // SAFETY: 1 and 2 stay open for the life of this process.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let fd = files::stdio(fd);
     while !bytes.is_empty() {
         match nix::unistd::write(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],

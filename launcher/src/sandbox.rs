@@ -408,12 +408,10 @@ pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
         Err(e) => fail(plan, stage::FORK, e),
     };
     ns::close(plan.report);
-    for &(ptr, len) in plan.wipe {
-        // SAFETY: the parent prepared these ranges in memory this process
-        // inherited (and owns as a copy); nothing reads them any more.
-        unsafe { ns::wipe(ptr, len) };
-    }
-    reap_and_forward(program, plan.waited)
+    // The parent prepared these ranges in memory this process inherited
+    // (and owns as a copy); nothing reads them any more.
+    ns::wipe_all(plan.wipe);
+    ns::reap_and_forward(program, plan.waited)
 }
 
 fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)> {
@@ -497,42 +495,6 @@ fn confine_and_exec(plan: &Plan<'_>) -> ! {
         }
     }
     spawn::exec_child(plan.exec, plan.report)
-}
-
-/// PID 1's loop: forward signals sent to it to every process of the
-/// namespace, reap every child, and exit with the program's status once it
-/// has ended (the kernel then kills whatever is left in the namespace).
-fn reap_and_forward(program: libc::pid_t, waited: &SigSet) -> ! {
-    loop {
-        // SAFETY: siginfo_t is plain data; zeroed is a valid value.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are valid for the call.
-        let sig = unsafe { libc::sigwaitinfo(waited.as_ref(), &mut info) };
-        if sig == libc::SIGCHLD {
-            loop {
-                let mut status = 0;
-                // SAFETY: reaps any child without blocking.
-                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                if pid <= 0 {
-                    break;
-                }
-                if pid == program {
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else {
-                        128 + libc::WTERMSIG(status)
-                    };
-                    ns::exit(code);
-                }
-            }
-        } else if sig > 0 && info.si_code != libc::SI_KERNEL {
-            // Every process of the namespace but PID 1 itself: the program
-            // and all it started, the way a terminal's signal reaches a
-            // whole foreground group (a script's `sleep` included).
-            // SAFETY: kill(2) with plain integers.
-            unsafe { libc::kill(-1, sig) };
-        }
-    }
 }
 
 /// A raw fd of an optional ruleset.

@@ -133,3 +133,11 @@ pub fn inherited(fd: std::os::fd::RawFd) -> Result<OwnedFd, Errno> {
     fcntl(&owned, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
     Ok(owned)
 }
+
+/// Standard output (1) or error (2) as a borrowed descriptor.
+pub(crate) fn stdio(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    assert!(fd == 1 || fd == 2, "only stdout and stderr");
+    // SAFETY: descriptors 1 and 2 stay open for the life of the process
+    // (envseal never closes them).
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}

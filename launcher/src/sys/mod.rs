@@ -5,6 +5,7 @@ pub mod fdpass;
 pub mod files;
 pub mod fork;
 pub(crate) mod ns;
+pub mod secretmem;
 pub(crate) mod signals;
 pub(crate) mod spawn;
 pub mod terminal;

@@ -70,6 +70,20 @@ impl<T> SecretBox<T> {
     }
 }
 
+/// Whether this kernel gives `memfd_secret` memory (one is created and
+/// closed at once).
+pub fn available() -> Result<(), Errno> {
+    // SAFETY: memfd_secret takes flags only and returns a new descriptor,
+    // closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `fd` was just created here and is not used again.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
 fn map_secret(len: usize) -> Result<*mut libc::c_void, Errno> {
     // SAFETY: memfd_secret takes flags only and returns a new descriptor.
     let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC as libc::c_uint) };
