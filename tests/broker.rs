@@ -1215,6 +1215,37 @@ fn perl_scripts_run_through_the_broker() {
     }
 }
 
+/// The broker's wire format in Python, for tests that play a client other
+/// than envseal: `frame(body)` encodes a request, `read_frame(s)` reads one
+/// reply (`{}` at end of stream), and `confine_like_a_shield()` gives the
+/// calling process what `/proc` shows of a shield's agent (no_new_privs and
+/// an allow-all seccomp filter of its own).
+const PY_WIRE: &str = r#"
+import ctypes, json, os, socket, struct, subprocess, sys, time
+def frame(body):
+    b = json.dumps({"v": 1, "body": body}).encode()
+    return struct.pack(">I", len(b)) + b
+def read_frame(s):
+    def exactly(n):
+        d = b""
+        while len(d) < n:
+            c = s.recv(n - len(d))
+            if not c:
+                return None
+            d += c
+        return d
+    h = exactly(4)
+    return {} if h is None else json.loads(exactly(struct.unpack(">I", h)[0]))
+def confine_like_a_shield():
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    allow = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    prog = Prog(1, ctypes.cast(allow, ctypes.c_void_p))
+    assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+"#;
+
 /// A hand-built exec request (no envseal client) whose `rename` makes a
 /// Lockdown file secret's name a path: the broker validates every name it
 /// receives exactly as the CLI does, and the sandbox creates secret files
@@ -1241,21 +1272,7 @@ fn a_forged_request_cannot_place_a_secret_file() {
     let sink = s.home.join("leaked");
     let python = format!(
         r#"
-import json, os, socket, struct
-def frame(body):
-    b = json.dumps({{"v": 1, "body": body}}).encode()
-    return struct.pack(">I", len(b)) + b
-def recv(s):
-    def exactly(n):
-        d = b""
-        while len(d) < n:
-            c = s.recv(n - len(d))
-            if not c:
-                return None
-            d += c
-        return d
-    h = exactly(4)
-    return None if h is None else json.loads(exactly(struct.unpack(">I", h)[0]))
+{PY_WIRE}
 def run(rename):
     s = socket.socket(socket.AF_UNIX)
     s.connect({sock:?})
@@ -1266,8 +1283,8 @@ def run(rename):
     socket.send_fds(s, [frame(req)], [0, 1, 2, cwd])
     replies = []
     while True:
-        r = recv(s)
-        if r is None:
+        r = read_frame(s)
+        if not r:
             break
         replies.append(r.get("reply"))
         if r.get("reply") in ("exit", "refused"):
@@ -1320,18 +1337,7 @@ fn a_forged_shield_registration_is_refused() {
     for mode in ["plain", "filtered"] {
         let python = format!(
             r#"
-import ctypes, json, os, socket, struct, subprocess, sys
-def frame(body):
-    b = json.dumps({{"v": 1, "body": body}}).encode()
-    return struct.pack(">I", len(b)) + b
-def confine_like_a_shield():
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-    allow = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-    prog = Prog(1, ctypes.cast(allow, ctypes.c_void_p))
-    assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+{PY_WIRE}
 r, w = os.pipe()
 ready_r, ready_w = os.pipe()
 child = os.fork()
@@ -1611,30 +1617,8 @@ fn a_registration_is_answered_only_by_the_shield_itself() {
     let only = s.bins.join("shielded-only");
     let python = format!(
         r#"
-import ctypes, json, os, socket, struct, sys, time
+{PY_WIRE}
 ENVSEAL, ONLY = {envseal:?}, {only:?}
-def frame(body):
-    b = json.dumps({{"v": 1, "body": body}}).encode()
-    return struct.pack(">I", len(b)) + b
-def read_frame(s):
-    def exactly(n):
-        d = b""
-        while len(d) < n:
-            c = s.recv(n - len(d))
-            if not c:
-                return None
-            d += c
-        return d
-    h = exactly(4)
-    return {{}} if h is None else json.loads(exactly(struct.unpack(">I", h)[0]))
-def confine_like_a_shield():
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(38, 1, 0, 0, 0) == 0
-    allow = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000))
-    class Prog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-    prog = Prog(1, ctypes.cast(allow, ctypes.c_void_p))
-    assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0
 def runs_envseal(pid):
     try:
         return open(f"/proc/{{pid}}/comm").read().strip() == "envseal"
