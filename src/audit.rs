@@ -65,13 +65,6 @@ pub fn write(vault: &mut Vault, keys: Option<&Keys>, record: &Record) {
     }
 }
 
-/// An authenticated checkpoint over the log so far.
-pub fn checkpoint(vault: &mut Vault, keys: &Keys) {
-    if let Err(e) = vault.append_audit(None, Some(keys)) {
-        eprintln!("envseal: warning: the audit checkpoint was not written: {e}");
-    }
-}
-
 /// `record` of a refused request: the action gets "-refused" and the
 /// error (names and paths only, never a value) becomes its detail.
 pub fn refused(mut record: Record, err: &anyhow::Error) -> Record {
@@ -80,11 +73,44 @@ pub fn refused(mut record: Record, err: &anyhow::Error) -> Record {
     record
 }
 
+/// Commits `record` (of an exec about to hand over secrets) to the vault
+/// in `dir`, on the disk, through a connection of its own. An exec that
+/// cannot be recorded must not run: the error says so.
+pub fn commit_before_run(dir: &std::path::Path, record: &Record) -> anyhow::Result<()> {
+    Vault::append_audit_to(dir, record, true).map_err(|e| not_recorded(dir, &e))
+}
+
+/// The refusal of an exec whose record could not be written.
+pub fn not_recorded(dir: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    crate::exit::CliError::new(
+        crate::exit::Code::Unrecorded,
+        format!("nothing was run: the audit record of this exec could not be written ({e})"),
+    )
+    .hint(format!(
+        "envseal runs nothing it cannot record; check that the disk has room and the vault \
+         ({}) is writable and not held by another process",
+        dir.display()
+    ))
+    .into()
+}
+
+/// The record of how the exec recorded as `started` ended: its status, or
+/// why the program did not start after all.
+pub fn ended(started: &Record, outcome: Result<i32, &anyhow::Error>) -> Record {
+    let mut r = started.clone();
+    r.action = "exit".into();
+    match outcome {
+        Ok(status) => r.status = Some(status),
+        Err(e) => r.detail = Some(format!("did not start: {e:#}")),
+    }
+    r
+}
+
 /// Appends `record` to the vault in `dir`, opened for this (after a
 /// program ran, when the vault was closed meanwhile), without waiting for
-/// the disk (see `Vault::append_audit_relaxed`).
+/// the disk.
 pub fn write_to(dir: &std::path::Path, record: &Record) {
-    if let Err(e) = Vault::append_audit_to(dir, record) {
+    if let Err(e) = Vault::append_audit_to(dir, record, false) {
         eprintln!(
             "envseal: warning: the audit record of `{}` was not written: {e}",
             record.action

@@ -30,6 +30,9 @@ pub enum Code {
     SecretMissing = 71,
     /// The kernel or machine refused the sandbox the grant's tier needs.
     Unsupported = 72,
+    /// The audit record of an exec could not be written, so nothing ran
+    /// (`EX_IOERR`).
+    Unrecorded = 74,
     /// The vault is locked: no broker runs and no passphrase can be asked.
     Locked = 75,
     /// Wrong or missing passphrase; operation not allowed.
@@ -53,6 +56,7 @@ impl Code {
             Code::Swapped,
             Code::SecretMissing,
             Code::Unsupported,
+            Code::Unrecorded,
             Code::Locked,
             Code::Denied,
             Code::CannotExecute,
@@ -186,6 +190,14 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
             Code::Denied,
             hint("check who created it; use a vault directory of your own (ENVSEAL_HOME)"),
         ),
+        VaultError::Closed(_) => (
+            Code::Locked,
+            hint(
+                "inside `envseal shield` the vault's files are closed: `list`, `grants`, `audit` \
+                 and `set` go through the broker, and `exec` runs pinned programs through it; \
+                 the person starts it with `envseal unlock` outside the shield",
+            ),
+        ),
         VaultError::NotInitialized(_) => (
             Code::NoVault,
             hint("create one with `envseal init` (or point ENVSEAL_HOME at an existing vault)"),
@@ -223,4 +235,17 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
         ),
         _ => (Code::Failure, None),
     }
+}
+
+/// Prints `err` as envseal reports every error (escaped: errors quote
+/// paths and names that came from files, clients or the vault, and must
+/// not drive the terminal) and returns the exit code.
+pub fn report(err: &anyhow::Error) -> Code {
+    let (code, hint) = classify(err);
+    let shown = envseal_policy::escape_lines(&format!("{err:#}"));
+    eprintln!("envseal: error: {shown}");
+    if let Some(hint) = hint {
+        eprintln!("  hint: {}", envseal_policy::escape_lines(&hint));
+    }
+    code
 }

@@ -56,17 +56,7 @@ fn main() -> ExitCode {
     match commands::run(cli.command) {
         Ok(status) => ExitCode::from(status),
         Err(err) if closed_stdout(&err) => ExitCode::SUCCESS,
-        Err(err) => {
-            let (code, hint) = exit::classify(&err);
-            // Errors quote paths and names that came from files, clients
-            // or the vault: escaped, so they cannot drive the terminal.
-            let shown = envseal_policy::escape_lines(&format!("{err:#}"));
-            eprintln!("envseal: error: {shown}");
-            if let Some(hint) = hint {
-                eprintln!("  hint: {}", envseal_policy::escape_lines(&hint));
-            }
-            ExitCode::from(code as u8)
-        }
+        Err(err) => ExitCode::from(exit::report(&err) as u8),
     }
 }
 

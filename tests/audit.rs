@@ -26,6 +26,12 @@ fn history() -> Env {
     env.expect_ok(&env.run_pw(&["unlock"], b""));
     let r = env.run(&["exec", "--", &prog], b"");
     assert_eq!(r.code, Some(5), "{}", env.redact(&r.stderr()));
+    // How it ended is written after the caller has its answer.
+    assert!(
+        util::wait_for(|| actions(&env).iter().filter(|a| *a == "exit").count() == 2),
+        "the broker's exec has no exit record: {:?}",
+        actions(&env)
+    );
     env.expect_ok(&env.run(&["lock"], b""));
     env.expect_ok(&env.run_pw(&["revoke", &prog], b""));
     env
@@ -60,19 +66,26 @@ fn every_action_leaves_a_record() {
         "approve",
         "allow",
         "exec",
+        "exit",
         "exec-refused",
         "set",
         "rm",
         "unlock",
         "exec",
+        "exit",
         "lock",
         "revoke",
     ];
     assert_eq!(got, want, "the recorded actions");
     let elements = log(&env);
-    // The broker's exec: the caller's pid and uid, unshielded, the status.
+    // The broker's exec: the caller's pid and uid, unshielded; recorded
+    // before it ran (no status), then how it ended.
     let exec = elements.iter().rfind(|e| e["action"] == "exec").unwrap();
-    assert_eq!(exec["status"], 5);
+    assert_eq!(exec["status"], serde_json::Value::Null);
+    let exit = elements.iter().rfind(|e| e["action"] == "exit").unwrap();
+    assert_eq!(exit["status"], 5);
+    assert_eq!(exit["pid"], exec["pid"]);
+    assert!(exit["seq"].as_i64() > exec["seq"].as_i64());
     assert_eq!(exec["shielded"], false);
     assert_eq!(exec["names"], serde_json::json!(["TOKEN"]));
     assert_eq!(exec["tier"], "none");

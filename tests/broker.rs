@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use util::user::{as_user, attacker_user, give_vault_to, runnable_copy};
 use util::{Env, code, value};
@@ -827,7 +828,7 @@ fn the_shield_protects_files_and_lets_work_happen() {
     let script = format!(
         r#"
 fails() {{ if "$@" 2>/dev/null; then echo "WROTE: $*"; else echo "denied: $*"; fi; }}
-fails sh -c 'echo x >> "{vault}/envseal.db"'
+fails sh -c 'echo x >> "{vault}/vault.db"'
 fails sh -c 'echo x > "{vault}/new"'
 fails sh -c 'echo x >> "$HOME/.bashrc"'
 fails sh -c 'echo x > "$HOME/.zshrc"'
@@ -930,6 +931,192 @@ printf %s "{agent_value}" | "{envseal}" set TOKEN --replace || echo "refused: re
         r.stdout().contains("inside-bwrap"),
         "bwrap failed under --nested-sandbox: {}",
         s.env.redact(&r.stderr())
+    );
+}
+
+/// Issue 13: inside the shield the vault's files cannot be opened at all
+/// (a read-only open is enough to hold SQLite's locks and stall every
+/// write, which once let brokered execs run unrecorded); `list`, `grants`
+/// and `audit` answer through the broker, `audit --verify` is refused.
+/// The control: the same opens work for the same user outside the shield.
+#[test]
+fn the_vaults_files_are_closed_inside_the_shield() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let probe = format!(
+        r#"
+import fcntl, os, sys
+vault = {vault:?}
+for name in ("vault.db", "vault.db-shm", "vault.db-wal"):
+    path = os.path.join(vault, name)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        print("closed:", name)
+        continue
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 120)
+        print("LOCKED:", name)
+    except OSError as e:
+        print("OPENED:", name, e)
+print("listed:", sorted(n for n in os.listdir(vault) if n.startswith("vault.db")))
+"#,
+        vault = s.env.home.display().to_string(),
+    );
+    let outside = s
+        .user(Path::new("/usr/bin/python3"))
+        .args(["-c", &probe])
+        .output()
+        .unwrap();
+    let outside = String::from_utf8_lossy(&outside.stdout).into_owned();
+    assert!(
+        outside.contains("LOCKED: vault.db-shm"),
+        "the control: outside the shield the user can lock the vault's files: {outside}"
+    );
+    let r = s.run(&["shield", "--", "/usr/bin/python3", "-c", &probe]);
+    let inside = r.stdout();
+    for name in ["vault.db", "vault.db-shm", "vault.db-wal"] {
+        assert!(
+            inside.contains(&format!("closed: {name}")),
+            "{name} could be opened inside the shield:\n{inside}\n{}",
+            r.stderr()
+        );
+    }
+    assert!(
+        !inside.contains("LOCKED") && !inside.contains("OPENED"),
+        "{inside}"
+    );
+    assert!(inside.contains("listed: ['vault.db'"), "{inside}");
+
+    // The person's commands that read the vault answer through the broker.
+    let envseal = s.envseal.display().to_string();
+    let quick = s.bins.join("quick").display().to_string();
+    let script = format!(
+        r#"
+"{envseal}" list && echo "ok: list"
+"{envseal}" list --json && echo "ok: list json"
+"{envseal}" grants && echo "ok: grants"
+"{envseal}" audit -n 2 && echo "ok: audit"
+"{envseal}" audit --verify --passphrase-fd 0 </dev/null; echo "verify: $?"
+"{envseal}" status >/dev/null && echo "ok: status"
+"{envseal}" exec -- "{quick}"; echo "exec: $?"
+"#
+    );
+    let r = s.run(&["shield", "--", "sh", "-c", &script]);
+    let out = r.stdout();
+    for ok in ["list", "list json", "grants", "audit", "status"] {
+        assert!(
+            out.contains(&format!("ok: {ok}\n")),
+            "{ok} failed inside the shield:\n{out}\n{}",
+            s.env.redact(&r.stderr())
+        );
+    }
+    assert!(out.contains("TOKEN"), "{out}");
+    assert!(
+        out.contains(r#""name":"TOKEN","state":"approved""#),
+        "{out}"
+    );
+    assert!(out.contains(&quick), "grants through the broker: {out}");
+    assert!(out.contains("exec: 7") && out.contains("LEN"), "{out}");
+    assert!(
+        !out.contains("verify: 0"),
+        "audit --verify ran inside: {out}"
+    );
+}
+
+/// Issue 13: no exec without its record, and no record that stalls the
+/// broker. The person's own process holds SQLite's write lock (as the
+/// agent once did from inside the shield): an exec waits for it, with its
+/// program not started and no secret handed over, while `status` answers
+/// at once; when the lock is released the exec runs, recorded before it
+/// started.
+#[test]
+fn a_stalled_audit_write_holds_up_only_its_own_exec() {
+    let mut s = scene();
+    s.unlock(&[]);
+    let mark = s.project.join("ran");
+    let sink = s.bins.join("sink");
+    fs::write(
+        &sink,
+        format!("#!/bin/sh\necho \"ran $#\" > {mark:?}\nexit 7\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&sink, fs::Permissions::from_mode(0o755)).unwrap();
+    s.env.expect_ok(
+        &s.env
+            .allow(&["--secret", "TOKEN", "--", sink.to_str().unwrap()]),
+    );
+    let holder = format!(
+        r#"
+import sqlite3, sys
+db = sqlite3.connect({db:?}, isolation_level=None, timeout=1)
+db.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+db.execute("ROLLBACK")
+"#,
+        db = s.env.home.join("vault.db").display().to_string(),
+    );
+    let mut holder = s
+        .user(Path::new("/usr/bin/python3"))
+        .args(["-c", &holder])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held", "the lock holder did not start");
+    let mut exec = KillOnDrop(
+        s.envseal(&["exec", "--", sink.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    // The exec is under way (its session waits for the lock)...
+    std::thread::sleep(Duration::from_secs(2));
+    if let Some(status) = exec.0.try_wait().unwrap() {
+        let mut err = String::new();
+        let _ = exec.0.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("the exec ended ({status}) while its record could not be written: {err}");
+    }
+    assert!(
+        !mark.exists(),
+        "the program ran while its record could not be written"
+    );
+    // ...and the broker answers everyone else meanwhile.
+    let started = Instant::now();
+    let r = s.run(&["status", "--json"]);
+    let took = started.elapsed();
+    s.env.expect_ok(&r);
+    assert!(
+        took < Duration::from_secs(5),
+        "status took {took:?} while an audit write was stalled"
+    );
+    eprintln!("status answered in {took:?} while an audit write was stalled");
+    assert!(
+        !mark.exists(),
+        "the program ran while its record could not be written"
+    );
+    // Released: the exec runs, its record written before it started.
+    holder.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let _ = holder.wait();
+    let out = exec.0.wait().unwrap();
+    assert_eq!(out.code(), Some(7));
+    assert!(
+        mark.exists(),
+        "the program did not run once the lock was released"
+    );
+    let r = s.run(&["audit", "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let sink_path = sink.to_str().unwrap();
+    assert!(
+        log["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "exec" && e["program"] == sink_path),
+        "{log}"
     );
 }
 
@@ -1387,12 +1574,14 @@ os.waitpid(child, 0)
     }
     let log = fs::read_to_string(s.socket().with_extension("log")).unwrap();
     assert!(log.contains("refused the registration"), "{log}");
-    let r = s.run(&["audit", "--json"]);
+    // Written apart from the broker's loop: soon rather than at once.
     assert!(
-        r.stdout().contains(r#""action":"request-refused""#)
-            && r.stdout().contains("refused to register pid"),
-        "the refused registration is not in the audit log: {}",
-        r.stdout()
+        util::wait_for(|| {
+            let r = s.run(&["audit", "--json"]);
+            r.stdout().contains(r#""action":"request-refused""#)
+                && r.stdout().contains("refused to register pid")
+        }),
+        "the refused registration is not in the audit log"
     );
 
     // The control: the real shield registers, and the program runs.
@@ -1486,19 +1675,16 @@ fn an_agent_cannot_replace_a_value_awaiting_approval() {
         "{}",
         listed.stdout()
     );
-    // The refused swap is in the audit log, marked as from a shield.
-    let r = s.run(&["audit", "--json"]);
-    let log: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    assert!(
-        log["elements"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["action"] == "set-refused"
-                && e["shielded"] == true
-                && e["names"][0] == "DEPLOY_KEY"),
-        "{log}"
-    );
+    // The refused swap is in the audit log (written apart from the
+    // broker's loop, so soon rather than at once), marked as from a shield.
+    let refused_swap = || {
+        let r = s.run(&["audit", "--json"]);
+        let log: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        log["elements"].as_array().unwrap().iter().any(|e| {
+            e["action"] == "set-refused" && e["shielded"] == true && e["names"][0] == "DEPLOY_KEY"
+        })
+    };
+    assert!(util::wait_for(refused_swap), "no set-refused record");
     let r = approve(&["--yes"]);
     s.env.expect_ok(&r);
     s.env

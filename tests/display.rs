@@ -138,6 +138,14 @@ print(json.loads(s.recv(struct.unpack(">I", h)[0]))["reply"])
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The refusal is recorded apart from the broker's loop.
+    assert!(
+        util::wait_for(|| env
+            .run(&["audit", "--json"], b"")
+            .stdout()
+            .contains("exec-refused")),
+        "the refused exec was not recorded"
+    );
     let _ = env.run(&["lock"], b"");
 
     let r = env.run(&["audit"], b"");

@@ -2,8 +2,9 @@
 //!
 //! A Landlock domain (signal and abstract-unix-socket scoping where the
 //! kernel has Landlock ABI 6; by default also filesystem rules that take
-//! write access away from a list of protected paths and leave everything
-//! else writable), `PR_SET_NO_NEW_PRIVS`, and a seccomp filter closing the
+//! write access away from a list of protected paths, all access to the
+//! files of hidden ones (the vault), and leave everything else readable
+//! and writable), `PR_SET_NO_NEW_PRIVS`, and a seccomp filter closing the
 //! gaps Landlock leaves between processes of one user (see
 //! [`crate::sandbox::shield_filter`]). The domain is the boundary: a
 //! process inside it cannot read `/proc` of, trace or signal any process
@@ -15,7 +16,11 @@
 //! protected path, every entry that is neither protected nor on such a way
 //! gets full write access beneath it. The directories on the way get no
 //! write access themselves: no entry can be created, removed or renamed
-//! in them (so a missing start-up file cannot be created either).
+//! in them (so a missing start-up file cannot be created either). When
+//! reads are handled too (something is hidden), protected paths get read
+//! access beneath them and `/` gets listing access, so the directories on
+//! the way stay listable while no file beneath a hidden path can be
+//! opened.
 
 use std::collections::BTreeSet;
 use std::ffi::{CString, OsString};
@@ -40,6 +45,10 @@ pub struct Confinement {
     /// Paths whose contents (and, for a missing one, whose creation) are
     /// kept from writes. Absolute; missing ones are fine.
     pub protected: Vec<PathBuf>,
+    /// Paths kept from reads as well: no file beneath may be opened at all
+    /// (the vault's files: a read-only open is enough to hold SQLite's
+    /// locks). Their entries may still be listed.
+    pub hidden: Vec<PathBuf>,
     /// `--nested-sandbox`: a scope-only domain with no filesystem rules,
     /// so mount-based sandboxes (bubblewrap) work inside; nothing is
     /// write-protected.
@@ -112,26 +121,48 @@ pub fn domain(c: &Confinement) -> Result<Domain> {
         ruleset.create().map_err(|e| err(e.to_string()))?
     } else {
         let write = AccessFs::from_write(abi);
+        let read = AccessFs::ReadFile | AccessFs::ReadDir;
+        // Reads are handled only when something is hidden, so that without
+        // hidden paths the domain is exactly the write-only one.
+        let handled = if c.hidden.is_empty() {
+            write
+        } else {
+            write | read
+        };
         let mut created = ruleset
-            .handle_access(write)
+            .handle_access(handled)
             .map_err(|e| err(e.to_string()))?
             .create()
             .map_err(|e| err(e.to_string()))?;
-        let holes = holes(&c.protected);
-        let file_rights = write & AccessFs::from_file(abi);
-        for (path, fd, is_dir) in holes {
-            let access: BitFlags<AccessFs> = if is_dir { write } else { file_rights };
+        let file = AccessFs::from_file(abi);
+        for (path, fd, is_dir, rights) in rules(&c.protected, &c.hidden) {
+            let mut access: BitFlags<AccessFs> = match rights {
+                Rights::Full => handled,
+                Rights::Read => handled & read,
+                Rights::List => handled & AccessFs::ReadDir,
+            };
+            if !is_dir {
+                access &= file;
+            }
+            if access.is_empty() {
+                continue;
+            }
             created = created
                 .add_rule(PathBeneath::new(fd, access))
                 .map_err(|e| err(format!("{}: {e}", path.display())))?;
         }
-        let mut names: Vec<String> = c
-            .protected
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        names.sort();
-        description.push(format!("write-protected: {}", names.join(", ")));
+        let names = |paths: &[PathBuf]| {
+            let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            names.sort();
+            names.join(", ")
+        };
+        description.push(format!("write-protected: {}", names(&c.protected)));
+        if !c.hidden.is_empty() {
+            description.push(format!(
+                "no file may be opened (listing only): {}",
+                names(&c.hidden)
+            ));
+        }
         created
     };
     let fd: Option<OwnedFd> = created.into();
@@ -139,22 +170,53 @@ pub fn domain(c: &Confinement) -> Result<Domain> {
     Ok(Domain { fd, description })
 }
 
-/// Every entry beside the way to a protected path, opened `O_PATH`, with
-/// whether it is a directory. Symlinks get no rule (what they point to
-/// has its own).
-fn holes(protected: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool)> {
-    let protected: BTreeSet<PathBuf> = protected.iter().map(|p| normalize(p)).collect();
+/// What a rule grants beneath its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rights {
+    /// Everything handled: outside every protected and hidden path.
+    Full,
+    /// Reading: inside a protected path.
+    Read,
+    /// Listing directories only: `/`, so that the directories on the way
+    /// to a protected or hidden path can be listed.
+    List,
+}
+
+/// The rules of the domain: every entry beside the way to a protected or
+/// hidden path, opened `O_PATH`, with whether it is a directory and what
+/// it gets; the protected paths themselves (read); `/` (listing). Hidden
+/// paths get nothing. Symlinks get no rule (what they point to has its
+/// own).
+fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool, Rights)> {
+    let hidden: BTreeSet<PathBuf> = hidden.iter().map(|p| normalize(p)).collect();
+    // Hidden is the stronger: a path named in both stays hidden.
+    let protected: BTreeSet<PathBuf> = protected
+        .iter()
+        .map(|p| normalize(p))
+        .filter(|p| !hidden.contains(p))
+        .collect();
+    let targets: BTreeSet<&PathBuf> = protected.iter().chain(&hidden).collect();
     let mut on_way: BTreeSet<PathBuf> = BTreeSet::new();
-    for p in &protected {
+    for p in &targets {
         let mut a = p.parent();
         while let Some(dir) = a {
             on_way.insert(dir.to_path_buf());
             a = dir.parent();
         }
     }
+    // Inside a protected path (that is not itself on the way): read only.
+    let inside_protected = |p: &Path| protected.iter().any(|d| p.starts_with(d));
+    let open = |path: &Path| {
+        nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    };
     let mut out = Vec::new();
     for dir in &on_way {
-        if protected.contains(dir) {
+        if hidden.contains(dir) {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -162,7 +224,7 @@ fn holes(protected: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool)> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if on_way.contains(&path) || protected.contains(&path) {
+            if on_way.contains(&path) || targets.contains(&path) {
                 continue;
             }
             let Ok(kind) = entry.file_type() else {
@@ -171,15 +233,33 @@ fn holes(protected: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool)> {
             if kind.is_symlink() {
                 continue;
             }
-            let Ok(fd) = nix::fcntl::open(
-                &path,
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            ) else {
+            let Some(fd) = open(&path) else {
                 continue;
             };
-            out.push((path, fd, kind.is_dir()));
+            let rights = if inside_protected(&path) {
+                Rights::Read
+            } else {
+                Rights::Full
+            };
+            out.push((path, fd, kind.is_dir(), rights));
         }
+    }
+    for p in &protected {
+        // One on the way to a hidden path got its entries above.
+        if on_way.contains(p) {
+            continue;
+        }
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && !m.file_type().is_symlink()
+            && let Some(fd) = open(p)
+        {
+            out.push((p.clone(), fd, m.is_dir(), Rights::Read));
+        }
+    }
+    if !hidden.is_empty()
+        && let Some(fd) = open(Path::new("/"))
+    {
+        out.push(("/".into(), fd, true, Rights::List));
     }
     out
 }

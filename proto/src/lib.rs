@@ -55,6 +55,13 @@ pub enum Body {
     Signal {
         signal: i32,
     },
+    /// `envseal list`, `grants` or `audit` where the vault's files cannot
+    /// be opened (inside a shield): the broker runs the command, given as
+    /// its arguments, with the two descriptors that come with the request
+    /// as stdout and stderr, and answers with [`Reply::Exit`].
+    Show {
+        args: Vec<String>,
+    },
     /// `envseal set` inside a shield (which cannot write the vault): a
     /// new value, stored pending.
     Set {

@@ -28,6 +28,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
 use super::protocol::{Body, ExecRequest, MAX_FRAME, Reply, Request, StatusInfo, VERSION};
 use super::{Location, frame, parent_of, refusal, session};
+use crate::cli::Command;
 use crate::commands::exec as exec_cmd;
 use crate::exit::Code;
 
@@ -481,8 +482,27 @@ impl Broker {
         let mut record =
             crate::audit::peer_record(&format!("{action}-refused"), pid, self.uid, shielded);
         record.detail = Some(why.to_owned());
-        if let Some(vault) = self.vault.as_mut() {
-            crate::audit::write(vault, None, &record);
+        self.record(&record);
+    }
+
+    /// Appends `record` from a process of its own, at the lowest priority:
+    /// a write that stalls (the database held, a slow disk) never holds up
+    /// the broker's other clients. (The record of an exec is committed by
+    /// its session before the program starts, see [`session::run`].)
+    fn record(&mut self, record: &envseal_vault::audit::Record) {
+        match envseal_launcher::fork::fork() {
+            Ok(envseal_launcher::fork::Forked::Child) => {
+                self.forget_in_child();
+                envseal_launcher::fork::background();
+                crate::audit::write_to(&self.loc.vault, record);
+                envseal_launcher::fork::exit_now(0)
+            }
+            // Reaped with the sessions.
+            Ok(envseal_launcher::fork::Forked::Parent(_)) => {}
+            Err(e) => self.log(&format!(
+                "the record of `{}` was not written: cannot fork: {e}",
+                record.action
+            )),
         }
     }
 
@@ -633,16 +653,14 @@ impl Broker {
                 let mut record =
                     crate::audit::peer_record("set", conn.pid, self.uid, self.shielded(conn.pid));
                 record.names = vec![name.clone()];
-                if let Some(vault) = self.vault.as_mut() {
-                    record = match &answer {
-                        Ok(_) => {
-                            record.detail = Some("pending, through the broker".into());
-                            record
-                        }
-                        Err(e) => crate::audit::refused(record, e),
-                    };
-                    crate::audit::write(vault, None, &record);
-                }
+                record = match &answer {
+                    Ok(_) => {
+                        record.detail = Some("pending, through the broker".into());
+                        record
+                    }
+                    Err(e) => crate::audit::refused(record, e),
+                };
+                self.record(&record);
                 drop(value);
                 let reply_to = match answer {
                     Ok(message) => {
@@ -652,6 +670,11 @@ impl Broker {
                     Err(err) => refusal(&err),
                 };
                 reply(&conn.stream, &reply_to);
+                false
+            }
+            Body::Show { args } => {
+                let conn = self.conns.swap_remove(i);
+                self.show(conn, &args);
                 false
             }
             Body::Exec(request) => {
@@ -795,9 +818,7 @@ impl Broker {
                 self.log(&format!(
                     "refused exec of {program} for pid {pid} (shielded: {shielded}): {err:#}"
                 ));
-                if let Some(vault) = self.vault.as_mut() {
-                    crate::audit::write(vault, None, &crate::audit::refused(record, &err));
-                }
+                self.record(&crate::audit::refused(record, &err));
                 reply(&stream, &refusal(&err));
                 return;
             }
@@ -835,6 +856,70 @@ impl Broker {
                     },
                 );
             }
+        }
+    }
+
+    /// `list`, `grants` or `audit` for a caller that cannot open the
+    /// vault's files (inside a shield): run by a process of the broker's
+    /// own, on the caller's stdout and stderr. Only those commands, and
+    /// `audit` without `--verify` (which needs the passphrase).
+    fn show(&mut self, conn: Conn, args: &[String]) {
+        use clap::Parser as _;
+        let Conn {
+            stream, pid, fds, ..
+        } = conn;
+        let refuse = |message: String| {
+            reply(
+                &stream,
+                &Reply::Refused {
+                    code: Code::Usage as u8,
+                    message,
+                    hint: None,
+                },
+            );
+        };
+        let Ok([stdout, stderr]) = <[OwnedFd; 2]>::try_from(fds) else {
+            return refuse("a show request must come with stdout and stderr".into());
+        };
+        let parsed = crate::cli::Cli::try_parse_from(
+            std::iter::once("envseal".to_owned()).chain(args.iter().cloned()),
+        );
+        let command = match parsed.map(|c| c.command) {
+            Ok(c @ (Command::List(_) | Command::Grants(_))) => c,
+            Ok(Command::Audit(a)) if !a.verify => Command::Audit(a),
+            Ok(_) => {
+                return refuse(
+                    "the broker shows only `list`, `grants` and `audit` (without --verify)".into(),
+                );
+            }
+            Err(e) => return refuse(format!("{}", e.kind())),
+        };
+        self.log(&format!(
+            "show `{}` for pid {pid}",
+            envseal_policy::escape(&args.join(" "))
+        ));
+        match envseal_launcher::fork::fork() {
+            Ok(envseal_launcher::fork::Forked::Child) => {
+                self.forget_in_child();
+                let placed = nix::unistd::dup2_stdout(&stdout)
+                    .and_then(|()| nix::unistd::dup2_stderr(&stderr));
+                drop((stdout, stderr));
+                let _ = stream.set_nonblocking(false);
+                let status = if placed.is_err() {
+                    Code::Failure as u8
+                } else {
+                    match crate::commands::show(command) {
+                        Ok(()) => 0,
+                        Err(e) => crate::exit::report(&e) as u8,
+                    }
+                };
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                reply(&stream, &Reply::Exit { status });
+                envseal_launcher::fork::exit_now(0)
+            }
+            // Reaped with the sessions.
+            Ok(envseal_launcher::fork::Forked::Parent(_)) => {}
+            Err(e) => refuse(format!("the broker cannot start a process: {e}")),
         }
     }
 

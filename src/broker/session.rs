@@ -28,15 +28,16 @@ const RELAYED: [Signal; 7] = [
     Signal::SIGUSR2,
 ];
 
-/// Runs one exec; `record` (the audit record the broker prepared) gets
-/// the exit status and is appended to the vault in `vault` (a connection
-/// of this process's own: the broker's must not be used after a fork).
+/// Runs one exec. `record` (the audit record the broker prepared) is
+/// committed to the vault in `vault` before the program starts, and a
+/// record of how it ended after (through connections of this process's
+/// own: the broker's must not be used after a fork).
 pub fn run(
     stream: UnixStream,
     fds: Vec<OwnedFd>,
     launch: Launch,
     report: Option<Report>,
-    mut record: envseal_vault::audit::Record,
+    record: envseal_vault::audit::Record,
     vault: &std::path::Path,
 ) -> ! {
     // The broker blocks its own signals for its signalfd; the program
@@ -65,6 +66,13 @@ pub fn run(
         );
         exit_now(1);
     }
+    // No secret is handed over before the record of this exec is on the
+    // disk; written here, in the session, so that a write that stalls
+    // holds up this exec only, never the broker.
+    if let Err(e) = crate::audit::commit_before_run(vault, &record) {
+        send(&stream, &refusal(&e));
+        exit_now(1);
+    }
     if let Some(report) = report {
         report.print();
     }
@@ -91,24 +99,23 @@ pub fn run(
             read: &mut read,
         }),
     );
-    let message = match result {
-        Ok(exit) => {
-            record.status = Some(i32::from(exit.status()));
+    let (message, ended) = match result {
+        Ok(exit) => (
             Reply::Exit {
                 status: exit.status(),
-            }
-        }
+            },
+            crate::audit::ended(&record, Ok(i32::from(exit.status()))),
+        ),
         Err(e) => {
             let e = anyhow::Error::from(e);
-            record = crate::audit::refused(record, &e);
-            refusal(&e)
+            (refusal(&e), crate::audit::ended(&record, Err(&e)))
         }
     };
     send(&stream, &message);
-    // The client has its answer; the record is written at the lowest
+    // The client has its answer; how it ended is written at the lowest
     // priority, so that it does not slow the next exec.
     envseal_launcher::fork::background();
-    crate::audit::write_to(vault, &record);
+    crate::audit::write_to(vault, &ended);
     exit_now(0)
 }
 

@@ -145,7 +145,11 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             return Err(e);
         }
     };
-    audit::checkpoint(&mut vault, &keys);
+    // The record, and a checkpoint over it, are on the disk before any
+    // secret is handed over: an exec that cannot be recorded does not run.
+    if let Err(e) = vault.append_audit(Some(&record), Some(&keys)) {
+        return Err(audit::not_recorded(vault.dir(), &e));
+    }
     // Nothing of the vault stays open while the program runs.
     drop(keys);
     drop(vault);
@@ -153,16 +157,15 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         report.print();
     }
     let exit = launcher::run(launch);
-    record.status = exit.as_ref().ok().map(|e| i32::from(e.status()));
     let dir = paths::vault_dir()?;
     match exit {
         Ok(exit) => {
-            audit::write_to(&dir, &record);
+            audit::write_to(&dir, &audit::ended(&record, Ok(i32::from(exit.status()))));
             Ok(exit.status())
         }
         Err(e) => {
             let e = anyhow::Error::from(e);
-            audit::write_to(&dir, &audit::refused(record, &e));
+            audit::write_to(&dir, &audit::ended(&record, Err(&e)));
             Err(e)
         }
     }

@@ -56,6 +56,50 @@ fn names(given: &[String]) -> Result<Vec<SecretName>, envseal_vault::Error> {
     given.iter().map(|n| SecretName::new(n)).collect()
 }
 
+/// `list`, `grants` or `audit`, as the broker runs them for a caller
+/// that cannot open the vault's files.
+pub fn show(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::List(args) => list::run(args),
+        Command::Grants(args) => grants::run(args),
+        Command::Audit(args) => audit::run(args),
+        _ => anyhow::bail!("not a command the broker shows"),
+    }
+}
+
+/// The result of `list`, `grants` or `audit`; when the vault's files could
+/// not be opened (inside a shield) and a broker runs, the broker's answer
+/// to the same command line instead.
+fn or_through_broker(result: anyhow::Result<()>) -> anyhow::Result<u8> {
+    let closed = |e: &anyhow::Error| {
+        matches!(
+            e.downcast_ref::<envseal_vault::Error>(),
+            Some(envseal_vault::Error::Closed(_))
+        )
+    };
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) if closed(&e) => {
+            let Some(mut client) = crate::broker::Client::connect(&crate::broker::location()?)?
+            else {
+                return Err(e);
+            };
+            let args = std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            use std::os::fd::AsFd as _;
+            let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+            client.send(
+                crate::broker::protocol::Body::Show { args },
+                &[stdout.as_fd(), stderr.as_fd()],
+            )?;
+            crate::broker::exit_status(client.recv()?)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs one command; returns the exit status (a launched program's own
 /// for `exec`, else 0).
 pub fn run(command: Command) -> anyhow::Result<u8> {
@@ -63,15 +107,15 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Init(args) => init::run(args),
         Command::Set(args) => set::run(args),
         Command::Approve(args) => approve::run(args),
-        Command::List(args) => list::run(args),
+        Command::List(args) => return or_through_broker(list::run(args)),
         Command::Rm(args) => rm::run(args),
         Command::Allow(args) => allow::run(args),
         Command::Repin(args) => repin::run(args),
-        Command::Grants(args) => grants::run(args),
+        Command::Grants(args) => return or_through_broker(grants::run(args)),
         Command::Revoke(args) => revoke::run(args),
         Command::Exec(args) => return exec::run(args),
         Command::Doctor(args) => doctor::run(args),
-        Command::Audit(args) => audit::run(args),
+        Command::Audit(args) => return or_through_broker(audit::run(args)),
         Command::Mcp => mcp::run(),
         Command::Import(args) => import::run(args),
         Command::Completions(args) => completions(args),

@@ -15,7 +15,7 @@ use crate::{audit, input, paths};
 
 pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let name = SecretName::new(&args.key)?;
-    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    let vault = Vault::open(&paths::vault_dir()?);
     if args.passphrase.passphrase_fd == Some(0) && !args.generate {
         return Err(CliError::new(
             Code::Usage,
@@ -33,10 +33,11 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let newline = !args.generate
         && !std::io::IsTerminal::is_terminal(&std::io::stdin())
         && value.expose_secret().ends_with(b"\n");
-    // Inside a shield the vault is read-only: the broker stores the value.
-    if std::env::var_os(SHIELD_MARK).is_some()
-        && let Some(mut client) = broker::Client::connect(&broker::location()?)?
-    {
+    // Inside a shield the vault's files are closed: the broker stores the
+    // value.
+    let inside =
+        std::env::var_os(SHIELD_MARK).is_some() || matches!(vault, Err(VaultError::Closed(_)));
+    if inside && let Some(mut client) = broker::Client::connect(&broker::location()?)? {
         let reply = client.request(Body::Set {
             name: name.to_string(),
             value: HexValue::encode(value.expose_secret()),
@@ -51,6 +52,7 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let mut vault = vault?;
     let mut record = audit::record("set");
     record.names = vec![name.to_string()];
     let outcome = match vault.set(&name, &value, args.replace) {

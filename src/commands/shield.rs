@@ -41,6 +41,10 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let (protected, lifted) = protected_paths(&loc, &args.allow_write)?;
     let domain = shield::domain(&Confinement {
         protected,
+        // The vault's files cannot even be opened for reading: a read-only
+        // open is enough to hold SQLite's locks and stall every write.
+        // `list`, `grants` and `audit` answer through the broker.
+        hidden: vec![std::fs::canonicalize(&loc.vault).unwrap_or_else(|_| loc.vault.clone())],
         nested_sandbox: args.nested_sandbox,
     })?;
 

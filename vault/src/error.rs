@@ -24,6 +24,11 @@ pub enum Error {
         mode: u32,
     },
 
+    /// The vault's files cannot be opened from here (inside `envseal
+    /// shield`, which closes them to the agent).
+    #[error("the vault's files cannot be opened here ({0}: permission denied)")]
+    Closed(PathBuf),
+
     /// `init` found a vault already there.
     #[error("a vault already exists at {0}")]
     AlreadyExists(PathBuf),

@@ -143,17 +143,18 @@ impl Vault {
     }
 
     /// Appends `record` to the vault in `dir` through a connection of its
-    /// own that does no more than that, without waiting for the disk (WAL
-    /// with `synchronous=NORMAL`: it survives a crash of any process, not a
-    /// power failure). For the record of an exec, written after the program
-    /// ran, so as not to slow the next one.
-    pub fn append_audit_to(dir: &Path, record: &crate::audit::Record) -> Result<()> {
+    /// own that does no more than that. `durable`: committed to the disk
+    /// before this returns (`synchronous=FULL`; the record of an exec,
+    /// written before the program gets its secrets); else without waiting
+    /// for the disk (WAL with `synchronous=NORMAL`: it survives a crash of
+    /// any process, not a power failure; the record of how it ended).
+    pub fn append_audit_to(dir: &Path, record: &crate::audit::Record, durable: bool) -> Result<()> {
         let mut conn = Connection::open_with_flags(
             db_path(dir),
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != schema::CURRENT {
             return Err(Error::UnsupportedSchema {
@@ -198,6 +199,13 @@ impl Vault {
                 )));
             }
             Ok(_) => crate::paths::check_owned(&path)?,
+        }
+        // SQLite reports a file it may not open as "unable to open": say
+        // why (inside `envseal shield` the vault's files are closed).
+        if let Err(e) = fs::File::open(&path)
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Err(Error::Closed(path));
         }
         let mut conn = Connection::open_with_flags(
             &path,
