@@ -306,6 +306,11 @@ pub struct SetArgs {
     #[arg(long, value_name = "N", requires = "generate", default_value_t = 32)]
     pub length: usize,
 
+    /// Approve the value at once (asks for the passphrase): for a person
+    /// storing a value of their own, instead of `set` then `approve`
+    #[arg(long)]
+    pub approve: bool,
+
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
 }

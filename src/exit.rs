@@ -198,6 +198,20 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
                  the person starts it with `envseal unlock` outside the shield",
             ),
         ),
+        VaultError::Provenance { name, .. } => (
+            Code::Tampered,
+            Some(format!(
+                "set it again yourself (`envseal set --replace {name}`), then approve it; find \
+                 out who changed the vault"
+            )),
+        ),
+        VaultError::ReadOnly { .. } => (
+            Code::Unrecorded,
+            hint(
+                "envseal records every use of the vault in it, so it must be writable: \
+                 remount it read-write or fix the file's mode",
+            ),
+        ),
         VaultError::NotInitialized(_) => (
             Code::NoVault,
             hint("create one with `envseal init` (or point ENVSEAL_HOME at an existing vault)"),

@@ -136,7 +136,7 @@ fn injected_approved_row_is_refused() {
     let ct = env.ciphertext("REAL");
     env.sqlite()
         .execute(
-            "INSERT INTO secrets VALUES ('COPY', 'approved', ?1, 0, 0, 'direct')",
+            "INSERT INTO secrets VALUES ('COPY', 'approved', ?1, 0, 0, 'direct', NULL)",
             rusqlite::params![ct],
         )
         .unwrap();
@@ -303,7 +303,7 @@ fn invalid_name_row_is_reported_and_removable() {
     let junk = "bad-name\u{1b}[2J";
     env.sqlite()
         .execute(
-            "INSERT INTO secrets VALUES (?1, 'pending', x'00', 0, 0, 'direct')",
+            "INSERT INTO secrets VALUES (?1, 'pending', x'00', 0, 0, 'direct', NULL)",
             [junk],
         )
         .unwrap();
@@ -471,4 +471,93 @@ fn deleted_grant_is_detected() {
         env.run_pw(&["allow", "--secret", "OTHER", "--", prog], b""),
         &["the grant for", "removed outside envseal"],
     );
+}
+
+/// Issue 13: a pending value carries its provenance — the `set` record
+/// that wrote it (name, ciphertext digest, time), bound to the row. The
+/// agent swaps in its own value with a `set --replace` of its own, then
+/// back-dates the row to the person's write and deletes its record (the
+/// last in the log, so the chain still looks whole): `approve` refuses.
+#[test]
+fn a_back_dated_value_whose_record_was_deleted_is_not_approved() {
+    let provenance = |env: &Env| -> (i64, i64) {
+        env.sqlite()
+            .query_row(
+                "SELECT record, updated_at FROM secrets WHERE name = 'DEPLOY_KEY'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    for point_at in ["the person's record", "the deleted record"] {
+        let env = Env::initialized();
+        env.expect_ok(&env.set("DEPLOY_KEY", &value("person")));
+        let (person_seq, person_at) = provenance(&env);
+        let agent = value("agent");
+        env.remember(agent.as_bytes());
+        env.expect_ok(&env.run(&["set", "DEPLOY_KEY", "--replace"], agent.as_bytes()));
+        let (agent_seq, _) = provenance(&env);
+        assert!(agent_seq > person_seq);
+        let db = env.sqlite();
+        let seq = if point_at == "the person's record" {
+            person_seq
+        } else {
+            agent_seq
+        };
+        db.execute(
+            "UPDATE secrets SET updated_at = ?1, record = ?2 WHERE name = 'DEPLOY_KEY'",
+            rusqlite::params![person_at, seq],
+        )
+        .unwrap();
+        let max: i64 = db
+            .query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(max, agent_seq, "the agent's record is the last");
+        db.execute("DELETE FROM audit WHERE seq = ?1", [agent_seq])
+            .unwrap();
+        drop(db);
+        // The log alone looks whole...
+        let r = env.run_pw(&["audit", "--verify"], b"");
+        env.expect_ok(&r);
+        // ...but the value is not the one its record wrote.
+        let r = env.run_pw(&["approve", "DEPLOY_KEY", "--yes"], b"");
+        env.expect_code(&r, code::TAMPERED);
+        env.expect_stderr(
+            &r,
+            &[
+                "provenance of DEPLOY_KEY does not verify",
+                "nothing was approved",
+            ],
+        );
+        let state: String = env
+            .sqlite()
+            .query_row(
+                "SELECT state FROM secrets WHERE name = 'DEPLOY_KEY'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(state, "pending", "{point_at}: approved anyway");
+        env.scan_all();
+    }
+    // The control: untouched, the value is approved, its record shown.
+    let env = Env::initialized();
+    env.expect_ok(&env.set("DEPLOY_KEY", &value("person")));
+    let r = env.run_pw(&["approve", "DEPLOY_KEY"], b"");
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["written by audit record", "not yet authenticated"]);
+    // `set --approve`: stored and approved in one step, with the passphrase.
+    let own = value("own");
+    env.remember(own.as_bytes());
+    let r = env.run_pw(&["set", "OWN_KEY", "--approve"], own.as_bytes());
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["approved OWN_KEY"]);
+    env.assert_value("OWN_KEY", own.as_bytes());
+    let r = env.run_with_passphrase(&["set", "WRONG_KEY", "--approve"], own.as_bytes(), "not it");
+    env.expect_code(&r, code::DENIED);
+    assert!(
+        !env.names().contains("WRONG_KEY"),
+        "stored despite a wrong passphrase"
+    );
+    env.scan_all();
 }

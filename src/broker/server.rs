@@ -649,18 +649,16 @@ impl Broker {
                 } else {
                     envseal_vault::Writer::Direct
                 };
-                let answer = self.set(&name, &value, replace, &writer);
                 let mut record =
                     crate::audit::peer_record("set", conn.pid, self.uid, self.shielded(conn.pid));
                 record.names = vec![name.clone()];
-                record = match &answer {
-                    Ok(_) => {
-                        record.detail = Some("pending, through the broker".into());
-                        record
-                    }
-                    Err(e) => crate::audit::refused(record, e),
-                };
-                self.record(&record);
+                record.detail = Some("pending, through the broker".into());
+                // The record goes into the vault with the value, sealed by
+                // a checkpoint (see `Vault::set_new`); a refusal apart.
+                let answer = self.set(&name, &value, replace, &writer, &record);
+                if let Err(e) = &answer {
+                    self.record(&crate::audit::refused(record, e));
+                }
                 drop(value);
                 let reply_to = match answer {
                     Ok(message) => {
@@ -696,6 +694,7 @@ impl Broker {
         value: &super::protocol::HexValue,
         replace: bool,
         writer: &envseal_vault::Writer,
+        record: &envseal_vault::audit::Record,
     ) -> anyhow::Result<String> {
         let name = SecretName::new(name)?;
         let bytes = value
@@ -715,10 +714,12 @@ impl Broker {
         if replace {
             return Err(exists());
         }
-        vault.set_new(&name, &value, writer).map_err(|e| match e {
-            envseal_vault::Error::SecretExists(_) => exists(),
-            e => e.into(),
-        })?;
+        vault
+            .set_new(&name, &value, writer, record, self.keys.as_deref())
+            .map_err(|e| match e {
+                envseal_vault::Error::SecretExists(_) => exists(),
+                e => e.into(),
+            })?;
         Ok(format!(
             "stored {name} (pending: a person runs `envseal approve {name}` outside the shield)"
         ))

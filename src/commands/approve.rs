@@ -18,6 +18,7 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
     )?;
     let pass = input::passphrase(args.passphrase, "to approve")?;
     let keys = audit::unlock(&mut vault, &pass, "approve")?;
+    show_provenance(&vault, &keys, &shown)?;
     let outcomes = vault.approve_as_shown(&keys, &names, Some(&shown))?;
     let mut record = audit::record("approve");
     record.names = names.iter().map(ToString::to_string).collect();
@@ -27,6 +28,37 @@ pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
             ApproveOutcome::Approved { .. } => eprintln!("envseal: approved {name}"),
             ApproveOutcome::AlreadyApproved => eprintln!("envseal: {name} was already approved"),
         }
+    }
+    Ok(())
+}
+
+/// Shows the audit record that wrote each value in `shown` (the approval
+/// then refuses a value whose record does not verify: swapped,
+/// back-dated, its record deleted or edited).
+pub fn show_provenance(
+    vault: &Vault,
+    keys: &envseal_vault::Keys,
+    shown: &[SecretInfo],
+) -> anyhow::Result<()> {
+    for info in shown {
+        // One that does not verify is refused by the approval itself,
+        // which checks the envelope first (the more telling error).
+        let Ok(p) = SecretName::new(&info.name).and_then(|n| vault.provenance(keys, &n)) else {
+            continue;
+        };
+        eprintln!(
+            "envseal: {} was written by audit record {} (pid {}, uid {}), {}",
+            envseal_policy::escape(&info.name),
+            p.seq,
+            p.record.pid,
+            p.record.uid,
+            if p.authenticated {
+                "authenticated by a checkpoint"
+            } else {
+                "not yet authenticated by a checkpoint (written while the vault was locked: any \
+                 program of yours could have written that record too)"
+            }
+        );
     }
     Ok(())
 }

@@ -82,7 +82,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     }
     for (e, name) in kept.iter().zip(&names) {
         let value: secrecy::SecretSlice<u8> = e.value.to_vec().into();
-        vault.set(name, &value, false)?;
+        let mut record = audit::record("set");
+        record.detail = Some(format!("imported from {shown}, pending"));
+        vault.set(name, &value, false, &record)?;
     }
     let mut record = audit::record("import");
     record.names = names.iter().map(ToString::to_string).collect();

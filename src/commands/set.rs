@@ -37,6 +37,14 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     // value.
     let inside =
         std::env::var_os(SHIELD_MARK).is_some() || matches!(vault, Err(VaultError::Closed(_)));
+    if inside && args.approve {
+        return Err(CliError::new(
+            Code::Denied,
+            "--approve needs the passphrase, which is never typed inside a shield; nothing was stored",
+        )
+        .hint("store it pending (without --approve); the person approves it outside the shield")
+        .into());
+    }
     if inside && let Some(mut client) = broker::Client::connect(&broker::location()?)? {
         let reply = client.request(Body::Set {
             name: name.to_string(),
@@ -53,26 +61,36 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut vault = vault?;
+    // The record of the write goes into the vault with the value (its
+    // provenance, which `approve` checks).
     let mut record = audit::record("set");
-    record.names = vec![name.to_string()];
-    let outcome = match vault.set(&name, &value, args.replace) {
+    record.detail = Some("pending".into());
+    // With --approve, the passphrase first: a wrong one stores nothing.
+    let keys = if args.approve {
+        let pass = input::passphrase(args.passphrase, &format!("to store and approve {name}"))?;
+        Some(audit::unlock(&mut vault, &pass, "set")?)
+    } else {
+        None
+    };
+    let outcome = match vault.set(&name, &value, args.replace, &record) {
         Err(VaultError::PassphraseRequired(n)) => {
             if !input::passphrase_available(args.passphrase) {
                 return Err(VaultError::PassphraseRequired(n).into());
             }
-            let pass = input::passphrase(args.passphrase, &format!("to replace approved {name}"))?;
-            let keys = audit::unlock(&mut vault, &pass, "set")?;
-            let outcome = vault.set_endorsed(&keys, &name, &value, args.replace)?;
+            let unlocked;
+            let keys = match &keys {
+                Some(k) => k,
+                None => {
+                    let pass =
+                        input::passphrase(args.passphrase, &format!("to replace approved {name}"))?;
+                    unlocked = audit::unlock(&mut vault, &pass, "set")?;
+                    &unlocked
+                }
+            };
             record.detail = Some("replaced an approved value".into());
-            audit::write(&mut vault, Some(&keys), &record);
-            outcome
+            vault.set_endorsed(keys, &name, &value, args.replace, &record)?
         }
-        other => {
-            let outcome = other?;
-            record.detail = Some("pending".into());
-            audit::write(&mut vault, None, &record);
-            outcome
-        }
+        other => other?,
     };
     match outcome {
         SetOutcome::Created => eprintln!(
@@ -80,6 +98,20 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
         ),
         SetOutcome::ReplacedPending => eprintln!("envseal: replaced {name} (still pending)"),
         SetOutcome::ReplacedApproved => eprintln!("envseal: replaced {name} (approved)"),
+    }
+    if let (Some(keys), SetOutcome::Created | SetOutcome::ReplacedPending) = (&keys, outcome) {
+        let shown: Vec<_> = vault
+            .list()?
+            .into_iter()
+            .filter(|i| i.name == name.as_str())
+            .collect();
+        super::approve::show_provenance(&vault, keys, &shown)?;
+        vault.approve(keys, std::slice::from_ref(&name))?;
+        let mut record = audit::record("approve");
+        record.names = vec![name.to_string()];
+        record.detail = Some("with `set --approve`".into());
+        audit::write(&mut vault, Some(keys), &record);
+        eprintln!("envseal: approved {name}");
     }
     if newline {
         newline_note(&name);

@@ -67,7 +67,9 @@ fn bench_set(n: usize) {
     let start = Instant::now();
     for (name, val) in names.iter().zip(&values) {
         let t = Instant::now();
-        let outcome = vault.set(name, val, false).expect("set");
+        let outcome = vault
+            .set(name, val, false, &envseal_vault::audit::Record::default())
+            .expect("set");
         each.push(t.elapsed());
         assert_eq!(outcome, SetOutcome::Created);
     }

@@ -252,7 +252,8 @@ fn head(tx: &Transaction<'_>) -> Result<(i64, [u8; 32])> {
     })
 }
 
-fn insert(tx: &Transaction<'_>, kind: i64, body: &[u8], mac: Option<&[u8]>) -> Result<()> {
+/// Appends an element; returns its sequence number and time.
+fn insert(tx: &Transaction<'_>, kind: i64, body: &[u8], mac: Option<&[u8]>) -> Result<(i64, i64)> {
     let (last, prev) = head(tx)?;
     let seq = last + 1;
     let at = now();
@@ -261,12 +262,17 @@ fn insert(tx: &Transaction<'_>, kind: i64, body: &[u8], mac: Option<&[u8]>) -> R
         "INSERT INTO audit (seq, at, kind, body, hash, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![seq, at, kind, body, &hash[..], mac],
     )?;
-    Ok(())
+    Ok((seq, at))
 }
 
-/// Appends a record.
-pub(crate) fn append(tx: &Transaction<'_>, record: &Record) -> Result<()> {
+/// Appends a record; returns its sequence number and time.
+pub(crate) fn append(tx: &Transaction<'_>, record: &Record) -> Result<(i64, i64)> {
     insert(tx, 0, &record.encode(), None)
+}
+
+/// The element `seq`, read but not verified.
+pub(crate) fn element(conn: &rusqlite::Connection, seq: i64) -> Result<Option<Element>> {
+    Ok(read(conn)?.into_iter().find(|e| e.seq == seq))
 }
 
 /// Appends a checkpoint over the elements since the previous one.

@@ -29,6 +29,15 @@ pub enum Error {
     #[error("the vault's files cannot be opened here ({0}: permission denied)")]
     Closed(PathBuf),
 
+    /// The vault cannot be written (a read-only filesystem or file): no
+    /// use of it could be recorded.
+    #[error("the vault cannot be written ({path}: {source}); nothing was run or changed")]
+    ReadOnly {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// `init` found a vault already there.
     #[error("a vault already exists at {0}")]
     AlreadyExists(PathBuf),
@@ -68,6 +77,10 @@ pub enum Error {
     /// A pending value was replaced after the person was shown it.
     #[error("secret {0} was written again after it was shown to you; nothing was approved")]
     ChangedSinceShown(String),
+
+    /// A pending value whose audit record does not verify: not approved.
+    #[error("the provenance of {name} does not verify: {why}; nothing was approved")]
+    Provenance { name: String, why: String },
 
     /// Replacing an approved secret needs the passphrase.
     #[error("secret {0} is approved; replacing it needs the passphrase")]

@@ -36,5 +36,6 @@ pub use keys::{KdfParams, Keys, VAULT_ID_LEN};
 pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
 pub use vault::{
-    ApproveOutcome, Endorsed, GrantRecord, SecretInfo, SecretState, SetOutcome, Vault, Writer,
+    ApproveOutcome, Endorsed, GrantRecord, Provenance, SecretInfo, SecretState, SetOutcome, Vault,
+    Writer,
 };

@@ -55,6 +55,11 @@ const MIGRATIONS: &[&str] = &[
     // endorsing a value not written directly.
     "ALTER TABLE secrets ADD COLUMN writer TEXT NOT NULL DEFAULT 'unknown';
      UPDATE secrets SET writer = 'direct' WHERE state = 'approved';",
+    // 4 → 5: the sequence number of the `set` record in the audit log
+    // that wrote the current value (its provenance: the record names the
+    // secret, the ciphertext's digest and the same time as `updated_at`).
+    // NULL for values written before this version.
+    "ALTER TABLE secrets ADD COLUMN record INTEGER;",
 ];
 
 /// The version this build reads and writes.

@@ -207,6 +207,11 @@ impl Vault {
         {
             return Err(Error::Closed(path));
         }
+        // Every use is recorded in the vault: one that cannot be written
+        // is refused here, with the reason, rather than deep in SQLite.
+        if let Err(e) = fs::OpenOptions::new().write(true).open(&path) {
+            return Err(Error::ReadOnly { path, source: e });
+        }
         let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -292,25 +297,36 @@ impl Vault {
     /// pending; an existing one is replaced only with `replace`, and only
     /// while it is pending (an approved one returns
     /// [`Error::PassphraseRequired`]; use [`Vault::set_endorsed`]).
+    ///
+    /// `record` (who wrote it) is appended to the audit log in the same
+    /// transaction, as a `set` with the secret's name and the ciphertext's
+    /// digest,
+    /// and the row keeps its sequence number and time: the value's
+    /// provenance, which `approve` checks (see [`Vault::provenance`]).
     pub fn set(
         &mut self,
         name: &SecretName,
         value: &SecretSlice<u8>,
         replace: bool,
+        record: &crate::audit::Record,
     ) -> Result<SetOutcome> {
-        self.write_value(None, name, value, replace, &Writer::Direct)
+        self.write_value(None, None, name, value, replace, &Writer::Direct, record)
     }
 
     /// Writes a new pending value recording who wrote it (the broker does
     /// this for callers inside a shield): never replaces an existing value,
-    /// pending or approved ([`Error::SecretExists`]).
+    /// pending or approved ([`Error::SecretExists`]). With `seal`, an
+    /// authenticated checkpoint follows the record at once, so that its
+    /// provenance cannot be rewritten without the key.
     pub fn set_new(
         &mut self,
         name: &SecretName,
         value: &SecretSlice<u8>,
         writer: &Writer,
+        record: &crate::audit::Record,
+        seal: Option<&Keys>,
     ) -> Result<SetOutcome> {
-        self.write_value(None, name, value, false, writer)
+        self.write_value(None, seal, name, value, false, writer, record)
     }
 
     /// Writes a value with the passphrase: like [`Vault::set`], but an
@@ -322,17 +338,29 @@ impl Vault {
         name: &SecretName,
         value: &SecretSlice<u8>,
         replace: bool,
+        record: &crate::audit::Record,
     ) -> Result<SetOutcome> {
-        self.write_value(Some(keys), name, value, replace, &Writer::Direct)
+        self.write_value(
+            Some(keys),
+            Some(keys),
+            name,
+            value,
+            replace,
+            &Writer::Direct,
+            record,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_value(
         &mut self,
         keys: Option<&Keys>,
+        seal: Option<&Keys>,
         name: &SecretName,
         value: &SecretSlice<u8>,
         replace: bool,
         writer: &Writer,
+        record: &crate::audit::Record,
     ) -> Result<SetOutcome> {
         check_value(name, value)?;
         // Encrypt before taking the write lock, to hold it briefly.
@@ -347,21 +375,28 @@ impl Vault {
             )),
             None => None,
         };
+        let mut record = record.clone();
+        record.action = "set".into();
+        record.names = vec![name.to_string()];
+        record.sha256 = Some(manifest::digest(&ciphertext));
         let outcome = match (stored(&tx, name)?.map(|row| row.state), manifest) {
             (None, _) => {
-                insert_pending(&tx, name, &ciphertext, writer)?;
+                let written = crate::audit::append(&tx, &record)?;
+                insert_pending(&tx, name, &ciphertext, writer, written)?;
                 SetOutcome::Created
             }
             (Some(_), _) if !replace => return Err(Error::SecretExists(name.to_string())),
             (Some(SecretState::Pending), _) => {
-                update_ciphertext(&tx, name, &ciphertext, writer)?;
+                let written = crate::audit::append(&tx, &record)?;
+                update_ciphertext(&tx, name, &ciphertext, writer, written)?;
                 SetOutcome::ReplacedPending
             }
             (Some(SecretState::Approved), None) => {
                 return Err(Error::PassphraseRequired(name.to_string()));
             }
             (Some(SecretState::Approved), Some((keys, mut manifest))) => {
-                update_ciphertext(&tx, name, &ciphertext, writer)?;
+                let written = crate::audit::append(&tx, &record)?;
+                update_ciphertext(&tx, name, &ciphertext, writer, written)?;
                 manifest
                     .secrets
                     .insert(name.clone(), manifest::digest(&ciphertext));
@@ -369,8 +404,22 @@ impl Vault {
                 SetOutcome::ReplacedApproved
             }
         };
+        if let Some(keys) = seal {
+            crate::audit::checkpoint(&tx, keys)?;
+        }
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// The provenance of pending value `name`: the `set` record that wrote
+    /// it, checked against the row (same name, same ciphertext digest,
+    /// same time) and the audit log's chain and checkpoints. A value whose
+    /// record is missing, edited, or does not match (swapped or
+    /// back-dated) is refused with [`Error::Provenance`].
+    pub fn provenance(&self, keys: &Keys, name: &SecretName) -> Result<Provenance> {
+        let row = existing(&self.conn, name)?;
+        let v = crate::audit::verify(&self.conn, keys)?;
+        check_provenance(&self.conn, &v, name, &row)
     }
 
     /// Endorses pending values. Each is decrypted to check that its
@@ -799,8 +848,9 @@ fn write_manifest(
     Ok(())
 }
 
-/// Approves one pending row: decrypting proves the ciphertext is ours and
-/// is this secret's (the value is dropped, and wiped, at once).
+/// Approves one pending row: its provenance must verify (see
+/// [`Vault::provenance`]), and decrypting proves the ciphertext is ours
+/// and is this secret's (the value is dropped, and wiped, at once).
 fn approve_row(
     tx: &Transaction<'_>,
     keys: &Keys,
@@ -809,6 +859,8 @@ fn approve_row(
     row: &Row,
 ) -> Result<ApproveOutcome> {
     drop(envelope::open(&keys.identity, name, &row.ciphertext)?);
+    let log = crate::audit::verify(tx, keys)?;
+    check_provenance(tx, &log, name, row)?;
     tx.execute(
         "UPDATE secrets SET state = 'approved' WHERE name = ?1",
         [name.as_str()],
@@ -822,29 +874,99 @@ fn approve_row(
     })
 }
 
+/// Where a pending value came from, as its audit record says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The sequence number of its `set` record.
+    pub seq: i64,
+    /// That record.
+    pub record: crate::audit::Record,
+    /// Whether an authenticated checkpoint covers the record: if not (it
+    /// was written while the vault was locked), any process of the user's
+    /// could have written or rewritten it.
+    pub authenticated: bool,
+}
+
+/// Checks `row`'s provenance against the log `log` (verified).
+fn check_provenance(
+    conn: &Connection,
+    log: &crate::audit::Verification,
+    name: &SecretName,
+    row: &Row,
+) -> Result<Provenance> {
+    let bad = |why: String| Error::Provenance {
+        name: name.to_string(),
+        why,
+    };
+    let seq = row.record.ok_or_else(|| {
+        bad(
+            "no audit record says who wrote it (written by an older envseal, or the link was \
+             removed)"
+                .into(),
+        )
+    })?;
+    if let Some((first, _)) = &log.first_bad
+        && *first <= seq
+    {
+        return Err(bad(format!(
+            "the audit log was edited at or before its record {seq} (first bad: {first})"
+        )));
+    }
+    let authenticated = seq <= log.authenticated_through;
+    if !authenticated && !log.tail_chains {
+        return Err(bad(format!(
+            "its record {seq} is in a part of the audit log that does not chain"
+        )));
+    }
+    let element = crate::audit::element(conn, seq)?
+        .ok_or_else(|| bad(format!("its record {seq} is gone from the audit log")))?;
+    match element.entry {
+        crate::audit::Entry::Record(record)
+            if record.action == "set"
+                && record.names == [name.as_str()]
+                && record.sha256 == Some(manifest::digest(&row.ciphertext))
+                && element.at == row.updated_at =>
+        {
+            Ok(Provenance {
+                seq,
+                record,
+                authenticated,
+            })
+        }
+        _ => Err(bad(format!(
+            "record {seq} of the audit log did not write this value (the value was swapped, or \
+             its time changed)"
+        ))),
+    }
+}
+
 /// One row of `secrets`, as the operations need it.
 struct Row {
     state: SecretState,
     ciphertext: Vec<u8>,
     updated_at: i64,
     writer: Writer,
+    /// The sequence number of the `set` record that wrote the value.
+    record: Option<i64>,
 }
 
 /// The row of `name`, if there is one.
 fn stored(conn: &Connection, name: &SecretName) -> Result<Option<Row>> {
-    let row: Option<(String, Vec<u8>, i64, String)> = conn
+    type Fields = (String, Vec<u8>, i64, String, Option<i64>);
+    let row: Option<Fields> = conn
         .query_row(
-            "SELECT state, ciphertext, updated_at, writer FROM secrets WHERE name = ?1",
+            "SELECT state, ciphertext, updated_at, writer, record FROM secrets WHERE name = ?1",
             [name.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    row.map(|(state, ciphertext, updated_at, writer)| {
+    row.map(|(state, ciphertext, updated_at, writer, record)| {
         Ok(Row {
             state: parse_state(&state)?,
             ciphertext,
             updated_at,
             writer: Writer::parse(&writer),
+            record,
         })
     })
     .transpose()
@@ -855,30 +977,34 @@ fn existing(conn: &Connection, name: &SecretName) -> Result<Row> {
     stored(conn, name)?.ok_or_else(|| Error::NoSuchSecret(name.to_string()))
 }
 
+/// Inserts a pending row written by the audit record `(seq, at)`.
 fn insert_pending(
     tx: &Transaction<'_>,
     name: &SecretName,
     ciphertext: &[u8],
     writer: &Writer,
+    (seq, at): (i64, i64),
 ) -> Result<()> {
-    let t = now();
     tx.execute(
-        "INSERT INTO secrets (name, state, ciphertext, created_at, updated_at, writer)
-         VALUES (?1, 'pending', ?2, ?3, ?3, ?4)",
-        rusqlite::params![name.as_str(), ciphertext, t, writer.encode()],
+        "INSERT INTO secrets (name, state, ciphertext, created_at, updated_at, writer, record)
+         VALUES (?1, 'pending', ?2, ?3, ?3, ?4, ?5)",
+        rusqlite::params![name.as_str(), ciphertext, at, writer.encode(), seq],
     )?;
     Ok(())
 }
 
+/// Replaces a value, written by the audit record `(seq, at)`.
 fn update_ciphertext(
     tx: &Transaction<'_>,
     name: &SecretName,
     ciphertext: &[u8],
     writer: &Writer,
+    (seq, at): (i64, i64),
 ) -> Result<()> {
     tx.execute(
-        "UPDATE secrets SET ciphertext = ?2, updated_at = ?3, writer = ?4 WHERE name = ?1",
-        rusqlite::params![name.as_str(), ciphertext, now(), writer.encode()],
+        "UPDATE secrets SET ciphertext = ?2, updated_at = ?3, writer = ?4, record = ?5
+         WHERE name = ?1",
+        rusqlite::params![name.as_str(), ciphertext, at, writer.encode(), seq],
     )?;
     Ok(())
 }

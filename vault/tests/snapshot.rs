@@ -12,8 +12,13 @@ fn verify_during_concurrent_endorsed_writes_sees_no_tampering() {
     {
         let mut v = Vault::create(dir.path(), &pass, KdfParams::new(8, 1).unwrap()).unwrap();
         let keys = v.unlock(&pass).unwrap();
-        v.set(&name, &SecretSlice::from(b"initial value".to_vec()), false)
-            .unwrap();
+        v.set(
+            &name,
+            &SecretSlice::from(b"initial value".to_vec()),
+            false,
+            &Default::default(),
+        )
+        .unwrap();
         v.approve(&keys, std::slice::from_ref(&name)).unwrap();
     }
     std::thread::scope(|s| {
@@ -22,7 +27,8 @@ fn verify_during_concurrent_endorsed_writes_sees_no_tampering() {
             let keys = v.unlock(&pass).unwrap();
             for i in 0..150 {
                 let value = SecretSlice::from(format!("rotated value {i}").into_bytes());
-                v.set_endorsed(&keys, &name, &value, true).unwrap();
+                v.set_endorsed(&keys, &name, &value, true, &Default::default())
+                    .unwrap();
             }
         });
         let v = Vault::open(dir.path()).unwrap();
