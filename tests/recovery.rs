@@ -243,3 +243,40 @@ fn an_old_vault_is_bounded_by_the_ceiling() {
     raise_cost(&env, 8, 1);
     env.expect_ok(&env.run_pw(&["approve", "PENDING"], b""));
 }
+
+#[test]
+fn a_cost_above_the_ceiling_is_paid_when_the_person_agrees() {
+    // A vault whose cost, chosen at init, is above the ceiling: init warns.
+    let env = Env::new();
+    let ceiling = [("ENVSEAL_KDF_CEILING_MIB", "8")];
+    let mut c = env.command_pw(&["init", "--kdf-memory", "16", "--kdf-time", "1"]);
+    c.env(ceiling[0].0, ceiling[0].1);
+    let r = env.run_command("init (m=16 MiB, ceiling 8 MiB)".into(), c, b"");
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["above the ceiling", "ENVSEAL_KDF_CEILING_MIB"]);
+    env.expect_ok(&env.set("PENDING", &value("pending")));
+
+    // At a terminal the person is asked, and "y" derives.
+    let mut term = Terminal::spawn_with(&env, &["approve", "PENDING"], &ceiling);
+    term.expect("Passphrase (to approve)", 1);
+    term.type_line(util::PASSPHRASE);
+    term.expect("[y/N]", 1);
+    term.type_line("y");
+    let r = term.finish();
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &["m=16 MiB, t=1", "above the ceiling (m=8 MiB, t=16)"]);
+
+    // `unlock` asks before the broker detaches; the broker, which has no
+    // terminal, does not ask again for the cost the person accepted.
+    let mut term = Terminal::spawn_with(&env, &["unlock"], &ceiling);
+    term.expect("[y/N]", 1);
+    term.type_line("y");
+    term.expect("Passphrase (to unlock the vault)", 1);
+    term.type_line(util::PASSPHRASE);
+    let r = term.finish();
+    let status = env.run(&["status"], b"");
+    let lock = env.run(&["lock"], b"");
+    env.expect_ok(&r);
+    env.expect_ok(&status);
+    env.expect_ok(&lock);
+}
