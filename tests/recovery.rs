@@ -136,6 +136,26 @@ fn repair_restores_a_replaced_public_key() {
         .query_row("SELECT count(*) FROM audit", [], |r| r.get::<_, i64>(0));
     assert_eq!(before.unwrap(), after.unwrap(), "an intact repair wrote");
 
+    // A public key replaced by junk: the same refusal, the same repair.
+    env.sqlite()
+        .execute(
+            "UPDATE meta SET value = x'1b5b324a' WHERE key = 'recipient'",
+            [],
+        )
+        .unwrap();
+    let r = env.exec(&["--", &prog]);
+    env.expect_code(&r, code::TAMPERED);
+    env.expect_stderr(&r, &["envseal repair"]);
+    let r = env.run_pw(&["repair", "--yes"], b"");
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["(not a public key)", &ours_s]);
+    assert_eq!(
+        stored_recipient(&env),
+        ours,
+        "the vault's own key is not back"
+    );
+    expect_delivered(&env, &prog, &token);
+
     // The repair is in the audit log.
     let r = env.run(&["audit"], b"");
     env.expect_ok(&r);

@@ -139,7 +139,8 @@ pub struct Vault {
     dir: PathBuf,
     conn: Connection,
     vault_id: [u8; VAULT_ID_LEN],
-    recipient: age::x25519::Recipient,
+    /// The public key stored in clear; `None` if it is not one.
+    recipient: Option<age::x25519::Recipient>,
     wrapped: WrappedIdentity,
 }
 
@@ -265,10 +266,11 @@ impl Vault {
         let vault_id: [u8; VAULT_ID_LEN] = meta("vault_id")?
             .try_into()
             .map_err(|_| Error::Corrupt("the vault id is malformed".into()))?;
+        // A malformed public key is kept as such, not refused here: it is
+        // reported when a value is set, and `repair` replaces it.
         let recipient = std::str::from_utf8(&meta("recipient")?)
             .ok()
-            .and_then(|s| age::x25519::Recipient::from_str(s).ok())
-            .ok_or_else(|| Error::Corrupt("the vault's public key is malformed".into()))?;
+            .and_then(|s| age::x25519::Recipient::from_str(s).ok());
         let wrapped = WrappedIdentity::decode(&meta("wrapped_identity")?)?;
         Ok(Vault {
             dir: dir.to_owned(),
@@ -341,7 +343,10 @@ impl Vault {
         let identity = self.wrapped.unwrap(passphrase, &self.vault_id)?;
         let keys = Keys::new(identity, &self.vault_id);
         let check = RecipientCheck {
-            stored: self.recipient.to_string(),
+            stored: self
+                .recipient
+                .as_ref()
+                .map_or_else(|| "(not a public key)".to_owned(), ToString::to_string),
             actual: keys.public_key(),
         };
         Ok((keys, check))
@@ -369,7 +374,7 @@ impl Vault {
             [actual.as_bytes()],
         )?;
         tx.commit()?;
-        self.recipient = keys.recipient();
+        self.recipient = Some(keys.recipient());
         Ok(true)
     }
 
@@ -485,7 +490,11 @@ impl Vault {
     ) -> Result<SetOutcome> {
         check_value(name, value)?;
         // Encrypt before taking the write lock, to hold it briefly.
-        let ciphertext = envelope::seal(&self.recipient, name, value)?;
+        let recipient = self
+            .recipient
+            .as_ref()
+            .ok_or_else(|| Error::Corrupt("the vault's public key is malformed".into()))?;
+        let ciphertext = envelope::seal(recipient, name, value)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
