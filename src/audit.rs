@@ -36,22 +36,36 @@ pub fn grant_record(action: &str, grant: &envseal_policy::Grant) -> Record {
     r
 }
 
-/// Unlocks `vault` for `action`. A wrong passphrase is recorded (as
-/// `ACTION-refused`, "wrong passphrase") before the error is returned, so
-/// that guessing shows in the log.
+/// Unlocks `vault` for `action`, after checking what deriving the key
+/// would cost ([`crate::kdf::check`]). A wrong passphrase, or a refused
+/// cost, is recorded (as `ACTION-refused`) before the error is returned,
+/// so that guessing shows in the log.
 pub fn unlock(
     vault: &mut Vault,
     passphrase: &secrecy::SecretString,
     action: &str,
-) -> Result<Keys, envseal_vault::Error> {
-    match vault.unlock(passphrase) {
+) -> anyhow::Result<Keys> {
+    unlock_with(vault, action, |v| v.unlock(passphrase))
+}
+
+/// [`unlock`] through `derive` (`Vault::unlock` or a variant of it).
+pub fn unlock_with<T>(
+    vault: &mut Vault,
+    action: &str,
+    derive: impl FnOnce(&Vault) -> Result<T, envseal_vault::Error>,
+) -> anyhow::Result<T> {
+    if let Err(e) = crate::kdf::check(vault) {
+        write(vault, None, &refused(record(action), &e));
+        return Err(e);
+    }
+    match derive(vault) {
         Err(envseal_vault::Error::WrongPassphrase) => {
             let mut r = record(&format!("{action}-refused"));
             r.detail = Some("wrong passphrase".into());
             write(vault, None, &r);
-            Err(envseal_vault::Error::WrongPassphrase)
+            Err(envseal_vault::Error::WrongPassphrase.into())
         }
-        other => other,
+        other => other.map_err(Into::into),
     }
 }
 

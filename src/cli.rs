@@ -73,6 +73,24 @@ Example:
     #[command(after_help = "Example:\n  envseal rm OLD_TOKEN")]
     Rm(RmArgs),
 
+    /// Put back the vault's own public key after it was replaced (passphrase)
+    #[command(after_help = "\
+When the public key stored in clear (the one `set` encrypts to) was replaced,
+every passphrase command exits 67. `repair` unwraps the identity with the
+passphrase, shows the stored and the real public key, asks, and stores the
+real one again. It then tries every value, pending and approved, and names
+each one that does not open: a value set while the key was replaced was
+encrypted to the other key, and only `envseal rm NAME` and `set` again can
+replace it. When the key is intact, nothing is changed.
+
+Exits 0 when every value opens and the endorsed state verifies, 67 when
+some do not (named), 77 for a wrong passphrase or a declined question.
+
+Examples:
+  envseal repair
+  envseal repair --yes --passphrase-fd 3 3<passfile")]
+    Repair(RepairArgs),
+
     /// Pin a program (path + SHA-256) and grant it secrets (passphrase)
     #[command(after_help = "\
 PROGRAM is found like a shell would (PATH for a bare name), then resolved to
@@ -247,6 +265,7 @@ impl Command {
             Command::Set(a) => &a.passphrase,
             Command::Approve(a) => &a.passphrase,
             Command::Rm(a) => &a.passphrase,
+            Command::Repair(a) => &a.passphrase,
             Command::Allow(a) => &a.passphrase,
             Command::Repin(a) => &a.passphrase,
             Command::Revoke(a) => &a.passphrase,
@@ -335,6 +354,16 @@ pub struct ListArgs {
     /// Print JSON: {"secrets":[{"name","state","created_at","updated_at"}]}
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Store the real public key without asking (for scripts)
+    #[arg(long)]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]

@@ -243,6 +243,14 @@ fn classify_vault(e: &VaultError) -> (Code, Option<String>) {
                  Remove each affected secret with `envseal rm NAME` and set it again",
             ),
         ),
+        VaultError::RecipientReplaced => (
+            Code::Tampered,
+            hint(
+                "the vault database was edited outside envseal; nothing was changed. \
+                 `envseal repair` (passphrase) puts the vault's own public key back and \
+                 names each value that was encrypted to the other key",
+            ),
+        ),
         VaultError::Corrupt(_) | VaultError::UnsupportedSchema { .. } => (
             Code::Corrupt,
             hint("nothing was changed; restore the vault directory from a backup if you have one"),

@@ -56,6 +56,12 @@ pub fn at_terminal() -> bool {
     std::io::stdin().is_terminal() && File::open("/dev/tty").is_ok()
 }
 
+/// Whether a person typed (or will type) the passphrase at a terminal:
+/// no `--passphrase-fd` was given, and stdin is a terminal.
+pub fn person_at_terminal() -> bool {
+    !FD_GIVEN.load(std::sync::atomic::Ordering::Relaxed) && at_terminal()
+}
+
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
 pub fn confirm(question: &str) -> Result<bool, CliError> {
     use std::io::{BufRead as _, Write as _};
@@ -163,12 +169,17 @@ fn non_empty(p: SecretString) -> Result<SecretString, CliError> {
 static PASSPHRASE_FD: std::sync::Mutex<Option<(i32, std::os::fd::OwnedFd)>> =
     std::sync::Mutex::new(None);
 
+/// Whether `--passphrase-fd` was given (the passphrase comes from a
+/// script, not a person).
+static FD_GIVEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Takes descriptor `fd`, which `--passphrase-fd` names, before the
 /// process opens anything (parsing the command line opens nothing): if it
 /// were closed, the next file envseal opens would get its number and be
 /// read as the passphrase. A closed or invalid descriptor is an error here,
 /// before anything else happens.
 pub fn claim_passphrase_fd(fd: i32) -> Result<(), CliError> {
+    FD_GIVEN.store(true, std::sync::atomic::Ordering::Relaxed);
     let fd_err = |why: &str| {
         CliError::new(
             Code::Usage,

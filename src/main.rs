@@ -10,6 +10,7 @@ mod dotenv;
 mod exit;
 mod harden;
 mod input;
+mod kdf;
 mod paths;
 mod reference;
 

@@ -77,6 +77,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
 
 fn verify(vault: &Vault, args: AuditArgs) -> anyhow::Result<()> {
     let pass = input::passphrase(args.passphrase, "to verify the audit log")?;
+    crate::kdf::check(vault)?;
     let keys = vault.unlock(&pass)?;
     let v = vault.audit_verify(&keys)?;
     if let Some((seq, why)) = &v.first_bad {

@@ -32,9 +32,12 @@ pub fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
 /// detaches and unlocks; this process reports how that went and returns
 /// the daemon's pid.
 pub fn start(loc: &Location, passphrase: PassphraseArgs, ttl: Duration) -> anyhow::Result<i32> {
-    // Fails early (no vault, say) before asking anything; closed before
-    // the fork, as SQLite requires.
-    drop(Vault::open(&loc.vault)?);
+    // Fails early (no vault, say, or a raised key-derivation cost the
+    // person refuses) before asking anything; closed before the fork, as
+    // SQLite requires. The daemon checks the cost again, and does not ask.
+    let vault = Vault::open(&loc.vault)?;
+    crate::kdf::check(&vault)?;
+    drop(vault);
     let pass = input::passphrase(passphrase, "to unlock the vault")?;
     loc.prepare()?;
     let lock_file = std::fs::OpenOptions::new()

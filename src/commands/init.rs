@@ -22,6 +22,15 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         params.memory_mib(),
         params.time()
     );
+    if crate::kdf::ceiling().is_ok_and(|c| c.exceeded_by(&params)) {
+        eprintln!(
+            "envseal: warning: this cost is above the ceiling every unlock checks (m=1024 MiB, \
+             t=16 unless {} says otherwise): each unlock will ask you to confirm it, and \
+             --passphrase-fd will be refused, unless you raise {}",
+            crate::kdf::CEILING_VAR,
+            crate::kdf::CEILING_VAR
+        );
+    }
     eprintln!("envseal: next: `envseal set NAME` to store a secret");
     Ok(())
 }

@@ -12,6 +12,7 @@ mod init;
 mod list;
 mod mcp;
 mod pin;
+mod repair;
 mod repin;
 mod revoke;
 mod rm;
@@ -109,6 +110,7 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
         Command::Approve(args) => approve::run(args),
         Command::List(args) => return or_through_broker(list::run(args)),
         Command::Rm(args) => rm::run(args),
+        Command::Repair(args) => repair::run(args),
         Command::Allow(args) => allow::run(args),
         Command::Repin(args) => repin::run(args),
         Command::Grants(args) => return or_through_broker(grants::run(args)),

@@ -24,6 +24,11 @@ pub struct Terminal<'a> {
 impl<'a> Terminal<'a> {
     /// Starts `envseal ARGS` on a new terminal.
     pub fn spawn(env: &'a Env, args: &[&str]) -> Terminal<'a> {
+        Terminal::spawn_with(env, args, &[])
+    }
+
+    /// Like [`Terminal::spawn`], with the environment variables `vars` set.
+    pub fn spawn_with(env: &'a Env, args: &[&str], vars: &[(&str, &str)]) -> Terminal<'a> {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let master: OwnedFd = pty.master;
         let slave: OwnedFd = pty.slave;
@@ -34,6 +39,7 @@ impl<'a> Terminal<'a> {
             .args(args)
             .env("ENVSEAL_HOME", &env.home)
             .env_remove("XDG_DATA_HOME")
+            .envs(vars.iter().copied())
             .stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
             .stderr(slave);

@@ -90,6 +90,14 @@ pub enum Error {
     #[error("vault tampered: {0}")]
     Tampered(String),
 
+    /// The public key stored in clear (which `set` encrypts to) is not the
+    /// identity's: someone replaced it. `envseal repair` restores it.
+    #[error(
+        "vault tampered: the vault's public key was replaced; values set since then were \
+         encrypted to another key"
+    )]
+    RecipientReplaced,
+
     /// The database is unreadable, truncated or not a vault.
     #[error("vault corrupt: {0}")]
     Corrupt(String),

@@ -80,6 +80,35 @@ impl KdfParams {
         })
     }
 
+    /// The record of these parameters kept beside the vault (the cost
+    /// chosen at `init`): memory_kib u32 | time u32 | parallelism u32.
+    pub fn to_bytes(&self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        out[..4].copy_from_slice(&self.memory_kib.to_be_bytes());
+        out[4..8].copy_from_slice(&self.time.to_be_bytes());
+        out[8..].copy_from_slice(&self.parallelism.to_be_bytes());
+        out
+    }
+
+    /// Parses [`KdfParams::to_bytes`]; any other length is `None`.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut r = crate::codec::Reader::new(bytes);
+        let params = KdfParams {
+            memory_kib: r.u32()?,
+            time: r.u32()?,
+            parallelism: r.u32()?,
+        };
+        r.is_empty().then_some(params)
+    }
+
+    /// Whether deriving with these parameters costs more than with `other`
+    /// in memory, passes or lanes.
+    pub fn exceeds(&self, other: &KdfParams) -> bool {
+        self.memory_kib > other.memory_kib
+            || self.time > other.time
+            || self.parallelism > other.parallelism
+    }
+
     /// Memory cost in MiB.
     pub fn memory_mib(&self) -> u32 {
         self.memory_kib / 1024
@@ -113,6 +142,30 @@ impl KdfParams {
             .hash_password_into(passphrase.expose_secret().as_bytes(), salt, key.as_mut())
             .map_err(|e| Error::InvalidKdf(e.to_string()))?;
         Ok(key)
+    }
+}
+
+/// The highest key-derivation cost `unlock` pays without asking: stored
+/// parameters are not authenticated before deriving, so an edited database
+/// could otherwise make every unlock take gigabytes and minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KdfCeiling {
+    /// Memory, in MiB.
+    pub memory_mib: u32,
+    /// Passes.
+    pub time: u32,
+}
+
+impl KdfCeiling {
+    /// 1024 MiB and 16 passes.
+    pub const DEFAULT: KdfCeiling = KdfCeiling {
+        memory_mib: 1024,
+        time: 16,
+    };
+
+    /// Whether `params` cost more than this ceiling.
+    pub fn exceeded_by(&self, params: &KdfParams) -> bool {
+        params.memory_kib > self.memory_mib.saturating_mul(1024) || params.time > self.time
     }
 }
 
@@ -262,6 +315,12 @@ impl Keys {
     pub(crate) fn recipient(&self) -> age::x25519::Recipient {
         self.identity.to_public()
     }
+
+    /// The public key (`age1…`) that values must be encrypted to. Public:
+    /// it is stored in clear for `set`.
+    pub fn public_key(&self) -> String {
+        self.recipient().to_string()
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +366,22 @@ mod tests {
         assert!(KdfParams::new(8, 0).is_err());
         assert!(KdfParams::new(8, 1).is_ok());
         assert_eq!(KdfParams::DEFAULT.memory_mib(), 64);
+    }
+
+    #[test]
+    fn params_record_round_trips_and_costs_compare() {
+        let p = KdfParams::new(64, 3).unwrap();
+        assert_eq!(KdfParams::from_bytes(&p.to_bytes()), Some(p));
+        assert_eq!(KdfParams::from_bytes(&p.to_bytes()[..11]), None);
+        assert_eq!(KdfParams::from_bytes(&[0u8; 13]), None);
+        let more_memory = KdfParams::new(65, 3).unwrap();
+        let more_time = KdfParams::new(64, 4).unwrap();
+        assert!(more_memory.exceeds(&p) && more_time.exceeds(&p));
+        assert!(!p.exceeds(&p) && !low().exceeds(&p));
+        let ceiling = KdfCeiling::DEFAULT;
+        assert!(!ceiling.exceeded_by(&KdfParams::new(1024, 16).unwrap()));
+        assert!(ceiling.exceeded_by(&KdfParams::new(1025, 1).unwrap()));
+        assert!(ceiling.exceeded_by(&KdfParams::new(8, 17).unwrap()));
     }
 
     proptest::proptest! {

@@ -32,10 +32,10 @@ pub use error::{Error, Result};
 /// For the fuzz targets (`fuzz/`): the wrapped identity's parser.
 #[doc(hidden)]
 pub use keys::WrappedIdentity;
-pub use keys::{KdfParams, Keys, VAULT_ID_LEN};
+pub use keys::{KdfCeiling, KdfParams, Keys, VAULT_ID_LEN};
 pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
 pub use vault::{
-    ApproveOutcome, Endorsed, GrantRecord, Provenance, SecretInfo, SecretState, SetOutcome, Vault,
-    Writer,
+    ApproveOutcome, Endorsed, GrantRecord, KdfCost, Provenance, RecipientCheck, SecretInfo,
+    SecretState, SetOutcome, ValueCheck, Vault, Writer,
 };

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 
 use crate::envelope::{self, MAX_VALUE_LEN};
 use crate::error::{Error, Result};
-use crate::keys::{KdfParams, Keys, VAULT_ID_LEN, WrappedIdentity};
+use crate::keys::{KdfCeiling, KdfParams, Keys, VAULT_ID_LEN, WrappedIdentity};
 use crate::manifest::{self, Manifest};
 use crate::name::SecretName;
 use crate::paths::{db_path, ensure_private_dir};
@@ -82,12 +82,65 @@ pub enum ApproveOutcome {
     AlreadyApproved,
 }
 
+/// What unlocking would cost, before anything is derived (see
+/// [`Vault::kdf_cost`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KdfCost {
+    /// Within the ceiling, and not above the cost chosen at `init`.
+    Within,
+    /// Above the cost recorded at `init`: nothing changes the cost after
+    /// `init`, so the database was edited.
+    RaisedSinceInit {
+        stored: KdfParams,
+        at_init: KdfParams,
+    },
+    /// Above the ceiling. `at_init` is the cost recorded at `init` (the
+    /// same as `stored`), or `None` for a vault made before it was recorded.
+    AboveCeiling {
+        stored: KdfParams,
+        at_init: Option<KdfParams>,
+    },
+}
+
+/// The public key stored in clear and the identity's own (see
+/// [`Vault::unlock_for_repair`]). Public keys, not secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientCheck {
+    /// What the database holds (what `set` encrypts to).
+    pub stored: String,
+    /// The public half of the identity the passphrase unwrapped.
+    pub actual: String,
+}
+
+impl RecipientCheck {
+    /// Whether the stored public key is the identity's.
+    pub fn intact(&self) -> bool {
+        self.stored == self.actual
+    }
+}
+
+/// Whether one stored value opens as its own secret (see
+/// [`Vault::check_values`]). Holds no value.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ValueCheck {
+    /// The name as stored (escape it before showing it: it may be invalid).
+    pub name: String,
+    /// Pending or approved.
+    pub state: SecretState,
+    /// Why it does not open, if it does not.
+    pub problem: Option<String>,
+    /// Whether it is encrypted to another key (set while the vault's public
+    /// key was replaced).
+    pub other_key: bool,
+}
+
 /// An open vault.
 pub struct Vault {
     dir: PathBuf,
     conn: Connection,
     vault_id: [u8; VAULT_ID_LEN],
-    recipient: age::x25519::Recipient,
+    /// The public key stored in clear; `None` if it is not one.
+    recipient: Option<age::x25519::Recipient>,
     wrapped: WrappedIdentity,
 }
 
@@ -226,10 +279,11 @@ impl Vault {
         let vault_id: [u8; VAULT_ID_LEN] = meta("vault_id")?
             .try_into()
             .map_err(|_| Error::Corrupt("the vault id is malformed".into()))?;
+        // A malformed public key is kept as such, not refused here: it is
+        // reported when a value is set, and `repair` replaces it.
         let recipient = std::str::from_utf8(&meta("recipient")?)
             .ok()
-            .and_then(|s| age::x25519::Recipient::from_str(s).ok())
-            .ok_or_else(|| Error::Corrupt("the vault's public key is malformed".into()))?;
+            .and_then(|s| age::x25519::Recipient::from_str(s).ok());
         let wrapped = WrappedIdentity::decode(&meta("wrapped_identity")?)?;
         Ok(Vault {
             dir: dir.to_owned(),
@@ -250,19 +304,127 @@ impl Vault {
         self.wrapped.params()
     }
 
+    /// The key-derivation cost recorded at `init`, if this vault has the
+    /// record (vaults made before it was kept do not).
+    pub fn kdf_at_init(&self) -> Result<Option<KdfParams>> {
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'kdf_at_init'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        raw.map(|raw| {
+            KdfParams::from_bytes(&raw).ok_or_else(|| {
+                Error::Corrupt("the key-derivation cost recorded at init is malformed".into())
+            })
+        })
+        .transpose()
+    }
+
+    /// What deriving the key would cost, compared with the cost recorded at
+    /// `init` and with `ceiling`. Call it before [`Vault::unlock`]: the
+    /// stored parameters are authenticated only by a successful unlock.
+    pub fn kdf_cost(&self, ceiling: KdfCeiling) -> Result<KdfCost> {
+        let stored = self.kdf_params();
+        let at_init = self.kdf_at_init()?;
+        Ok(match at_init {
+            Some(at_init) if stored.exceeds(&at_init) => {
+                KdfCost::RaisedSinceInit { stored, at_init }
+            }
+            _ if ceiling.exceeded_by(&stored) => KdfCost::AboveCeiling { stored, at_init },
+            _ => KdfCost::Within,
+        })
+    }
+
     /// Derives the key from `passphrase` and opens the identity. Also checks
     /// that the public key stored in clear (used by `set`) is still ours.
     pub fn unlock(&self, passphrase: &SecretString) -> Result<Keys> {
-        let identity = self.wrapped.unwrap(passphrase, &self.vault_id)?;
-        let keys = Keys::new(identity, &self.vault_id);
-        if keys.recipient().to_string() != self.recipient.to_string() {
-            return Err(Error::Tampered(
-                "the vault's public key was replaced; values set since then may be \
-                 readable by whoever replaced it — re-create them"
-                    .into(),
-            ));
+        let (keys, recipient) = self.unlock_for_repair(passphrase)?;
+        if !recipient.intact() {
+            return Err(Error::RecipientReplaced);
         }
         Ok(keys)
+    }
+
+    /// Like [`Vault::unlock`] (a wrong passphrase is still
+    /// [`Error::WrongPassphrase`]: the wrapped identity's AEAD checks it),
+    /// but a replaced public key is reported, not refused, so that
+    /// [`Vault::restore_recipient`] can put the right one back.
+    pub fn unlock_for_repair(&self, passphrase: &SecretString) -> Result<(Keys, RecipientCheck)> {
+        let identity = self.wrapped.unwrap(passphrase, &self.vault_id)?;
+        let keys = Keys::new(identity, &self.vault_id);
+        let check = RecipientCheck {
+            stored: self
+                .recipient
+                .as_ref()
+                .map_or_else(|| "(not a public key)".to_owned(), ToString::to_string),
+            actual: keys.public_key(),
+        };
+        Ok((keys, check))
+    }
+
+    /// Stores the identity's own public key in clear again, so that values
+    /// set from now on are encrypted to it. Returns whether it had been
+    /// replaced (re-read under the write lock).
+    pub fn restore_recipient(&mut self, keys: &Keys) -> Result<bool> {
+        let actual = keys.public_key();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<Vec<u8>> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'recipient'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if stored.as_deref() == Some(actual.as_bytes()) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('recipient', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [actual.as_bytes()],
+        )?;
+        tx.commit()?;
+        self.recipient = Some(keys.recipient());
+        Ok(true)
+    }
+
+    /// Decrypts every stored value, pending and approved, as its own
+    /// secret, and drops (wipes) it at once: says which do not open, and
+    /// why. Does not verify the endorsed state ([`Vault::verify`] does).
+    pub fn check_values(&self, keys: &Keys) -> Result<Vec<ValueCheck>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, state, ciphertext FROM secrets ORDER BY name")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let raw: String = row.get(0)?;
+            let state = parse_state(&row.get::<_, String>(1)?)?;
+            let ciphertext = row.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+            let (problem, other_key) = match SecretName::new(&raw) {
+                Err(_) => (Some("its name is invalid".to_owned()), false),
+                Ok(name) => match envelope::open_checked(&keys.identity, &name, ciphertext) {
+                    Ok(value) => {
+                        drop(value);
+                        (None, false)
+                    }
+                    Err(why) => (
+                        Some(why.to_string()),
+                        why == envelope::OpenFailure::OtherKey,
+                    ),
+                },
+            };
+            out.push(ValueCheck {
+                name: raw,
+                state,
+                problem,
+                other_key,
+            });
+        }
+        Ok(out)
     }
 
     /// Lists every secret by name. Never reads a value.
@@ -364,7 +526,11 @@ impl Vault {
     ) -> Result<SetOutcome> {
         check_value(name, value)?;
         // Encrypt before taking the write lock, to hold it briefly.
-        let ciphertext = envelope::seal(&self.recipient, name, value)?;
+        let recipient = self
+            .recipient
+            .as_ref()
+            .ok_or_else(|| Error::Corrupt("the vault's public key is malformed".into()))?;
+        let ciphertext = envelope::seal(recipient, name, value)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -696,6 +862,12 @@ fn build_new(tmp: &Path, passphrase: &SecretString, params: KdfParams) -> Result
     put.execute(rusqlite::params!["vault_id", vault_id.as_slice()])?;
     put.execute(rusqlite::params!["recipient", recipient.as_bytes()])?;
     put.execute(rusqlite::params!["wrapped_identity", wrapped.encode()])?;
+    // The cost chosen now, kept apart from the wrapped identity's copy:
+    // `unlock` asks before paying more than this (see `Vault::kdf_cost`).
+    put.execute(rusqlite::params![
+        "kdf_at_init",
+        params.to_bytes().as_slice()
+    ])?;
     put.execute(rusqlite::params![
         "created_at",
         now().to_be_bytes().as_slice()
