@@ -1024,6 +1024,81 @@ print("listed:", sorted(n for n in os.listdir(vault) if n.startswith("vault.db")
     );
 }
 
+/// Issue 13: under `--nested-sandbox` (no Landlock filesystem rules, so
+/// that bubblewrap works inside) the agent runs in a user and mount
+/// namespace of its own where the broker's directory and the protected
+/// files are read-only and the vault is covered: it cannot put a fake
+/// broker at the socket path, cannot open the vault's files, and still
+/// uses the broker (list, exec) and bubblewrap. The control: outside, the
+/// same user can write the broker's directory.
+#[test]
+fn nested_sandbox_keeps_the_socket_and_the_vault_out_of_reach() {
+    let mut s = scene();
+    let broker = s.unlock(&[]);
+    let socket = s.socket();
+    let dir = socket.parent().unwrap().to_path_buf();
+    let outside = s
+        .user(Path::new("/bin/sh"))
+        .args([
+            "-c",
+            &format!("touch {dir:?}/probe && rm {dir:?}/probe && echo writable"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&outside.stdout).trim(),
+        "writable",
+        "the control: the user can write the broker's directory outside the shield"
+    );
+    let envseal = s.envseal.display().to_string();
+    let quick = s.bins.join("quick").display().to_string();
+    let script = format!(
+        r#"
+fails() {{ if "$@" 2>/dev/null; then echo "DID: $*"; else echo "denied: $*"; fi; }}
+fails rm -f {socket:?}
+fails mv {dir:?} {dir:?}.moved
+fails python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind({fake:?})'
+fails sh -c 'echo x >> "$HOME/.bashrc"'
+fails cat {vault:?}/vault.db
+fails python3 -c 'open({shm:?}, "rb")'
+"{envseal}" list >/dev/null && echo "ok: list"
+"{envseal}" exec -- "{quick}" >/dev/null; echo "exec: $?"
+bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc -- sh -c 'echo ok: bwrap'
+"#,
+        socket = socket.display().to_string(),
+        dir = dir.display().to_string(),
+        fake = dir.join("fake.sock").display().to_string(),
+        vault = s.env.home.display().to_string(),
+        shm = s.env.home.join("vault.db-shm").display().to_string(),
+    );
+    let r = s.run(&["shield", "--nested-sandbox", "--", "sh", "-c", &script]);
+    let out = r.stdout();
+    assert!(
+        !out.contains("DID:"),
+        "{out}\n{}",
+        s.env.redact(&r.stderr())
+    );
+    assert_eq!(
+        out.matches("denied:").count(),
+        6,
+        "{out}\n{}",
+        s.env.redact(&r.stderr())
+    );
+    for ok in ["ok: list", "exec: 7", "ok: bwrap"] {
+        assert!(
+            out.contains(ok),
+            "{ok} failed under --nested-sandbox:\n{out}\n{}",
+            s.env.redact(&r.stderr())
+        );
+    }
+    assert!(socket.exists(), "the socket is gone");
+    assert_eq!(
+        s.broker_pid(),
+        Some(broker),
+        "another process answers at the socket"
+    );
+}
+
 /// Issue 13: no exec without its record, and no record that stalls the
 /// broker. The person's own process holds SQLite's write lock (as the
 /// agent once did from inside the shield): an exec waits for it, with its

@@ -594,9 +594,23 @@ fn passphrase_fd_reads_the_descriptor_itself() {
         assert_eq!(r.stdout(), "got: hello from stdin\n");
     }
 
-    // Descriptor 9 is not open: a clear refusal, before anything is read.
+    // Descriptor 9 is not open (closed explicitly: another test thread's
+    // descriptors may leak into children): a clear refusal, before
+    // anything is read.
     let mut c = env.command();
     c.args(["audit", "--verify", "--passphrase-fd", "9"]);
+    let c = {
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.arg("-c")
+            .arg(r#"exec "$0" "$@" 9<&-"#)
+            .arg(c.get_program())
+            .args(c.get_args())
+            .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+            .env_remove("XDG_DATA_HOME")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        sh
+    };
     let r = env.run_command("audit --verify --passphrase-fd 9 (closed)".into(), c, b"");
     env.expect_code(&r, code::USAGE);
     env.expect_stderr(&r, &["fd 9", "not open"]);

@@ -23,7 +23,7 @@
 //! opened.
 
 use std::collections::BTreeSet;
-use std::ffi::{CString, OsString};
+use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
@@ -49,9 +49,16 @@ pub struct Confinement {
     /// (the vault's files: a read-only open is enough to hold SQLite's
     /// locks). Their entries may still be listed.
     pub hidden: Vec<PathBuf>,
+    /// Under `--nested-sandbox`, the names shown inside each hidden path
+    /// (as files that cannot be opened), so that a program finds them
+    /// closed rather than missing.
+    pub hidden_files: Vec<String>,
     /// `--nested-sandbox`: a scope-only domain with no filesystem rules,
-    /// so mount-based sandboxes (bubblewrap) work inside; nothing is
-    /// write-protected.
+    /// so mount-based sandboxes (bubblewrap) work inside. The agent runs in
+    /// a user and mount namespace of its own instead, where the protected
+    /// paths that exist are bind-mounted read-only and the hidden ones are
+    /// covered by an empty, unreadable tmpfs (missing protected paths can
+    /// be created there).
     pub nested_sandbox: bool,
 }
 
@@ -59,6 +66,10 @@ pub struct Confinement {
 #[derive(Debug)]
 pub struct Domain {
     fd: OwnedFd,
+    /// `--nested-sandbox`: the mounts the agent's process makes in its own
+    /// namespaces before it is confined.
+    mounts: Option<Vec<NsMount>>,
+
     /// One line per fact, for `--verbose` and the docs.
     pub description: Vec<String>,
 }
@@ -112,12 +123,32 @@ pub fn domain(c: &Confinement) -> Result<Domain> {
         "Landlock domain: no /proc access to, and no tracing of, processes outside the shield"
             .to_owned(),
     );
+    let mut mounts = None;
     let created = if c.nested_sandbox {
+        let planned = ns_mounts(c)?;
         description.push(
-            "--nested-sandbox: no filesystem rules (mount-based sandboxes work); start-up files \
-             and PATH directories are NOT write-protected"
+            "--nested-sandbox: no filesystem rules (mount-based sandboxes work); a user and mount \
+             namespace instead"
                 .to_owned(),
         );
+        for m in &planned {
+            match m {
+                NsMount::ReadOnly { target, .. } => description.push(format!(
+                    "read-only bind mount: {}",
+                    target.to_string_lossy()
+                )),
+                NsMount::Cover { path } => description.push(format!(
+                    "covered by an empty read-only tmpfs: {}",
+                    path.to_string_lossy()
+                )),
+                _ => {}
+            }
+        }
+        description.push(
+            "missing start-up files are NOT protected from creation under --nested-sandbox"
+                .to_owned(),
+        );
+        mounts = Some(planned);
         ruleset.create().map_err(|e| err(e.to_string()))?
     } else {
         let write = AccessFs::from_write(abi);
@@ -167,7 +198,161 @@ pub fn domain(c: &Confinement) -> Result<Domain> {
     };
     let fd: Option<OwnedFd> = created.into();
     let fd = fd.ok_or_else(|| err("Landlock is not enforced".into()))?;
-    Ok(Domain { fd, description })
+    Ok(Domain {
+        fd,
+        mounts,
+        description,
+    })
+}
+
+/// One step of the mounts the agent's process makes in its own mount
+/// namespace under `--nested-sandbox`, prepared before the fork.
+#[derive(Debug)]
+enum NsMount {
+    /// Bind `source` onto `target`, then remount it read-only keeping the
+    /// flags of the mount it copies that are locked in a user namespace.
+    ReadOnly {
+        source: CString,
+        target: CString,
+        keep: libc::c_ulong,
+    },
+    /// Cover `path` with an empty tmpfs (still writable, to build in).
+    Cover { path: CString },
+    /// Create `name` in the cover at `dir`, empty and of mode 000: found,
+    /// but it cannot be opened (nor its mode changed, once read-only).
+    Decoy { dir: CString, name: CString },
+    /// A directory in a cover, where a protected path beneath it goes.
+    Mkdir { path: CString },
+    /// Before covering: keep a detached copy of the tree at `path` (in
+    /// this mount namespace) in slot `slot`.
+    Hold { path: CString, slot: usize },
+    /// Attach the tree held in `slot` at `target`, read-only (keeping the
+    /// locked flags `keep`).
+    Attach {
+        slot: usize,
+        target: CString,
+        keep: libc::c_ulong,
+    },
+    /// Make the cover at `path` read-only.
+    Seal { path: CString },
+    /// Last, for an agent that is root (who keeps every capability in the
+    /// namespace it starts in, and could undo the mounts): enter a second
+    /// user and mount namespace, where the mounts above are locked.
+    Lock,
+}
+
+/// How many protected directories beneath hidden paths can be kept.
+const HELD: usize = 8;
+
+/// The mounts for `--nested-sandbox`: every existing protected path
+/// read-only; every existing hidden one covered by an empty read-only
+/// tmpfs holding a decoy of each of `c.hidden_files`, with the protected
+/// directories beneath it (the broker's may live in the vault's) attached
+/// again, read-only.
+fn ns_mounts(c: &Confinement) -> Result<Vec<NsMount>> {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let cstr = |p: &[u8]| {
+        CString::new(p).map_err(|_| Error::Sys {
+            action: "plan the shield's mounts",
+            source: std::io::Error::other("a path contains a NUL byte"),
+        })
+    };
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink());
+    let keep = |p: &Path| {
+        let flags = statvfs(p).map(|s| s.flags()).unwrap_or(FsFlags::empty());
+        [
+            (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+            (FsFlags::ST_NODEV, libc::MS_NODEV),
+            (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        ]
+        .into_iter()
+        .filter(|(st, _)| flags.contains(*st))
+        .fold(0, |acc, (_, ms)| acc | ms)
+    };
+    let hidden: Vec<PathBuf> = c
+        .hidden
+        .iter()
+        .map(|p| normalize(p))
+        .filter(|p| exists(p))
+        .collect();
+    let protected: Vec<PathBuf> = c
+        .protected
+        .iter()
+        .map(|p| normalize(p))
+        .filter(|p| exists(p) && !hidden.contains(p))
+        .collect();
+    // Outermost first, so that an inner mount is not covered by an outer.
+    let mut items: Vec<(&PathBuf, bool)> = protected
+        .iter()
+        .filter(|p| !hidden.iter().any(|h| p.starts_with(h)))
+        .map(|p| (p, false))
+        .chain(hidden.iter().map(|h| (h, true)))
+        .collect();
+    items.sort_by_key(|(p, _)| p.components().count());
+    items.dedup_by(|a, b| a.0 == b.0);
+    let mut steps = Vec::new();
+    let mut slot = 0;
+    for (path, is_hidden) in items {
+        let target = cstr(path.as_os_str().as_bytes())?;
+        if !is_hidden {
+            steps.push(NsMount::ReadOnly {
+                source: target.clone(),
+                target,
+                keep: keep(path),
+            });
+            continue;
+        }
+        let mut inner: Vec<&PathBuf> = protected
+            .iter()
+            .filter(|p| p.starts_with(path) && p.is_dir())
+            .collect();
+        inner.sort_by_key(|p| p.components().count());
+        let first = slot;
+        for p in &inner {
+            if slot == HELD {
+                return Err(Error::Sys {
+                    action: "plan the shield's mounts",
+                    source: std::io::Error::other("too many protected paths inside hidden ones"),
+                });
+            }
+            steps.push(NsMount::Hold {
+                path: cstr(p.as_os_str().as_bytes())?,
+                slot,
+            });
+            slot += 1;
+        }
+        steps.push(NsMount::Cover {
+            path: target.clone(),
+        });
+        for name in &c.hidden_files {
+            steps.push(NsMount::Decoy {
+                dir: target.clone(),
+                name: cstr(name.as_bytes())?,
+            });
+        }
+        for (i, p) in inner.iter().enumerate() {
+            let mut dir = path.clone();
+            for part in p.strip_prefix(path).unwrap_or(Path::new("")).components() {
+                dir.push(part);
+                steps.push(NsMount::Mkdir {
+                    path: cstr(dir.as_os_str().as_bytes())?,
+                });
+            }
+            steps.push(NsMount::Attach {
+                slot: first + i,
+                target: cstr(p.as_os_str().as_bytes())?,
+                keep: keep(p),
+            });
+        }
+        steps.push(NsMount::Seal { path: target });
+    }
+    if nix::unistd::geteuid().is_root() {
+        steps.push(NsMount::Lock);
+    }
+    Ok(steps)
 }
 
 /// What a rule grants beneath its path.
@@ -328,7 +513,10 @@ pub fn spawn(
     })?;
     let waited = signals::waited_set();
     let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
+    let (mapped_r, mapped_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let child = ShieldChild {
+        mapped: mapped_r.as_raw_fd(),
+        mounts: domain.mounts.as_deref(),
         go: go_r.as_raw_fd(),
         report: report_w.as_raw_fd(),
         ruleset: domain.fd.as_raw_fd(),
@@ -338,7 +526,12 @@ pub fn spawn(
         envp: &envp_ptrs,
         mask: &mask,
     };
-    let pid = match ns::clone(0) {
+    let namespaces = if domain.mounts.is_some() {
+        libc::CLONE_NEWUSER | libc::CLONE_NEWNS
+    } else {
+        0
+    };
+    let pid = match ns::clone(namespaces) {
         Ok(0) => child.run(),
         Ok(pid) => nix::unistd::Pid::from_raw(pid),
         Err(e) => {
@@ -354,6 +547,23 @@ pub fn spawn(
     };
     drop(go_r);
     drop(report_w);
+    drop(mapped_r);
+    if domain.mounts.is_some() {
+        // The user's own ids only: the agent keeps its uid and gid.
+        let ids = crate::idmap::Ids::current();
+        if let Err(e) = ids.write_all(&[ids.self_maps(pid.as_raw())]) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&mask),
+                None,
+            );
+            return Err(e);
+        }
+    }
+    let _ = nix::unistd::write(&mapped_w, b"m");
+    drop(mapped_w);
     // Returned only once the process is confined: the broker checks its
     // state (no_new_privs, seccomp) when the shield registers it.
     match crate::sys::spawn::read_report(&report_r) {
@@ -393,8 +603,12 @@ const STAGE_EXEC: u32 = 5;
 /// Not a failure: the agent's process is confined (no_new_privs, the
 /// domain, the filter) and now waits for [`Pending::start`].
 const STAGE_CONFINED: u32 = 6;
+const STAGE_MOUNT: u32 = 7;
 
 struct ShieldChild<'a> {
+    /// Written once the parent has mapped the ids (`--nested-sandbox`).
+    mapped: RawFd,
+    mounts: Option<&'a [NsMount]>,
     go: RawFd,
     report: RawFd,
     ruleset: RawFd,
@@ -412,6 +626,17 @@ impl ShieldChild<'_> {
             ns::report(self.report, stage, errno);
             ns::exit(126)
         };
+        match ns::read_byte(self.mapped) {
+            Ok(true) => {}
+            Ok(false) => fail(STAGE_WAIT, libc::ECANCELED),
+            Err(e) => fail(STAGE_WAIT, e),
+        }
+        ns::close(self.mapped);
+        if let Some(mounts) = self.mounts
+            && let Err(e) = make_mounts(mounts)
+        {
+            fail(STAGE_MOUNT, e);
+        }
         if let Err(e) = ns::no_new_privs() {
             fail(STAGE_NO_NEW_PRIVS, e);
         }
@@ -434,6 +659,75 @@ impl ShieldChild<'_> {
     }
 }
 
+/// In the agent's own mount namespace: the planned mounts. System calls
+/// only.
+fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
+    const COVER: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let read_only = |target: &CStr, keep: libc::c_ulong| {
+        ns::mount(
+            None,
+            target,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+            None,
+        )
+    };
+    let mut held: [RawFd; HELD] = [-1; HELD];
+    ns::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    for m in mounts {
+        match m {
+            NsMount::Hold { path, slot } => held[*slot] = ns::clone_tree(path)?,
+            NsMount::Attach { slot, target, keep } => {
+                ns::attach_tree(held[*slot], target)?;
+                ns::close(held[*slot]);
+                read_only(target, *keep)?;
+            }
+            NsMount::ReadOnly {
+                source,
+                target,
+                keep,
+            } => {
+                ns::mount(
+                    Some(source),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )?;
+                read_only(target, *keep)?;
+            }
+            NsMount::Cover { path } => ns::mount(
+                Some(c"tmpfs"),
+                path,
+                Some(c"tmpfs"),
+                COVER,
+                Some(c"mode=0755,size=16k"),
+            )?,
+            NsMount::Decoy { dir, name } => {
+                let beneath = ns::open_dir(dir)?;
+                let made = ns::create_file_beneath(beneath, name, b"", 0);
+                ns::close(beneath);
+                made?;
+            }
+            NsMount::Mkdir { path } => ns::mkdir(path, 0o700)?,
+            NsMount::Lock => {
+                ns::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
+                ns::write_file(c"/proc/self/setgroups", b"deny")?;
+                ns::write_file(c"/proc/self/uid_map", b"0 0 1")?;
+                ns::write_file(c"/proc/self/gid_map", b"0 0 1")?;
+            }
+            NsMount::Seal { path } => ns::mount(
+                None,
+                path,
+                None,
+                libc::MS_REMOUNT | libc::MS_RDONLY | COVER,
+                None,
+            )?,
+        }
+    }
+    Ok(())
+}
+
 /// The error for a failure the agent's process reported.
 fn stage_error(stage: u32, errno: i32) -> Error {
     let source = std::io::Error::from_raw_os_error(errno);
@@ -447,6 +741,7 @@ fn stage_error(stage: u32, errno: i32) -> Error {
                 STAGE_NO_NEW_PRIVS => "set no_new_privs",
                 STAGE_LANDLOCK => "enter the shield's Landlock domain",
                 STAGE_SECCOMP => "install the shield's seccomp filter",
+                STAGE_MOUNT => "make the --nested-sandbox mounts (read-only and hidden paths)",
                 _ => "start the agent",
             },
             source,

@@ -73,9 +73,11 @@ pub fn show(command: Command) -> anyhow::Result<()> {
 /// to the same command line instead.
 fn or_through_broker(result: anyhow::Result<()>) -> anyhow::Result<u8> {
     let closed = |e: &anyhow::Error| {
+        // Closed (inside a shield), or read-only (root inside a shield
+        // under --nested-sandbox, where the vault is covered).
         matches!(
             e.downcast_ref::<envseal_vault::Error>(),
-            Some(envseal_vault::Error::Closed(_))
+            Some(envseal_vault::Error::Closed(_) | envseal_vault::Error::ReadOnly { .. })
         )
     };
     match result {

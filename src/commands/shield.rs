@@ -45,6 +45,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
         // open is enough to hold SQLite's locks and stall every write.
         // `list`, `grants` and `audit` answer through the broker.
         hidden: vec![std::fs::canonicalize(&loc.vault).unwrap_or_else(|_| loc.vault.clone())],
+        hidden_files: vec![envseal_vault::DB_FILE.to_owned()],
         nested_sandbox: args.nested_sandbox,
     })?;
 

@@ -32,6 +32,16 @@ impl<'a> Terminal<'a> {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let master: OwnedFd = pty.master;
         let slave: OwnedFd = pty.slave;
+        // openpty leaves them inheritable: a command another test thread
+        // starts meanwhile must not get them (it would see an extra open
+        // descriptor).
+        for fd in [&master, &slave] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .expect("FD_CLOEXEC");
+        }
         let pts = nix::unistd::ttyname(&slave).expect("ttyname");
         let mut cmd = Command::new("setsid");
         cmd.args(["-w", "-c"])

@@ -244,6 +244,11 @@ impl Vault {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotInitialized(dir.to_owned()));
             }
+            // The directory may not be searched: inside `envseal shield
+            // --nested-sandbox` it is covered.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(Error::Closed(path));
+            }
             Err(e) => return Err(io_err("cannot read", &path, e)),
             Ok(m) if !m.file_type().is_file() => {
                 return Err(Error::Corrupt(format!(

@@ -58,6 +58,59 @@ pub(crate) fn mount(
     check(r.into()).map(drop)
 }
 
+/// `open_tree(2)` with `OPEN_TREE_CLONE | AT_RECURSIVE`: a detached copy
+/// of the mount tree at `path` (which stays reachable through the
+/// descriptor when `path` is covered afterwards). The caller closes it.
+pub(crate) fn clone_tree(path: &CStr) -> Result<RawFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_ulong = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
+    // SAFETY: a valid NUL-terminated path; the descriptor is returned.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    check(r).map(|fd| fd as RawFd)
+}
+
+/// `move_mount(2)`: attaches the detached tree `tree` at `target`.
+pub(crate) fn attach_tree(tree: RawFd, target: &CStr) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_ulong = 4;
+    // SAFETY: `tree` is a descriptor of the caller's; the empty path and
+    // `target` are valid NUL-terminated strings.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: plain integer flags.
+    check(unsafe { libc::unshare(flags) }.into()).map(drop)
+}
+
+/// Writes `bytes` to the existing file `path` (a `/proc` control file) in
+/// one `write`.
+pub(crate) fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
+    // SAFETY: a valid NUL-terminated path; the descriptor is closed below.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) }.into())?
+        as RawFd;
+    // SAFETY: the pointer and length describe `bytes`.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let written = check(n as libc::c_long);
+    close(fd);
+    match written {
+        Ok(n) if n as usize == bytes.len() => Ok(()),
+        Ok(_) => Err(libc::EIO),
+        Err(e) => Err(e),
+    }
+}
+
 /// `mkdir(2)`.
 pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     // SAFETY: a valid NUL-terminated path.
