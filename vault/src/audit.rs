@@ -270,9 +270,23 @@ pub(crate) fn append(tx: &Transaction<'_>, record: &Record) -> Result<(i64, i64)
     insert(tx, 0, &record.encode(), None)
 }
 
-/// The element `seq`, read but not verified.
-pub(crate) fn element(conn: &rusqlite::Connection, seq: i64) -> Result<Option<Element>> {
-    Ok(read(conn)?.into_iter().find(|e| e.seq == seq))
+/// The record at `seq`, read but not verified (`None`: no such element,
+/// or not a readable record).
+pub(crate) fn record_at(conn: &rusqlite::Connection, seq: i64) -> Result<Option<(i64, Record)>> {
+    use rusqlite::OptionalExtension as _;
+    let row: Option<(i64, i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT at, kind, body FROM audit WHERE seq = ?1",
+            [seq],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(at, kind, body)| {
+        (kind == 0)
+            .then(|| Record::decode(&body))
+            .flatten()
+            .map(|r| (at, r))
+    }))
 }
 
 /// Appends a checkpoint over the elements since the previous one.

@@ -614,6 +614,8 @@ impl Vault {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
         let mut outcomes = Vec::with_capacity(names.len());
+        // The log is verified once, for the first pending value.
+        let mut log: Option<crate::audit::Verification> = None;
         for name in names {
             let row = existing(&tx, name)?;
             if row.state == SecretState::Approved {
@@ -630,7 +632,11 @@ impl Vault {
                     return Err(Error::ChangedSinceShown(name.to_string()));
                 }
             }
-            outcomes.push(approve_row(&tx, keys, &mut manifest, name, &row)?);
+            let log = match &log {
+                Some(log) => log,
+                None => log.insert(crate::audit::verify(&tx, keys)?),
+            };
+            outcomes.push(approve_row(&tx, keys, &mut manifest, log, name, &row)?);
         }
         if outcomes
             .iter()
@@ -737,15 +743,20 @@ impl Vault {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
         let mut outcomes = Vec::new();
+        let mut log: Option<crate::audit::Verification> = None;
         for name in uses {
             let row = existing(&tx, name)?;
             if row.state == SecretState::Pending {
                 if !approve {
                     return Err(Error::NotApproved(name.to_string()));
                 }
+                let log = match &log {
+                    Some(log) => log,
+                    None => log.insert(crate::audit::verify(&tx, keys)?),
+                };
                 outcomes.push((
                     name.clone(),
-                    approve_row(&tx, keys, &mut manifest, name, &row)?,
+                    approve_row(&tx, keys, &mut manifest, log, name, &row)?,
                 ));
             }
         }
@@ -1025,19 +1036,19 @@ fn write_manifest(
     Ok(())
 }
 
-/// Approves one pending row: its provenance must verify (see
-/// [`Vault::provenance`]), and decrypting proves the ciphertext is ours
-/// and is this secret's (the value is dropped, and wiped, at once).
+/// Approves one pending row: its provenance must verify against `log`
+/// (see [`Vault::provenance`]), and decrypting proves the ciphertext is
+/// ours and is this secret's (the value is dropped, and wiped, at once).
 fn approve_row(
     tx: &Transaction<'_>,
     keys: &Keys,
     manifest: &mut Manifest,
+    log: &crate::audit::Verification,
     name: &SecretName,
     row: &Row,
 ) -> Result<ApproveOutcome> {
     drop(envelope::open(&keys.identity, name, &row.ciphertext)?);
-    let log = crate::audit::verify(tx, keys)?;
-    check_provenance(tx, &log, name, row)?;
+    check_provenance(tx, log, name, row)?;
     tx.execute(
         "UPDATE secrets SET state = 'approved' WHERE name = ?1",
         [name.as_str()],
@@ -1095,25 +1106,23 @@ fn check_provenance(
             "its record {seq} is in a part of the audit log that does not chain"
         )));
     }
-    let element = crate::audit::element(conn, seq)?
+    let (at, record) = crate::audit::record_at(conn, seq)?
         .ok_or_else(|| bad(format!("its record {seq} is gone from the audit log")))?;
-    match element.entry {
-        crate::audit::Entry::Record(record)
-            if record.action == "set"
-                && record.names == [name.as_str()]
-                && record.sha256 == Some(manifest::digest(&row.ciphertext))
-                && element.at == row.updated_at =>
-        {
-            Ok(Provenance {
-                seq,
-                record,
-                authenticated,
-            })
-        }
-        _ => Err(bad(format!(
+    if record.action == "set"
+        && record.names == [name.as_str()]
+        && record.sha256 == Some(manifest::digest(&row.ciphertext))
+        && at == row.updated_at
+    {
+        Ok(Provenance {
+            seq,
+            record,
+            authenticated,
+        })
+    } else {
+        Err(bad(format!(
             "record {seq} of the audit log did not write this value (the value was swapped, or \
              its time changed)"
-        ))),
+        )))
     }
 }
 
