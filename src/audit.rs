@@ -87,13 +87,6 @@ pub fn refused(mut record: Record, err: &anyhow::Error) -> Record {
     record
 }
 
-/// Commits `record` (of an exec about to hand over secrets) to the vault
-/// in `dir`, on the disk, through a connection of its own. An exec that
-/// cannot be recorded must not run: the error says so.
-pub fn commit_before_run(dir: &std::path::Path, record: &Record) -> anyhow::Result<()> {
-    Vault::append_audit_to(dir, record, true).map_err(|e| not_recorded(dir, &e))
-}
-
 /// The refusal of an exec whose record could not be written.
 pub fn not_recorded(dir: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Error {
     crate::exit::CliError::new(

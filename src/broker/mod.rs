@@ -8,6 +8,7 @@
 
 pub use envseal_proto as protocol;
 pub use envseal_proto::{frame, read_frame};
+mod recorder;
 pub mod server;
 mod session;
 

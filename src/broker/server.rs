@@ -78,6 +78,8 @@ struct Broker {
     signals: Option<SignalFd>,
     vault: Option<Vault>,
     keys: Option<SecretBox<Keys>>,
+    /// Commits each exec's record before its session starts the program.
+    recorder: Option<super::recorder::Recorder>,
     cache: Cache,
     conns: Vec<Conn>,
     sessions: HashMap<i32, Instant>,
@@ -118,6 +120,27 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         let _ = ready.write_all(&frame(&refusal(&err)));
         envseal_launcher::fork::exit_now(1)
     };
+    // Before the key exists: the recorder never holds it. In the recorder,
+    // the passphrase is wiped and the broker's descriptors closed.
+    let mut passphrase = Some(passphrase);
+    let inherited = [
+        start.listener.as_raw_fd(),
+        start.lock.as_raw_fd(),
+        ready.as_raw_fd(),
+    ];
+    let recorder = match super::recorder::Recorder::start(&start.loc.vault, || {
+        drop(passphrase.take());
+        for fd in inherited {
+            let _ = nix::unistd::close(fd);
+        }
+    }) {
+        Ok(r) => r,
+        Err(e) => fail(
+            &mut ready,
+            anyhow::anyhow!("cannot start the broker's recorder: {e}"),
+        ),
+    };
+    let passphrase = passphrase.expect("kept by the broker");
     let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
         let mut vault = Vault::open(&start.loc.vault)?;
         let keys = crate::audit::unlock(&mut vault, &passphrase, "unlock")?;
@@ -130,6 +153,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         Ok(v) => v,
         Err(e) => fail(&mut ready, e),
     };
+    let recorder = Some(recorder);
     let mut record = crate::audit::record("unlock");
     record.detail = Some(format!("broker, idle TTL {}", describe_ttl(start.idle_ttl)));
     crate::audit::write(&mut vault, Some(&keys), &record);
@@ -162,6 +186,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         signals: Some(signals),
         vault: Some(vault),
         keys: Some(keys),
+        recorder,
         cache: Cache::new(),
         conns: Vec::new(),
         sessions: HashMap::new(),
@@ -824,6 +849,17 @@ impl Broker {
                 return;
             }
         };
+        // The record goes to the recorder now; the session waits for it
+        // to be on the disk before the program starts.
+        let recorded = match self.submit(&record) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let err = crate::audit::not_recorded(&self.loc.vault, &e);
+                self.log(&format!("refused exec of {program} for pid {pid}: {err:#}"));
+                reply(&stream, &refusal(&err));
+                return;
+            }
+        };
         self.log(&format!(
             "exec {program} for pid {pid} (shielded: {shielded})"
         ));
@@ -840,7 +876,14 @@ impl Broker {
         match envseal_launcher::fork::fork() {
             Ok(envseal_launcher::fork::Forked::Child) => {
                 self.forget_in_child();
-                session::run(stream, fds, launch, report, record, &self.loc.vault)
+                session::run(
+                    stream,
+                    fds,
+                    launch,
+                    report,
+                    (record, recorded),
+                    &self.loc.vault,
+                )
             }
             Ok(envseal_launcher::fork::Forked::Parent(child)) => {
                 self.sessions.insert(child.as_raw(), Instant::now());
@@ -924,6 +967,39 @@ impl Broker {
         }
     }
 
+    /// Hands `record` to the recorder (started again if it has gone);
+    /// returns the descriptor its answer will come on.
+    fn submit(&mut self, record: &envseal_vault::audit::Record) -> std::io::Result<OwnedFd> {
+        if let Some(r) = &self.recorder {
+            match r.submit(record) {
+                Ok(fd) => return Ok(fd),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => self.log(&format!("the recorder is gone ({e}); starting another")),
+            }
+        }
+        // Forked now, from the unlocked broker: the key's pages are not
+        // mapped in a fork (`MADV_DONTFORK`), and the rest is let go.
+        let forget = {
+            let mut fds = vec![];
+            if let Some(l) = &self.listener {
+                fds.push(l.as_raw_fd());
+            }
+            if let Some(l) = &self.lock {
+                fds.push(l.as_raw_fd());
+            }
+            move || {
+                for fd in fds {
+                    let _ = nix::unistd::close(fd);
+                }
+            }
+        };
+        self.recorder = None;
+        let r = super::recorder::Recorder::start(&self.loc.vault, forget)?;
+        let fd = r.submit(record);
+        self.recorder = Some(r);
+        fd
+    }
+
     /// Checks the grant and builds the launch: the verified copy (from the
     /// cache when the file is unchanged) and the decrypted values.
     fn prepare(
@@ -990,6 +1066,7 @@ impl Broker {
             let _ = nix::unistd::close(fd);
         }
         self.listener = None;
+        self.recorder = None;
         self.signals = None;
         self.conns.clear();
         self.log = None;

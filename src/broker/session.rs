@@ -28,16 +28,17 @@ const RELAYED: [Signal; 7] = [
     Signal::SIGUSR2,
 ];
 
-/// Runs one exec. `record` (the audit record the broker prepared) is
-/// committed to the vault in `vault` before the program starts, and a
-/// record of how it ended after (through connections of this process's
-/// own: the broker's must not be used after a fork).
+/// Runs one exec. `record` (the audit record the broker prepared) was
+/// handed to the recorder, whose answer comes on `recorded`: the program
+/// starts only once it is on the disk. A record of how it ended is
+/// appended to the vault in `vault` after (through a connection of this
+/// process's own: the broker's must not be used after a fork).
 pub fn run(
     stream: UnixStream,
     fds: Vec<OwnedFd>,
     launch: Launch,
     report: Option<Report>,
-    record: envseal_vault::audit::Record,
+    (record, recorded): (envseal_vault::audit::Record, OwnedFd),
     vault: &std::path::Path,
 ) -> ! {
     // The broker blocks its own signals for its signalfd; the program
@@ -67,12 +68,13 @@ pub fn run(
         exit_now(1);
     }
     // No secret is handed over before the record of this exec is on the
-    // disk; written here, in the session, so that a write that stalls
-    // holds up this exec only, never the broker.
-    if let Err(e) = crate::audit::commit_before_run(vault, &record) {
-        send(&stream, &refusal(&e));
+    // disk (the recorder says so); waited for here, in the session, so
+    // that a write that stalls holds up this exec only, never the broker.
+    if let Err(why) = super::recorder::wait(&recorded) {
+        send(&stream, &refusal(&crate::audit::not_recorded(vault, &why)));
         exit_now(1);
     }
+    drop(recorded);
     if let Some(report) = report {
         report.print();
     }

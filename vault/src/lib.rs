@@ -36,6 +36,6 @@ pub use keys::{KdfCeiling, KdfParams, Keys, VAULT_ID_LEN};
 pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
 pub use vault::{
-    ApproveOutcome, Endorsed, GrantRecord, KdfCost, Provenance, RecipientCheck, SecretInfo,
-    SecretState, SetOutcome, ValueCheck, Vault, Writer,
+    ApproveOutcome, AuditWriter, Endorsed, GrantRecord, KdfCost, Provenance, RecipientCheck,
+    SecretInfo, SecretState, SetOutcome, ValueCheck, Vault, Writer,
 };

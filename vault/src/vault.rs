@@ -196,29 +196,11 @@ impl Vault {
     }
 
     /// Appends `record` to the vault in `dir` through a connection of its
-    /// own that does no more than that. `durable`: committed to the disk
-    /// before this returns (`synchronous=FULL`; the record of an exec,
-    /// written before the program gets its secrets); else without waiting
-    /// for the disk (WAL with `synchronous=NORMAL`: it survives a crash of
-    /// any process, not a power failure; the record of how it ended).
+    /// own that does no more than that (see [`AuditWriter`]). `durable`:
+    /// committed to the disk before this returns; else without waiting
+    /// for the disk.
     pub fn append_audit_to(dir: &Path, record: &crate::audit::Record, durable: bool) -> Result<()> {
-        let mut conn = Connection::open_with_flags(
-            db_path(dir),
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version != schema::CURRENT {
-            return Err(Error::UnsupportedSchema {
-                found: version,
-                supported: schema::CURRENT,
-            });
-        }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        crate::audit::append(&tx, record)?;
-        tx.commit()?;
-        Ok(())
+        AuditWriter::open(dir, durable)?.append(record)
     }
 
     /// The audit log, decoded but not verified.
@@ -1060,6 +1042,46 @@ fn approve_row(
         written_at: from_unix(row.updated_at),
         writer: row.writer,
     })
+}
+
+/// A connection to the vault in a directory that only appends audit
+/// records: for the broker's recorder, which keeps one open (no set-up
+/// and no directory sync per record), and for one-off records.
+pub struct AuditWriter {
+    conn: Connection,
+}
+
+impl AuditWriter {
+    /// Opens the vault's database for appending. `durable`: each record
+    /// is on the disk when [`AuditWriter::append`] returns
+    /// (`synchronous=FULL`); else it survives a crash of any process, not
+    /// a power failure (WAL with `synchronous=NORMAL`).
+    pub fn open(dir: &Path, durable: bool) -> Result<AuditWriter> {
+        let conn = Connection::open_with_flags(
+            db_path(dir),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != schema::CURRENT {
+            return Err(Error::UnsupportedSchema {
+                found: version,
+                supported: schema::CURRENT,
+            });
+        }
+        Ok(AuditWriter { conn })
+    }
+
+    /// Appends `record` in a transaction of its own.
+    pub fn append(&mut self, record: &crate::audit::Record) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        crate::audit::append(&tx, record)?;
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 /// Where a pending value came from, as its audit record says.
