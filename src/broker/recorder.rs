@@ -42,7 +42,7 @@ impl Recorder {
     /// not: the passphrase, the listening socket, the start-up pipe).
     pub fn start(vault: &Path, forget: impl FnOnce()) -> std::io::Result<Recorder> {
         let (ours, theirs) = pair()?;
-        match envseal_launcher::fork::fork().map_err(std::io::Error::from)? {
+        match envseal_launcher::fork::fork()? {
             envseal_launcher::fork::Forked::Child => {
                 drop(ours);
                 forget();
