@@ -1022,6 +1022,27 @@ print("listed:", sorted(n for n in os.listdir(vault) if n.startswith("vault.db")
         !out.contains("verify: 0"),
         "audit --verify ran inside: {out}"
     );
+
+    // A second name for the vault's file, made while nothing confined the
+    // agent, would be a path the shield leaves open: it refuses to start.
+    let link = s.home.join("innocent.db");
+    let made = s
+        .user(Path::new("/bin/ln"))
+        .arg(s.env.home.join("vault.db"))
+        .arg(&link)
+        .status()
+        .unwrap();
+    assert!(
+        made.success(),
+        "the control: the user can link the vault's file"
+    );
+    let r = s.run(&["shield", "--", "true"]);
+    s.env.expect_code(&r, code::TAMPERED);
+    s.env
+        .expect_stderr(&r, &["hard links", "nothing was started"]);
+    fs::remove_file(&link).unwrap();
+    let r = s.run(&["shield", "--", "true"]);
+    s.env.expect_ok(&r);
 }
 
 /// Issue 13: under `--nested-sandbox` (no Landlock filesystem rules, so
@@ -1050,6 +1071,17 @@ fn nested_sandbox_keeps_the_socket_and_the_vault_out_of_reach() {
         "writable",
         "the control: the user can write the broker's directory outside the shield"
     );
+    // A start-up file two levels down: renaming its parent would free the
+    // path for a planted one.
+    let fish = s.home.join(".config/fish");
+    fs::create_dir_all(&fish).unwrap();
+    fs::write(fish.join("config.fish"), "# the person's fish start-up\n").unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
+        .arg(s.home.join(".config"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
     let envseal = s.envseal.display().to_string();
     let quick = s.bins.join("quick").display().to_string();
     let script = format!(
@@ -1057,6 +1089,7 @@ fn nested_sandbox_keeps_the_socket_and_the_vault_out_of_reach() {
 fails() {{ if "$@" 2>/dev/null; then echo "DID: $*"; else echo "denied: $*"; fi; }}
 fails rm -f {socket:?}
 fails mv {dir:?} {dir:?}.moved
+fails mv "$HOME/.config" "$HOME/.config.moved"
 fails python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind({fake:?})'
 fails sh -c 'echo x >> "$HOME/.bashrc"'
 fails cat {vault:?}/vault.db
@@ -1080,7 +1113,7 @@ bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc -- sh -c 'echo ok: bwr
     );
     assert_eq!(
         out.matches("denied:").count(),
-        6,
+        7,
         "{out}\n{}",
         s.env.redact(&r.stderr())
     );
@@ -1760,6 +1793,31 @@ fn an_agent_cannot_replace_a_value_awaiting_approval() {
         })
     };
     assert!(util::wait_for(refused_swap), "no set-refused record");
+    // The agent (outside the shield now) makes its value look like the
+    // person's: the writer column says "direct". Its sealed record says
+    // otherwise, and approve refuses.
+    let edit_writer = |writer: &str| {
+        let db = rusqlite::Connection::open(s.env.home.join("vault.db")).unwrap();
+        db.execute(
+            "UPDATE secrets SET writer = ?1 WHERE name = 'AGENT_KEY'",
+            [writer],
+        )
+        .unwrap();
+    };
+    let original: String = rusqlite::Connection::open(s.env.home.join("vault.db"))
+        .unwrap()
+        .query_row(
+            "SELECT writer FROM secrets WHERE name = 'AGENT_KEY'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    edit_writer("direct");
+    let r = s.run_pw(&["approve", "AGENT_KEY", "--yes"]);
+    s.env.expect_code(&r, code::TAMPERED);
+    s.env
+        .expect_stderr(&r, &["writer was changed", "inside a shield"]);
+    edit_writer(&original);
     let r = approve(&["--yes"]);
     s.env.expect_ok(&r);
     s.env

@@ -540,6 +540,34 @@ fn a_back_dated_value_whose_record_was_deleted_is_not_approved() {
         assert_eq!(state, "pending", "{point_at}: approved anyway");
         env.scan_all();
     }
+    // One value put back: the person replaced a value (or removed it);
+    // the old row — ciphertext, time and record, all genuine — is put back
+    // as pending. A later record wrote that name, so approve refuses.
+    let env = Env::initialized();
+    env.expect_ok(&env.set("DEPLOY_KEY", &value("leaked")));
+    let old: (Vec<u8>, i64, i64) = env
+        .sqlite()
+        .query_row(
+            "SELECT ciphertext, updated_at, record FROM secrets WHERE name = 'DEPLOY_KEY'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let rotated = value("rotated");
+    env.remember(rotated.as_bytes());
+    env.expect_ok(&env.run(&["set", "DEPLOY_KEY", "--replace"], rotated.as_bytes()));
+    env.sqlite()
+        .execute(
+            "UPDATE secrets SET ciphertext = ?1, updated_at = ?2, record = ?3 \
+             WHERE name = 'DEPLOY_KEY'",
+            rusqlite::params![old.0, old.1, old.2],
+        )
+        .unwrap();
+    let r = env.run_pw(&["approve", "DEPLOY_KEY", "--yes"], b"");
+    env.expect_code(&r, code::TAMPERED);
+    env.expect_stderr(&r, &["wrote an earlier value", "an old value was put back"]);
+    env.scan_all();
+
     // The control: untouched, the value is approved, its record shown.
     let env = Env::initialized();
     env.expect_ok(&env.set("DEPLOY_KEY", &value("person")));

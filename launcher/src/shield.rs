@@ -216,6 +216,11 @@ enum NsMount {
         target: CString,
         keep: libc::c_ulong,
     },
+    /// Bind `path` onto itself, writable: a mount point cannot be renamed
+    /// or removed, so the directories on the way to a protected or hidden
+    /// path stay where they are (else renaming one would free the path
+    /// for a planted file).
+    Pin { path: CString },
     /// Cover `path` with an empty tmpfs (still writable, to build in).
     Cover { path: CString },
     /// Create `name` in the cover at `dir`, empty and of mode 000: found,
@@ -294,6 +299,19 @@ fn ns_mounts(c: &Confinement) -> Result<Vec<NsMount>> {
     items.sort_by_key(|(p, _)| p.components().count());
     items.dedup_by(|a, b| a.0 == b.0);
     let mut steps = Vec::new();
+    let mut on_way: Vec<PathBuf> = items
+        .iter()
+        .flat_map(|(p, _)| p.ancestors().skip(1))
+        .filter(|a| a.parent().is_some() && !items.iter().any(|(p, _)| p == a))
+        .map(Path::to_path_buf)
+        .collect();
+    on_way.sort_by_key(|p| p.components().count());
+    on_way.dedup();
+    for dir in &on_way {
+        steps.push(NsMount::Pin {
+            path: cstr(dir.as_os_str().as_bytes())?,
+        });
+    }
     let mut slot = 0;
     for (path, is_hidden) in items {
         let target = cstr(path.as_os_str().as_bytes())?;
@@ -710,6 +728,9 @@ fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
                 made?;
             }
             NsMount::Mkdir { path } => ns::mkdir(path, 0o700)?,
+            NsMount::Pin { path } => {
+                ns::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)?;
+            }
             NsMount::Lock => {
                 ns::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
                 ns::write_file(c"/proc/self/setgroups", b"deny")?;

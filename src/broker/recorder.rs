@@ -21,6 +21,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 #[derive(Debug)]
 pub struct Recorder {
     ctl: OwnedFd,
+    pid: i32,
 }
 
 /// Largest encoded record accepted (records hold names and a path).
@@ -38,17 +39,21 @@ fn pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 impl Recorder {
     /// Forks the recorder for the vault in `vault`. In the child, `forget`
-    /// runs first (it drops what the broker holds that the recorder must
-    /// not: the passphrase, the listening socket, the start-up pipe).
+    /// runs first (it wipes what the broker holds in memory that the
+    /// recorder must not keep, such as the passphrase), then every
+    /// descriptor but the recorder's own is closed (the broker's socket,
+    /// lock, clients, vault connection: a recorder must not keep a client's
+    /// pipe open).
     pub fn start(vault: &Path, forget: impl FnOnce()) -> std::io::Result<Recorder> {
         let (ours, theirs) = pair()?;
         match envseal_launcher::fork::fork()? {
             envseal_launcher::fork::Forked::Child => {
                 drop(ours);
                 forget();
+                close_all_but(&theirs);
                 run(&theirs, vault)
             }
-            envseal_launcher::fork::Forked::Parent(_) => {
+            envseal_launcher::fork::Forked::Parent(pid) => {
                 // Never wait on the recorder: a stalled one makes `submit`
                 // fail, and the exec is refused.
                 let flags = nix::fcntl::fcntl(&ours, nix::fcntl::FcntlArg::F_GETFL)?;
@@ -59,9 +64,17 @@ impl Recorder {
                             | nix::fcntl::OFlag::O_NONBLOCK,
                     ),
                 )?;
-                Ok(Recorder { ctl: ours })
+                Ok(Recorder {
+                    ctl: ours,
+                    pid: pid.as_raw(),
+                })
             }
         }
+    }
+
+    /// The recorder's pid (the broker reaps it).
+    pub fn pid(&self) -> i32 {
+        self.pid
     }
 
     /// Hands `record` to the recorder; its answer will arrive on the
@@ -82,6 +95,24 @@ pub fn wait(answer: &OwnedFd) -> Result<(), String> {
         Ok(n) if buf[0] == b'+' && n == 1 => Ok(()),
         Ok(n) => Err(String::from_utf8_lossy(&buf[1..n]).into_owned()),
         Err(e) => Err(format!("no answer from the broker's recorder: {e}")),
+    }
+}
+
+/// Closes every descriptor above stderr but `keep` (listed from
+/// `/proc/self/fd`, then closed).
+fn close_all_but(keep: &OwnedFd) {
+    use std::os::fd::AsRawFd as _;
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && fd != keep.as_raw_fd() {
+            let _ = nix::unistd::close(fd);
+        }
     }
 }
 

@@ -38,6 +38,8 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 512;
 /// Programs running at once; further execs are refused until one ends.
 const MAX_SESSIONS: usize = 256;
+/// Records being written apart from the loop at once (see `Broker::record`).
+const MAX_WRITERS: usize = 32;
 /// How often the broker checks that its socket is still there.
 const SOCKET_CHECK: Duration = Duration::from_secs(5);
 
@@ -80,6 +82,8 @@ struct Broker {
     keys: Option<SecretBox<Keys>>,
     /// Commits each exec's record before its session starts the program.
     recorder: Option<super::recorder::Recorder>,
+    /// Processes writing a record apart from the loop (see `record`).
+    writers: std::collections::HashSet<i32>,
     cache: Cache,
     conns: Vec<Conn>,
     sessions: HashMap<i32, Instant>,
@@ -123,16 +127,8 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
     // Before the key exists: the recorder never holds it. In the recorder,
     // the passphrase is wiped and the broker's descriptors closed.
     let mut passphrase = Some(passphrase);
-    let inherited = [
-        start.listener.as_raw_fd(),
-        start.lock.as_raw_fd(),
-        ready.as_raw_fd(),
-    ];
     let recorder = match super::recorder::Recorder::start(&start.loc.vault, || {
         drop(passphrase.take());
-        for fd in inherited {
-            let _ = nix::unistd::close(fd);
-        }
     }) {
         Ok(r) => r,
         Err(e) => fail(
@@ -187,6 +183,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         vault: Some(vault),
         keys: Some(keys),
         recorder,
+        writers: std::collections::HashSet::new(),
         cache: Cache::new(),
         conns: Vec::new(),
         sessions: HashMap::new(),
@@ -344,6 +341,15 @@ impl Broker {
                 Ok(status) => {
                     if let Some(pid) = status.pid() {
                         self.sessions.remove(&pid.as_raw());
+                        self.writers.remove(&pid.as_raw());
+                        if self
+                            .recorder
+                            .as_ref()
+                            .is_some_and(|r| r.pid() == pid.as_raw())
+                        {
+                            self.log("the recorder ended; the next exec starts another");
+                            self.recorder = None;
+                        }
                     }
                 }
             }
@@ -515,6 +521,15 @@ impl Broker {
     /// the broker's other clients. (The record of an exec is committed by
     /// its session before the program starts, see [`session::run`].)
     fn record(&mut self, record: &envseal_vault::audit::Record) {
+        // Bounded: a client that makes refusals by the thousand while the
+        // vault's lock is held must not fill the process table.
+        if self.writers.len() >= MAX_WRITERS {
+            self.log(&format!(
+                "the record of `{}` was not written: {MAX_WRITERS} writes are pending",
+                envseal_policy::escape(&record.action)
+            ));
+            return;
+        }
         match envseal_launcher::fork::fork() {
             Ok(envseal_launcher::fork::Forked::Child) => {
                 self.forget_in_child();
@@ -522,8 +537,9 @@ impl Broker {
                 crate::audit::write_to(&self.loc.vault, record);
                 envseal_launcher::fork::exit_now(0)
             }
-            // Reaped with the sessions.
-            Ok(envseal_launcher::fork::Forked::Parent(_)) => {}
+            Ok(envseal_launcher::fork::Forked::Parent(child)) => {
+                self.writers.insert(child.as_raw());
+            }
             Err(e) => self.log(&format!(
                 "the record of `{}` was not written: cannot fork: {e}",
                 record.action
@@ -830,6 +846,7 @@ impl Broker {
             );
             return;
         }
+        self.ensure_recorder();
         let mut record = crate::audit::peer_record("exec", pid, self.uid, shielded);
         // Only a canonical path, as the client's own resolution gives, and
         // one that could not make a screen show another: what is recorded
@@ -922,6 +939,11 @@ impl Broker {
                 },
             );
         };
+        if self.sessions.len() >= MAX_SESSIONS {
+            return refuse(format!(
+                "the broker is already running {MAX_SESSIONS} programs; try again when one has ended"
+            ));
+        }
         let Ok([stdout, stderr]) = <[OwnedFd; 2]>::try_from(fds) else {
             return refuse("a show request must come with stdout and stderr".into());
         };
@@ -961,43 +983,36 @@ impl Broker {
                 reply(&stream, &Reply::Exit { status });
                 envseal_launcher::fork::exit_now(0)
             }
-            // Reaped with the sessions.
-            Ok(envseal_launcher::fork::Forked::Parent(_)) => {}
+            Ok(envseal_launcher::fork::Forked::Parent(child)) => {
+                self.sessions.insert(child.as_raw(), Instant::now());
+            }
             Err(e) => refuse(format!("the broker cannot start a process: {e}")),
         }
     }
 
-    /// Hands `record` to the recorder (started again if it has gone);
-    /// returns the descriptor its answer will come on.
+    /// Hands `record` to the recorder; returns the descriptor its answer
+    /// will come on.
     fn submit(&mut self, record: &envseal_vault::audit::Record) -> std::io::Result<OwnedFd> {
-        if let Some(r) = &self.recorder {
-            match r.submit(record) {
-                Ok(fd) => return Ok(fd),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(e),
-                Err(e) => self.log(&format!("the recorder is gone ({e}); starting another")),
-            }
+        match &self.recorder {
+            Some(r) => r.submit(record),
+            None => Err(std::io::Error::other(
+                "the broker's recorder is not running",
+            )),
         }
-        // Forked now, from the unlocked broker: the key's pages are not
-        // mapped in a fork (`MADV_DONTFORK`), and the rest is let go.
-        let forget = {
-            let mut fds = vec![];
-            if let Some(l) = &self.listener {
-                fds.push(l.as_raw_fd());
-            }
-            if let Some(l) = &self.lock {
-                fds.push(l.as_raw_fd());
-            }
-            move || {
-                for fd in fds {
-                    let _ = nix::unistd::close(fd);
-                }
-            }
-        };
-        self.recorder = None;
-        let r = super::recorder::Recorder::start(&self.loc.vault, forget)?;
-        let fd = r.submit(record);
-        self.recorder = Some(r);
-        fd
+    }
+
+    /// Starts a recorder if the last one ended. Called before anything of
+    /// an exec is decrypted, so that the fork holds no value; the key's
+    /// pages are not mapped in a fork (`MADV_DONTFORK`), and the recorder
+    /// closes every descriptor it inherits.
+    fn ensure_recorder(&mut self) {
+        if self.recorder.is_some() {
+            return;
+        }
+        match super::recorder::Recorder::start(&self.loc.vault, || {}) {
+            Ok(r) => self.recorder = Some(r),
+            Err(e) => self.log(&format!("cannot start a recorder: {e}")),
+        }
     }
 
     /// Checks the grant and builds the launch: the verified copy (from the

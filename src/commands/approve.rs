@@ -47,13 +47,19 @@ pub fn show_provenance(
             continue;
         };
         eprintln!(
-            "envseal: {} was written by audit record {} (pid {}, uid {}), {}",
+            "envseal: {} was written by audit record {} (pid {}, uid {}, {}); the record is {}",
             envseal_policy::escape(&info.name),
             p.seq,
             p.record.pid,
             p.record.uid,
+            if p.record.shielded == Some(true) {
+                "inside a shield"
+            } else {
+                "outside any shield"
+            },
             if p.authenticated {
-                "authenticated by a checkpoint"
+                "authenticated by a checkpoint (it says what was written, when and by which \
+                 process; not that you wrote it)"
             } else {
                 "not yet authenticated by a checkpoint (written while the vault was locked: any \
                  program of yours could have written that record too)"

@@ -38,6 +38,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
         broker_cmds::refuse_inside_shield("shield")?;
         broker_cmds::start(&loc, args.passphrase, args.ttl)?;
     }
+    single_named(&loc.vault)?;
     let (protected, lifted) = protected_paths(&loc, &args.allow_write)?;
     let domain = shield::domain(&Confinement {
         protected,
@@ -105,6 +106,36 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let exit = pending.start();
     drop(registration);
     Ok(exit?.status())
+}
+
+/// Refuses to start when one of the vault's files has another name (a
+/// hard link, which a program with write access to any directory could
+/// have made earlier): the shield closes the vault's directory, not the
+/// file under every name it has.
+fn single_named(vault: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = vault.join(format!("{}{suffix}", envseal_vault::DB_FILE));
+        if let Ok(m) = std::fs::symlink_metadata(&path)
+            && m.nlink() > 1
+        {
+            return Err(CliError::new(
+                Code::Tampered,
+                format!(
+                    "{} has {} names (hard links): a program could reach the vault through \
+                     another one, which the shield does not close; nothing was started",
+                    path.display(),
+                    m.nlink()
+                ),
+            )
+            .hint(format!(
+                "find and remove the other names: find / -xdev -samefile {}",
+                path.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// What the shield write-protects, and what `--allow-write` lifted.

@@ -270,6 +270,33 @@ pub(crate) fn append(tx: &Transaction<'_>, record: &Record) -> Result<(i64, i64)
     insert(tx, 0, &record.encode(), None)
 }
 
+/// What `approve` checks a pending value's provenance against: the log,
+/// verified, and for each secret the last record that wrote or removed it.
+#[derive(Clone, Debug)]
+pub struct Provenances {
+    pub log: Verification,
+    /// Secret name → sequence number of its last `set` or `rm` record.
+    pub last_write: std::collections::HashMap<String, i64>,
+}
+
+impl Provenances {
+    /// Reads and verifies the log once, for any number of values.
+    pub(crate) fn read(conn: &rusqlite::Connection, keys: &Keys) -> Result<Provenances> {
+        let log = verify(conn, keys)?;
+        let mut last_write = std::collections::HashMap::new();
+        for e in read(conn)? {
+            if let Entry::Record(r) = e.entry
+                && (r.action == "set" || r.action == "rm")
+            {
+                for name in r.names {
+                    last_write.insert(name, e.seq);
+                }
+            }
+        }
+        Ok(Provenances { log, last_write })
+    }
+}
+
 /// The record at `seq`, read but not verified (`None`: no such element,
 /// or not a readable record).
 pub(crate) fn record_at(conn: &rusqlite::Connection, seq: i64) -> Result<Option<(i64, Record)>> {

@@ -571,8 +571,8 @@ impl Vault {
     /// back-dated) is refused with [`Error::Provenance`].
     pub fn provenance(&self, keys: &Keys, name: &SecretName) -> Result<Provenance> {
         let row = existing(&self.conn, name)?;
-        let v = crate::audit::verify(&self.conn, keys)?;
-        check_provenance(&self.conn, &v, name, &row)
+        let p = crate::audit::Provenances::read(&self.conn, keys)?;
+        check_provenance(&self.conn, &p, name, &row)
     }
 
     /// Endorses pending values. Each is decrypted to check that its
@@ -597,7 +597,7 @@ impl Vault {
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
         let mut outcomes = Vec::with_capacity(names.len());
         // The log is verified once, for the first pending value.
-        let mut log: Option<crate::audit::Verification> = None;
+        let mut log: Option<crate::audit::Provenances> = None;
         for name in names {
             let row = existing(&tx, name)?;
             if row.state == SecretState::Approved {
@@ -616,7 +616,7 @@ impl Vault {
             }
             let log = match &log {
                 Some(log) => log,
-                None => log.insert(crate::audit::verify(&tx, keys)?),
+                None => log.insert(crate::audit::Provenances::read(&tx, keys)?),
             };
             outcomes.push(approve_row(&tx, keys, &mut manifest, log, name, &row)?);
         }
@@ -725,7 +725,7 @@ impl Vault {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut manifest = verified_manifest(&tx, keys, &self.vault_id, &[], None)?;
         let mut outcomes = Vec::new();
-        let mut log: Option<crate::audit::Verification> = None;
+        let mut log: Option<crate::audit::Provenances> = None;
         for name in uses {
             let row = existing(&tx, name)?;
             if row.state == SecretState::Pending {
@@ -734,7 +734,7 @@ impl Vault {
                 }
                 let log = match &log {
                     Some(log) => log,
-                    None => log.insert(crate::audit::verify(&tx, keys)?),
+                    None => log.insert(crate::audit::Provenances::read(&tx, keys)?),
                 };
                 outcomes.push((
                     name.clone(),
@@ -1025,7 +1025,7 @@ fn approve_row(
     tx: &Transaction<'_>,
     keys: &Keys,
     manifest: &mut Manifest,
-    log: &crate::audit::Verification,
+    log: &crate::audit::Provenances,
     name: &SecretName,
     row: &Row,
 ) -> Result<ApproveOutcome> {
@@ -1100,7 +1100,7 @@ pub struct Provenance {
 /// Checks `row`'s provenance against the log `log` (verified).
 fn check_provenance(
     conn: &Connection,
-    log: &crate::audit::Verification,
+    log: &crate::audit::Provenances,
     name: &SecretName,
     row: &Row,
 ) -> Result<Provenance> {
@@ -1115,21 +1115,47 @@ fn check_provenance(
                 .into(),
         )
     })?;
-    if let Some((first, _)) = &log.first_bad
+    if let Some((first, _)) = &log.log.first_bad
         && *first <= seq
     {
         return Err(bad(format!(
             "the audit log was edited at or before its record {seq} (first bad: {first})"
         )));
     }
-    let authenticated = seq <= log.authenticated_through;
-    if !authenticated && !log.tail_chains {
+    let authenticated = seq <= log.log.authenticated_through;
+    if !authenticated && !log.log.tail_chains {
         return Err(bad(format!(
             "its record {seq} is in a part of the audit log that does not chain"
         )));
     }
     let (at, record) = crate::audit::record_at(conn, seq)?
         .ok_or_else(|| bad(format!("its record {seq} is gone from the audit log")))?;
+    // A value written, replaced or removed after this record: the row is
+    // an old one put back (a rollback of one value).
+    if let Some(&last) = log.last_write.get(name.as_str())
+        && last != seq
+    {
+        return Err(bad(format!(
+            "record {seq} wrote an earlier value: record {last} wrote or removed it since (an old \
+             value was put back)"
+        )));
+    }
+    // The writer shown must be the one recorded.
+    let writer_matches = match row.writer {
+        Writer::Direct => record.shielded != Some(true),
+        Writer::Shield { pid } => record.shielded == Some(true) && record.pid == pid as u32,
+        Writer::Unknown => true,
+    };
+    if !writer_matches {
+        return Err(bad(format!(
+            "its writer was changed: record {seq} says {}",
+            if record.shielded == Some(true) {
+                "a caller inside a shield wrote it"
+            } else {
+                "it was written outside any shield"
+            }
+        )));
+    }
     if record.action == "set"
         && record.names == [name.as_str()]
         && record.sha256 == Some(manifest::digest(&row.ciphertext))
