@@ -1193,12 +1193,21 @@ db.execute("ROLLBACK")
         "the program ran while its record could not be written"
     );
     // ...and the broker answers everyone else meanwhile.
-    let started = Instant::now();
-    let r = s.run(&["status", "--json"]);
-    let took = started.elapsed();
-    s.env.expect_ok(&r);
+    // Within 1 s (the bound; the stalled write would take 60 s):
+    // the best of three, so that one scheduling hiccup on a loaded
+    // machine does not decide it.
+    let took = (0..3)
+        .map(|_| {
+            let started = Instant::now();
+            let r = s.run(&["status", "--json"]);
+            let took = started.elapsed();
+            s.env.expect_ok(&r);
+            took
+        })
+        .min()
+        .unwrap();
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(1),
         "status took {took:?} while an audit write was stalled"
     );
     eprintln!("status answered in {took:?} while an audit write was stalled");
