@@ -7,66 +7,9 @@ use envseal_launcher::Error as LaunchError;
 use envseal_policy::Error as PolicyError;
 use envseal_vault::Error as VaultError;
 
-/// envseal's exit codes (documented in the README and `--help`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Code {
-    /// Anything not listed below.
-    Failure = 1,
-    /// Bad arguments or input.
-    Usage = 64,
-    /// The vault database is unreadable, truncated or from a newer envseal.
-    Corrupt = 65,
-    /// No vault: run `envseal init`.
-    NoVault = 66,
-    /// The vault was edited outside envseal.
-    Tampered = 67,
-    /// The program has no grant (or none for these secrets).
-    NotGranted = 68,
-    /// The program's (or its interpreter's) bytes differ from the pin.
-    Changed = 69,
-    /// A symlink now stands in the pinned path.
-    Swapped = 70,
-    /// A secret the grant gives was removed from the vault.
-    SecretMissing = 71,
-    /// The kernel or machine refused the sandbox the grant's tier needs.
-    Unsupported = 72,
-    /// The audit record of an exec could not be written, so nothing ran
-    /// (`EX_IOERR`).
-    Unrecorded = 74,
-    /// The vault is locked: no broker runs and no passphrase can be asked.
-    Locked = 75,
-    /// Wrong or missing passphrase; operation not allowed.
-    Denied = 77,
-    /// The program was found but cannot be executed.
-    CannotExecute = 126,
-    /// The program does not exist.
-    NotFound = 127,
-}
-
-impl Code {
-    /// The code for a status a broker sent (unknown ones are failures).
-    pub fn from_status(status: u8) -> Code {
-        [
-            Code::Usage,
-            Code::Corrupt,
-            Code::NoVault,
-            Code::Tampered,
-            Code::NotGranted,
-            Code::Changed,
-            Code::Swapped,
-            Code::SecretMissing,
-            Code::Unsupported,
-            Code::Unrecorded,
-            Code::Locked,
-            Code::Denied,
-            Code::CannotExecute,
-            Code::NotFound,
-        ]
-        .into_iter()
-        .find(|c| *c as u8 == status)
-        .unwrap_or(Code::Failure)
-    }
-}
+/// envseal's exit codes, which the broker's refusals carry too (one
+/// enum, in the wire format's crate).
+pub use envseal_proto::Code;
 
 /// An error raised by the CLI itself with a code and an optional hint.
 #[derive(Debug)]

@@ -25,7 +25,6 @@
 //! before `exec`.
 
 #![deny(unsafe_code)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod doctor;
 mod environment;

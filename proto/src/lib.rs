@@ -71,6 +71,75 @@ pub enum Body {
     },
 }
 
+/// envseal's exit codes (documented in the README and `--help`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", from = "u8")]
+pub enum Code {
+    /// Anything not listed below.
+    Failure = 1,
+    /// Bad arguments or input.
+    Usage = 64,
+    /// The vault database is unreadable, truncated or from a newer envseal.
+    Corrupt = 65,
+    /// No vault: run `envseal init`.
+    NoVault = 66,
+    /// The vault was edited outside envseal.
+    Tampered = 67,
+    /// The program has no grant (or none for these secrets).
+    NotGranted = 68,
+    /// The program's (or its interpreter's) bytes differ from the pin.
+    Changed = 69,
+    /// A symlink now stands in the pinned path.
+    Swapped = 70,
+    /// A secret the grant gives was removed from the vault.
+    SecretMissing = 71,
+    /// The kernel or machine refused the sandbox the grant's tier needs.
+    Unsupported = 72,
+    /// The audit record of an exec could not be written, so nothing ran
+    /// (`EX_IOERR`).
+    Unrecorded = 74,
+    /// The vault is locked: no broker runs and no passphrase can be asked.
+    Locked = 75,
+    /// Wrong or missing passphrase; operation not allowed.
+    Denied = 77,
+    /// The program was found but cannot be executed.
+    CannotExecute = 126,
+    /// The program does not exist.
+    NotFound = 127,
+}
+
+impl From<Code> for u8 {
+    fn from(code: Code) -> u8 {
+        code as u8
+    }
+}
+
+/// A code from the wire; one this build does not know is a failure.
+impl From<u8> for Code {
+    fn from(status: u8) -> Code {
+        [
+            Code::Failure,
+            Code::Usage,
+            Code::Corrupt,
+            Code::NoVault,
+            Code::Tampered,
+            Code::NotGranted,
+            Code::Changed,
+            Code::Swapped,
+            Code::SecretMissing,
+            Code::Unsupported,
+            Code::Unrecorded,
+            Code::Locked,
+            Code::Denied,
+            Code::CannotExecute,
+            Code::NotFound,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 == status)
+        .unwrap_or(Code::Failure)
+    }
+}
+
 /// Bytes from the command line or the environment: a JSON string when
 /// they are UTF-8 (nearly always; compact and fast to parse), else an
 /// array of numbers.
@@ -183,9 +252,9 @@ pub enum Reply {
     Done {
         message: String,
     },
-    /// envseal's own failure, with its exit code.
+    /// envseal's own failure, with its exit code (a number on the wire).
     Refused {
-        code: u8,
+        code: Code,
         message: String,
         hint: Option<String>,
     },
@@ -316,5 +385,40 @@ mod tests {
         // A declared length over the limit is refused before reading it.
         let mut huge = &((MAX_FRAME as u32 + 1).to_be_bytes())[..];
         assert!(crate::read_frame(&mut huge).is_err());
+    }
+
+    #[test]
+    fn refusal_codes_are_numbers_on_the_wire() {
+        let r = Reply::Refused {
+            code: Code::NotGranted,
+            message: "no grant".into(),
+            hint: None,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""code":68"#), "{json}");
+        let back: Reply = serde_json::from_str(&json).unwrap();
+        assert!(matches!(
+            back,
+            Reply::Refused {
+                code: Code::NotGranted,
+                ..
+            }
+        ));
+        // Every code survives the trip; one this build does not know is a
+        // failure, not an error.
+        for n in 0..=255u8 {
+            let c = Code::from(n);
+            assert!(c as u8 == n || c == Code::Failure, "{n}");
+        }
+        let unknown: Reply =
+            serde_json::from_str(r#"{"reply":"refused","code":99,"message":"m","hint":null}"#)
+                .unwrap();
+        assert!(matches!(
+            unknown,
+            Reply::Refused {
+                code: Code::Failure,
+                ..
+            }
+        ));
     }
 }

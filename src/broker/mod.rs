@@ -340,15 +340,15 @@ fn not_the_answer(reply: Reply, what: &str) -> anyhow::Error {
 pub fn refusal(err: &anyhow::Error) -> Reply {
     let (code, hint) = crate::exit::classify(err);
     Reply::Refused {
-        code: code as u8,
+        code,
         message: format!("{err:#}"),
         hint,
     }
 }
 
 /// A refusal from the broker, as the error this command exits with.
-pub fn refused(code: u8, message: String, hint: Option<String>) -> anyhow::Error {
-    let e = CliError::new(Code::from_status(code), message);
+pub fn refused(code: Code, message: String, hint: Option<String>) -> anyhow::Error {
+    let e = CliError::new(code, message);
     match hint {
         Some(h) => e.hint(h).into(),
         None => e.into(),

@@ -378,7 +378,7 @@ impl Broker {
                 ));
                 let mut s = &stream;
                 let _ = s.write_all(&frame(&Reply::Refused {
-                    code: Code::Denied as u8,
+                    code: Code::Denied,
                     message: "this broker serves another user".into(),
                     hint: None,
                 }));
@@ -499,7 +499,7 @@ impl Broker {
         reply(
             &conn.stream,
             &Reply::Refused {
-                code: Code::Usage as u8,
+                code: Code::Usage,
                 message: format!("the broker refused the request: {why}"),
                 hint: None,
             },
@@ -567,7 +567,7 @@ impl Broker {
                 reply(
                     &conn.stream,
                     &Reply::Refused {
-                        code: Code::Denied as u8,
+                        code: Code::Denied,
                         message: "the broker's TTL cannot be changed from inside a shield".into(),
                         hint: Some("the person who ran `envseal unlock` can run it again".into()),
                     },
@@ -823,7 +823,7 @@ impl Broker {
             reply(
                 &stream,
                 &Reply::Refused {
-                    code: Code::Failure as u8,
+                    code: Code::Failure,
                     message: format!(
                         "the broker is already running {MAX_SESSIONS} programs; try again when \
                          one has ended"
@@ -837,7 +837,7 @@ impl Broker {
             reply(
                 &stream,
                 &Reply::Refused {
-                    code: Code::Usage as u8,
+                    code: Code::Usage,
                     message: "an exec request must come with stdin, stdout, stderr and the \
                               working directory"
                         .into(),
@@ -911,7 +911,7 @@ impl Broker {
                 reply(
                     &stream,
                     &Reply::Refused {
-                        code: Code::Failure as u8,
+                        code: Code::Failure,
                         message: format!("the broker cannot start a process: {e}"),
                         hint: None,
                     },
@@ -933,7 +933,7 @@ impl Broker {
             reply(
                 &stream,
                 &Reply::Refused {
-                    code: Code::Usage as u8,
+                    code: Code::Usage,
                     message,
                     hint: None,
                 },
