@@ -51,6 +51,9 @@ pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
         if let Some(e) = cause.downcast_ref::<VaultError>() {
             return classify_vault(e);
         }
+        if cause.downcast_ref::<envseal_core::NameError>().is_some() {
+            return (Code::Usage, None);
+        }
         if let Some(e) = cause.downcast_ref::<PolicyError>() {
             return classify_policy(e);
         }

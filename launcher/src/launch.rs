@@ -20,12 +20,7 @@ use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
 use crate::sys::{files, ns, signals, spawn};
 
 /// How strongly the program is confined (see the crate documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tier {
-    None,
-    Hardened,
-    Lockdown,
-}
+pub use envseal_core::Tier;
 
 /// Whether the program's stdout and stderr go through the mask
 /// ([`crate::mask`]).
@@ -461,7 +456,7 @@ fn deliver<'s>(
             (Delivery::File, true) => {
                 // The file is named after its variable, which must be a
                 // plain identifier: never a path, whoever built the request.
-                if !is_identifier(&item.variable) {
+                if envseal_core::SecretName::new(&item.variable).is_err() {
                     return Err(Error::Sys {
                         action: "name a secret file",
                         source: std::io::Error::other(
@@ -491,15 +486,6 @@ fn deliver<'s>(
         memfds,
         files,
     })
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`: what a secret's variable may be.
-fn is_identifier(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// argv (for a script: interpreter, its `#!` argument, `/dev/fd/N`, then

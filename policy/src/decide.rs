@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt as _;
 
-use envseal_vault::SecretName;
+use envseal_core::SecretName;
 
 use crate::error::{Error, Result};
 use crate::grant::{ArgRule, Delivery, Grant};

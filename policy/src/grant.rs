@@ -18,8 +18,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use envseal_vault::SecretName;
-use envseal_vault::codec::Reader;
+use envseal_core::SecretName;
+pub use envseal_core::Tier;
+use envseal_core::codec::Reader;
 
 use crate::Digest;
 use crate::error::{Error, Result};
@@ -28,46 +29,15 @@ const MAGIC: &[u8; 4] = b"ESG3";
 const MAGIC_V2: &[u8; 4] = b"ESG2";
 const MAGIC_V1: &[u8; 4] = b"ESG1";
 
-/// How strongly the program is confined when it runs (ordered: None is
-/// the weakest).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tier {
-    /// Parent hardening only: non-dumpable, execute-only memfd, clean
-    /// environment, no inherited descriptors.
-    None,
-    /// User, PID, IPC and UTS namespaces, a PID 1, no_new_privs, seccomp.
-    Hardened,
-    /// Hardened plus mount and network namespaces, private /tmp and HOME,
-    /// file secrets on a read-only tmpfs, and Landlock.
-    Lockdown,
+/// A tier's byte in an encoded grant.
+fn tier_code(tier: Tier) -> u8 {
+    tier as u8
 }
 
-impl Tier {
-    /// From its name (`none`, `hardened`, `lockdown`).
-    pub fn parse(name: &str) -> Option<Tier> {
-        [Tier::None, Tier::Hardened, Tier::Lockdown]
-            .into_iter()
-            .find(|t| t.as_str() == name)
-    }
-
-    /// The name used on the command line and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::None => "none",
-            Tier::Hardened => "hardened",
-            Tier::Lockdown => "lockdown",
-        }
-    }
-
-    fn code(self) -> u8 {
-        self as u8
-    }
-
-    fn from_code(c: u8) -> Option<Tier> {
-        [Tier::None, Tier::Hardened, Tier::Lockdown]
-            .into_iter()
-            .find(|t| t.code() == c)
-    }
+fn tier_from_code(c: u8) -> Option<Tier> {
+    [Tier::None, Tier::Hardened, Tier::Lockdown]
+        .into_iter()
+        .find(|t| tier_code(*t) == c)
 }
 
 /// A file pinned by canonical path and content hash.
@@ -179,7 +149,7 @@ impl Grant {
                 }
             }
         }
-        out.push(self.tier.code());
+        out.push(tier_code(self.tier));
         out.push(u8::from(self.forced_interpreter));
         out.push(u8::from(self.require_shield));
         out.extend_from_slice(&(self.may_exec.len() as u16).to_be_bytes());
@@ -236,7 +206,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
             Some(Script { interpreter, arg })
         }
     };
-    let tier = Tier::from_code(r.u8()?)?;
+    let tier = tier_from_code(r.u8()?)?;
     let forced_interpreter = get_flag(r)?;
     let require_shield = version >= 3 && get_flag(r)?;
     let may_exec = if version >= 2 {
@@ -406,7 +376,7 @@ mod tests {
                     program,
                     script,
                     secrets,
-                    tier: Tier::from_code(tier).unwrap(),
+                    tier: tier_from_code(tier).unwrap(),
                     args,
                     forced_interpreter,
                     may_exec,

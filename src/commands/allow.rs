@@ -6,7 +6,7 @@
 use envseal_policy::{ArgRule, Grant, Tier, describe_args, hex};
 use envseal_vault::{ApproveOutcome, Error as VaultError, SecretName, Vault};
 
-use crate::cli::{AllowArgs, TierArg};
+use crate::cli::AllowArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
 use crate::{audit, input, paths};
@@ -25,11 +25,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         .transpose()?;
 
     let given_args = pin::arg_rule(args.args_exact, args.args_prefix);
-    let given_tier = args.tier.map(|t| match t {
-        TierArg::None => Tier::None,
-        TierArg::Hardened => Tier::Hardened,
-        TierArg::Lockdown => Tier::Lockdown,
-    });
+    let given_tier = args.tier.map(Tier::from);
     // What the command line does not name, the earlier grant decides.
     let (tier, arg_rule, require_shield, force_interpreter) = match &previous {
         None => (

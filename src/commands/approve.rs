@@ -43,7 +43,10 @@ pub fn show_provenance(
     for info in shown {
         // One that does not verify is refused by the approval itself,
         // which checks the envelope first (the more telling error).
-        let Ok(p) = SecretName::new(&info.name).and_then(|n| vault.provenance(keys, &n)) else {
+        let Ok(p) = SecretName::new(&info.name)
+            .map_err(envseal_vault::Error::from)
+            .and_then(|n| vault.provenance(keys, &n))
+        else {
             continue;
         };
         eprintln!(

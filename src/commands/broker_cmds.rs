@@ -9,9 +9,9 @@ use envseal_vault::Vault;
 use crate::broker::protocol::{Body, Reply, StatusInfo};
 use crate::broker::{self, Client, Location, server};
 use crate::cli::{PassphraseArgs, StatusArgs, UnlockArgs};
-use crate::commands::exec::SHIELD_MARK;
 use crate::exit::{CliError, Code};
 use crate::input;
+use envseal_core::SHIELD_MARK;
 
 pub fn unlock(args: UnlockArgs) -> anyhow::Result<()> {
     let loc = broker::location()?;

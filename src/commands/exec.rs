@@ -23,6 +23,7 @@ use crate::cli::ExecArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
 use crate::{audit, input, paths};
+use envseal_core::SHIELD_MARK;
 
 pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let mut command = args.command.into_iter();
@@ -59,7 +60,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                tier: args.tier.map(|t| tier_of(t).as_str().to_owned()),
+                tier: args.tier.map(|t| Tier::from(t).as_str().to_owned()),
                 clearenv: args.clearenv,
                 verbose: args.verbose,
                 mask: mask_flag(args.mask, args.no_mask),
@@ -127,7 +128,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
                     args: cmd_args,
                     requested: &requested,
                     rename: &rename,
-                    tier: args.tier.map(tier_of),
+                    tier: args.tier.map(Tier::from),
                     env: std::env::vars_os().collect(),
                     clearenv: args.clearenv,
                     verbose: args.verbose,
@@ -198,14 +199,6 @@ fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, Se
         .collect())
 }
 
-fn tier_of(t: crate::cli::TierArg) -> Tier {
-    match t {
-        crate::cli::TierArg::None => Tier::None,
-        crate::cli::TierArg::Hardened => Tier::Hardened,
-        crate::cli::TierArg::Lockdown => Tier::Lockdown,
-    }
-}
-
 /// `--mask` / `--no-mask` as one value.
 fn mask_flag(mask: bool, no_mask: bool) -> Option<bool> {
     match (mask, no_mask) {
@@ -224,10 +217,6 @@ pub fn masking(flag: Option<bool>) -> launcher::Masking {
         None => launcher::Masking::Auto,
     }
 }
-
-/// Set in the environment of an agent under `envseal shield` (a hint for
-/// `exec` only: the broker decides who is shielded from the process tree).
-pub const SHIELD_MARK: &str = "ENVSEAL_SHIELD";
 
 fn locked(why: &str) -> CliError {
     CliError::new(Code::Locked, format!("the vault is locked: {why}"))
@@ -345,11 +334,7 @@ pub fn prepare(
         args: request.args.clone(),
         env,
         secrets,
-        tier: match grant.tier {
-            Tier::None => launcher::Tier::None,
-            Tier::Hardened => launcher::Tier::Hardened,
-            Tier::Lockdown => launcher::Tier::Lockdown,
-        },
+        tier: grant.tier,
         // Checked by the launcher against the very descriptor it uses.
         may_exec: grant
             .may_exec

@@ -52,9 +52,24 @@ fn completions(args: crate::cli::CompletionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tier a `--tier` names (the CLI's enum is also read by `build.rs`,
+/// which links none of envseal's crates).
+impl From<crate::cli::TierArg> for envseal_core::Tier {
+    fn from(t: crate::cli::TierArg) -> envseal_core::Tier {
+        match t {
+            crate::cli::TierArg::None => envseal_core::Tier::None,
+            crate::cli::TierArg::Hardened => envseal_core::Tier::Hardened,
+            crate::cli::TierArg::Lockdown => envseal_core::Tier::Lockdown,
+        }
+    }
+}
+
 /// Validates secret names given on the command line.
 fn names(given: &[String]) -> Result<Vec<SecretName>, envseal_vault::Error> {
-    given.iter().map(|n| SecretName::new(n)).collect()
+    given
+        .iter()
+        .map(|n| SecretName::new(n).map_err(Into::into))
+        .collect()
 }
 
 /// `list`, `grants` or `audit`, as the broker runs them for a caller

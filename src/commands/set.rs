@@ -9,9 +9,9 @@ use crate::broker::{
     protocol::{Body, HexValue},
 };
 use crate::cli::SetArgs;
-use crate::commands::exec::SHIELD_MARK;
 use crate::exit::{CliError, Code};
 use crate::{audit, input, paths};
+use envseal_core::SHIELD_MARK;
 
 pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let name = SecretName::new(&args.key)?;

@@ -12,9 +12,9 @@ use crate::broker::protocol::{Body, Reply};
 use crate::broker::{self, Client};
 use crate::cli::ShieldArgs;
 use crate::commands::broker_cmds;
-use crate::commands::exec::SHIELD_MARK;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
+use envseal_core::SHIELD_MARK;
 
 /// Shell and session start-up files, relative to HOME: code the person's
 /// next shell or login would run.

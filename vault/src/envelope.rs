@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::codec::Reader;
 use crate::error::{Error, Result};
-use crate::name::SecretName;
+use envseal_core::SecretName;
 
 /// Largest value accepted, in bytes (1 MiB).
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;

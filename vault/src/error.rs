@@ -124,6 +124,15 @@ pub enum Error {
     Crypto(String),
 }
 
+impl From<envseal_core::NameError> for Error {
+    fn from(e: envseal_core::NameError) -> Self {
+        Error::InvalidName {
+            name: e.name,
+            reason: e.reason,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ffi::ErrorCode;

@@ -17,23 +17,23 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod codec;
+/// The binary record reader (in `envseal-core`, shared with policy).
+pub use envseal_core::codec;
 pub mod envelope;
 mod error;
 mod keys;
 pub mod manifest;
-mod name;
 mod paths;
 mod schema;
 mod vault;
 
 pub use envelope::MAX_VALUE_LEN;
+pub use envseal_core::{MAX_NAME_LEN, NameError, SecretName};
 pub use error::{Error, Result};
 /// For the fuzz targets (`fuzz/`): the wrapped identity's parser.
 #[doc(hidden)]
 pub use keys::WrappedIdentity;
 pub use keys::{KdfCeiling, KdfParams, Keys, VAULT_ID_LEN};
-pub use name::{MAX_NAME_LEN, SecretName};
 pub use paths::{DB_FILE, db_path};
 pub use vault::{
     ApproveOutcome, AuditWriter, Endorsed, GrantRecord, KdfCost, Provenance, RecipientCheck,

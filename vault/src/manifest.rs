@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::codec::Reader;
 use crate::keys::VAULT_ID_LEN;
-use crate::name::SecretName;
+use envseal_core::SecretName;
 
 const MAGIC: &[u8; 4] = b"ESM2";
 const MAGIC_V1: &[u8; 4] = b"ESM1";

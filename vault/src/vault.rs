@@ -16,9 +16,9 @@ use crate::envelope::{self, MAX_VALUE_LEN};
 use crate::error::{Error, Result};
 use crate::keys::{KdfCeiling, KdfParams, Keys, VAULT_ID_LEN, WrappedIdentity};
 use crate::manifest::{self, Manifest};
-use crate::name::SecretName;
 use crate::paths::{db_path, ensure_private_dir};
 use crate::schema;
+use envseal_core::SecretName;
 
 /// How long a writer waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -649,7 +649,7 @@ impl Vault {
         if deleted == 0 && !endorsed {
             return Err(match valid {
                 Ok(_) => Error::NoSuchSecret(name.to_owned()),
-                Err(invalid) => invalid,
+                Err(invalid) => invalid.into(),
             });
         }
         if endorsed {

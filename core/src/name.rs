@@ -2,10 +2,17 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
-
 /// Longest accepted name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
+
+/// A name that is not a valid secret name (what is echoed back is cut to
+/// 32 characters: a mistyped value pasted as a name is not repeated).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid secret name {name:?}: {reason}")]
+pub struct NameError {
+    pub name: String,
+    pub reason: &'static str,
+}
 
 /// A validated secret name. Names are not secret; values are.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -13,8 +20,8 @@ pub struct SecretName(String);
 
 impl SecretName {
     /// Validates `name`.
-    pub fn new(name: &str) -> Result<Self> {
-        let invalid = |reason| Error::InvalidName {
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        let invalid = |reason| NameError {
             // Truncate what we echo back: a mistyped value pasted as a name
             // should not be repeated in full.
             name: name.chars().take(32).collect(),
