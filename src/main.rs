@@ -12,6 +12,7 @@ mod harden;
 mod input;
 mod kdf;
 mod paths;
+mod prepare;
 mod reference;
 
 use std::process::ExitCode;

@@ -29,8 +29,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use super::protocol::{Body, ExecRequest, MAX_FRAME, Reply, Request, StatusInfo, VERSION};
 use super::{Location, frame, parent_of, refusal, session};
 use crate::cli::Command;
-use crate::commands::exec as exec_cmd;
 use crate::exit::Code;
+use crate::prepare;
 
 /// A connection must deliver its request within this time.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -1022,7 +1022,7 @@ impl Broker {
         request: ExecRequest,
         shielded: bool,
         record: &mut envseal_vault::audit::Record,
-    ) -> anyhow::Result<(envseal_launcher::Launch, Option<exec_cmd::Report>)> {
+    ) -> anyhow::Result<(envseal_launcher::Launch, Option<prepare::Report>)> {
         let requested: Vec<SecretName> = request
             .secrets
             .iter()
@@ -1043,9 +1043,9 @@ impl Broker {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        exec_cmd::prepare(
+        prepare::prepare(
             &endorsed,
-            &exec_cmd::Request {
+            &prepare::Request {
                 program: &request.program,
                 argv0: request.argv0.into(),
                 args: request.args.into_iter().map(Into::into).collect(),
@@ -1060,7 +1060,7 @@ impl Broker {
                 env,
                 clearenv: request.clearenv,
                 verbose: request.verbose,
-                masking: exec_cmd::masking(request.mask),
+                masking: prepare::masking(request.mask),
                 shielded: Some(shielded),
             },
             Some(&mut self.cache),

@@ -15,7 +15,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
 use super::protocol::{Body, Reply, Request};
 use super::{frame, read_frame, refusal};
-use crate::commands::exec::Report;
+use crate::prepare::Report;
 
 /// Signals a client may relay.
 const RELAYED: [Signal; 7] = [

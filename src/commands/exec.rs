@@ -8,9 +8,9 @@
 
 use std::ffi::OsString;
 
-use envseal_launcher::{self as launcher, Launch, Role, SecretItem};
-use envseal_policy::{ArgRule, Delivery, Grant, Resolved, Tier, check_args, hex, select};
-use envseal_vault::{Error as VaultError, Keys, SecretName, Vault};
+use envseal_launcher as launcher;
+use envseal_policy::{ArgRule, Resolved, Tier};
+use envseal_vault::{Keys, SecretName, Vault};
 
 use crate::broker::{
     self,
@@ -22,6 +22,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::cli::ExecArgs;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
+use crate::prepare::{Request, masking, not_granted, prepare};
 use crate::{audit, input, paths};
 use envseal_core::SHIELD_MARK;
 
@@ -208,143 +209,9 @@ fn mask_flag(mask: bool, no_mask: bool) -> Option<bool> {
     }
 }
 
-/// Which streams are masked for `--mask` (true), `--no-mask` (false) or
-/// neither.
-pub fn masking(flag: Option<bool>) -> launcher::Masking {
-    match flag {
-        Some(true) => launcher::Masking::Always,
-        Some(false) => launcher::Masking::Never,
-        None => launcher::Masking::Auto,
-    }
-}
-
 fn locked(why: &str) -> CliError {
     CliError::new(Code::Locked, format!("the vault is locked: {why}"))
         .hint("a person runs `envseal unlock` in their terminal (then `envseal exec` goes through the broker)")
-}
-
-/// What one exec asks for, from the command line or a broker client.
-pub struct Request<'a> {
-    pub program: &'a str,
-    pub argv0: OsString,
-    pub args: Vec<OsString>,
-    pub requested: &'a [SecretName],
-    /// `--env-file`: deliver these secrets in these variables instead.
-    /// `--env-file`: (secret, variable); both validated names, wherever
-    /// the request came from.
-    pub rename: &'a [(SecretName, SecretName)],
-    /// `--tier`: at least this tier.
-    pub tier: Option<Tier>,
-    /// The caller's environment, before the dangerous part is removed.
-    pub env: Vec<(OsString, OsString)>,
-    pub clearenv: bool,
-    pub verbose: bool,
-    pub masking: launcher::Masking,
-    /// Through the broker: whether the caller is inside a shield.
-    pub shielded: Option<bool>,
-}
-
-/// `--verbose`'s account of what was verified, printed where the caller
-/// sees it.
-pub struct Report {
-    lines: Vec<String>,
-}
-
-impl Report {
-    pub fn print(&self) {
-        for line in &self.lines {
-            eprintln!("envseal: {line}");
-        }
-    }
-}
-
-/// Checks the grant (arguments, secrets, shield requirement), loads and
-/// verifies what will run (from `cache` when given), then decrypts the
-/// secrets straight into the launch.
-pub fn prepare(
-    endorsed: &envseal_vault::Endorsed<'_>,
-    request: &Request<'_>,
-    cache: Option<&mut launcher::Cache>,
-    record: &mut envseal_vault::audit::Record,
-) -> anyhow::Result<(Launch, Option<Report>)> {
-    let program = request.program;
-    record.program = Some(program.to_owned());
-    record.shielded = request.shielded;
-    let body = endorsed
-        .grant(program)?
-        .ok_or_else(|| not_granted(program))?;
-    let grant = Grant::decode(&body)?;
-    record.sha256 = Some(grant.program.sha256);
-    // The grant's tier is a minimum: `--tier` can only raise it.
-    let mut grant = grant;
-    grant.tier = grant.tier.max(request.tier.unwrap_or(Tier::None));
-    record.tier = Some(grant.tier.as_str().into());
-    record.names = grant.secrets.keys().map(ToString::to_string).collect();
-    if grant.require_shield && request.shielded != Some(true) {
-        return Err(CliError::new(
-            Code::Denied,
-            format!("{program} may run only for callers inside an envseal shield"),
-        )
-        .hint("its grant was made with --require-shield; run the caller under `envseal shield`")
-        .into());
-    }
-    check_args(&grant, &request.args)?;
-    let selected = select(&grant, request.requested)?;
-    record.names = selected.iter().map(|(n, _)| n.to_string()).collect();
-    // The bytes are verified before any secret is decrypted.
-    let (executable, script) = load(&grant, cache)?;
-    let mut secrets = Vec::with_capacity(selected.len());
-    for (name, delivery) in selected {
-        let value = endorsed
-            .open_value(&name)
-            .map_err(|e| missing_secret(e, &name, program))?;
-        let (variable, delivery) = match delivery {
-            Delivery::Env(v) => (v.to_string(), launcher::Delivery::Env),
-            Delivery::File(v) => (v.to_string(), launcher::Delivery::File),
-        };
-        let variable = match request.rename.iter().find(|(k, _)| *k == name) {
-            None => variable,
-            Some((_, var))
-                if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str()))
-                    || crate::reference::steers(var.as_str()) =>
-            {
-                return Err(CliError::new(
-                    Code::Denied,
-                    format!("--env-file maps {name} to {var}, a variable envseal never sets"),
-                )
-                .into());
-            }
-            Some((_, var)) => var.to_string(),
-        };
-        secrets.push(SecretItem {
-            variable: variable.to_string(),
-            delivery,
-            value,
-        });
-    }
-    let given = request.env.len();
-    let env = launcher::rebuild(request.env.iter().cloned(), request.clearenv);
-    let report = request
-        .verbose
-        .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
-    let launch = Launch {
-        executable,
-        script: script.map(|s| (s, grant.script.and_then(|s| s.arg))),
-        argv0: request.argv0.clone(),
-        args: request.args.clone(),
-        env,
-        secrets,
-        tier: grant.tier,
-        // Checked by the launcher against the very descriptor it uses.
-        may_exec: grant
-            .may_exec
-            .iter()
-            .map(|pin| (pin.path.clone(), pin.sha256))
-            .collect(),
-        verbose: request.verbose,
-        masking: request.masking,
-    };
-    Ok((launch, report))
 }
 
 /// The thin client: sends the request with stdin, stdout, stderr and the
@@ -442,81 +309,6 @@ fn check_allow(allow: &[OsString], cmd: &OsString, program: &str) -> anyhow::Res
     )
     .hint("nothing was run; check PATH, or name the program by its full path")
     .into())
-}
-
-fn not_granted(program: &str) -> anyhow::Error {
-    CliError::new(Code::NotGranted, format!("{program} has no grant"))
-        .hint(format!(
-            "a person can pin it with: envseal allow --secret KEY -- {program}"
-        ))
-        .into()
-}
-
-fn missing_secret(e: VaultError, name: &SecretName, program: &str) -> anyhow::Error {
-    match e {
-        VaultError::NoSuchSecret(_) => CliError::new(
-            Code::SecretMissing,
-            format!("secret {name}, which the grant for {program} gives, was removed from the vault"),
-        )
-        .hint(format!(
-            "set it again (`envseal set {name}`, then approve it), or `envseal revoke {program} --secret {name}`"
-        ))
-        .into(),
-        e => e.into(),
-    }
-}
-
-/// Loads and verifies what will run: the program, or for a script its
-/// interpreter (executed) and the script (read by it).
-fn load(
-    grant: &Grant,
-    mut cache: Option<&mut launcher::Cache>,
-) -> anyhow::Result<(launcher::Verified, Option<launcher::Verified>)> {
-    let mut get = |pin: &envseal_policy::Pin, role| match cache.as_deref_mut() {
-        Some(cache) => cache.load(&pin.path, &pin.sha256, role),
-        None => launcher::load(&pin.path, &pin.sha256, role),
-    };
-    Ok(match &grant.script {
-        None => (get(&grant.program, Role::Executable)?, None),
-        Some(script) => {
-            let interpreter = get(&script.interpreter, Role::Executable)?;
-            let copy = get(&grant.program, Role::Script)?;
-            (interpreter, Some(copy))
-        }
-    })
-}
-
-/// `--verbose`: what was verified and which protections apply.
-fn report(grant: &Grant, removed: usize, secrets: usize, shielded: Option<bool>) -> Report {
-    let mut lines = vec![format!(
-        "verified {} (sha256 {}) in a sealed copy",
-        grant.program.path,
-        hex(&grant.program.sha256)
-    )];
-    if let Some(s) = &grant.script {
-        lines.push(format!(
-            "verified interpreter {} (sha256 {})",
-            s.interpreter.path,
-            hex(&s.interpreter.sha256)
-        ));
-    }
-    lines.push(match shielded {
-        None => "launched by this process (no broker)".to_owned(),
-        Some(true) => "launched by the broker for a caller inside a shield".to_owned(),
-        Some(false) => "launched by the broker for a caller outside any shield".to_owned(),
-    });
-    lines.push(format!("tier {}", grant.tier.as_str()));
-    lines.push(format!(
-        "{removed} environment variable(s) removed; {secrets} secret(s) delivered; \
-         descriptors above 2 closed"
-    ));
-    if grant.args != ArgRule::Any {
-        lines.push(format!(
-            "arguments checked: {}",
-            envseal_policy::describe_args(&grant.args)
-        ));
-    }
-    Report { lines }
 }
 
 /// No grant yet, `--allow` given, a person at the terminal: offer to pin.
