@@ -86,6 +86,13 @@ impl Recorder {
     }
 }
 
+/// Ends the recorder `pid` and waits for it.
+pub fn stop(pid: i32) {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
 /// Waits for the recorder's answer on `answer`: `Ok` once the record is on
 /// the disk, else why not.
 pub fn wait(answer: &OwnedFd) -> Result<(), String> {

@@ -124,8 +124,10 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         let _ = ready.write_all(&frame(&refusal(&err)));
         envseal_launcher::fork::exit_now(1)
     };
-    // Before the key exists: the recorder never holds it. In the recorder,
-    // the passphrase is wiped and the broker's descriptors closed.
+    // Forked before the vault is opened (SQLite's state must not cross a
+    // fork into a process that opens the same file) and before the key
+    // exists; in the recorder the passphrase is wiped, and it closes every
+    // descriptor it inherits.
     let mut passphrase = Some(passphrase);
     let recorder = match super::recorder::Recorder::start(&start.loc.vault, || {
         drop(passphrase.take());
@@ -137,6 +139,13 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         ),
     };
     let passphrase = passphrase.expect("kept by the broker");
+    // A broker that fails to unlock ends its recorder first: nothing may
+    // hold the socket (which the recorder has for a moment) once it exits.
+    let recorder_pid = recorder.pid();
+    let fail = |ready: &mut File, err: anyhow::Error| -> ! {
+        super::recorder::stop(recorder_pid);
+        fail(ready, err)
+    };
     let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
         let mut vault = Vault::open(&start.loc.vault)?;
         let keys = crate::audit::unlock(&mut vault, &passphrase, "unlock")?;
@@ -1009,9 +1018,16 @@ impl Broker {
         if self.recorder.is_some() {
             return;
         }
+        // The broker's connection is closed across the fork: SQLite's state
+        // must not reach a process that opens the same file.
+        drop(self.vault.take());
         match super::recorder::Recorder::start(&self.loc.vault, || {}) {
             Ok(r) => self.recorder = Some(r),
             Err(e) => self.log(&format!("cannot start a recorder: {e}")),
+        }
+        match Vault::open(&self.loc.vault) {
+            Ok(v) => self.vault = Some(v),
+            Err(e) => self.shutdown(&format!("cannot open the vault again: {e}")),
         }
     }
 

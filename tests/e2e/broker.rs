@@ -7,7 +7,7 @@
 //! program's child in every tier. Controls show the attacks work where
 //! nothing protects the target, so the tests can fail.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -691,7 +691,14 @@ fn run_agent(s: &Scene, extra: &[&str], test: &str) {
     .unwrap();
     let mut args = vec!["shield"];
     args.extend_from_slice(extra);
-    args.extend(["--", s.me.to_str().unwrap(), "--exact", test, "--nocapture"]);
+    let exact = util::qualified(module_path!(), test);
+    args.extend([
+        "--",
+        s.me.to_str().unwrap(),
+        "--exact",
+        &exact,
+        "--nocapture",
+    ]);
     let mut c = s.envseal(&args);
     c.env(AGENT_ENV, plan);
     let out = c.output().unwrap();
@@ -1257,7 +1264,10 @@ fn the_broker_resists_bad_clients_and_serves_many() {
         .user(&me)
         .args([
             "--exact",
-            "the_broker_resists_bad_clients_and_serves_many",
+            &util::qualified(
+                module_path!(),
+                "the_broker_resists_bad_clients_and_serves_many",
+            ),
             "--nocapture",
         ])
         .env("ENVSEAL_TEST_ATTACK_BROKER", broker.to_string())

@@ -2,7 +2,7 @@
 //! file) and `exec --env-file` (the reference file's mapping, still within
 //! the grant). Values are never printed: every one is in the G1 scan.
 
-mod util;
+use crate::util;
 
 use std::fs;
 

@@ -4,7 +4,7 @@
 //! run is its own `envseal exec` process, so each sandbox is built from
 //! scratch in its own process.
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::fs;

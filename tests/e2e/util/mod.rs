@@ -11,6 +11,15 @@ pub mod probe;
 pub mod terminal;
 pub mod user;
 
+/// The name libtest gives test `name` of the module at `module_path`
+/// (`module_path!()` there), for re-running this binary on that one test.
+pub fn qualified(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

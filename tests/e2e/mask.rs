@@ -5,7 +5,7 @@
 //! the test looks for are computed by Python's standard library, not by
 //! envseal's code.
 
-mod util;
+use crate::util;
 
 use std::fs;
 use std::io::Read as _;

@@ -4,7 +4,7 @@
 //! text escaped. Outputs are rendered with a terminal emulator (pyte) and
 //! the screen is compared with the truth.
 
-mod util;
+use crate::util;
 
 use std::fs;
 use std::path::PathBuf;

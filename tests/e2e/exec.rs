@@ -5,7 +5,7 @@
 //! which variables it got (and a hash of each value), its arguments, its
 //! descriptors. Every run's output is scanned for the values (G1).
 
-mod util;
+use crate::util;
 
 use std::fs;
 use std::io::Write as _;

@@ -1,7 +1,7 @@
 //! G2: a copy of the vault reveals the size bucket of each value, not its
 //! length. Values are padded inside the encryption (envelope version 2).
 
-mod util;
+use crate::util;
 
 use util::Env;
 

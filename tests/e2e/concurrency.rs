@@ -1,7 +1,7 @@
 //! Many writers at once, and writers killed with SIGKILL mid-`set`: the
 //! vault stays consistent and nothing that was reported stored is lost.
 
-mod util;
+use crate::util;
 
 use std::process::Stdio;
 use std::sync::Mutex;

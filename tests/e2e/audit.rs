@@ -4,7 +4,7 @@
 //! names the first bad record, and what follows the last checkpoint is
 //! reported as an unauthenticated tail.
 
-mod util;
+use crate::util;
 
 use util::{Env, code, value};
 

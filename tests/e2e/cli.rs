@@ -1,7 +1,7 @@
 //! End-to-end tests of the vault commands, run as a user would. Every
 //! `Env` scans all output and the vault files for the values used (G1).
 
-mod util;
+use crate::util;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;

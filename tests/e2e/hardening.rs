@@ -11,7 +11,7 @@
 //! The attacker is this test binary re-executed as that user with
 //! `ENVSEAL_ATTACK_PID` set (a harness-less self re-exec, as birdcage does).
 
-mod util;
+use crate::util;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -78,7 +78,11 @@ fn attack(pid: i32) -> BTreeMap<&'static str, String> {
 /// `test` is the test whose body starts with the attacker branch.
 fn attack_as_user(uid: u32, gid: u32, me: &Path, test: &str, pid: u32) -> BTreeMap<String, String> {
     let out = as_user(uid, gid, me)
-        .args(["--exact", test, "--nocapture"])
+        .args([
+            "--exact",
+            &util::qualified(module_path!(), test),
+            "--nocapture",
+        ])
         .env(ATTACK_ENV, pid.to_string())
         .output()
         .unwrap();

@@ -6,7 +6,7 @@
 //! The vault lives on a small tmpfs of its own (mounting needs root: CI
 //! runs as root).
 
-mod util;
+use crate::util;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! vault database directly with SQLite. Every edit to the endorsed state
 //! must be detected and refused, and nothing may be changed by the refusal.
 
-mod util;
+use crate::util;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! Recovery and bounds (issue 13): `envseal repair` after the vault's
 //! public key was replaced, and the key-derivation cost ceiling.
 
-mod util;
+use crate::util;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! official Python SDK (`mcp`, installed by ./scripts/test into
 //! target/mcp-venv). Also the protocol's error paths, with raw lines.
 
-mod util;
+use crate::util;
 
 use std::io::Write as _;
 use std::path::PathBuf;
