@@ -565,37 +565,7 @@ impl Broker {
                 self.conns.swap_remove(i);
                 false
             }
-            Body::Refresh { .. } if self.shielded(self.conns[i].pid) => {
-                // An agent could otherwise keep the key unlocked forever.
-                let conn = self.conns.swap_remove(i);
-                self.log(&format!(
-                    "refused a TTL change from pid {} inside a shield",
-                    conn.pid
-                ));
-                self.record_refusal(conn.pid, "unlock", "a TTL change from inside a shield");
-                reply(
-                    &conn.stream,
-                    &Reply::Refused {
-                        code: Code::Denied,
-                        message: "the broker's TTL cannot be changed from inside a shield".into(),
-                        hint: Some("the person who ran `envseal unlock` can run it again".into()),
-                    },
-                );
-                false
-            }
-            Body::Refresh { idle_ttl_seconds } => {
-                self.idle_ttl = Duration::from_secs(idle_ttl_seconds);
-                self.last_use = boot_clock();
-                let msg = format!(
-                    "broker already running (pid {}); idle TTL now {}",
-                    std::process::id(),
-                    describe_ttl(self.idle_ttl)
-                );
-                self.log(&msg);
-                reply(&self.conns[i].stream, &Reply::Done { message: msg });
-                self.conns.swap_remove(i);
-                false
-            }
+            Body::Refresh { idle_ttl_seconds } => self.refresh(i, idle_ttl_seconds),
             Body::Lock => {
                 reply(
                     &self.conns[i].stream,
@@ -606,84 +576,8 @@ impl Broker {
                 self.conns.swap_remove(i);
                 self.shutdown("locked by `envseal lock`")
             }
-            Body::Shield { agent_pid } => {
-                let pid = self.conns[i].pid;
-                let shields = self.conns.iter().filter(|c| c.shield.is_some()).count();
-                if shields >= MAX_SHIELDS {
-                    self.refuse_and_drop(i, "too many shields are registered");
-                    return false;
-                }
-                if self.conns[i].shield.is_some() || parent_of(agent_pid) != Some(pid) {
-                    self.refuse_and_drop(i, "a shield may register only its own child, once");
-                    return false;
-                }
-                // A shielded peer adds nothing (its children are shielded
-                // already); anyone else must show a confined agent.
-                if !self.shielded(pid)
-                    && let Err(why) = shield_confined(pid, agent_pid)
-                {
-                    self.log(&format!(
-                        "refused the registration of pid {agent_pid} by pid {pid}: {why}"
-                    ));
-                    self.refuse_and_drop(
-                        i,
-                        &format!("refused to register pid {agent_pid} as shielded: {why}"),
-                    );
-                    return false;
-                }
-                // The checks read /proc now; the answer to this challenge
-                // must come from the shield's process itself, later. A
-                // process that runs envseal's code now cannot run anything
-                // else afterwards (envseal never executes another program in
-                // its own process), and envseal answers only for the agent
-                // it started, on its own connection.
-                let nonce: String = {
-                    use rand::Rng as _;
-                    let bytes: [u8; 32] = rand::rngs::OsRng.r#gen();
-                    envseal_policy::hex(&bytes)
-                };
-                self.conns[i].challenge = Some((pid, agent_pid, nonce.clone()));
-                reply(&self.conns[i].stream, &Reply::Challenge { nonce });
-                true
-            }
-            Body::ShieldProof { nonce } => {
-                let Some((pid, agent_pid, expected)) = self.conns[i].challenge.take() else {
-                    self.refuse_and_drop(i, "no shield registration to answer");
-                    return false;
-                };
-                let why = if nonce != expected {
-                    Some("the answer does not match the challenge".to_owned())
-                } else if self.conns[i].frame_sender != Some(pid) {
-                    Some(format!(
-                        "the answer did not come from the registering process (pid {pid})"
-                    ))
-                } else if parent_of(agent_pid) != Some(pid) {
-                    Some("the agent is no longer the shield's child".to_owned())
-                } else if self.shielded(pid) {
-                    None
-                } else {
-                    shield_confined(pid, agent_pid).err()
-                };
-                if let Some(why) = why {
-                    self.log(&format!(
-                        "refused the registration of pid {agent_pid} by pid {pid}: {why}"
-                    ));
-                    self.refuse_and_drop(
-                        i,
-                        &format!("refused to register pid {agent_pid} as shielded: {why}"),
-                    );
-                    return false;
-                }
-                self.conns[i].shield = Some((pid, agent_pid));
-                reply(
-                    &self.conns[i].stream,
-                    &Reply::Done {
-                        message: "shield registered".into(),
-                    },
-                );
-                self.log(&format!("shield {pid} registered agent {agent_pid}"));
-                true
-            }
+            Body::Shield { agent_pid } => self.register(i, agent_pid),
+            Body::ShieldProof { nonce } => self.prove(i, &nonce),
             Body::Signal { .. } => {
                 self.refuse_and_drop(i, "no program is running on this connection");
                 false
@@ -694,30 +588,7 @@ impl Broker {
                 replace,
             } => {
                 let conn = self.conns.swap_remove(i);
-                let writer = if self.shielded(conn.pid) {
-                    envseal_vault::Writer::Shield { pid: conn.pid }
-                } else {
-                    envseal_vault::Writer::Direct
-                };
-                let mut record =
-                    crate::audit::peer_record("set", conn.pid, self.uid, self.shielded(conn.pid));
-                record.names = vec![name.clone()];
-                record.detail = Some("pending, through the broker".into());
-                // The record goes into the vault with the value, sealed by
-                // a checkpoint (see `Vault::set_new`); a refusal apart.
-                let answer = self.set(&name, &value, replace, &writer, &record);
-                if let Err(e) = &answer {
-                    self.record(&crate::audit::refused(record, e));
-                }
-                drop(value);
-                let reply_to = match answer {
-                    Ok(message) => {
-                        self.log(&format!("stored {name} (pending) for pid {}", conn.pid));
-                        Reply::Done { message }
-                    }
-                    Err(err) => refusal(&err),
-                };
-                reply(&conn.stream, &reply_to);
+                self.set_request(&conn, &name, value, replace);
                 false
             }
             Body::Show { args } => {
@@ -732,6 +603,154 @@ impl Broker {
                 false
             }
         }
+    }
+
+    /// `envseal unlock` while this broker runs: a new idle TTL — never
+    /// from inside a shield (an agent could keep the key unlocked forever).
+    fn refresh(&mut self, i: usize, idle_ttl_seconds: u64) -> bool {
+        let conn = self.conns.swap_remove(i);
+        if self.shielded(conn.pid) {
+            self.log(&format!(
+                "refused a TTL change from pid {} inside a shield",
+                conn.pid
+            ));
+            self.record_refusal(conn.pid, "unlock", "a TTL change from inside a shield");
+            reply(
+                &conn.stream,
+                &Reply::Refused {
+                    code: Code::Denied,
+                    message: "the broker's TTL cannot be changed from inside a shield".into(),
+                    hint: Some("the person who ran `envseal unlock` can run it again".into()),
+                },
+            );
+            return false;
+        }
+        self.idle_ttl = Duration::from_secs(idle_ttl_seconds);
+        self.last_use = boot_clock();
+        let msg = format!(
+            "broker already running (pid {}); idle TTL now {}",
+            std::process::id(),
+            describe_ttl(self.idle_ttl)
+        );
+        self.log(&msg);
+        reply(&conn.stream, &Reply::Done { message: msg });
+        false
+    }
+
+    /// `Shield{agent_pid}`: checks the shield and its agent, then
+    /// challenges the shield (see [`Broker::prove`]).
+    fn register(&mut self, i: usize, agent_pid: i32) -> bool {
+        let pid = self.conns[i].pid;
+        let shields = self.conns.iter().filter(|c| c.shield.is_some()).count();
+        if shields >= MAX_SHIELDS {
+            self.refuse_and_drop(i, "too many shields are registered");
+            return false;
+        }
+        if self.conns[i].shield.is_some() || parent_of(agent_pid) != Some(pid) {
+            self.refuse_and_drop(i, "a shield may register only its own child, once");
+            return false;
+        }
+        // A shielded peer adds nothing (its children are shielded
+        // already); anyone else must show a confined agent.
+        if !self.shielded(pid)
+            && let Err(why) = shield_confined(pid, agent_pid)
+        {
+            self.refuse_registration(i, pid, agent_pid, &why);
+            return false;
+        }
+        // The checks read /proc now; the answer to this challenge must come
+        // from the shield's process itself, later. A process that runs
+        // envseal's code now cannot run anything else afterwards (envseal
+        // never executes another program in its own process), and envseal
+        // answers only for the agent it started, on its own connection.
+        let nonce: String = {
+            use rand::Rng as _;
+            let bytes: [u8; 32] = rand::rngs::OsRng.r#gen();
+            envseal_policy::hex(&bytes)
+        };
+        self.conns[i].challenge = Some((pid, agent_pid, nonce.clone()));
+        reply(&self.conns[i].stream, &Reply::Challenge { nonce });
+        true
+    }
+
+    /// `ShieldProof{nonce}`: the challenge answered by the registering
+    /// process itself (its pid from `SCM_CREDENTIALS`), both processes
+    /// checked again; then the agent is registered.
+    fn prove(&mut self, i: usize, nonce: &str) -> bool {
+        let Some((pid, agent_pid, expected)) = self.conns[i].challenge.take() else {
+            self.refuse_and_drop(i, "no shield registration to answer");
+            return false;
+        };
+        let why = if nonce != expected {
+            Some("the answer does not match the challenge".to_owned())
+        } else if self.conns[i].frame_sender != Some(pid) {
+            Some(format!(
+                "the answer did not come from the registering process (pid {pid})"
+            ))
+        } else if parent_of(agent_pid) != Some(pid) {
+            Some("the agent is no longer the shield's child".to_owned())
+        } else if self.shielded(pid) {
+            None
+        } else {
+            shield_confined(pid, agent_pid).err()
+        };
+        if let Some(why) = why {
+            self.refuse_registration(i, pid, agent_pid, &why);
+            return false;
+        }
+        self.conns[i].shield = Some((pid, agent_pid));
+        reply(
+            &self.conns[i].stream,
+            &Reply::Done {
+                message: "shield registered".into(),
+            },
+        );
+        self.log(&format!("shield {pid} registered agent {agent_pid}"));
+        true
+    }
+
+    fn refuse_registration(&mut self, i: usize, pid: i32, agent_pid: i32, why: &str) {
+        self.log(&format!(
+            "refused the registration of pid {agent_pid} by pid {pid}: {why}"
+        ));
+        self.refuse_and_drop(
+            i,
+            &format!("refused to register pid {agent_pid} as shielded: {why}"),
+        );
+    }
+
+    /// `Set`: a new value stored pending, with who wrote it; the record
+    /// goes into the vault with the value, sealed by a checkpoint (see
+    /// `Vault::set_new`), a refusal apart.
+    fn set_request(
+        &mut self,
+        conn: &Conn,
+        name: &str,
+        value: super::protocol::HexValue,
+        replace: bool,
+    ) {
+        let shielded = self.shielded(conn.pid);
+        let writer = if shielded {
+            envseal_vault::Writer::Shield { pid: conn.pid }
+        } else {
+            envseal_vault::Writer::Direct
+        };
+        let mut record = crate::audit::peer_record("set", conn.pid, self.uid, shielded);
+        record.names = vec![name.to_owned()];
+        record.detail = Some("pending, through the broker".into());
+        let answer = self.set(name, &value, replace, &writer, &record);
+        if let Err(e) = &answer {
+            self.record(&crate::audit::refused(record, e));
+        }
+        drop(value);
+        let reply_to = match answer {
+            Ok(message) => {
+                self.log(&format!("stored {name} (pending) for pid {}", conn.pid));
+                Reply::Done { message }
+            }
+            Err(err) => refusal(&err),
+        };
+        reply(&conn.stream, &reply_to);
     }
 
     /// A new value from inside a shield: stored pending, like `set`
