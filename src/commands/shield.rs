@@ -114,8 +114,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
 /// file under every name it has.
 fn single_named(vault: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    for suffix in ["", "-wal", "-shm"] {
-        let path = vault.join(format!("{}{suffix}", envseal_vault::DB_FILE));
+    for path in envseal_vault::db_files(&envseal_vault::db_path(vault)) {
         if let Ok(m) = std::fs::symlink_metadata(&path)
             && m.nlink() > 1
         {

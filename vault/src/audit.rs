@@ -282,9 +282,10 @@ pub struct Provenances {
 impl Provenances {
     /// Reads and verifies the log once, for any number of values.
     pub(crate) fn read(conn: &rusqlite::Connection, keys: &Keys) -> Result<Provenances> {
-        let log = verify(conn, keys)?;
+        let rows = rows(conn)?;
+        let log = verify_rows(&rows, keys)?;
         let mut last_write = std::collections::HashMap::new();
-        for e in read(conn)? {
+        for e in decode_rows(&rows) {
             if let Entry::Record(r) = e.entry
                 && (r.action == "set" || r.action == "rm")
             {
@@ -374,8 +375,11 @@ fn rows(conn: &rusqlite::Connection) -> Result<Vec<Row>> {
 
 /// Every element, decoded (unauthenticated: `verify` checks them).
 pub(crate) fn read(conn: &rusqlite::Connection) -> Result<Vec<Element>> {
-    Ok(rows(conn)?
-        .into_iter()
+    Ok(decode_rows(&rows(conn)?))
+}
+
+fn decode_rows(rows: &[Row]) -> Vec<Element> {
+    rows.iter()
         .map(|row| Element {
             seq: row.seq,
             at: row.at,
@@ -389,12 +393,15 @@ pub(crate) fn read(conn: &rusqlite::Connection) -> Result<Vec<Element>> {
                 _ => Entry::Unreadable,
             },
         })
-        .collect())
+        .collect()
 }
 
 /// Checks the chain and every checkpoint (see the module comment).
 pub(crate) fn verify(conn: &rusqlite::Connection, keys: &Keys) -> Result<Verification> {
-    let rows = rows(conn)?;
+    verify_rows(&rows(conn)?, keys)
+}
+
+fn verify_rows(rows: &[Row], keys: &Keys) -> Result<Verification> {
     let mut computed: Vec<[u8; 32]> = Vec::with_capacity(rows.len());
     let mut prev = [0u8; 32];
     let mut first_bad: Option<(i64, String)> = None;

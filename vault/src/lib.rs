@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub use keys::WrappedIdentity;
 pub use keys::{KdfCeiling, KdfParams, Keys, VAULT_ID_LEN};
-pub use paths::{DB_FILE, db_path};
+pub use paths::{DB_FILE, db_files, db_path};
 pub use vault::{
     ApproveOutcome, AuditWriter, Endorsed, GrantRecord, KdfCost, Provenance, RecipientCheck,
     SecretInfo, SecretState, SetOutcome, ValueCheck, Vault, Writer,

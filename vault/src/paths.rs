@@ -14,6 +14,16 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join(DB_FILE)
 }
 
+/// The database at `db` and the files SQLite keeps beside it (its
+/// write-ahead log, shared-memory index and rollback journal).
+pub fn db_files(db: &Path) -> [PathBuf; 4] {
+    ["", "-wal", "-shm", "-journal"].map(|suffix| {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    })
+}
+
 /// Refuses `path` unless this user owns it and neither group nor others
 /// may write it (a directory another user made at a shared `ENVSEAL_HOME`
 /// would receive the values set there, and could hand back its own).

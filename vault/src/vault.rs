@@ -241,16 +241,17 @@ impl Vault {
             Ok(_) => crate::paths::check_owned(&path)?,
         }
         // SQLite reports a file it may not open as "unable to open": say
-        // why (inside `envseal shield` the vault's files are closed).
-        if let Err(e) = fs::File::open(&path)
-            && e.kind() == std::io::ErrorKind::PermissionDenied
-        {
-            return Err(Error::Closed(path));
-        }
-        // Every use is recorded in the vault: one that cannot be written
-        // is refused here, with the reason, rather than deep in SQLite.
-        if let Err(e) = fs::OpenOptions::new().write(true).open(&path) {
-            return Err(Error::ReadOnly { path, source: e });
+        // why, here. Every use is recorded in the vault, so it must be
+        // writable; one that cannot even be read is closed (inside
+        // `envseal shield`). One open when all is well.
+        if let Err(e) = fs::OpenOptions::new().read(true).write(true).open(&path) {
+            let unreadable = fs::File::open(&path)
+                .is_err_and(|r| r.kind() == std::io::ErrorKind::PermissionDenied);
+            return Err(if unreadable {
+                Error::Closed(path)
+            } else {
+                Error::ReadOnly { path, source: e }
+            });
         }
         let mut conn = Connection::open_with_flags(
             &path,
@@ -1336,9 +1337,7 @@ fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> Error {
 }
 
 fn remove_db_files(db: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        let _ = fs::remove_file(PathBuf::from(p));
+    for p in crate::paths::db_files(db) {
+        let _ = fs::remove_file(p);
     }
 }
