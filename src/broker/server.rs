@@ -120,7 +120,13 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         .open(&start.loc.log)
         .ok();
     quiet_stdio();
+    // A broker that fails to start stops listening before it says so:
+    // a client that connects while it exits would meet a process that no
+    // longer runs envseal's code, and take it for a counterfeit.
+    let (listening, socket) = (start.listener.as_raw_fd(), start.loc.socket.clone());
     let fail = |ready: &mut File, err: anyhow::Error| -> ! {
+        let _ = std::fs::remove_file(&socket);
+        let _ = nix::unistd::close(listening);
         let _ = ready.write_all(&frame(&refusal(&err)));
         envseal_launcher::fork::exit_now(1)
     };
