@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::PassphraseArgs;
 use crate::exit::{CliError, Code};
+pub use envseal_broker::terminal::{self, at_terminal, confirm};
 
 /// Longest passphrase accepted from a file descriptor.
 const MAX_PASSPHRASE: usize = 4096;
@@ -49,39 +50,6 @@ pub fn new_passphrase(args: PassphraseArgs) -> Result<SecretString, CliError> {
 /// Whether a passphrase could be obtained without failing outright.
 pub fn passphrase_available(args: PassphraseArgs) -> bool {
     args.passphrase_fd.is_some() || File::open("/dev/tty").is_ok()
-}
-
-/// Whether a person is at a terminal (stdin is one, and /dev/tty opens).
-pub fn at_terminal() -> bool {
-    std::io::stdin().is_terminal() && File::open("/dev/tty").is_ok()
-}
-
-/// Whether a person typed (or will type) the passphrase at a terminal:
-/// no `--passphrase-fd` was given, and stdin is a terminal.
-pub fn person_at_terminal() -> bool {
-    !FD_GIVEN.load(std::sync::atomic::Ordering::Relaxed) && at_terminal()
-}
-
-/// Asks a yes/no question on the terminal; anything but y/yes is no.
-pub fn confirm(question: &str) -> Result<bool, CliError> {
-    use std::io::{BufRead as _, Write as _};
-    let no_tty = |_| CliError::new(Code::Denied, "no terminal to ask for confirmation");
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(no_tty)?;
-    let mut out = &tty;
-    out.write_all(envseal_policy::escape_lines(question).as_bytes())
-        .map_err(no_tty)?;
-    let mut answer = String::new();
-    std::io::BufReader::new(&tty)
-        .read_line(&mut answer)
-        .map_err(no_tty)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
 }
 
 /// Reads a secret value: the exact bytes of stdin when it is not a
@@ -169,17 +137,13 @@ fn non_empty(p: SecretString) -> Result<SecretString, CliError> {
 static PASSPHRASE_FD: std::sync::Mutex<Option<(i32, std::os::fd::OwnedFd)>> =
     std::sync::Mutex::new(None);
 
-/// Whether `--passphrase-fd` was given (the passphrase comes from a
-/// script, not a person).
-static FD_GIVEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Takes descriptor `fd`, which `--passphrase-fd` names, before the
 /// process opens anything (parsing the command line opens nothing): if it
 /// were closed, the next file envseal opens would get its number and be
 /// read as the passphrase. A closed or invalid descriptor is an error here,
 /// before anything else happens.
 pub fn claim_passphrase_fd(fd: i32) -> Result<(), CliError> {
-    FD_GIVEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    terminal::passphrase_fd_given();
     let fd_err = |why: &str| {
         CliError::new(
             Code::Usage,

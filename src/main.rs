@@ -2,18 +2,17 @@
 //! and turns errors into messages and exit codes.
 #![forbid(unsafe_code)]
 
-mod audit;
-mod broker;
 mod cli;
 mod commands;
 mod dotenv;
-mod exit;
 mod harden;
 mod input;
-mod kdf;
-mod paths;
-mod prepare;
 mod reference;
+
+// The exec path and what the verbs share with it (refusals, audit records,
+// the vault's directory, the key-derivation check) live in the broker crate.
+use envseal_broker::refusal as exit;
+use envseal_broker::{self as broker, audit, kdf, paths};
 
 use std::process::ExitCode;
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use envseal_vault::SecretName;
 
+use envseal_broker::prepare::steers;
+
 use crate::exit::{CliError, Code};
 
 pub const FILE_NAME: &str = ".envseal";
@@ -53,49 +55,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
         out.push(Mapping { var, key });
     }
     Ok(out)
-}
-
-/// Whether variable `var` steers where a program looks for files, programs,
-/// configuration or the network: a reference file (which anyone who can
-/// write the project can edit) never maps a secret into one, or an ordinary
-/// program would, say, create a directory named after the value. (Loader
-/// and interpreter variables are refused too, by `exec`: never set.)
-pub fn steers(var: &str) -> bool {
-    const NAMES: [&str; 29] = [
-        "HOME",
-        "PATH",
-        "TMPDIR",
-        "TMP",
-        "TEMP",
-        "SHELL",
-        "PWD",
-        "OLDPWD",
-        "USER",
-        "LOGNAME",
-        "IFS",
-        "ENV",
-        "CDPATH",
-        "MAIL",
-        "TERM",
-        "EDITOR",
-        "VISUAL",
-        "PAGER",
-        "BROWSER",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "CURL_CA_BUNDLE",
-        "REQUESTS_CA_BUNDLE",
-        "NODE_EXTRA_CA_CERTS",
-        "KUBECONFIG",
-        "DOCKER_HOST",
-        "GNUPGHOME",
-        "SSH_AUTH_SOCK",
-        "ZDOTDIR",
-    ];
-    NAMES.contains(&var)
-        || var.starts_with("ENVSEAL_")
-        || var.starts_with("XDG_")
-        || var.to_ascii_uppercase().ends_with("_PROXY")
 }
 
 /// Reads `path`, refusing a symlink and a file that is not the user's own

@@ -3,13 +3,13 @@
 mod allow;
 mod approve;
 mod audit;
-mod broker_cmds;
 mod doctor;
 pub mod exec;
 pub mod grants;
 mod import;
 mod init;
 mod list;
+mod lock;
 mod mcp;
 mod pin;
 mod repair;
@@ -18,6 +18,8 @@ mod revoke;
 mod rm;
 mod set;
 mod shield;
+mod status;
+mod unlock;
 
 use envseal_vault::SecretName;
 
@@ -72,15 +74,37 @@ fn names(given: &[String]) -> Result<Vec<SecretName>, envseal_vault::Error> {
         .collect()
 }
 
-/// `list`, `grants` or `audit`, as the broker runs them for a caller
-/// that cannot open the vault's files.
-pub fn show(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::List(args) => list::run(args),
-        Command::Grants(args) => grants::run(args),
-        Command::Audit(args) => audit::run(args),
-        _ => anyhow::bail!("not a command the broker shows"),
-    }
+/// What the broker shows a caller that cannot open the vault's files
+/// (inside a shield), given its arguments: `list`, `grants` or `audit`
+/// (without `--verify`, which needs the passphrase), run as this command
+/// line runs them; anything else is refused.
+pub fn show_for_broker(args: &[String]) -> Result<Box<dyn FnOnce() -> u8>, String> {
+    use clap::Parser as _;
+    let parsed = crate::cli::Cli::try_parse_from(
+        std::iter::once("envseal".to_owned()).chain(args.iter().cloned()),
+    );
+    let command = match parsed.map(|c| c.command) {
+        Ok(c @ (Command::List(_) | Command::Grants(_))) => c,
+        Ok(Command::Audit(a)) if !a.verify => Command::Audit(a),
+        Ok(_) => {
+            return Err(
+                "the broker shows only `list`, `grants` and `audit` (without --verify)".into(),
+            );
+        }
+        Err(e) => return Err(format!("{}", e.kind())),
+    };
+    Ok(Box::new(move || {
+        let shown = match command {
+            Command::List(args) => list::run(args),
+            Command::Grants(args) => grants::run(args),
+            Command::Audit(args) => audit::run(args),
+            _ => unreachable!("only the commands above are shown"),
+        };
+        match shown {
+            Ok(()) => 0,
+            Err(e) => crate::exit::report(&e) as u8,
+        }
+    }))
 }
 
 /// The result of `list`, `grants` or `audit`; when the vault's files could
@@ -143,9 +167,9 @@ pub fn run(command: Command) -> anyhow::Result<u8> {
             std::io::stdout().write_all(include_bytes!(concat!(env!("OUT_DIR"), "/envseal.1")))?;
             Ok(())
         }
-        Command::Unlock(args) => broker_cmds::unlock(args),
-        Command::Lock => broker_cmds::lock(),
-        Command::Status(args) => return broker_cmds::status(args),
+        Command::Unlock(args) => unlock::run(args),
+        Command::Lock => lock::run(),
+        Command::Status(args) => return status::run(args),
         Command::Shield(args) => return shield::run(args),
     }
     .map(|()| 0)

@@ -11,7 +11,6 @@ use envseal_launcher::shield::{self, Confinement};
 use crate::broker::protocol::{Body, Reply};
 use crate::broker::{self, Client};
 use crate::cli::ShieldArgs;
-use crate::commands::broker_cmds;
 use crate::commands::pin;
 use crate::exit::{CliError, Code};
 use envseal_core::SHIELD_MARK;
@@ -35,8 +34,13 @@ const START_UP: [&str; 11] = [
 pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let loc = broker::location()?;
     if Client::connect(&loc)?.is_none() {
-        broker_cmds::refuse_inside_shield("shield")?;
-        broker_cmds::start(&loc, args.passphrase, args.ttl)?;
+        broker::start::refuse_inside_shield("shield")?;
+        broker::start::start(&loc, args.ttl, super::show_for_broker, || {
+            Ok(crate::input::passphrase(
+                args.passphrase,
+                "to unlock the vault",
+            )?)
+        })?;
     }
     single_named(&loc.vault)?;
     let (protected, lifted) = protected_paths(&loc, &args.allow_write)?;

@@ -1,7 +1,8 @@
-//! Exit codes and the one place where errors become messages.
-//!
-//! envseal's own failures use codes from the BSD `sysexits` range so they
-//! rarely collide with a launched program's status, which passes through.
+//! Refusals: envseal's own failures, each with a [`Code`] (its exit code,
+//! from the BSD `sysexits` range so that it rarely collides with a
+//! launched program's status, which passes through), a message and a hint.
+//! The one place where errors become codes and messages — for the command
+//! line and for the broker's replies alike.
 
 use envseal_launcher::Error as LaunchError;
 use envseal_policy::Error as PolicyError;
@@ -10,8 +11,9 @@ use envseal_vault::Error as VaultError;
 /// envseal's exit codes, which the broker's refusals carry too (one
 /// enum, in the wire format's crate).
 pub use envseal_proto::Code;
+use envseal_proto::Reply;
 
-/// An error raised by the CLI itself with a code and an optional hint.
+/// A refusal raised by envseal itself, with a code and an optional hint.
 #[derive(Debug)]
 pub struct CliError {
     pub code: Code,
@@ -216,4 +218,14 @@ pub fn report(err: &anyhow::Error) -> Code {
         eprintln!("  hint: {}", envseal_policy::escape_lines(&hint));
     }
     code
+}
+
+/// An error as the broker's refusal: its exit code, message and hint.
+pub fn to_reply(err: &anyhow::Error) -> Reply {
+    let (code, hint) = classify(err);
+    Reply::Refused {
+        code,
+        message: format!("{err:#}"),
+        hint,
+    }
 }

@@ -13,9 +13,9 @@ use envseal_launcher::fork::exit_now;
 use envseal_launcher::{Control, Launch, Relay};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 
-use super::protocol::{Body, Reply, Request};
-use super::{frame, read_frame, refusal};
 use crate::prepare::Report;
+use crate::protocol::{Body, Reply, Request, frame, read_frame};
+use crate::refusal::to_reply;
 
 /// Signals a client may relay.
 const RELAYED: [Signal; 7] = [
@@ -61,7 +61,7 @@ pub fn run(
     if let Err(e) = placed {
         send(
             &stream,
-            &refusal(&anyhow::anyhow!(
+            &to_reply(&anyhow::anyhow!(
                 "the broker cannot use the caller's descriptors: {e}"
             )),
         );
@@ -70,8 +70,8 @@ pub fn run(
     // No secret is handed over before the record of this exec is on the
     // disk (the recorder says so); waited for here, in the session, so
     // that a write that stalls holds up this exec only, never the broker.
-    if let Err(why) = super::recorder::wait(&recorded) {
-        send(&stream, &refusal(&crate::audit::not_recorded(vault, &why)));
+    if let Err(why) = crate::recorder::wait(&recorded) {
+        send(&stream, &to_reply(&crate::audit::not_recorded(vault, &why)));
         exit_now(1);
     }
     drop(recorded);
@@ -110,7 +110,7 @@ pub fn run(
         ),
         Err(e) => {
             let e = anyhow::Error::from(e);
-            (refusal(&e), crate::audit::ended(&record, Err(&e)))
+            (to_reply(&e), crate::audit::ended(&record, Err(&e)))
         }
     };
     send(&stream, &message);

@@ -9,7 +9,6 @@
 //! the verified copy and the decrypted values of its grant.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
@@ -26,11 +25,12 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
-use super::protocol::{Body, ExecRequest, MAX_FRAME, Reply, Request, StatusInfo, VERSION};
-use super::{Location, frame, parent_of, refusal, session};
-use crate::cli::Command;
-use crate::exit::Code;
+use crate::location::Location;
 use crate::prepare;
+use crate::procfs::parent_of;
+use crate::protocol::{Body, ExecRequest, MAX_FRAME, Reply, Request, StatusInfo, VERSION, frame};
+use crate::refusal::{Code, to_reply};
+use crate::session;
 
 /// A connection must deliver its request within this time.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -48,9 +48,18 @@ const MAX_SHIELDS: usize = 64;
 /// A log larger than this at start-up is moved to `….log.1`.
 const MAX_LOG: u64 = 8 << 20;
 
+/// What the broker runs for a caller inside a shield who asks to see the
+/// vault (`list`, `grants`, `audit`), given the caller's arguments: the
+/// command, to run in a process of its own with the caller's stdout and
+/// stderr (returning its exit status), or why it is refused. The command
+/// line provides it: this crate parses no command lines.
+pub type Show = fn(&[String]) -> Result<Box<dyn FnOnce() -> u8>, String>;
+
 /// What the daemon starts with (prepared before it detached).
 pub struct Start {
     pub loc: Location,
+    /// How the command line shows what a shielded caller asks for.
+    pub show: Show,
     pub listener: UnixListener,
     pub lock: nix::fcntl::Flock<File>,
     pub idle_ttl: Duration,
@@ -74,6 +83,7 @@ struct Conn {
 
 struct Broker {
     loc: Location,
+    show: Show,
     listener: Option<UnixListener>,
     socket_ino: u64,
     lock: Option<nix::fcntl::Flock<File>>,
@@ -81,7 +91,7 @@ struct Broker {
     vault: Option<Vault>,
     keys: Option<SecretBox<Keys>>,
     /// Commits each exec's record before its session starts the program.
-    recorder: Option<super::recorder::Recorder>,
+    recorder: Option<crate::recorder::Recorder>,
     /// Processes writing a record apart from the loop (see `record`).
     writers: std::collections::HashSet<i32>,
     cache: Cache,
@@ -105,7 +115,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
     // second `listen` records this process as the one clients reach
     // (`SO_PEERCRED`), so that they can check it is envseal's broker.
     if let Err(e) = nix::sys::socket::listen(&start.listener, nix::sys::socket::Backlog::MAXCONN) {
-        let _ = ready.write_all(&frame(&refusal(&anyhow::anyhow!(
+        let _ = ready.write_all(&frame(&to_reply(&anyhow::anyhow!(
             "cannot listen on the broker's socket: {e}"
         ))));
         envseal_launcher::fork::exit_now(1);
@@ -127,7 +137,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
     let fail = |ready: &mut File, err: anyhow::Error| -> ! {
         let _ = std::fs::remove_file(&socket);
         let _ = nix::unistd::close(listening);
-        let _ = ready.write_all(&frame(&refusal(&err)));
+        let _ = ready.write_all(&frame(&to_reply(&err)));
         envseal_launcher::fork::exit_now(1)
     };
     // Forked before the vault is opened (SQLite's state must not cross a
@@ -135,7 +145,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
     // exists; in the recorder the passphrase is wiped, and it closes every
     // descriptor it inherits.
     let mut passphrase = Some(passphrase);
-    let recorder = match super::recorder::Recorder::start(&start.loc.vault, || {
+    let recorder = match crate::recorder::Recorder::start(&start.loc.vault, || {
         drop(passphrase.take());
     }) {
         Ok(r) => r,
@@ -149,7 +159,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
     // hold the socket (which the recorder has for a moment) once it exits.
     let recorder_pid = recorder.pid();
     let fail = |ready: &mut File, err: anyhow::Error| -> ! {
-        super::recorder::stop(recorder_pid);
+        crate::recorder::stop(recorder_pid);
         fail(ready, err)
     };
     let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
@@ -204,6 +214,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         sessions: HashMap::new(),
         warned: std::collections::HashSet::new(),
         idle_ttl: start.idle_ttl,
+        show: start.show,
         last_use: boot_clock(),
         log,
         uid: nix::unistd::geteuid().as_raw(),
@@ -732,7 +743,7 @@ impl Broker {
         &mut self,
         conn: &Conn,
         name: &str,
-        value: super::protocol::HexValue,
+        value: crate::protocol::HexValue,
         replace: bool,
     ) {
         let shielded = self.shielded(conn.pid);
@@ -754,7 +765,7 @@ impl Broker {
                 self.log(&format!("stored {name} (pending) for pid {}", conn.pid));
                 Reply::Done { message }
             }
-            Err(err) => refusal(&err),
+            Err(err) => to_reply(&err),
         };
         reply(&conn.stream, &reply_to);
     }
@@ -766,7 +777,7 @@ impl Broker {
     fn set(
         &mut self,
         name: &str,
-        value: &super::protocol::HexValue,
+        value: &crate::protocol::HexValue,
         replace: bool,
         writer: &envseal_vault::Writer,
         record: &envseal_vault::audit::Record,
@@ -779,7 +790,7 @@ impl Broker {
         let vault = self.vault.as_mut().expect("unlocked");
         let exists = || {
             anyhow::Error::from(
-                crate::exit::CliError::new(
+                crate::refusal::CliError::new(
                     Code::Denied,
                     format!("{name} exists: from inside a shield a value cannot be replaced"),
                 )
@@ -896,7 +907,7 @@ impl Broker {
                     "refused exec of {program} for pid {pid} (shielded: {shielded}): {err:#}"
                 ));
                 self.record(&crate::audit::refused(record, &err));
-                reply(&stream, &refusal(&err));
+                reply(&stream, &to_reply(&err));
                 return;
             }
         };
@@ -907,7 +918,7 @@ impl Broker {
             Err(e) => {
                 let err = crate::audit::not_recorded(&self.loc.vault, &e);
                 self.log(&format!("refused exec of {program} for pid {pid}: {err:#}"));
-                reply(&stream, &refusal(&err));
+                reply(&stream, &to_reply(&err));
                 return;
             }
         };
@@ -956,10 +967,9 @@ impl Broker {
 
     /// `list`, `grants` or `audit` for a caller that cannot open the
     /// vault's files (inside a shield): run by a process of the broker's
-    /// own, on the caller's stdout and stderr. Only those commands, and
-    /// `audit` without `--verify` (which needs the passphrase).
+    /// own, on the caller's stdout and stderr. Which commands, and how,
+    /// the command line decides ([`Show`]).
     fn show(&mut self, conn: Conn, args: &[String]) {
-        use clap::Parser as _;
         let Conn {
             stream, pid, fds, ..
         } = conn;
@@ -981,18 +991,9 @@ impl Broker {
         let Ok([stdout, stderr]) = <[OwnedFd; 2]>::try_from(fds) else {
             return refuse("a show request must come with stdout and stderr".into());
         };
-        let parsed = crate::cli::Cli::try_parse_from(
-            std::iter::once("envseal".to_owned()).chain(args.iter().cloned()),
-        );
-        let command = match parsed.map(|c| c.command) {
-            Ok(c @ (Command::List(_) | Command::Grants(_))) => c,
-            Ok(Command::Audit(a)) if !a.verify => Command::Audit(a),
-            Ok(_) => {
-                return refuse(
-                    "the broker shows only `list`, `grants` and `audit` (without --verify)".into(),
-                );
-            }
-            Err(e) => return refuse(format!("{}", e.kind())),
+        let command = match (self.show)(args) {
+            Ok(command) => command,
+            Err(message) => return refuse(message),
         };
         self.log(&format!(
             "show `{}` for pid {pid}",
@@ -1008,10 +1009,7 @@ impl Broker {
                 let status = if placed.is_err() {
                     Code::Failure as u8
                 } else {
-                    match crate::commands::show(command) {
-                        Ok(()) => 0,
-                        Err(e) => crate::exit::report(&e) as u8,
-                    }
+                    command()
                 };
                 let _ = std::io::Write::flush(&mut std::io::stdout());
                 reply(&stream, &Reply::Exit { status });
@@ -1046,7 +1044,7 @@ impl Broker {
         // The broker's connection is closed across the fork: SQLite's state
         // must not reach a process that opens the same file.
         drop(self.vault.take());
-        match super::recorder::Recorder::start(&self.loc.vault, || {}) {
+        match crate::recorder::Recorder::start(&self.loc.vault, || {}) {
             Ok(r) => self.recorder = Some(r),
             Err(e) => self.log(&format!("cannot start a recorder: {e}")),
         }
@@ -1064,49 +1062,12 @@ impl Broker {
         shielded: bool,
         record: &mut envseal_vault::audit::Record,
     ) -> anyhow::Result<(envseal_launcher::Launch, Option<prepare::Report>)> {
-        let requested: Vec<SecretName> = request
-            .secrets
-            .iter()
-            .map(|n| SecretName::new(n))
-            .collect::<Result<_, _>>()?;
-        // Validated exactly as the CLI's .envseal reader does: a variable
-        // name also names a Lockdown secret file.
-        let rename: Vec<(SecretName, SecretName)> = request
-            .rename
-            .iter()
-            .map(|(k, v)| Ok((SecretName::new(k)?, SecretName::new(v)?)))
-            .collect::<Result<_, envseal_vault::Error>>()?;
+        let mut request = prepare::Request::try_from(request)?;
+        request.shielded = Some(shielded);
         let vault = self.vault.as_ref().expect("unlocked");
         let keys = self.keys.as_ref().expect("unlocked");
         let endorsed = vault.endorsed(keys)?;
-        let env: Vec<(OsString, OsString)> = request
-            .env
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        prepare::prepare(
-            &endorsed,
-            &prepare::Request {
-                program: &request.program,
-                argv0: request.argv0.into(),
-                args: request.args.into_iter().map(Into::into).collect(),
-                requested: &requested,
-                rename: &rename,
-                tier: match request.tier.as_deref() {
-                    None => None,
-                    Some(t) => Some(envseal_policy::Tier::parse(t).ok_or_else(|| {
-                        anyhow::anyhow!("unknown tier {t:?} (none, hardened, lockdown)")
-                    })?),
-                },
-                env,
-                clearenv: request.clearenv,
-                verbose: request.verbose,
-                masking: prepare::masking(request.mask),
-                shielded: Some(shielded),
-            },
-            Some(&mut self.cache),
-            record,
-        )
+        prepare::prepare(&endorsed, &request, Some(&mut self.cache), record)
     }
 
     /// In a forked session: let go of everything the broker holds without
@@ -1186,7 +1147,7 @@ fn confinement(pid: &str) -> Option<Confinement> {
         seccomp: field("Seccomp")?.parse().ok()?,
         filters: field("Seccomp_filters")?.parse().ok()?,
         tracer: field("TracerPid")?.parse().ok()?,
-        text: super::code_size(pid)?,
+        text: crate::procfs::code_size(pid)?,
     })
 }
 
@@ -1258,7 +1219,7 @@ fn canonical_program(program: &str) -> anyhow::Result<()> {
         .ok()
         .and_then(|p| p.into_os_string().into_string().ok());
     if canonical.as_deref() != Some(program) {
-        return Err(crate::exit::CliError::new(
+        return Err(crate::refusal::CliError::new(
             Code::Usage,
             format!(
                 "the broker accepts only a program's canonical path, not {}",

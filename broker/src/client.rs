@@ -1,116 +1,16 @@
-//! The broker: a per-user background process, started by a person with
-//! `envseal unlock`, that holds the unlocked vault and launches pinned
-//! programs as its own children for `envseal exec` clients.
-//!
-//! - [`protocol`]: the messages on its socket.
-//! - [`server`]: the daemon (one thread, a `poll` loop).
-//! - [`session`]: the process forked for each `exec`.
+//! A connection to the broker: authenticated before anything is sent,
+//! one request and its reply at a time.
 
-pub use envseal_proto as protocol;
-pub use envseal_proto::{frame, read_frame};
-mod recorder;
-pub mod server;
-mod session;
-
-use std::io::Read as _;
 use std::os::fd::{AsFd as _, BorrowedFd};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 
-use sha2::{Digest as _, Sha256};
+use envseal_proto::{self as protocol, Body, Reply, Request, VERSION, frame, read_frame};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::exit::{CliError, Code};
-use crate::paths;
-use protocol::{Body, Reply, Request, VERSION};
-
-/// Where one vault's broker lives: `/run/user/UID/envseal/` (else
-/// `<vault>/run/`), with a socket and a log named after the vault
-/// directory, so each `ENVSEAL_HOME` has its own broker; its lock is
-/// `<vault>/broker.lock`.
-#[derive(Debug, Clone)]
-pub struct Location {
-    pub vault: PathBuf,
-    pub dir: PathBuf,
-    pub socket: PathBuf,
-    pub lock: PathBuf,
-    pub log: PathBuf,
-}
-
-/// `sun_path` holds 108 bytes, the terminating NUL included.
-const MAX_SOCKET_PATH: usize = 107;
-
-/// Where the broker of this vault listens. Found from the vault alone
-/// (never from the environment, which differs between a person's terminal
-/// and an agent's), so that one vault has one broker: the user's runtime
-/// directory `/run/user/UID` when it exists and is theirs alone, else the
-/// vault directory. The lock that keeps a second broker from starting is
-/// in the vault directory.
-pub fn location() -> Result<Location, CliError> {
-    let vault = paths::vault_dir()?;
-    let vault = std::fs::canonicalize(&vault).unwrap_or(vault);
-    let dir = match runtime_dir() {
-        Some(run) => run.join("envseal"),
-        None => vault.join("run"),
-    };
-    let digest = Sha256::digest(vault.as_os_str().as_encoded_bytes());
-    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let socket = dir.join(format!("broker-{name}.sock"));
-    if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(CliError::new(
-            Code::Usage,
-            format!(
-                "the broker's socket path is too long for a Unix socket: {}",
-                socket.display()
-            ),
-        )
-        .hint("set ENVSEAL_HOME to a shorter directory"));
-    }
-    Ok(Location {
-        lock: vault.join("broker.lock"),
-        log: dir.join(format!("broker-{name}.log")),
-        socket,
-        dir,
-        vault,
-    })
-}
-
-/// `/run/user/UID` if it is a directory this user owns that no one else
-/// may write to.
-fn runtime_dir() -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let uid = nix::unistd::geteuid().as_raw();
-    let dir = PathBuf::from(format!("/run/user/{uid}"));
-    let meta = std::fs::symlink_metadata(&dir).ok()?;
-    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0).then_some(dir)
-}
-
-impl Location {
-    /// Creates the runtime directory (0700) and refuses one that another
-    /// user owns or others can enter.
-    pub fn prepare(&self) -> Result<(), CliError> {
-        let fail = |msg: String| CliError::new(Code::Failure, msg);
-        if !self.dir.exists() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&self.dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", self.dir.display())))?;
-        }
-        let meta = std::fs::symlink_metadata(&self.dir)
-            .map_err(|e| fail(format!("cannot inspect {}: {e}", self.dir.display())))?;
-        if !meta.is_dir()
-            || meta.uid() != nix::unistd::geteuid().as_raw()
-            || meta.mode() & 0o077 != 0
-        {
-            return Err(fail(format!(
-                "{} must be a directory of yours with mode 0700",
-                self.dir.display()
-            ))
-            .hint("remove it, or fix its owner and mode (chmod 700)"));
-        }
-        Ok(())
-    }
-}
+use crate::location::Location;
+use crate::procfs::code_size;
+use crate::refusal::{CliError, Code};
 
 /// A connection to the broker.
 #[derive(Debug)]
@@ -253,6 +153,68 @@ impl Client {
         self.stream.as_fd()
     }
 
+    /// `envseal exec` through the broker: sends the request with this
+    /// process's stdin, stdout, stderr and working directory, relays its
+    /// signals, and returns the program's status.
+    pub fn exec(mut self, request: protocol::ExecRequest) -> anyhow::Result<u8> {
+        let program = request.program.clone();
+        // Relayed signals are blocked, and read from a signalfd below.
+        let mut relayed = nix::sys::signal::SigSet::empty();
+        for s in RELAYED {
+            relayed.add(s);
+        }
+        relayed.thread_block()?;
+        let warn_unshielded = self.start_exec(
+            request,
+            [
+                std::io::stdin().as_fd(),
+                std::io::stdout().as_fd(),
+                std::io::stderr().as_fd(),
+            ],
+        )?;
+        if warn_unshielded && std::env::var_os("ENVSEAL_QUIET").is_none_or(|q| q != "1") {
+            eprintln!(
+                "envseal: warning: not inside an envseal shield. {} runs with its secrets, \
+                 and any program of yours that is not shielded (an AI agent, say) could look into \
+                 it while it runs. Start agents with `envseal shield -- AGENT`. (Said once per \
+                 terminal session; ENVSEAL_QUIET=1 silences it.)",
+                envseal_policy::escape(&program)
+            );
+        }
+        // One thread: the relayed signals through a signalfd, and the
+        // broker's answer, in one poll.
+        let signals =
+            SignalFd::with_flags(&relayed, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+        loop {
+            let (got_signal, got_reply) = {
+                let mut fds = [
+                    PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if got_signal {
+                while let Ok(Some(info)) = signals.read_signal() {
+                    self.send(
+                        Body::Signal {
+                            signal: info.ssi_signo as i32,
+                        },
+                        &[],
+                    )?;
+                }
+            }
+            if got_reply {
+                return exit_status(self.recv()?);
+            }
+        }
+    }
+
     /// Sends an exec request with `stdio` (stdin, stdout, stderr) and this
     /// process's working directory, and waits for the broker's first
     /// answer: whether to tell the caller (once per terminal session) that
@@ -336,16 +298,6 @@ fn not_the_answer(reply: Reply, what: &str) -> anyhow::Error {
     }
 }
 
-/// An error as the broker's refusal: its exit code, message and hint.
-pub fn refusal(err: &anyhow::Error) -> Reply {
-    let (code, hint) = crate::exit::classify(err);
-    Reply::Refused {
-        code,
-        message: format!("{err:#}"),
-        hint,
-    }
-}
-
 /// A refusal from the broker, as the error this command exits with.
 pub fn refused(code: Code, message: String, hint: Option<String>) -> anyhow::Error {
     let e = CliError::new(code, message);
@@ -355,26 +307,13 @@ pub fn refused(code: Code, message: String, hint: Option<String>) -> anyhow::Err
     }
 }
 
-/// The parent pid of `pid`, from `/proc/PID/stat` (the comm field may hold
-/// spaces and parentheses: parse after the last `)`).
-/// The size of a process's executable code in pages (`/proc/PID/statm`,
-/// readable even of a non-dumpable process): envseal's own processes all
-/// have the same. `pid` is a number or `self`.
-pub fn code_size(pid: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()?
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
-}
-
-pub fn parent_of(pid: i32) -> Option<i32> {
-    let mut stat = String::new();
-    std::fs::File::open(format!("/proc/{pid}/stat"))
-        .ok()?
-        .read_to_string(&mut stat)
-        .ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
+/// The signals `exec` relays to a program the broker runs.
+const RELAYED: [nix::sys::signal::Signal; 7] = [
+    nix::sys::signal::Signal::SIGINT,
+    nix::sys::signal::Signal::SIGTERM,
+    nix::sys::signal::Signal::SIGHUP,
+    nix::sys::signal::Signal::SIGQUIT,
+    nix::sys::signal::Signal::SIGWINCH,
+    nix::sys::signal::Signal::SIGUSR1,
+    nix::sys::signal::Signal::SIGUSR2,
+];

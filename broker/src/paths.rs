@@ -7,7 +7,7 @@
 use std::env;
 use std::path::PathBuf;
 
-use crate::exit::{CliError, Code};
+use crate::refusal::{CliError, Code};
 
 /// The vault directory for this invocation.
 pub fn vault_dir() -> Result<PathBuf, CliError> {

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use envseal_vault::{KdfCeiling, KdfCost, KdfParams, Vault};
 
-use crate::exit::{CliError, Code};
-use crate::input;
+use crate::refusal::{CliError, Code};
+use crate::terminal;
 
 /// Overrides the ceiling's memory, in MiB (passes stay at most 16).
 pub const CEILING_VAR: &str = "ENVSEAL_KDF_CEILING_MIB";
@@ -94,7 +94,7 @@ pub fn check(vault: &Vault) -> anyhow::Result<()> {
     if *ACCEPTED.lock().unwrap_or_else(|e| e.into_inner()) == Some(compared) {
         return Ok(());
     }
-    if !input::person_at_terminal() {
+    if !terminal::person_at_terminal() {
         return Err(CliError::new(code, what).hint(hint).into());
     }
     let question = format!(
@@ -102,7 +102,7 @@ pub fn check(vault: &Vault) -> anyhow::Result<()> {
         compared.memory_mib(),
         compared.time()
     );
-    if input::confirm(&question)? {
+    if terminal::confirm(&question)? {
         *ACCEPTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(compared);
         Ok(())
     } else {

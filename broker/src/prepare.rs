@@ -7,13 +7,14 @@ use std::ffi::OsString;
 
 use envseal_launcher::{self as launcher, Launch, Role, SecretItem};
 use envseal_policy::{ArgRule, Delivery, Grant, Tier, check_args, hex, select};
+use envseal_proto::ExecRequest;
 use envseal_vault::{Error as VaultError, SecretName};
 
-use crate::exit::{CliError, Code};
+use crate::refusal::{CliError, Code};
 
 /// Which streams are masked for `--mask` (true), `--no-mask` (false) or
 /// neither.
-pub fn masking(flag: Option<bool>) -> launcher::Masking {
+fn masking(flag: Option<bool>) -> launcher::Masking {
     match flag {
         Some(true) => launcher::Masking::Always,
         Some(false) => launcher::Masking::Never,
@@ -21,16 +22,19 @@ pub fn masking(flag: Option<bool>) -> launcher::Masking {
     }
 }
 
-/// What one exec asks for, from the command line or a broker client.
-pub struct Request<'a> {
-    pub program: &'a str,
+/// What one exec asks for, from the command line or a broker client:
+/// both paths build it from the wire's [`ExecRequest`] (which validates
+/// every name), so that both are checked alike.
+pub struct Request {
+    /// The canonical path the caller resolved CMD to.
+    pub program: String,
     pub argv0: OsString,
     pub args: Vec<OsString>,
-    pub requested: &'a [SecretName],
-    /// `--env-file`: deliver these secrets in these variables instead.
+    /// `--secret`: deliver only these.
+    pub requested: Vec<SecretName>,
     /// `--env-file`: (secret, variable); both validated names, wherever
-    /// the request came from.
-    pub rename: &'a [(SecretName, SecretName)],
+    /// the request came from (a variable also names a Lockdown file).
+    pub rename: Vec<(SecretName, SecretName)>,
     /// `--tier`: at least this tier.
     pub tier: Option<Tier>,
     /// The caller's environment, before the dangerous part is removed.
@@ -38,8 +42,52 @@ pub struct Request<'a> {
     pub clearenv: bool,
     pub verbose: bool,
     pub masking: launcher::Masking,
-    /// Through the broker: whether the caller is inside a shield.
+    /// Through the broker: whether the caller is inside a shield (set by
+    /// the broker, never by the caller); in-process: `None`.
     pub shielded: Option<bool>,
+}
+
+impl TryFrom<ExecRequest> for Request {
+    type Error = anyhow::Error;
+
+    fn try_from(request: ExecRequest) -> anyhow::Result<Request> {
+        let requested = request
+            .secrets
+            .iter()
+            .map(|n| SecretName::new(n))
+            .collect::<Result<_, _>>()?;
+        let rename = request
+            .rename
+            .iter()
+            .map(|(k, v)| Ok((SecretName::new(k)?, SecretName::new(v)?)))
+            .collect::<Result<_, envseal_core::NameError>>()?;
+        let tier = match request.tier.as_deref() {
+            None => None,
+            Some(t) => Some(Tier::parse(t).ok_or_else(|| {
+                CliError::new(
+                    Code::Usage,
+                    format!("unknown tier {t:?} (none, hardened, lockdown)"),
+                )
+            })?),
+        };
+        Ok(Request {
+            program: request.program,
+            argv0: request.argv0.into(),
+            args: request.args.into_iter().map(Into::into).collect(),
+            requested,
+            rename,
+            tier,
+            env: request
+                .env
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            clearenv: request.clearenv,
+            verbose: request.verbose,
+            masking: masking(request.mask),
+            shielded: None,
+        })
+    }
 }
 
 /// `--verbose`'s account of what was verified, printed where the caller
@@ -61,11 +109,11 @@ impl Report {
 /// secrets straight into the launch.
 pub fn prepare(
     endorsed: &envseal_vault::Endorsed<'_>,
-    request: &Request<'_>,
+    request: &Request,
     cache: Option<&mut launcher::Cache>,
     record: &mut envseal_vault::audit::Record,
 ) -> anyhow::Result<(Launch, Option<Report>)> {
-    let program = request.program;
+    let program = request.program.as_str();
     record.program = Some(program.to_owned());
     record.shielded = request.shielded;
     let body = endorsed
@@ -87,7 +135,7 @@ pub fn prepare(
         .into());
     }
     check_args(&grant, &request.args)?;
-    let selected = select(&grant, request.requested)?;
+    let selected = select(&grant, &request.requested)?;
     record.names = selected.iter().map(|(n, _)| n.to_string()).collect();
     // The bytes are verified before any secret is decrypted.
     let (executable, script) = load(&grant, cache)?;
@@ -104,7 +152,7 @@ pub fn prepare(
             None => variable,
             Some((_, var))
                 if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str()))
-                    || crate::reference::steers(var.as_str()) =>
+                    || steers(var.as_str()) =>
             {
                 return Err(CliError::new(
                     Code::Denied,
@@ -218,4 +266,47 @@ pub fn not_granted(program: &str) -> anyhow::Error {
             "a person can pin it with: envseal allow --secret KEY -- {program}"
         ))
         .into()
+}
+
+/// Whether variable `var` steers where a program looks for files, programs,
+/// configuration or the network: a reference file (which anyone who can
+/// write the project can edit, `--env-file`) never maps a secret into one, or an ordinary
+/// program would, say, create a directory named after the value. (Loader
+/// and interpreter variables are refused too, by `exec`: never set.)
+pub fn steers(var: &str) -> bool {
+    const NAMES: [&str; 29] = [
+        "HOME",
+        "PATH",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "USER",
+        "LOGNAME",
+        "IFS",
+        "ENV",
+        "CDPATH",
+        "MAIL",
+        "TERM",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "BROWSER",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "CURL_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "KUBECONFIG",
+        "DOCKER_HOST",
+        "GNUPGHOME",
+        "SSH_AUTH_SOCK",
+        "ZDOTDIR",
+    ];
+    NAMES.contains(&var)
+        || var.starts_with("ENVSEAL_")
+        || var.starts_with("XDG_")
+        || var.to_ascii_uppercase().ends_with("_PROXY")
 }
