@@ -12,16 +12,6 @@ use envseal_vault::{Error as VaultError, SecretName};
 
 use crate::refusal::{CliError, Code};
 
-/// Which streams are masked for `--mask` (true), `--no-mask` (false) or
-/// neither.
-fn masking(flag: Option<bool>) -> launcher::Masking {
-    match flag {
-        Some(true) => launcher::Masking::Always,
-        Some(false) => launcher::Masking::Never,
-        None => launcher::Masking::Auto,
-    }
-}
-
 /// What one exec asks for, from the command line or a broker client:
 /// both paths build it from the wire's [`ExecRequest`] (which validates
 /// every name), so that both are checked alike.
@@ -84,7 +74,7 @@ impl TryFrom<ExecRequest> for Request {
                 .collect(),
             clearenv: request.clearenv,
             verbose: request.verbose,
-            masking: masking(request.mask),
+            masking: launcher::Masking::from_flag(request.mask),
             shielded: None,
         })
     }
@@ -139,6 +129,41 @@ pub fn prepare(
     record.names = selected.iter().map(|(n, _)| n.to_string()).collect();
     // The bytes are verified before any secret is decrypted.
     let (executable, script) = load(&grant, cache)?;
+    let secrets = decrypt(endorsed, request, selected)?;
+    let given = request.env.len();
+    let env = launcher::rebuild(request.env.iter().cloned(), request.clearenv);
+    let report = request
+        .verbose
+        .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
+    let launch = Launch {
+        executable,
+        script: script.map(|s| (s, grant.script.and_then(|s| s.arg))),
+        argv0: request.argv0.clone(),
+        args: request.args.clone(),
+        env,
+        secrets,
+        tier: grant.tier,
+        // Checked by the launcher against the very descriptor it uses.
+        may_exec: grant
+            .may_exec
+            .iter()
+            .map(|pin| (pin.path.clone(), pin.sha256))
+            .collect(),
+        verbose: request.verbose,
+        masking: request.masking,
+    };
+    Ok((launch, report))
+}
+
+/// Decrypts each selected secret into the item the launcher delivers, in
+/// the grant's variable or the one `--env-file` maps it to (never one
+/// that steers the program, or that the launcher never sets).
+fn decrypt(
+    endorsed: &envseal_vault::Endorsed<'_>,
+    request: &Request,
+    selected: Vec<(SecretName, Delivery)>,
+) -> anyhow::Result<Vec<SecretItem>> {
+    let program = request.program.as_str();
     let mut secrets = Vec::with_capacity(selected.len());
     for (name, delivery) in selected {
         let value = endorsed
@@ -168,29 +193,7 @@ pub fn prepare(
             value,
         });
     }
-    let given = request.env.len();
-    let env = launcher::rebuild(request.env.iter().cloned(), request.clearenv);
-    let report = request
-        .verbose
-        .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
-    let launch = Launch {
-        executable,
-        script: script.map(|s| (s, grant.script.and_then(|s| s.arg))),
-        argv0: request.argv0.clone(),
-        args: request.args.clone(),
-        env,
-        secrets,
-        tier: grant.tier,
-        // Checked by the launcher against the very descriptor it uses.
-        may_exec: grant
-            .may_exec
-            .iter()
-            .map(|pin| (pin.path.clone(), pin.sha256))
-            .collect(),
-        verbose: request.verbose,
-        masking: request.masking,
-    };
-    Ok((launch, report))
+    Ok(secrets)
 }
 
 fn missing_secret(e: VaultError, name: &SecretName, program: &str) -> anyhow::Error {

@@ -120,15 +120,7 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         ))));
         envseal_launcher::fork::exit_now(1);
     }
-    if std::fs::metadata(&start.loc.log).is_ok_and(|m| m.len() > MAX_LOG) {
-        let _ = std::fs::rename(&start.loc.log, start.loc.log.with_extension("log.1"));
-    }
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&start.loc.log)
-        .ok();
+    let log = open_log(&start.loc.log);
     quiet_stdio();
     // A broker that fails to start stops listening before it says so:
     // a client that connects while it exits would meet a process that no
@@ -162,62 +154,27 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
         crate::recorder::stop(recorder_pid);
         fail(ready, err)
     };
-    let unlocked = (|| -> anyhow::Result<(Vault, SecretBox<Keys>)> {
-        let mut vault = Vault::open(&start.loc.vault)?;
-        let keys = crate::audit::unlock(&mut vault, &passphrase, "unlock")?;
-        let keys = SecretBox::new(keys)
-            .map_err(|e| anyhow::anyhow!("cannot allocate memory for the key: {e}"))?;
-        Ok((vault, keys))
-    })();
+    let unlocked = unlock(&start.loc.vault, &passphrase);
     drop(passphrase);
     let (mut vault, keys) = match unlocked {
         Ok(v) => v,
         Err(e) => fail(&mut ready, e),
     };
-    let recorder = Some(recorder);
     let mut record = crate::audit::record("unlock");
     record.detail = Some(format!("broker, idle TTL {}", describe_ttl(start.idle_ttl)));
     crate::audit::write(&mut vault, Some(&keys), &record);
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        mask.add(s);
-    }
-    if let Err(e) = mask.thread_block() {
-        fail(&mut ready, anyhow::anyhow!("cannot block signals: {e}"));
-    }
-    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-    {
+    let signals = match signal_fd() {
         Ok(s) => s,
-        Err(e) => fail(&mut ready, anyhow::anyhow!("cannot create a signalfd: {e}")),
+        Err(e) => fail(&mut ready, anyhow::anyhow!("cannot receive signals: {e}")),
     };
-    let socket_ino = std::fs::metadata(&start.loc.socket)
-        .map(|m| m.ino())
-        .unwrap_or(0);
     let pid = std::process::id() as i32;
     let mut broker = Broker {
-        loc: start.loc,
-        listener: Some(start.listener),
-        socket_ino,
-        lock: Some(start.lock),
         signals: Some(signals),
         vault: Some(vault),
         keys: Some(keys),
-        recorder,
-        writers: std::collections::HashSet::new(),
-        cache: Cache::new(),
-        conns: Vec::new(),
-        sessions: HashMap::new(),
-        warned: std::collections::HashSet::new(),
-        idle_ttl: start.idle_ttl,
-        show: start.show,
-        last_use: boot_clock(),
+        recorder: Some(recorder),
         log,
-        uid: nix::unistd::geteuid().as_raw(),
+        ..Broker::new(start)
     };
     broker.log(&format!(
         "unlocked; pid {pid}; key in {}; idle TTL {}",
@@ -229,6 +186,49 @@ pub fn serve(start: Start, passphrase: secrecy::SecretString, ready: OwnedFd) ->
     }));
     drop(ready);
     broker.run()
+}
+
+/// The broker's log, append-only, 0600; one larger than [`MAX_LOG`] is
+/// moved to `….log.1` first.
+fn open_log(path: &std::path::Path) -> Option<File> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_LOG) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .ok()
+}
+
+/// Opens the vault in `dir` and derives its key into memory no other
+/// process can read ([`SecretBox`]).
+fn unlock(
+    dir: &std::path::Path,
+    passphrase: &secrecy::SecretString,
+) -> anyhow::Result<(Vault, SecretBox<Keys>)> {
+    let mut vault = Vault::open(dir)?;
+    let keys = crate::audit::unlock(&mut vault, passphrase, "unlock")?;
+    let keys = SecretBox::new(keys)
+        .map_err(|e| anyhow::anyhow!("cannot allocate memory for the key: {e}"))?;
+    Ok((vault, keys))
+}
+
+/// The signals that end the broker (and `SIGCHLD`), blocked and read from
+/// a descriptor in the loop.
+fn signal_fd() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
 /// The daemon's stdin, stdout and stderr become /dev/null: it has no
@@ -254,6 +254,34 @@ fn describe_ttl(ttl: Duration) -> String {
 }
 
 impl Broker {
+    /// A broker serving `start`, before the vault, key, recorder, signals
+    /// and log are in place.
+    fn new(start: Start) -> Broker {
+        let socket_ino = std::fs::metadata(&start.loc.socket)
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        Broker {
+            loc: start.loc,
+            listener: Some(start.listener),
+            socket_ino,
+            lock: Some(start.lock),
+            signals: None,
+            vault: None,
+            keys: None,
+            recorder: None,
+            writers: std::collections::HashSet::new(),
+            cache: Cache::new(),
+            conns: Vec::new(),
+            sessions: HashMap::new(),
+            warned: std::collections::HashSet::new(),
+            idle_ttl: start.idle_ttl,
+            show: start.show,
+            last_use: boot_clock(),
+            log: None,
+            uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+
     fn log(&mut self, line: &str) {
         if let Some(log) = &mut self.log {
             let now = humantime::format_rfc3339_seconds(SystemTime::now());
@@ -402,12 +430,7 @@ impl Broker {
                     cred.pid(),
                     self.uid
                 ));
-                let mut s = &stream;
-                let _ = s.write_all(&frame(&Reply::Refused {
-                    code: Code::Denied,
-                    message: "this broker serves another user".into(),
-                    hint: None,
-                }));
+                refuse(&stream, Code::Denied, "this broker serves another user");
                 continue;
             }
             if self.conns.len() >= MAX_CONNECTIONS || stream.set_nonblocking(true).is_err() {
@@ -522,13 +545,10 @@ impl Broker {
         let pid = self.conns[i].pid;
         self.record_refusal(pid, "request", why);
         let conn = &self.conns[i];
-        reply(
+        refuse(
             &conn.stream,
-            &Reply::Refused {
-                code: Code::Usage,
-                message: format!("the broker refused the request: {why}"),
-                hint: None,
-            },
+            Code::Usage,
+            format!("the broker refused the request: {why}"),
         );
         self.drop_conn(i, &format!("refused: {why}"));
     }
@@ -861,35 +881,18 @@ impl Broker {
         let Conn {
             stream, pid, fds, ..
         } = conn;
-        if self.sessions.len() >= MAX_SESSIONS {
+        if let Some(busy) = self.busy() {
             self.log(&format!(
                 "refused exec of {program} for pid {pid}: too many running"
             ));
-            reply(
-                &stream,
-                &Reply::Refused {
-                    code: Code::Failure,
-                    message: format!(
-                        "the broker is already running {MAX_SESSIONS} programs; try again when \
-                         one has ended"
-                    ),
-                    hint: None,
-                },
-            );
-            return;
+            return refuse(&stream, Code::Failure, busy);
         }
         if fds.len() != 4 {
-            reply(
+            return refuse(
                 &stream,
-                &Reply::Refused {
-                    code: Code::Usage,
-                    message: "an exec request must come with stdin, stdout, stderr and the \
-                              working directory"
-                        .into(),
-                    hint: None,
-                },
+                Code::Usage,
+                "an exec request must come with stdin, stdout, stderr and the working directory",
             );
-            return;
         }
         self.ensure_recorder();
         let mut record = crate::audit::peer_record("exec", pid, self.uid, shielded);
@@ -935,34 +938,47 @@ impl Broker {
                 warn_unshielded,
             },
         );
+        self.start_session(stream, fds, (launch, report), (record, recorded));
+    }
+
+    /// Forks the exec's session, which waits for its record and runs
+    /// `launch` on the caller's descriptors; the broker keeps nothing of
+    /// it (the decrypted values are wiped as `launch` drops here).
+    fn start_session(
+        &mut self,
+        stream: UnixStream,
+        fds: Vec<OwnedFd>,
+        (launch, report): (envseal_launcher::Launch, Option<prepare::Report>),
+        recorded: (envseal_vault::audit::Record, OwnedFd),
+    ) {
         match envseal_launcher::fork::fork() {
             Ok(envseal_launcher::fork::Forked::Child) => {
                 self.forget_in_child();
-                session::run(
-                    stream,
-                    fds,
-                    launch,
-                    report,
-                    (record, recorded),
-                    &self.loc.vault,
-                )
+                session::run(stream, fds, launch, report, recorded, &self.loc.vault)
             }
             Ok(envseal_launcher::fork::Forked::Parent(child)) => {
                 self.sessions.insert(child.as_raw(), Instant::now());
-                // `launch` (the decrypted values) is wiped as it drops here.
             }
             Err(e) => {
                 self.log(&format!("cannot fork a session: {e}"));
-                reply(
+                refuse(
                     &stream,
-                    &Reply::Refused {
-                        code: Code::Failure,
-                        message: format!("the broker cannot start a process: {e}"),
-                        hint: None,
-                    },
+                    Code::Failure,
+                    format!("the broker cannot start a process: {e}"),
                 );
             }
         }
+    }
+
+    /// Why no further program can start now, if the broker runs as many
+    /// as it may.
+    fn busy(&self) -> Option<String> {
+        (self.sessions.len() >= MAX_SESSIONS).then(|| {
+            format!(
+                "the broker is already running {MAX_SESSIONS} programs; try again when one has \
+                 ended"
+            )
+        })
     }
 
     /// `list`, `grants` or `audit` for a caller that cannot open the
@@ -973,20 +989,9 @@ impl Broker {
         let Conn {
             stream, pid, fds, ..
         } = conn;
-        let refuse = |message: String| {
-            reply(
-                &stream,
-                &Reply::Refused {
-                    code: Code::Usage,
-                    message,
-                    hint: None,
-                },
-            );
-        };
-        if self.sessions.len() >= MAX_SESSIONS {
-            return refuse(format!(
-                "the broker is already running {MAX_SESSIONS} programs; try again when one has ended"
-            ));
+        let refuse = |message: String| refuse(&stream, Code::Usage, message);
+        if let Some(busy) = self.busy() {
+            return refuse(busy);
         }
         let Ok([stdout, stderr]) = <[OwnedFd; 2]>::try_from(fds) else {
             return refuse("a show request must come with stdout and stderr".into());
@@ -1114,6 +1119,18 @@ impl Broker {
 fn reply(stream: &UnixStream, message: &Reply) {
     let mut s = stream;
     let _ = s.write_all(&frame(message));
+}
+
+/// Refuses a request with `code` and `message` (no hint).
+fn refuse(stream: &UnixStream, code: Code, message: impl Into<String>) {
+    reply(
+        stream,
+        &Reply::Refused {
+            code,
+            message: message.into(),
+            hint: None,
+        },
+    );
 }
 
 /// Makes the socket usable by its owner only (the directory is 0700 too).

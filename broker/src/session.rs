@@ -44,16 +44,7 @@ pub fn run(
     // The broker blocks its own signals for its signalfd; the program
     // must not inherit that.
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    let mut fds = fds.into_iter();
-    let (stdin, stdout, stderr, cwd) = match (fds.next(), fds.next(), fds.next(), fds.next()) {
-        (Some(a), Some(b), Some(c), Some(d)) => (a, b, c, d),
-        _ => exit_now(1),
-    };
-    let placed = nix::unistd::dup2_stdin(&stdin)
-        .and_then(|()| nix::unistd::dup2_stdout(&stdout))
-        .and_then(|()| nix::unistd::dup2_stderr(&stderr))
-        .and_then(|()| nix::unistd::fchdir(&cwd));
-    drop((stdin, stdout, stderr, cwd));
+    let placed = take_callers(fds);
     let _ = stream.set_nonblocking(false);
     // A signal message arrives whole; a client that stalls half-way
     // counts as gone rather than holding the session.
@@ -80,20 +71,7 @@ pub fn run(
     }
     // The client's signals arrive as messages on the connection, read
     // while the launcher waits for the program.
-    let mut reader = &stream;
-    let mut read = || match read_frame(&mut reader) {
-        Ok(Some(frame)) => match serde_json::from_slice::<Request>(&frame) {
-            Ok(Request {
-                body: Body::Signal { signal },
-                ..
-            }) => RELAYED
-                .iter()
-                .find(|s| **s as i32 == signal)
-                .map_or(Control::Nothing, |s| Control::Forward(*s)),
-            _ => Control::Nothing,
-        },
-        _ => Control::Hangup,
-    };
+    let mut read = || control(&stream);
     let result = envseal_launcher::run_relaying(
         launch,
         Some(Relay {
@@ -119,6 +97,37 @@ pub fn run(
     envseal_launcher::fork::background();
     crate::audit::write_to(vault, &ended);
     exit_now(0)
+}
+
+/// Makes the caller's stdin, stdout, stderr and working directory (the
+/// four descriptors of its request) this process's own.
+fn take_callers(fds: Vec<OwnedFd>) -> nix::Result<()> {
+    let Ok([stdin, stdout, stderr, cwd]) = <[OwnedFd; 4]>::try_from(fds) else {
+        return Err(nix::errno::Errno::EBADF);
+    };
+    nix::unistd::dup2_stdin(&stdin)
+        .and_then(|()| nix::unistd::dup2_stdout(&stdout))
+        .and_then(|()| nix::unistd::dup2_stderr(&stderr))
+        .and_then(|()| nix::unistd::fchdir(&cwd))
+}
+
+/// The next message of the client while its program runs: a signal to
+/// forward (only those in [`RELAYED`]), nothing, or the client gone.
+fn control(stream: &UnixStream) -> Control {
+    let mut reader = stream;
+    match read_frame(&mut reader) {
+        Ok(Some(frame)) => match serde_json::from_slice::<Request>(&frame) {
+            Ok(Request {
+                body: Body::Signal { signal },
+                ..
+            }) => RELAYED
+                .iter()
+                .find(|s| **s as i32 == signal)
+                .map_or(Control::Nothing, |s| Control::Forward(*s)),
+            _ => Control::Nothing,
+        },
+        _ => Control::Hangup,
+    }
 }
 
 fn send(stream: &UnixStream, message: &Reply) {

@@ -2,12 +2,14 @@
 //! passphrase read, the lock taken, the socket bound; then the daemon
 //! detaches and unlocks, and this process reports how that went.
 
+use std::fs::File;
 use std::io::Read as _;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
 use envseal_core::SHIELD_MARK;
 use envseal_vault::Vault;
+use nix::fcntl::Flock;
 use secrecy::SecretString;
 
 use crate::client::{Client, done};
@@ -34,39 +36,8 @@ pub fn start(
     drop(vault);
     let pass = passphrase()?;
     loc.prepare()?;
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&loc.lock)?;
-    let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| {
-            CliError::new(
-                Code::Failure,
-                "another broker for this vault is starting or running",
-            )
-            .hint("`envseal status` shows it")
-        })?;
-    if Client::connect(loc)?.is_some() {
-        return Err(
-            CliError::new(Code::Failure, "a broker for this vault is already running")
-                .hint("`envseal status` shows it")
-                .into(),
-        );
-    }
-    // A socket left by a broker that died: nobody answers on it.
-    let _ = std::fs::remove_file(&loc.socket);
-    let listener = UnixListener::bind(&loc.socket).map_err(|e| {
-        CliError::new(
-            Code::Failure,
-            format!(
-                "cannot create the broker's socket {}: {e}",
-                loc.socket.display()
-            ),
-        )
-    })?;
-    server::restrict_socket(&loc.socket)?;
-    listener.set_nonblocking(true)?;
+    let lock = take_lock(loc)?;
+    let listener = bind(loc)?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     if envseal_launcher::fork::detach()? {
         drop(ready_r);
@@ -117,4 +88,48 @@ pub fn refuse_inside_shield(verb: &str) -> Result<(), CliError> {
         .hint("the person runs `envseal unlock` in their own terminal"));
     }
     Ok(())
+}
+
+/// Takes the vault's broker lock (`<vault>/broker.lock`), which a second
+/// broker for the same vault cannot take.
+fn take_lock(loc: &Location) -> anyhow::Result<Flock<File>> {
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&loc.lock)?;
+    let lock =
+        Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+            CliError::new(
+                Code::Failure,
+                "another broker for this vault is starting or running",
+            )
+            .hint("`envseal status` shows it")
+        })?;
+    if Client::connect(loc)?.is_some() {
+        return Err(
+            CliError::new(Code::Failure, "a broker for this vault is already running")
+                .hint("`envseal status` shows it")
+                .into(),
+        );
+    }
+    Ok(lock)
+}
+
+/// Binds the broker's socket, usable by its owner only, non-blocking.
+fn bind(loc: &Location) -> anyhow::Result<UnixListener> {
+    // A socket left by a broker that died: nobody answers on it.
+    let _ = std::fs::remove_file(&loc.socket);
+    let listener = UnixListener::bind(&loc.socket).map_err(|e| {
+        CliError::new(
+            Code::Failure,
+            format!(
+                "cannot create the broker's socket {}: {e}",
+                loc.socket.display()
+            ),
+        )
+    })?;
+    server::restrict_socket(&loc.socket)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }

@@ -23,17 +23,8 @@ use crate::sys::{files, ns, signals, spawn};
 pub use envseal_core::Tier;
 
 /// Whether the program's stdout and stderr go through the mask
-/// ([`crate::mask`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Masking {
-    /// Each stream that is not a terminal (a terminal is handed to the
-    /// program as it is: an interactive program needs it).
-    Auto,
-    /// Both streams, terminals included (`--mask`).
-    Always,
-    /// Neither (`--no-mask`).
-    Never,
-}
+/// ([`crate::mask`]); one vocabulary: `envseal-core`.
+pub use envseal_core::Masking;
 
 /// How a secret reaches the program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,23 +59,8 @@ pub struct Script {
     pub arg: Option<String>,
 }
 
-/// How one secret reaches the program.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// As this environment variable.
-    Env(SecretName),
-    /// As a file whose path is in this environment variable.
-    File(SecretName),
-}
-
-impl Delivery {
-    /// The environment variable the program reads.
-    pub fn variable(&self) -> &SecretName {
-        match self {
-            Delivery::Env(v) | Delivery::File(v) => v,
-        }
-    }
-}
+/// How one secret reaches the program (one vocabulary: `envseal-core`).
+pub use envseal_core::Delivery;
 
 /// A constraint on the arguments after the program.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! `envseal set KEY`: write a value (write-only; pending until approved).
 
-use envseal_vault::{Error as VaultError, SecretName, SetOutcome, Vault};
+use envseal_vault::{Error as VaultError, Keys, SecretName, SetOutcome, Vault};
 
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretSlice};
 
 use crate::broker::{
     self,
@@ -61,6 +61,32 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut vault = vault?;
+    let (outcome, keys) = store(&mut vault, &args, &name, &value)?;
+    match outcome {
+        SetOutcome::Created => eprintln!(
+            "envseal: stored {name} (pending: `envseal approve {name}` lets granted programs use it)"
+        ),
+        SetOutcome::ReplacedPending => eprintln!("envseal: replaced {name} (still pending)"),
+        SetOutcome::ReplacedApproved => eprintln!("envseal: replaced {name} (approved)"),
+    }
+    if let (Some(keys), SetOutcome::Created | SetOutcome::ReplacedPending) = (&keys, outcome) {
+        approve_now(&mut vault, keys, &name)?;
+    }
+    if newline {
+        newline_note(&name);
+    }
+    Ok(())
+}
+
+/// Stores `value` under `name` in the vault's own files: pending, or with
+/// `--approve` (or when it replaces an approved value) with the
+/// passphrase. Returns what happened and the key, if it was unlocked.
+fn store(
+    vault: &mut Vault,
+    args: &SetArgs,
+    name: &SecretName,
+    value: &SecretSlice<u8>,
+) -> anyhow::Result<(SetOutcome, Option<Keys>)> {
     // The record of the write goes into the vault with the value (its
     // provenance, which `approve` checks).
     let mut record = audit::record("set");
@@ -68,11 +94,11 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     // With --approve, the passphrase first: a wrong one stores nothing.
     let keys = if args.approve {
         let pass = input::passphrase(args.passphrase, &format!("to store and approve {name}"))?;
-        Some(audit::unlock(&mut vault, &pass, "set")?)
+        Some(audit::unlock(vault, &pass, "set")?)
     } else {
         None
     };
-    let outcome = match vault.set(&name, &value, args.replace, &record) {
+    let outcome = match vault.set(name, value, args.replace, &record) {
         Err(VaultError::PassphraseRequired(n)) => {
             if !input::passphrase_available(args.passphrase) {
                 return Err(VaultError::PassphraseRequired(n).into());
@@ -83,39 +109,32 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
                 None => {
                     let pass =
                         input::passphrase(args.passphrase, &format!("to replace approved {name}"))?;
-                    unlocked = audit::unlock(&mut vault, &pass, "set")?;
+                    unlocked = audit::unlock(vault, &pass, "set")?;
                     &unlocked
                 }
             };
             record.detail = Some("replaced an approved value".into());
-            vault.set_endorsed(keys, &name, &value, args.replace, &record)?
+            vault.set_endorsed(keys, name, value, args.replace, &record)?
         }
         other => other?,
     };
-    match outcome {
-        SetOutcome::Created => eprintln!(
-            "envseal: stored {name} (pending: `envseal approve {name}` lets granted programs use it)"
-        ),
-        SetOutcome::ReplacedPending => eprintln!("envseal: replaced {name} (still pending)"),
-        SetOutcome::ReplacedApproved => eprintln!("envseal: replaced {name} (approved)"),
-    }
-    if let (Some(keys), SetOutcome::Created | SetOutcome::ReplacedPending) = (&keys, outcome) {
-        let shown: Vec<_> = vault
-            .list()?
-            .into_iter()
-            .filter(|i| i.name == name.as_str())
-            .collect();
-        super::approve::show_provenance(&vault, keys, &shown)?;
-        vault.approve(keys, std::slice::from_ref(&name))?;
-        let mut record = audit::record("approve");
-        record.names = vec![name.to_string()];
-        record.detail = Some("with `set --approve`".into());
-        audit::write(&mut vault, Some(keys), &record);
-        eprintln!("envseal: approved {name}");
-    }
-    if newline {
-        newline_note(&name);
-    }
+    Ok((outcome, keys))
+}
+
+/// `--approve`: shows where the value came from and approves it.
+fn approve_now(vault: &mut Vault, keys: &Keys, name: &SecretName) -> anyhow::Result<()> {
+    let shown: Vec<_> = vault
+        .list()?
+        .into_iter()
+        .filter(|i| i.name == name.as_str())
+        .collect();
+    super::approve::show_provenance(vault, keys, &shown)?;
+    vault.approve(keys, std::slice::from_ref(name))?;
+    let mut record = audit::record("approve");
+    record.names = vec![name.to_string()];
+    record.detail = Some("with `set --approve`".into());
+    audit::write(vault, Some(keys), &record);
+    eprintln!("envseal: approved {name}");
     Ok(())
 }
 
