@@ -11,6 +11,9 @@ use crate::commands::pin;
 use crate::exit::{CliError, Code};
 use crate::{audit, input, paths};
 
+/// Builds the grant (keeping what an earlier one for the program had),
+/// stores it — approving its pending secrets with `--approve` — and says
+/// what changed.
 pub fn run(args: AllowArgs) -> anyhow::Result<()> {
     let resolved = pin::resolve(&args.program)?;
     let program = resolved.canonical.clone();
@@ -23,11 +26,44 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         .grant(&program)?
         .map(|body| Grant::decode(&body))
         .transpose()?;
+    let mut grant = pin::build(&resolved, &wanted(&args, previous.as_ref()))?;
+    // Only the secrets named now are checked (exist, approved); those of
+    // an earlier grant for the same program were checked then.
+    let named: Vec<SecretName> = grant.secrets.keys().cloned().collect();
+    if let Some(previous) = &previous {
+        keep_earlier(previous, &mut grant, args.no_may_exec)?;
+    }
+    if args.approve {
+        // Values an agent wrote are shown and confirmed, as `approve` does.
+        super::approve::show_pending(
+            &vault,
+            &named,
+            false,
+            "approve it at a terminal first (`envseal approve NAME`), then run allow",
+        )?;
+    }
+    let approved = vault
+        .put_grant(&keys, &program, &grant.encode(), &named, args.approve)
+        .map_err(still_pending)?;
+    audit::write(
+        &mut vault,
+        Some(&keys),
+        &audit::grant_record("allow", &grant),
+    );
+    say_approved(approved);
+    if let Some(previous) = &previous {
+        say_what_changed(previous, &grant, &program);
+    }
+    print!("pinned {}", pin::describe(&grant));
+    Ok(())
+}
 
-    let given_args = pin::arg_rule(args.args_exact, args.args_prefix);
+/// What the new grant is to be: what the command line names, and, for
+/// what it does not name, what the earlier grant (if any) says.
+fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> pin::Wanted<'a> {
+    let given_args = pin::arg_rule(args.args_exact.clone(), args.args_prefix.clone());
     let given_tier = args.tier.map(Tier::from);
-    // What the command line does not name, the earlier grant decides.
-    let (tier, arg_rule, require_shield, force_interpreter) = match &previous {
+    let (tier, arg_rule, require_shield, force_interpreter) = match previous {
         None => (
             given_tier.unwrap_or(Tier::None),
             given_args,
@@ -44,7 +80,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
             args.force_interpreter || p.forced_interpreter,
         ),
     };
-    let wanted = pin::Wanted {
+    pin::Wanted {
         secrets: &args.secrets,
         files: &args.files,
         args: arg_rule,
@@ -52,57 +88,50 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         tier,
         may_exec: &args.may_exec,
         require_shield,
-    };
-    let mut grant = pin::build(&resolved, &wanted)?;
-    // Only the secrets named now are checked (exist, approved); those of
-    // an earlier grant for the same program were checked then.
-    let named: Vec<SecretName> = grant.secrets.keys().cloned().collect();
-    if let Some(previous) = &previous {
-        for (name, delivery) in &previous.secrets {
-            grant
-                .secrets
-                .entry(name.clone())
-                .or_insert_with(|| delivery.clone());
-        }
-        // Earlier --may-exec pins stay (with the hashes they were pinned
-        // with) unless dropped, or unless the tier no longer confines exec.
-        if !args.no_may_exec && grant.tier == Tier::Lockdown {
-            for pin in &previous.may_exec {
-                if !grant.may_exec.iter().any(|p| p.path == pin.path) {
-                    grant.may_exec.push(pin.clone());
-                }
+    }
+}
+
+/// Carries into `grant` what the earlier grant for the same program had:
+/// its secrets (as they were delivered, unless named again), and its
+/// `--may-exec` pins (with the hashes they were pinned with) unless
+/// dropped with `--no-may-exec` or the tier no longer confines exec.
+fn keep_earlier(previous: &Grant, grant: &mut Grant, no_may_exec: bool) -> anyhow::Result<()> {
+    for (name, delivery) in &previous.secrets {
+        grant
+            .secrets
+            .entry(name.clone())
+            .or_insert_with(|| delivery.clone());
+    }
+    if !no_may_exec && grant.tier == Tier::Lockdown {
+        for pin in &previous.may_exec {
+            if !grant.may_exec.iter().any(|p| p.path == pin.path) {
+                grant.may_exec.push(pin.clone());
             }
         }
-        grant.validate()?;
     }
-    if args.approve {
-        // Values an agent wrote are shown and confirmed, as `approve` does.
-        super::approve::show_pending(
-            &vault,
-            &named,
-            false,
-            "approve it at a terminal first (`envseal approve NAME`), then run allow",
-        )?;
+    grant.validate()?;
+    Ok(())
+}
+
+/// A secret still pending becomes a refusal that says how to approve it.
+fn still_pending(e: VaultError) -> anyhow::Error {
+    match e {
+        VaultError::NotApproved(name) => anyhow::Error::from(
+            CliError::new(
+                Code::Denied,
+                format!("secret {name} is still pending approval"),
+            )
+            .hint(format!(
+                "approve it with `envseal approve {name}`, or add --approve to approve it now"
+            )),
+        ),
+        e => e.into(),
     }
-    let approved = vault
-        .put_grant(&keys, &program, &grant.encode(), &named, args.approve)
-        .map_err(|e| match e {
-            VaultError::NotApproved(name) => anyhow::Error::from(
-                CliError::new(
-                    Code::Denied,
-                    format!("secret {name} is still pending approval"),
-                )
-                .hint(format!(
-                    "approve it with `envseal approve {name}`, or add --approve to approve it now"
-                )),
-            ),
-            e => e.into(),
-        })?;
-    audit::write(
-        &mut vault,
-        Some(&keys),
-        &audit::grant_record("allow", &grant),
-    );
+}
+
+/// Says which secrets `--approve` approved, when and by whom each value
+/// was written.
+fn say_approved(approved: Vec<(SecretName, ApproveOutcome)>) {
     for (name, outcome) in approved {
         if let ApproveOutcome::Approved { written_at, writer } = outcome {
             eprintln!(
@@ -112,45 +141,47 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some(p) = &previous {
-        if p.program.sha256 != grant.program.sha256 {
-            eprintln!(
-                "envseal: re-pinned {} (its bytes changed; was sha256 {})",
-                envseal_policy::escape(&program),
-                hex(&p.program.sha256)
-            );
-        } else {
-            eprintln!(
-                "envseal: updated the grant for {}",
-                envseal_policy::escape(&program)
-            );
-        }
-        for line in weaker(p, &grant) {
-            eprintln!("envseal: weaker: {line}");
-        }
-        for line in changed(p, &grant) {
-            eprintln!("envseal: changed: {line}");
-        }
-        let dropped: Vec<&str> = p
-            .may_exec
-            .iter()
-            .filter(|d| !grant.may_exec.iter().any(|g| g.path == d.path))
-            .map(|d| d.path.as_str())
-            .collect();
-        if !dropped.is_empty() {
-            eprintln!(
-                "envseal: dropped --may-exec {} (it may no longer run them{})",
-                dropped.join(", "),
-                if grant.tier < Tier::Lockdown {
-                    "; below lockdown nothing restricts what it runs"
-                } else {
-                    ""
-                }
-            );
-        }
+}
+
+/// Says how `grant` differs from the `previous` grant of `program`:
+/// re-pinned or updated, each property that became weaker, what else
+/// changed, and the `--may-exec` pins dropped.
+fn say_what_changed(previous: &Grant, grant: &Grant, program: &str) {
+    if previous.program.sha256 != grant.program.sha256 {
+        eprintln!(
+            "envseal: re-pinned {} (its bytes changed; was sha256 {})",
+            envseal_policy::escape(program),
+            hex(&previous.program.sha256)
+        );
+    } else {
+        eprintln!(
+            "envseal: updated the grant for {}",
+            envseal_policy::escape(program)
+        );
     }
-    print!("pinned {}", pin::describe(&grant));
-    Ok(())
+    for line in weaker(previous, grant) {
+        eprintln!("envseal: weaker: {line}");
+    }
+    for line in changed(previous, grant) {
+        eprintln!("envseal: changed: {line}");
+    }
+    let dropped: Vec<&str> = previous
+        .may_exec
+        .iter()
+        .filter(|d| !grant.may_exec.iter().any(|g| g.path == d.path))
+        .map(|d| d.path.as_str())
+        .collect();
+    if !dropped.is_empty() {
+        eprintln!(
+            "envseal: dropped --may-exec {} (it may no longer run them{})",
+            dropped.join(", "),
+            if grant.tier < Tier::Lockdown {
+                "; below lockdown nothing restricts what it runs"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// What `grant` allows that `previous` did not: each line a property that

@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
 
 use envseal_vault::{SecretName, Vault};
 use zeroize::Zeroizing;
@@ -12,8 +13,30 @@ use crate::cli::ImportArgs;
 use crate::exit::{CliError, Code};
 use crate::{audit, dotenv, paths, reference};
 
+/// Checks every entry before anything is written, then stores the values
+/// (pending), writes the reference file and, with `--delete`, wipes the
+/// dotenv file.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let file = &args.file;
+    let entries = read(file)?;
+    // Everything is checked before anything is written.
+    let (names, kept) = to_import(&entries, file)?;
+    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    refuse_existing(&vault, &names)?;
+    store(&mut vault, &kept, &names, file)?;
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let reference = reference::add(dir, &names)?;
+    if args.delete {
+        wipe_and_remove(file)?;
+    }
+    report(&args, &names, &reference)
+}
+
+/// Reads and parses the dotenv file; refuses one with no entries.
+fn read(file: &Path) -> anyhow::Result<Vec<dotenv::Entry>> {
     let text =
         Zeroizing::new(std::fs::read(file).map_err(|e| {
             CliError::new(Code::Usage, format!("cannot read {}: {e}", file.display()))
@@ -24,10 +47,21 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     if entries.is_empty() {
         return Err(CliError::new(Code::Usage, format!("{shown}: no KEY=value lines")).into());
     }
-    // Everything is checked before anything is written.
+    Ok(entries)
+}
+
+/// The entries to import and their names: every name valid and given
+/// once; an empty value is skipped with a warning (nothing to keep
+/// secret, the variable stays in the file), and a file of only empty
+/// values refused.
+fn to_import<'e>(
+    entries: &'e [dotenv::Entry],
+    file: &Path,
+) -> anyhow::Result<(Vec<SecretName>, Vec<&'e dotenv::Entry>)> {
+    let shown = file.display();
     let mut names: Vec<SecretName> = Vec::new();
     let mut kept = Vec::new();
-    for e in &entries {
+    for e in entries {
         let name = SecretName::new(&e.key).map_err(|_| {
             CliError::new(
                 Code::Usage,
@@ -45,7 +79,6 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             .into());
         }
         if e.value.is_empty() {
-            // Nothing to keep secret; the variable stays in the file.
             eprintln!(
                 "envseal: warning: {shown}: line {}: {} has an empty value; skipped",
                 e.line, e.key
@@ -62,7 +95,11 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let mut vault = Vault::open(&paths::vault_dir()?)?;
+    Ok((names, kept))
+}
+
+/// Refuses the whole import when any of `names` is already in the vault.
+fn refuse_existing(vault: &Vault, names: &[SecretName]) -> anyhow::Result<()> {
     let existing: Vec<String> = vault
         .list()?
         .into_iter()
@@ -80,7 +117,19 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         .hint("remove those lines, or `envseal rm` the secrets first")
         .into());
     }
-    for (e, name) in kept.iter().zip(&names) {
+    Ok(())
+}
+
+/// Stores each kept value, pending, with a record of its own, then the
+/// record of the import.
+fn store(
+    vault: &mut Vault,
+    kept: &[&dotenv::Entry],
+    names: &[SecretName],
+    file: &Path,
+) -> anyhow::Result<()> {
+    let shown = file.display();
+    for (e, name) in kept.iter().zip(names) {
         let value: secrecy::SecretSlice<u8> = e.value.to_vec().into();
         let mut record = audit::record("set");
         record.detail = Some(format!("imported from {shown}, pending"));
@@ -89,15 +138,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let mut record = audit::record("import");
     record.names = names.iter().map(ToString::to_string).collect();
     record.detail = Some(format!("from {shown}, pending"));
-    audit::write(&mut vault, None, &record);
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let reference = reference::add(dir, &names)?;
-    if args.delete {
-        wipe_and_remove(file)?;
-    }
+    audit::write(vault, None, &record);
+    Ok(())
+}
+
+/// Says what was imported (as JSON with `--json`), where the reference
+/// file is, what became of the dotenv file, and what to do next.
+fn report(args: &ImportArgs, names: &[SecretName], reference: &Path) -> anyhow::Result<()> {
+    let shown = args.file.display();
     let list: Vec<String> = names.iter().map(ToString::to_string).collect();
     if args.json {
         let value = serde_json::json!({
@@ -123,7 +171,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 /// Overwrites the file's bytes with zeros, syncs, and removes it.
-fn wipe_and_remove(file: &std::path::Path) -> anyhow::Result<()> {
+fn wipe_and_remove(file: &Path) -> anyhow::Result<()> {
     let len = std::fs::metadata(file)?.len();
     let mut f = std::fs::OpenOptions::new()
         .write(true)

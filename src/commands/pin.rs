@@ -45,42 +45,31 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
     if interpreter && !constrained && !wanted.force_interpreter {
         return Err(envseal_policy::Error::Interpreter(inspected.program.path).into());
     }
-    let mut secrets = BTreeMap::new();
-    let mut add = |spec: &str, file: bool| -> anyhow::Result<()> {
-        let (key, var) = match spec.split_once('=') {
-            Some((k, v)) => (SecretName::new(k)?, Some(SecretName::new(v)?)),
-            None => (SecretName::new(spec)?, None),
-        };
-        let delivery = if file {
-            let var = match var {
-                Some(v) => v,
-                None => SecretName::new(&format!("{key}_FILE"))?,
-            };
-            Delivery::File(var)
-        } else {
-            Delivery::Env(var.unwrap_or_else(|| key.clone()))
-        };
-        match (secrets.get(&key), file) {
-            (None, _) => {}
-            (Some(d), _) if d == &delivery => return Ok(()),
-            // `--secret KEY --file KEY` means "KEY, as a file".
-            (Some(Delivery::Env(v)), true) if v == &key => {}
-            (Some(_), _) => {
-                return Err(CliError::new(
-                    Code::Usage,
-                    format!("{key} is given twice with different deliveries"),
-                )
-                .into());
-            }
-        }
-        secrets.insert(key, delivery);
-        Ok(())
+    let secrets = secrets(wanted)?;
+    let may_exec = may_exec(wanted)?;
+    let grant = Grant {
+        program: inspected.program,
+        script: inspected.script,
+        secrets,
+        tier: wanted.tier,
+        args: wanted.args.clone(),
+        forced_interpreter: interpreter && wanted.force_interpreter,
+        may_exec,
+        require_shield: wanted.require_shield,
     };
+    grant.validate()?;
+    Ok(grant)
+}
+
+/// The secrets to grant and how each is delivered: `--secret` ones in
+/// the environment, then `--file` ones as files; at least one.
+fn secrets(wanted: &Wanted<'_>) -> anyhow::Result<BTreeMap<SecretName, Delivery>> {
+    let mut secrets = BTreeMap::new();
     for s in wanted.secrets {
-        add(s, false)?;
+        add_secret(&mut secrets, s, false)?;
     }
     for f in wanted.files {
-        add(f, true)?;
+        add_secret(&mut secrets, f, true)?;
     }
     if secrets.is_empty() {
         return Err(
@@ -89,6 +78,49 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
                 .into(),
         );
     }
+    Ok(secrets)
+}
+
+/// Adds `KEY[=VAR]` (as a file when `file`) to `secrets`; refuses a key
+/// given twice with different deliveries.
+fn add_secret(
+    secrets: &mut BTreeMap<SecretName, Delivery>,
+    spec: &str,
+    file: bool,
+) -> anyhow::Result<()> {
+    let (key, var) = match spec.split_once('=') {
+        Some((k, v)) => (SecretName::new(k)?, Some(SecretName::new(v)?)),
+        None => (SecretName::new(spec)?, None),
+    };
+    let delivery = if file {
+        let var = match var {
+            Some(v) => v,
+            None => SecretName::new(&format!("{key}_FILE"))?,
+        };
+        Delivery::File(var)
+    } else {
+        Delivery::Env(var.unwrap_or_else(|| key.clone()))
+    };
+    match (secrets.get(&key), file) {
+        (None, _) => {}
+        (Some(d), _) if d == &delivery => return Ok(()),
+        // `--secret KEY --file KEY` means "KEY, as a file".
+        (Some(Delivery::Env(v)), true) if v == &key => {}
+        (Some(_), _) => {
+            return Err(CliError::new(
+                Code::Usage,
+                format!("{key} is given twice with different deliveries"),
+            )
+            .into());
+        }
+    }
+    secrets.insert(key, delivery);
+    Ok(())
+}
+
+/// The `--may-exec` programs, resolved and pinned by their hashes; only
+/// in tier lockdown, the one that restricts exec.
+fn may_exec(wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pin>> {
     if !wanted.may_exec.is_empty() && wanted.tier != Tier::Lockdown {
         return Err(CliError::new(
             Code::Usage,
@@ -105,18 +137,7 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
             sha256,
         });
     }
-    let grant = Grant {
-        program: inspected.program,
-        script: inspected.script,
-        secrets,
-        tier: wanted.tier,
-        args: wanted.args.clone(),
-        forced_interpreter: interpreter && wanted.force_interpreter,
-        may_exec,
-        require_shield: wanted.require_shield,
-    };
-    grant.validate()?;
-    Ok(grant)
+    Ok(may_exec)
 }
 
 /// The argument rule given on the command line.

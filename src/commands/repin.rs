@@ -2,7 +2,7 @@
 //! the program, its interpreter and its `--may-exec` programs — keeping
 //! every other property of its grant (needs the passphrase).
 
-use envseal_policy::{Grant, Pin, hex};
+use envseal_policy::{Grant, Pin, Resolved, hex};
 use envseal_vault::Vault;
 
 use crate::cli::RepinArgs;
@@ -10,6 +10,8 @@ use crate::commands::pin;
 use crate::exit::{CliError, Code};
 use crate::{audit, input, paths};
 
+/// Hashes the pinned program again and stores the grant when any pin
+/// changed, saying which; otherwise says there is nothing to do.
 pub fn run(args: RepinArgs) -> anyhow::Result<()> {
     let resolved = pin::resolve(&args.program)?;
     let program = resolved.canonical.clone();
@@ -27,7 +29,30 @@ pub fn run(args: RepinArgs) -> anyhow::Result<()> {
         .into());
     };
     let old = Grant::decode(&body)?;
-    let inspected = envseal_policy::inspect(&resolved, std::env::var_os("PATH").as_deref())?;
+    let grant = rehashed(&old, &resolved)?;
+    let changes = changed_pins(&old, &grant);
+    if changes.is_empty() {
+        eprintln!("envseal: {program} is unchanged since it was pinned; nothing to do");
+        print!("pinned {}", pin::describe(&grant));
+        return Ok(());
+    }
+    vault.put_grant(&keys, &program, &grant.encode(), &[], false)?;
+    audit::write(
+        &mut vault,
+        Some(&keys),
+        &audit::grant_record("repin", &grant),
+    );
+    for change in changes {
+        eprintln!("envseal: re-pinned {change}");
+    }
+    print!("pinned {}", pin::describe(&grant));
+    Ok(())
+}
+
+/// `old` with the program, its interpreter and its `--may-exec` programs
+/// hashed again as they are now; every other property kept.
+fn rehashed(old: &Grant, resolved: &Resolved) -> anyhow::Result<Grant> {
+    let inspected = envseal_policy::inspect(resolved, std::env::var_os("PATH").as_deref())?;
     let mut grant = old.clone();
     grant.program = inspected.program;
     grant.script = inspected.script;
@@ -42,7 +67,11 @@ pub fn run(args: RepinArgs) -> anyhow::Result<()> {
         })
         .collect::<Result<_, envseal_policy::Error>>()?;
     grant.validate()?;
+    Ok(grant)
+}
 
+/// Each pin that differs between `old` and `grant`, as it was and is now.
+fn changed_pins(old: &Grant, grant: &Grant) -> Vec<String> {
     let mut changes = Vec::new();
     let mut compare = |what: &str, before: Option<&Pin>, after: Option<&Pin>| match (before, after)
     {
@@ -70,20 +99,5 @@ pub fn run(args: RepinArgs) -> anyhow::Result<()> {
     for (before, after) in old.may_exec.iter().zip(&grant.may_exec) {
         compare("may exec", Some(before), Some(after));
     }
-    if changes.is_empty() {
-        eprintln!("envseal: {program} is unchanged since it was pinned; nothing to do");
-        print!("pinned {}", pin::describe(&grant));
-        return Ok(());
-    }
-    vault.put_grant(&keys, &program, &grant.encode(), &[], false)?;
-    audit::write(
-        &mut vault,
-        Some(&keys),
-        &audit::grant_record("repin", &grant),
-    );
-    for change in changes {
-        eprintln!("envseal: re-pinned {change}");
-    }
-    print!("pinned {}", pin::describe(&grant));
-    Ok(())
+    changes
 }
