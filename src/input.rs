@@ -8,14 +8,14 @@ use secrecy::{ExposeSecret as _, SecretSlice, SecretString};
 use zeroize::Zeroizing;
 
 use crate::cli::PassphraseArgs;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 pub use envseal_broker::terminal::{self, at_terminal, confirm};
 
 /// Longest passphrase accepted from a file descriptor.
 const MAX_PASSPHRASE: usize = 4096;
 
 /// Reads the passphrase of an existing vault.
-pub fn passphrase(args: PassphraseArgs, why: &str) -> Result<SecretString, CliError> {
+pub fn passphrase(args: PassphraseArgs, why: &str) -> Result<SecretString, Refusal> {
     match args.passphrase_fd {
         Some(fd) => from_fd(fd),
         None => {
@@ -26,14 +26,14 @@ pub fn passphrase(args: PassphraseArgs, why: &str) -> Result<SecretString, CliEr
 }
 
 /// Reads a new passphrase: once from a descriptor, twice on the terminal.
-pub fn new_passphrase(args: PassphraseArgs) -> Result<SecretString, CliError> {
+pub fn new_passphrase(args: PassphraseArgs) -> Result<SecretString, Refusal> {
     let pass = match args.passphrase_fd {
         Some(fd) => from_fd(fd)?,
         None => {
             let first = non_empty(prompt("New vault passphrase: ")?)?;
             let again = prompt("Repeat the passphrase: ")?;
             if first.expose_secret() != again.expose_secret() {
-                return Err(CliError::new(Code::Usage, "the passphrases do not match"));
+                return Err(Refusal::new(Code::Usage, "the passphrases do not match"));
             }
             first
         }
@@ -54,13 +54,13 @@ pub fn passphrase_available(args: PassphraseArgs) -> bool {
 
 /// Reads a secret value: the exact bytes of stdin when it is not a
 /// terminal, else a no-echo prompt typed twice (trailing newline dropped).
-pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
+pub fn value(key: &str) -> Result<SecretSlice<u8>, Refusal> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let first = prompt(&format!("Value for {key} (not echoed): "))?;
         let again = prompt(&format!("Repeat the value for {key}: "))?;
         if first.expose_secret() != again.expose_secret() {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 "the two values do not match; nothing stored",
             ));
@@ -78,7 +78,7 @@ pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                return Err(CliError::new(
+                return Err(Refusal::new(
                     Code::Failure,
                     format!("cannot read stdin: {e}"),
                 ));
@@ -86,7 +86,7 @@ pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
         }
     }
     if filled == limit {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             format!("the value for {key} is larger than 1 MiB"),
         ));
@@ -95,10 +95,10 @@ pub fn value(key: &str) -> Result<SecretSlice<u8>, CliError> {
 }
 
 /// A random value of `length` letters and digits, from the OS generator.
-pub fn generated(length: usize) -> Result<SecretSlice<u8>, CliError> {
+pub fn generated(length: usize) -> Result<SecretSlice<u8>, Refusal> {
     use rand::Rng as _;
     if !(8..=4096).contains(&length) {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             "--length must be between 8 and 4096",
         ));
@@ -110,13 +110,13 @@ pub fn generated(length: usize) -> Result<SecretSlice<u8>, CliError> {
     Ok(SecretSlice::from(bytes))
 }
 
-fn prompt(text: &str) -> Result<SecretString, CliError> {
+fn prompt(text: &str) -> Result<SecretString, Refusal> {
     // Ctrl-C at the prompt must not leave the terminal without echo.
     let _guard = envseal_launcher::terminal::guard_terminal();
     rpassword::prompt_password(text)
         .map(SecretString::from)
         .map_err(|_| {
-            CliError::new(
+            Refusal::new(
                 Code::Denied,
                 "a passphrase is needed but there is no terminal to ask on",
             )
@@ -124,9 +124,9 @@ fn prompt(text: &str) -> Result<SecretString, CliError> {
         })
 }
 
-fn non_empty(p: SecretString) -> Result<SecretString, CliError> {
+fn non_empty(p: SecretString) -> Result<SecretString, Refusal> {
     if p.expose_secret().is_empty() {
-        Err(CliError::new(Code::Usage, "the passphrase is empty"))
+        Err(Refusal::new(Code::Usage, "the passphrase is empty"))
     } else {
         Ok(p)
     }
@@ -142,10 +142,10 @@ static PASSPHRASE_FD: std::sync::Mutex<Option<(i32, std::os::fd::OwnedFd)>> =
 /// were closed, the next file envseal opens would get its number and be
 /// read as the passphrase. A closed or invalid descriptor is an error here,
 /// before anything else happens.
-pub fn claim_passphrase_fd(fd: i32) -> Result<(), CliError> {
+pub fn claim_passphrase_fd(fd: i32) -> Result<(), Refusal> {
     terminal::passphrase_fd_given();
     let fd_err = |why: &str| {
-        CliError::new(
+        Refusal::new(
             Code::Usage,
             format!("cannot read the passphrase from fd {fd}: {why}"),
         )
@@ -162,9 +162,9 @@ pub fn claim_passphrase_fd(fd: i32) -> Result<(), CliError> {
 /// Reads the first line of descriptor `fd` (without its newline): the
 /// descriptor itself, taken at start-up, never a reopening of
 /// `/proc/self/fd/N`, which fails for another user's pipe and for sockets.
-fn from_fd(fd: i32) -> Result<SecretString, CliError> {
+fn from_fd(fd: i32) -> Result<SecretString, Refusal> {
     let bad = |why: String| {
-        CliError::new(
+        Refusal::new(
             Code::Usage,
             format!("cannot read the passphrase from fd {fd}: {why}"),
         )

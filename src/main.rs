@@ -11,14 +11,14 @@ mod reference;
 
 // The exec path and what the verbs share with it (refusals, audit records,
 // the vault's directory, the key-derivation check) live in the broker crate.
-use envseal_broker::refusal as exit;
+use envseal_broker::refusal;
 use envseal_broker::{self as broker, audit, kdf, paths};
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::exit::Code;
+use crate::refusal::Code;
 
 fn main() -> ExitCode {
     // Before anything secret is read: no core dumps, no same-user ptrace.
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     match commands::run(cli.command) {
         Ok(status) => ExitCode::from(status),
         Err(err) if closed_stdout(&err) => ExitCode::SUCCESS,
-        Err(err) => ExitCode::from(exit::report(&err) as u8),
+        Err(err) => ExitCode::from(refusal::report(&err) as u8),
     }
 }
 

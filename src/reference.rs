@@ -10,7 +10,7 @@ use envseal_vault::SecretName;
 
 use envseal_broker::prepare::steers;
 
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 pub const FILE_NAME: &str = ".envseal";
 const PREFIX: &str = "envseal:";
@@ -22,7 +22,7 @@ pub struct Mapping {
     pub key: SecretName,
 }
 
-pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, Refusal> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -30,7 +30,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
             continue;
         }
         let bad = |what: &str| {
-            CliError::new(
+            Refusal::new(
                 Code::Usage,
                 format!("{}: line {}: {what}", path.display(), n + 1),
             )
@@ -59,13 +59,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Mapping>, CliError> {
 
 /// Reads `path`, refusing a symlink and a file that is not the user's own
 /// or that others may write.
-pub fn read(path: &Path) -> Result<Vec<Mapping>, CliError> {
+pub fn read(path: &Path) -> Result<Vec<Mapping>, Refusal> {
     let fail = |e: std::io::Error| {
-        CliError::new(Code::Usage, format!("cannot read {}: {e}", path.display()))
+        Refusal::new(Code::Usage, format!("cannot read {}: {e}", path.display()))
     };
     let meta = std::fs::symlink_metadata(path).map_err(fail)?;
     if meta.file_type().is_symlink() {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             format!(
                 "{} is a symlink; envseal does not follow it",
@@ -82,14 +82,14 @@ pub fn read(path: &Path) -> Result<Vec<Mapping>, CliError> {
 /// that a group other than the user's own primary group may write (with a
 /// umask of 002, files are group-writable for the user's private group):
 /// another user could have planted or edited it.
-fn check_owned(path: &Path, meta: &std::fs::Metadata) -> Result<(), CliError> {
+fn check_owned(path: &Path, meta: &std::fs::Metadata) -> Result<(), Refusal> {
     use std::os::unix::fs::MetadataExt as _;
     let me = nix::unistd::geteuid().as_raw();
     let my_group = nix::unistd::getegid().as_raw();
     let others_write = meta.mode() & 0o002 != 0;
     let group_writes = meta.mode() & 0o020 != 0 && meta.gid() != my_group;
     if meta.uid() != me || others_write || group_writes {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Denied,
             format!(
                 "{} is not yours alone (owner uid {}, mode {:o}); envseal trusts only your own files",
@@ -128,11 +128,11 @@ pub fn discover(start: &Path) -> Option<PathBuf> {
 
 /// Adds `ENVVAR=envseal:KEY` lines for `keys` (variable = key) to the
 /// `.envseal` in `dir`, keeping what it has.
-pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
+pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, Refusal> {
     let path = dir.join(FILE_NAME);
     let mut existing = match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 format!(
                     "{} is a symlink; envseal does not follow it",
@@ -141,7 +141,7 @@ pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
             ));
         }
         Ok(_) => std::fs::read_to_string(&path).map_err(|e| {
-            CliError::new(
+            Refusal::new(
                 Code::Failure,
                 format!("cannot read {}: {e}", path.display()),
             )
@@ -182,7 +182,7 @@ pub fn add(dir: &Path, keys: &[SecretName]) -> Result<PathBuf, CliError> {
             .write_all(existing.as_bytes())
     };
     write().map_err(|e| {
-        CliError::new(
+        Refusal::new(
             Code::Failure,
             format!("cannot write {}: {e}", path.display()),
         )

@@ -89,7 +89,7 @@ pub fn refused(mut record: Record, err: &anyhow::Error) -> Record {
 
 /// The refusal of an exec whose record could not be written.
 pub fn not_recorded(dir: &std::path::Path, e: &dyn std::fmt::Display) -> anyhow::Error {
-    crate::refusal::CliError::new(
+    crate::refusal::Refusal::new(
         crate::refusal::Code::Unrecorded,
         format!("nothing was run: the audit record of this exec could not be written ({e})"),
     )

@@ -10,7 +10,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::location::Location;
 use crate::procfs::code_size;
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 /// A connection to the broker.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl Client {
         let me = nix::unistd::geteuid().as_raw();
         let untrusted = |why: String| {
             anyhow::Error::from(
-                CliError::new(
+                Refusal::new(
                     Code::Denied,
                     format!(
                         "not talking to the process at {}: {why}",
@@ -115,7 +115,7 @@ impl Client {
             {
                 Ok(None)
             }
-            Err(e) => Err(CliError::new(
+            Err(e) => Err(Refusal::new(
                 Code::Failure,
                 format!("cannot reach the broker at {}: {e}", loc.socket.display()),
             )
@@ -127,12 +127,12 @@ impl Client {
         // Wiped once sent: a `set` carries a value.
         let bytes = zeroize::Zeroizing::new(frame(&Request { v: VERSION, body }));
         envseal_launcher::fdpass::send(self.stream.as_fd(), &bytes, fds)
-            .map_err(|e| CliError::new(Code::Failure, format!("the broker hung up: {e}")))?;
+            .map_err(|e| Refusal::new(Code::Failure, format!("the broker hung up: {e}")))?;
         Ok(())
     }
 
     pub fn recv(&mut self) -> anyhow::Result<Reply> {
-        let lost = |why: String| CliError::new(Code::Failure, format!("the broker {why}"));
+        let lost = |why: String| Refusal::new(Code::Failure, format!("the broker {why}"));
         let body = read_frame(&mut self.stream)
             .map_err(|e| lost(format!("sent an unreadable reply: {e}")))?
             .ok_or_else(|| lost("closed the connection".into()))?;
@@ -232,7 +232,7 @@ impl Client {
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| {
-            CliError::new(
+            Refusal::new(
                 Code::Failure,
                 format!("cannot open the working directory: {e}"),
             )
@@ -290,7 +290,7 @@ fn not_the_answer(reply: Reply, what: &str) -> anyhow::Error {
             message,
             hint,
         } => refused(code, message, hint),
-        _ => CliError::new(
+        _ => Refusal::new(
             Code::Failure,
             format!("the broker answered {what} with an unexpected reply"),
         )
@@ -300,7 +300,7 @@ fn not_the_answer(reply: Reply, what: &str) -> anyhow::Error {
 
 /// A refusal from the broker, as the error this command exits with.
 pub fn refused(code: Code, message: String, hint: Option<String>) -> anyhow::Error {
-    let e = CliError::new(code, message);
+    let e = Refusal::new(code, message);
     match hint {
         Some(h) => e.hint(h).into(),
         None => e.into(),

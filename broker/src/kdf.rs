@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use envseal_vault::{KdfCeiling, KdfCost, KdfParams, Vault};
 
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::terminal;
 
 /// Overrides the ceiling's memory, in MiB (passes stay at most 16).
@@ -19,7 +19,7 @@ pub const CEILING_VAR: &str = "ENVSEAL_KDF_CEILING_MIB";
 static ACCEPTED: Mutex<Option<KdfParams>> = Mutex::new(None);
 
 /// The ceiling: the default, or `ENVSEAL_KDF_CEILING_MIB`.
-pub fn ceiling() -> Result<KdfCeiling, CliError> {
+pub fn ceiling() -> Result<KdfCeiling, Refusal> {
     let Some(raw) = std::env::var_os(CEILING_VAR) else {
         return Ok(KdfCeiling::DEFAULT);
     };
@@ -28,7 +28,7 @@ pub fn ceiling() -> Result<KdfCeiling, CliError> {
         .and_then(|s| s.trim().parse::<u32>().ok())
         .filter(|m| *m >= KdfParams::MIN_MEMORY_MIB)
         .ok_or_else(|| {
-            CliError::new(
+            Refusal::new(
                 Code::Usage,
                 format!(
                     "{CEILING_VAR} must be a number of MiB, at least {}",
@@ -95,7 +95,7 @@ pub fn check(vault: &Vault) -> anyhow::Result<()> {
         return Ok(());
     }
     if !terminal::person_at_terminal() {
-        return Err(CliError::new(code, what).hint(hint).into());
+        return Err(Refusal::new(code, what).hint(hint).into());
     }
     let question = format!(
         "envseal: {what}.\nUnlocking would use {} MiB of memory and {} passes. Derive anyway? [y/N] ",
@@ -107,7 +107,7 @@ pub fn check(vault: &Vault) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(
-            CliError::new(code, format!("{what}; you declined to derive"))
+            Refusal::new(code, format!("{what}; you declined to derive"))
                 .hint(hint)
                 .into(),
         )

@@ -45,4 +45,4 @@ pub mod terminal;
 pub use client::{Client, done, environment, exit_status, refused, status};
 pub use location::{Location, location};
 pub use procfs::code_size;
-pub use refusal::{CliError, Code};
+pub use refusal::{Code, Refusal};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use crate::paths;
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 /// Where one vault's broker lives: `/run/user/UID/envseal/` (else
 /// `<vault>/run/`), with a socket and a log named after the vault
@@ -30,7 +30,7 @@ const MAX_SOCKET_PATH: usize = 107;
 /// directory `/run/user/UID` when it exists and is theirs alone, else the
 /// vault directory. The lock that keeps a second broker from starting is
 /// in the vault directory.
-pub fn location() -> Result<Location, CliError> {
+pub fn location() -> Result<Location, Refusal> {
     let vault = paths::vault_dir()?;
     let vault = std::fs::canonicalize(&vault).unwrap_or(vault);
     let dir = match runtime_dir() {
@@ -41,7 +41,7 @@ pub fn location() -> Result<Location, CliError> {
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let socket = dir.join(format!("broker-{name}.sock"));
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             format!(
                 "the broker's socket path is too long for a Unix socket: {}",
@@ -72,8 +72,8 @@ fn runtime_dir() -> Option<PathBuf> {
 impl Location {
     /// Creates the runtime directory (0700) and refuses one that another
     /// user owns or others can enter.
-    pub fn prepare(&self) -> Result<(), CliError> {
-        let fail = |msg: String| CliError::new(Code::Failure, msg);
+    pub fn prepare(&self) -> Result<(), Refusal> {
+        let fail = |msg: String| Refusal::new(Code::Failure, msg);
         if !self.dir.exists() {
             std::fs::DirBuilder::new()
                 .mode(0o700)

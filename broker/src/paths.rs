@@ -7,10 +7,10 @@
 use std::env;
 use std::path::PathBuf;
 
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 /// The vault directory for this invocation.
-pub fn vault_dir() -> Result<PathBuf, CliError> {
+pub fn vault_dir() -> Result<PathBuf, Refusal> {
     if let Some(home) = env::var_os("ENVSEAL_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(home));
     }
@@ -25,7 +25,7 @@ pub fn vault_dir() -> Result<PathBuf, CliError> {
         .filter(|p| p.is_absolute())
     {
         Some(home) => Ok(home.join(".local/share/envseal")),
-        None => Err(CliError::new(
+        None => Err(Refusal::new(
             Code::Usage,
             "cannot find the vault directory: HOME is not set",
         )

@@ -10,7 +10,7 @@ use envseal_policy::{ArgRule, Delivery, Grant, Tier, check_args, hex, select};
 use envseal_proto::ExecRequest;
 use envseal_vault::{Error as VaultError, SecretName};
 
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 /// What one exec asks for, from the command line or a broker client:
 /// both paths build it from the wire's [`ExecRequest`] (which validates
@@ -54,7 +54,7 @@ impl TryFrom<ExecRequest> for Request {
         let tier = match request.tier.as_deref() {
             None => None,
             Some(t) => Some(Tier::parse(t).ok_or_else(|| {
-                CliError::new(
+                Refusal::new(
                     Code::Usage,
                     format!("unknown tier {t:?} (none, hardened, lockdown)"),
                 )
@@ -117,7 +117,7 @@ pub fn prepare(
     record.tier = Some(grant.tier.as_str().into());
     record.names = grant.secrets.keys().map(ToString::to_string).collect();
     if grant.require_shield && request.shielded != Some(true) {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Denied,
             format!("{program} may run only for callers inside an envseal shield"),
         )
@@ -179,7 +179,7 @@ fn decrypt(
                 if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str()))
                     || steers(var.as_str()) =>
             {
-                return Err(CliError::new(
+                return Err(Refusal::new(
                     Code::Denied,
                     format!("--env-file maps {name} to {var}, a variable envseal never sets"),
                 )
@@ -198,7 +198,7 @@ fn decrypt(
 
 fn missing_secret(e: VaultError, name: &SecretName, program: &str) -> anyhow::Error {
     match e {
-        VaultError::NoSuchSecret(_) => CliError::new(
+        VaultError::NoSuchSecret(_) => Refusal::new(
             Code::SecretMissing,
             format!("secret {name}, which the grant for {program} gives, was removed from the vault"),
         )
@@ -264,7 +264,7 @@ fn report(grant: &Grant, removed: usize, secrets: usize, shielded: Option<bool>)
 }
 
 pub fn not_granted(program: &str) -> anyhow::Error {
-    CliError::new(Code::NotGranted, format!("{program} has no grant"))
+    Refusal::new(Code::NotGranted, format!("{program} has no grant"))
         .hint(format!(
             "a person can pin it with: envseal allow --secret KEY -- {program}"
         ))

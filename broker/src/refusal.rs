@@ -15,15 +15,15 @@ use envseal_proto::Reply;
 
 /// A refusal raised by envseal itself, with a code and an optional hint.
 #[derive(Debug)]
-pub struct CliError {
+pub struct Refusal {
     pub code: Code,
     pub message: String,
     pub hint: Option<String>,
 }
 
-impl CliError {
+impl Refusal {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        CliError {
+        Refusal {
             code,
             message: message.into(),
             hint: None,
@@ -36,18 +36,18 @@ impl CliError {
     }
 }
 
-impl std::fmt::Display for CliError {
+impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for CliError {}
+impl std::error::Error for Refusal {}
 
 /// Picks the exit code and a hint for an error chain.
 pub fn classify(err: &anyhow::Error) -> (Code, Option<String>) {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<CliError>() {
+        if let Some(e) = cause.downcast_ref::<Refusal>() {
             return (e.code, e.hint.clone());
         }
         if let Some(e) = cause.downcast_ref::<VaultError>() {

@@ -810,7 +810,7 @@ impl Broker {
         let vault = self.vault.as_mut().expect("unlocked");
         let exists = || {
             anyhow::Error::from(
-                crate::refusal::CliError::new(
+                crate::refusal::Refusal::new(
                     Code::Denied,
                     format!("{name} exists: from inside a shield a value cannot be replaced"),
                 )
@@ -1236,7 +1236,7 @@ fn canonical_program(program: &str) -> anyhow::Result<()> {
         .ok()
         .and_then(|p| p.into_os_string().into_string().ok());
     if canonical.as_deref() != Some(program) {
-        return Err(crate::refusal::CliError::new(
+        return Err(crate::refusal::Refusal::new(
             Code::Usage,
             format!(
                 "the broker accepts only a program's canonical path, not {}",

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use crate::client::{Client, done};
 use crate::location::Location;
 use crate::protocol::Reply;
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::server::{self, Show};
 
 /// Starts a broker for this vault: the passphrase is read here, by
@@ -64,7 +64,7 @@ pub fn start(
     let reply = answer
         .get(4..)
         .and_then(|b| serde_json::from_slice::<Reply>(b).ok())
-        .ok_or_else(|| CliError::new(Code::Failure, "the broker failed to start"))?;
+        .ok_or_else(|| Refusal::new(Code::Failure, "the broker failed to start"))?;
     let pid = done(reply)?;
     eprintln!(
         "envseal: unlocked; broker pid {pid}, locks after {} without use",
@@ -79,9 +79,9 @@ pub fn start(
 
 /// The broker must be started by the person, outside any shield (its
 /// children would be inside the agent's domain otherwise).
-pub fn refuse_inside_shield(verb: &str) -> Result<(), CliError> {
+pub fn refuse_inside_shield(verb: &str) -> Result<(), Refusal> {
     if std::env::var_os(SHIELD_MARK).is_some() {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Denied,
             format!("`envseal {verb}` cannot start a broker from inside a shield"),
         )
@@ -100,7 +100,7 @@ fn take_lock(loc: &Location) -> anyhow::Result<Flock<File>> {
         .open(&loc.lock)?;
     let lock =
         Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-            CliError::new(
+            Refusal::new(
                 Code::Failure,
                 "another broker for this vault is starting or running",
             )
@@ -108,7 +108,7 @@ fn take_lock(loc: &Location) -> anyhow::Result<Flock<File>> {
         })?;
     if Client::connect(loc)?.is_some() {
         return Err(
-            CliError::new(Code::Failure, "a broker for this vault is already running")
+            Refusal::new(Code::Failure, "a broker for this vault is already running")
                 .hint("`envseal status` shows it")
                 .into(),
         );
@@ -121,7 +121,7 @@ fn bind(loc: &Location) -> anyhow::Result<UnixListener> {
     // A socket left by a broker that died: nobody answers on it.
     let _ = std::fs::remove_file(&loc.socket);
     let listener = UnixListener::bind(&loc.socket).map_err(|e| {
-        CliError::new(
+        Refusal::new(
             Code::Failure,
             format!(
                 "cannot create the broker's socket {}: {e}",

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::refusal::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 /// Set when `--passphrase-fd` was given: the passphrase then comes from a
 /// program, not from a person typing.
@@ -29,9 +29,9 @@ pub fn person_at_terminal() -> bool {
 }
 
 /// Asks a yes/no question on the terminal; anything but y/yes is no.
-pub fn confirm(question: &str) -> Result<bool, CliError> {
+pub fn confirm(question: &str) -> Result<bool, Refusal> {
     use std::io::{BufRead as _, Write as _};
-    let no_tty = |_| CliError::new(Code::Denied, "no terminal to ask for confirmation");
+    let no_tty = |_| Refusal::new(Code::Denied, "no terminal to ask for confirmation");
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -8,7 +8,7 @@ use envseal_vault::{ApproveOutcome, Error as VaultError, SecretName, Vault};
 
 use crate::cli::AllowArgs;
 use crate::commands::pin;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, input, paths};
 
 /// Builds the grant (keeping what an earlier one for the program had),
@@ -117,7 +117,7 @@ fn keep_earlier(previous: &Grant, grant: &mut Grant, no_may_exec: bool) -> anyho
 fn still_pending(e: VaultError) -> anyhow::Error {
     match e {
         VaultError::NotApproved(name) => anyhow::Error::from(
-            CliError::new(
+            Refusal::new(
                 Code::Denied,
                 format!("secret {name} is still pending approval"),
             )

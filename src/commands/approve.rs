@@ -4,7 +4,7 @@
 use envseal_vault::{ApproveOutcome, SecretInfo, SecretName, SecretState, Vault, Writer};
 
 use crate::cli::ApproveArgs;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, input, paths};
 
 pub fn run(args: ApproveArgs) -> anyhow::Result<()> {
@@ -124,7 +124,7 @@ pub fn show_pending(
         }
     );
     let agreed = input::confirm(&question).map_err(|_| {
-        CliError::new(
+        Refusal::new(
             Code::Denied,
             format!(
                 "{} not written directly, and there is no terminal to confirm; nothing was approved",
@@ -134,7 +134,7 @@ pub fn show_pending(
         .hint(hint)
     })?;
     if !agreed {
-        return Err(CliError::new(Code::Denied, "nothing was approved").into());
+        return Err(Refusal::new(Code::Denied, "nothing was approved").into());
     }
     Ok(shown)
 }

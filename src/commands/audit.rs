@@ -9,7 +9,7 @@ use envseal_vault::audit::{Element, Entry};
 use serde::Serialize;
 
 use crate::cli::AuditArgs;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{input, paths};
 
 #[derive(Serialize)]
@@ -81,7 +81,7 @@ fn verify(vault: &Vault, args: AuditArgs) -> anyhow::Result<()> {
     let keys = vault.unlock(&pass)?;
     let v = vault.audit_verify(&keys)?;
     if let Some((seq, why)) = &v.first_bad {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Tampered,
             format!("the audit log was tampered with: the first bad record is {seq}: {why}"),
         )
@@ -180,7 +180,7 @@ fn time(at: i64) -> String {
 }
 
 /// `--since`: an RFC 3339 time, or a duration ago (`1h`, `2d`).
-fn parse_since(s: &str) -> Result<i64, CliError> {
+fn parse_since(s: &str) -> Result<i64, Refusal> {
     let at = humantime::parse_rfc3339_weak(s)
         .ok()
         .or_else(|| {
@@ -189,7 +189,7 @@ fn parse_since(s: &str) -> Result<i64, CliError> {
                 .and_then(|d| SystemTime::now().checked_sub(d))
         })
         .ok_or_else(|| {
-            CliError::new(
+            Refusal::new(
                 Code::Usage,
                 format!("--since {s}: not a time (2026-11-30T12:00:00Z) or a duration (1h)"),
             )

@@ -18,7 +18,7 @@ use envseal_vault::{Keys, SecretName, Vault};
 
 use crate::cli::{ExecArgs, PassphraseArgs};
 use crate::commands::pin;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, broker, input, paths};
 
 pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
@@ -90,7 +90,7 @@ fn unlock(
     if !granted {
         let looked_up = resolved.looked_up.to_string_lossy().into_owned();
         if looked_up != *program && stored.contains(&looked_up) {
-            let e = CliError::new(
+            let e = Refusal::new(
                 Code::Swapped,
                 format!("{looked_up} was pinned, but it now leads to {program}"),
             )
@@ -122,7 +122,7 @@ fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, Se
     let path = if arg.is_dir() {
         let start = std::path::absolute(arg)?;
         crate::reference::discover(&start).ok_or_else(|| {
-            CliError::new(
+            Refusal::new(
                 Code::Usage,
                 format!(
                     "--env-file: no {} at or above {}",
@@ -149,8 +149,8 @@ fn mask_flag(mask: bool, no_mask: bool) -> Option<bool> {
     }
 }
 
-fn locked(why: &str) -> CliError {
-    CliError::new(Code::Locked, format!("the vault is locked: {why}"))
+fn locked(why: &str) -> Refusal {
+    Refusal::new(Code::Locked, format!("the vault is locked: {why}"))
         .hint("a person runs `envseal unlock` in their terminal (then `envseal exec` goes through the broker)")
 }
 
@@ -167,7 +167,7 @@ fn check_allow(allow: &[OsString], cmd: &OsString, program: &str) -> anyhow::Res
         }
         expected.push(r.canonical);
     }
-    Err(CliError::new(
+    Err(Refusal::new(
         Code::Denied,
         format!(
             "{} resolves to {program}, not to the program --allow names ({})",
@@ -187,7 +187,7 @@ fn offer_pin(
     requested: &[SecretName],
 ) -> anyhow::Result<()> {
     if requested.is_empty() {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::NotGranted,
             format!("{} has no grant", resolved.canonical),
         )
@@ -214,7 +214,7 @@ fn offer_pin(
     );
     pin::say_where_it_leads(resolved);
     if !input::confirm("Pin it and run it? [y/N] ")? {
-        return Err(CliError::new(Code::NotGranted, "not pinned; nothing was run").into());
+        return Err(Refusal::new(Code::NotGranted, "not pinned; nothing was run").into());
     }
     vault.put_grant(keys, &grant.program.path, &grant.encode(), requested, false)?;
     let mut record = audit::grant_record("allow", &grant);

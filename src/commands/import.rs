@@ -10,7 +10,7 @@ use envseal_vault::{SecretName, Vault};
 use zeroize::Zeroizing;
 
 use crate::cli::ImportArgs;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, dotenv, paths, reference};
 
 /// Checks every entry before anything is written, then stores the values
@@ -39,13 +39,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 fn read(file: &Path) -> anyhow::Result<Vec<dotenv::Entry>> {
     let text =
         Zeroizing::new(std::fs::read(file).map_err(|e| {
-            CliError::new(Code::Usage, format!("cannot read {}: {e}", file.display()))
+            Refusal::new(Code::Usage, format!("cannot read {}: {e}", file.display()))
         })?);
     let shown = file.display();
     let entries =
-        dotenv::parse(&text).map_err(|e| CliError::new(Code::Usage, format!("{shown}: {e}")))?;
+        dotenv::parse(&text).map_err(|e| Refusal::new(Code::Usage, format!("{shown}: {e}")))?;
     if entries.is_empty() {
-        return Err(CliError::new(Code::Usage, format!("{shown}: no KEY=value lines")).into());
+        return Err(Refusal::new(Code::Usage, format!("{shown}: no KEY=value lines")).into());
     }
     Ok(entries)
 }
@@ -63,13 +63,13 @@ fn to_import<'e>(
     let mut kept = Vec::new();
     for e in entries {
         let name = SecretName::new(&e.key).map_err(|_| {
-            CliError::new(
+            Refusal::new(
                 Code::Usage,
                 format!("{shown}: line {}: not a valid secret name", e.line),
             )
         })?;
         if let Some(first) = entries.iter().find(|o| o.key == e.key && o.line < e.line) {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 format!(
                     "{shown}: line {}: {} is already set on line {}",
@@ -89,7 +89,7 @@ fn to_import<'e>(
         kept.push(e);
     }
     if names.is_empty() {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             format!("{shown}: every value is empty; nothing to import"),
         )
@@ -107,7 +107,7 @@ fn refuse_existing(vault: &Vault, names: &[SecretName]) -> anyhow::Result<()> {
         .filter(|n| names.iter().any(|k| k.as_str() == n))
         .collect();
     if !existing.is_empty() {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Failure,
             format!(
                 "already in the vault: {}; nothing was imported",

@@ -317,8 +317,8 @@ fn run_program(
     let resolved = pin::resolve(&cmd)?;
     let loc = broker::location()?;
     let mut client = Client::connect(&loc)?.ok_or_else(|| {
-        anyhow::Error::from(crate::exit::CliError::new(
-            crate::exit::Code::Locked,
+        anyhow::Error::from(crate::refusal::Refusal::new(
+            crate::refusal::Code::Locked,
             "the vault is locked: no broker is running (a person runs `envseal unlock`)",
         ))
     })?;

@@ -102,7 +102,7 @@ pub fn show_for_broker(args: &[String]) -> Result<Box<dyn FnOnce() -> u8>, Strin
         };
         match shown {
             Ok(()) => 0,
-            Err(e) => crate::exit::report(&e) as u8,
+            Err(e) => crate::refusal::report(&e) as u8,
         }
     }))
 }

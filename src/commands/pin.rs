@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use envseal_policy::{ArgRule, Delivery, Grant, Pin, Resolved, Tier, describe_args, hex};
 use envseal_vault::SecretName;
 
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 
 /// Resolves a command from the caller's `PATH` and working directory.
 pub fn resolve(cmd: &OsString) -> anyhow::Result<Resolved> {
@@ -73,7 +73,7 @@ fn secrets(wanted: &Wanted<'_>) -> anyhow::Result<BTreeMap<SecretName, Delivery>
     }
     if secrets.is_empty() {
         return Err(
-            CliError::new(Code::Usage, "name at least one secret to grant")
+            Refusal::new(Code::Usage, "name at least one secret to grant")
                 .hint("--secret KEY (environment variable) or --file KEY (file)")
                 .into(),
         );
@@ -107,7 +107,7 @@ fn add_secret(
         // `--secret KEY --file KEY` means "KEY, as a file".
         (Some(Delivery::Env(v)), true) if v == &key => {}
         (Some(_), _) => {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 format!("{key} is given twice with different deliveries"),
             )
@@ -122,7 +122,7 @@ fn add_secret(
 /// in tier lockdown, the one that restricts exec.
 fn may_exec(wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pin>> {
     if !wanted.may_exec.is_empty() && wanted.tier != Tier::Lockdown {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             "--may-exec applies to --tier lockdown (the other tiers do not restrict exec)",
         )

@@ -5,7 +5,7 @@ use envseal_policy::escape;
 use envseal_vault::{ValueCheck, Vault};
 
 use crate::cli::RepairArgs;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, input, paths};
 
 pub fn run(args: RepairArgs) -> anyhow::Result<()> {
@@ -30,7 +30,7 @@ pub fn run(args: RepairArgs) -> anyhow::Result<()> {
     );
     if !args.yes {
         let no_terminal = || {
-            CliError::new(
+            Refusal::new(
                 Code::Denied,
                 "there is no terminal to confirm; nothing was changed",
             )
@@ -42,7 +42,7 @@ pub fn run(args: RepairArgs) -> anyhow::Result<()> {
         let agreed = input::confirm("Store the vault's own public key again? [y/N] ")
             .map_err(|_| no_terminal())?;
         if !agreed {
-            return Err(CliError::new(Code::Denied, "nothing was changed").into());
+            return Err(Refusal::new(Code::Denied, "nothing was changed").into());
         }
     }
     vault.restore_recipient(&keys)?;
@@ -99,7 +99,7 @@ fn report(vault: &Vault, keys: &envseal_vault::Keys, checks: &[ValueCheck]) -> a
         return Ok(());
     }
     let names: Vec<String> = bad.iter().map(|c| escape(&c.name).into_owned()).collect();
-    Err(CliError::new(
+    Err(Refusal::new(
         Code::Tampered,
         format!("{} value(s) do not open: {}", bad.len(), names.join(", ")),
     )

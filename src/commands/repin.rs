@@ -7,7 +7,7 @@ use envseal_vault::Vault;
 
 use crate::cli::RepinArgs;
 use crate::commands::pin;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, input, paths};
 
 /// Hashes the pinned program again and stores the grant when any pin
@@ -19,7 +19,7 @@ pub fn run(args: RepinArgs) -> anyhow::Result<()> {
     let pass = input::passphrase(args.passphrase, &format!("to re-pin {program}"))?;
     let keys = audit::unlock(&mut vault, &pass, "repin")?;
     let Some(body) = vault.endorsed(&keys)?.grant(&program)? else {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::NotGranted,
             format!("{program} is not pinned: there is nothing to re-pin"),
         )

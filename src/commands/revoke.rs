@@ -6,7 +6,7 @@ use envseal_vault::Vault;
 
 use crate::cli::RevokeArgs;
 use crate::commands::pin;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, input, paths};
 
 pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
@@ -37,7 +37,7 @@ pub fn run(args: RevokeArgs) -> anyhow::Result<()> {
     let mut grant = Grant::decode(&body)?;
     for name in &secrets {
         if grant.secrets.remove(name).is_none() {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 format!("the grant for {program} does not give {name}"),
             )

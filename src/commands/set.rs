@@ -9,7 +9,7 @@ use crate::broker::{
     protocol::{Body, HexValue},
 };
 use crate::cli::SetArgs;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use crate::{audit, input, paths};
 use envseal_core::SHIELD_MARK;
 
@@ -17,7 +17,7 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let name = SecretName::new(&args.key)?;
     let vault = Vault::open(&paths::vault_dir()?);
     if args.passphrase.passphrase_fd == Some(0) && !args.generate {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Usage,
             "--passphrase-fd 0 would read the passphrase from stdin, where the value comes from",
         )
@@ -38,7 +38,7 @@ pub fn run(args: SetArgs) -> anyhow::Result<()> {
     let inside =
         std::env::var_os(SHIELD_MARK).is_some() || matches!(vault, Err(VaultError::Closed(_)));
     if inside && args.approve {
-        return Err(CliError::new(
+        return Err(Refusal::new(
             Code::Denied,
             "--approve needs the passphrase, which is never typed inside a shield; nothing was stored",
         )

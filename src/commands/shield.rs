@@ -12,7 +12,7 @@ use crate::broker::protocol::{Body, Reply};
 use crate::broker::{self, Client};
 use crate::cli::ShieldArgs;
 use crate::commands::pin;
-use crate::exit::{CliError, Code};
+use crate::refusal::{Code, Refusal};
 use envseal_core::SHIELD_MARK;
 
 /// Shell and session start-up files, relative to HOME: code the person's
@@ -69,7 +69,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     // this connection stays open for the agent's life.
     let registration = (|| -> anyhow::Result<Client> {
         let mut client = Client::connect(&loc)?.ok_or_else(|| {
-            CliError::new(Code::Locked, "the broker stopped before the shield started")
+            Refusal::new(Code::Locked, "the broker stopped before the shield started")
         })?;
         // The broker checks the agent, then asks this process to answer
         // (it reads who answered from the kernel).
@@ -122,7 +122,7 @@ fn single_named(vault: &Path) -> anyhow::Result<()> {
         if let Ok(m) = std::fs::symlink_metadata(&path)
             && m.nlink() > 1
         {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Tampered,
                 format!(
                     "{} has {} names (hard links): a program could reach the vault through \
@@ -171,7 +171,7 @@ fn protected_paths(
     for w in allow_write {
         let w = canonical(&std::path::absolute(w)?);
         if let Some(f) = fixed.iter().find(|f| f.starts_with(&w) || w.starts_with(f)) {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 format!(
                     "--allow-write {} would make {} writable, which the shield always protects",
@@ -182,7 +182,7 @@ fn protected_paths(
             .into());
         }
         if let Some(p) = liftable.iter().find(|p| w.starts_with(p) && **p != w) {
-            return Err(CliError::new(
+            return Err(Refusal::new(
                 Code::Usage,
                 format!(
                     "--allow-write {} is inside the protected {}: name that one itself",

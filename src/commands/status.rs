@@ -6,7 +6,7 @@ use envseal_broker::protocol::{Body, StatusInfo};
 use envseal_broker::{self as broker, Client};
 
 use crate::cli::StatusArgs;
-use crate::exit::Code;
+use crate::refusal::Code;
 
 pub fn run(args: StatusArgs) -> anyhow::Result<u8> {
     let loc = broker::location()?;
