@@ -30,13 +30,14 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
+    RulesetCreated, RulesetCreatedAttr, Scope,
 };
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 use crate::launch::Exit;
+use crate::sys::spawn::null_terminated;
 use crate::sys::{ns, signals};
 
 /// What the shield protects and how.
@@ -80,129 +81,168 @@ pub struct Domain {
 /// right the shield needs, the scopes included.
 const SHIELD_ABI: ABI = ABI::V6;
 
-fn sandbox_error(step: &'static str, fix: &'static str) -> impl Fn(String) -> Error {
-    move |msg| Error::Sandbox {
-        step,
+/// What the shield needs of the kernel, for an error creating its domain.
+const LANDLOCK_FIX: &str = "the shield needs Landlock (Linux 5.13 or later with landlock in the \
+                            lsm= boot parameter; ABI 6, Linux 6.12, for signal and socket \
+                            scoping)";
+
+/// An error creating the shield's domain, saying what it needs.
+fn domain_error(msg: String) -> Error {
+    Error::Sandbox {
+        step: "create the shield's Landlock domain",
         source: std::io::Error::other(msg),
-        fix,
+        fix: LANDLOCK_FIX,
     }
 }
 
 /// Builds the shield's Landlock domain (not yet enforced).
 pub fn domain(c: &Confinement) -> Result<Domain> {
-    let fix = "the shield needs Landlock (Linux 5.13 or later with landlock in the lsm= boot \
-               parameter; ABI 6, Linux 6.12, for signal and socket scoping)";
-    let err = sandbox_error("create the shield's Landlock domain", fix);
-    let kernel = ns::landlock_abi().map_err(|e| err(format!("Landlock is unavailable: {e}")))?;
-    let abi = match kernel {
+    let kernel =
+        ns::landlock_abi().map_err(|e| domain_error(format!("Landlock is unavailable: {e}")))?;
+    let mut description = Vec::new();
+    let ruleset = scoped_ruleset(kernel, c.nested_sandbox, &mut description)?;
+    description.push(
+        "Landlock domain: no /proc access to, and no tracing of, processes outside the shield"
+            .to_owned(),
+    );
+    let (created, mounts) = if c.nested_sandbox {
+        let planned = ns_mounts(c)?;
+        describe_mounts(&planned, &mut description);
+        let created = ruleset.create().map_err(|e| domain_error(e.to_string()))?;
+        (created, Some(planned))
+    } else {
+        let created = filesystem_rules(ruleset, requested_abi(kernel), c, &mut description)?;
+        (created, None)
+    };
+    let fd: Option<OwnedFd> = created.into();
+    let fd = fd.ok_or_else(|| domain_error("Landlock is not enforced".into()))?;
+    Ok(Domain {
+        fd,
+        mounts,
+        description,
+    })
+}
+
+/// The ABI the rules are built for: the kernel's, up to [`SHIELD_ABI`].
+fn requested_abi(kernel: i64) -> ABI {
+    match kernel {
         1 => ABI::V1,
         2 => ABI::V2,
         3 => ABI::V3,
         4 => ABI::V4,
         5 => ABI::V5,
         _ => SHIELD_ABI,
-    };
-    let scoped = kernel >= 6;
-    let mut description = Vec::new();
-    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
-    if scoped {
-        ruleset = ruleset
+    }
+}
+
+/// A ruleset at a hard compatibility requirement, scoped (no signals to
+/// and no abstract unix sockets of processes outside the shield) where
+/// the `kernel`'s Landlock ABI has scopes (6). `--nested-sandbox`, whose
+/// domain has nothing else, refuses a kernel without them.
+fn scoped_ruleset(
+    kernel: i64,
+    nested_sandbox: bool,
+    description: &mut Vec<String>,
+) -> Result<Ruleset> {
+    let ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    if kernel >= 6 {
+        let ruleset = ruleset
             .scope(Scope::AbstractUnixSocket | Scope::Signal)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| domain_error(e.to_string()))?;
         description.push(
             "Landlock scopes: no signals to, and no abstract unix sockets of, processes outside \
              the shield"
                 .to_owned(),
         );
-    } else if c.nested_sandbox {
-        return Err(err(format!(
+        return Ok(ruleset);
+    }
+    if nested_sandbox {
+        return Err(domain_error(format!(
             "--nested-sandbox needs Landlock ABI 6 (this kernel has ABI {kernel})"
         )));
     }
+    Ok(ruleset)
+}
+
+/// Describes the `--nested-sandbox` mounts: which paths are read-only,
+/// which are covered.
+fn describe_mounts(planned: &[NsMount], description: &mut Vec<String>) {
     description.push(
-        "Landlock domain: no /proc access to, and no tracing of, processes outside the shield"
+        "--nested-sandbox: no filesystem rules (mount-based sandboxes work); a user and mount \
+         namespace instead"
             .to_owned(),
     );
-    let mut mounts = None;
-    let created = if c.nested_sandbox {
-        let planned = ns_mounts(c)?;
-        description.push(
-            "--nested-sandbox: no filesystem rules (mount-based sandboxes work); a user and mount \
-             namespace instead"
-                .to_owned(),
-        );
-        for m in &planned {
-            match m {
-                NsMount::ReadOnly { target, .. } => description.push(format!(
-                    "read-only bind mount: {}",
-                    target.to_string_lossy()
-                )),
-                NsMount::Cover { path } => description.push(format!(
-                    "covered by an empty read-only tmpfs: {}",
-                    path.to_string_lossy()
-                )),
-                _ => {}
-            }
+    for m in planned {
+        match m {
+            NsMount::ReadOnly { target, .. } => description.push(format!(
+                "read-only bind mount: {}",
+                target.to_string_lossy()
+            )),
+            NsMount::Cover { path } => description.push(format!(
+                "covered by an empty read-only tmpfs: {}",
+                path.to_string_lossy()
+            )),
+            _ => {}
         }
-        description.push(
-            "missing start-up files are NOT protected from creation under --nested-sandbox"
-                .to_owned(),
-        );
-        mounts = Some(planned);
-        ruleset.create().map_err(|e| err(e.to_string()))?
+    }
+    description.push(
+        "missing start-up files are NOT protected from creation under --nested-sandbox".to_owned(),
+    );
+}
+
+/// The default domain's filesystem part (see the module comment): writes
+/// handled (and reads, when something is hidden), each of [`rules`]
+/// added, and what is protected described.
+fn filesystem_rules(
+    ruleset: Ruleset,
+    abi: ABI,
+    c: &Confinement,
+    description: &mut Vec<String>,
+) -> Result<RulesetCreated> {
+    let write = AccessFs::from_write(abi);
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    // Reads are handled only when something is hidden, so that without
+    // hidden paths the domain is exactly the write-only one.
+    let handled = if c.hidden.is_empty() {
+        write
     } else {
-        let write = AccessFs::from_write(abi);
-        let read = AccessFs::ReadFile | AccessFs::ReadDir;
-        // Reads are handled only when something is hidden, so that without
-        // hidden paths the domain is exactly the write-only one.
-        let handled = if c.hidden.is_empty() {
-            write
-        } else {
-            write | read
-        };
-        let mut created = ruleset
-            .handle_access(handled)
-            .map_err(|e| err(e.to_string()))?
-            .create()
-            .map_err(|e| err(e.to_string()))?;
-        let file = AccessFs::from_file(abi);
-        for (path, fd, is_dir, rights) in rules(&c.protected, &c.hidden) {
-            let mut access: BitFlags<AccessFs> = match rights {
-                Rights::Full => handled,
-                Rights::Read => handled & read,
-                Rights::List => handled & AccessFs::ReadDir,
-            };
-            if !is_dir {
-                access &= file;
-            }
-            if access.is_empty() {
-                continue;
-            }
-            created = created
-                .add_rule(PathBeneath::new(fd, access))
-                .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        }
-        let names = |paths: &[PathBuf]| {
-            let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            names.sort();
-            names.join(", ")
-        };
-        description.push(format!("write-protected: {}", names(&c.protected)));
-        if !c.hidden.is_empty() {
-            description.push(format!(
-                "no file may be opened (listing only): {}",
-                names(&c.hidden)
-            ));
-        }
-        created
+        write | read
     };
-    let fd: Option<OwnedFd> = created.into();
-    let fd = fd.ok_or_else(|| err("Landlock is not enforced".into()))?;
-    Ok(Domain {
-        fd,
-        mounts,
-        description,
-    })
+    let mut created = ruleset
+        .handle_access(handled)
+        .map_err(|e| domain_error(e.to_string()))?
+        .create()
+        .map_err(|e| domain_error(e.to_string()))?;
+    let file = AccessFs::from_file(abi);
+    for (path, fd, is_dir, rights) in rules(&c.protected, &c.hidden) {
+        let mut access: BitFlags<AccessFs> = match rights {
+            Rights::Full => handled,
+            Rights::Read => handled & read,
+            Rights::List => handled & AccessFs::ReadDir,
+        };
+        if !is_dir {
+            access &= file;
+        }
+        if access.is_empty() {
+            continue;
+        }
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| domain_error(format!("{}: {e}", path.display())))?;
+    }
+    let names = |paths: &[PathBuf]| {
+        let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        names.sort();
+        names.join(", ")
+    };
+    description.push(format!("write-protected: {}", names(&c.protected)));
+    if !c.hidden.is_empty() {
+        description.push(format!(
+            "no file may be opened (listing only): {}",
+            names(&c.hidden)
+        ));
+    }
+    Ok(created)
 }
 
 /// One step of the mounts the agent's process makes in its own mount
@@ -503,25 +543,9 @@ pub fn spawn(
     argv: &[OsString],
     env: &[(OsString, OsString)],
 ) -> Result<Pending> {
-    let cstr = |b: &[u8]| {
-        CString::new(b).map_err(|_| Error::Sys {
-            action: "build the agent's command line",
-            source: std::io::Error::other("an argument contains a NUL byte"),
-        })
-    };
-    let path = cstr(program.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = argv
-        .iter()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<Result<_>>()?;
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<Result<_>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
+    let (path, argv, envp) = command_line(program, argv, env)?;
+    let argv_ptrs = null_terminated(argv.iter().map(|a| a.as_ptr()));
+    let envp_ptrs = null_terminated(envp.iter().map(|e| e.as_ptr()));
     let filter = crate::sandbox::shield_filter()?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("become a subreaper"))?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -553,11 +577,7 @@ pub fn spawn(
         Ok(0) => child.run(),
         Ok(pid) => nix::unistd::Pid::from_raw(pid),
         Err(e) => {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
+            signals::restore(&mask);
             return Err(Error::sys("start the agent's process")(
                 nix::errno::Errno::from_raw(e),
             ));
@@ -566,42 +586,9 @@ pub fn spawn(
     drop(go_r);
     drop(report_w);
     drop(mapped_r);
-    if domain.mounts.is_some() {
-        // The user's own ids only: the agent keeps its uid and gid.
-        let ids = crate::idmap::Ids::current();
-        if let Err(e) = ids.write_all(&[ids.self_maps(pid.as_raw())]) {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
-            return Err(e);
-        }
-    }
-    let _ = nix::unistd::write(&mapped_w, b"m");
-    drop(mapped_w);
-    // Returned only once the process is confined: the broker checks its
-    // state (no_new_privs, seccomp) when the shield registers it.
-    match crate::sys::spawn::read_report(&report_r) {
-        Ok(Some((STAGE_CONFINED, _))) => {}
-        got => {
-            let _ = nix::sys::wait::waitpid(pid, None);
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
-            return Err(match got {
-                Ok(Some((stage, errno))) => stage_error(stage, errno),
-                Ok(None) => stage_error(0, libc::ECHILD),
-                Err(source) => Error::Sys {
-                    action: "read the shield's report",
-                    source,
-                },
-            });
-        }
+    if let Err(e) = await_confined(pid, domain.mounts.is_some(), mapped_w, &report_r) {
+        signals::restore(&mask);
+        return Err(e);
     }
     Ok(Pending {
         pid,
@@ -610,6 +597,70 @@ pub fn spawn(
         waited,
         mask,
     })
+}
+
+/// The agent's command as C strings: the program's path, `argv`, and
+/// `env` as `NAME=value` entries.
+fn command_line(
+    program: &Path,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+) -> Result<(CString, Vec<CString>, Vec<CString>)> {
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| Error::Sys {
+            action: "build the agent's command line",
+            source: std::io::Error::other("an argument contains a NUL byte"),
+        })
+    };
+    let path = cstr(program.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<Result<_>>()?;
+    Ok((path, argv, envp))
+}
+
+/// The parent's side of the agent's start: with `map_ids`
+/// (`--nested-sandbox`), writes the agent's id maps; lets it go on
+/// (`mapped`); returns once it reports itself confined (the broker checks
+/// its state, no_new_privs and seccomp, when the shield registers it).
+/// On failure the agent's process is reaped (killed first if the maps
+/// failed).
+fn await_confined(
+    pid: nix::unistd::Pid,
+    map_ids: bool,
+    mapped: OwnedFd,
+    report: &OwnedFd,
+) -> Result<()> {
+    if map_ids {
+        // The user's own ids only: the agent keeps its uid and gid.
+        let ids = crate::idmap::Ids::current();
+        if let Err(e) = ids.write_all(&[ids.self_maps(pid.as_raw())]) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(e);
+        }
+    }
+    let _ = nix::unistd::write(&mapped, b"m");
+    drop(mapped);
+    match crate::sys::spawn::read_report(report) {
+        Ok(Some((STAGE_CONFINED, _))) => Ok(()),
+        got => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(match got {
+                Ok(Some((stage, errno))) => stage_error(stage, errno),
+                Ok(None) => stage_error(0, libc::ECHILD),
+                Err(source) => Error::Sys {
+                    action: "read the shield's report",
+                    source,
+                },
+            })
+        }
+    }
 }
 
 /// Report stages of the agent's process.
@@ -788,13 +839,7 @@ impl Pending {
             waited,
             mask,
         } = self;
-        let restore = || {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
-        };
+        let restore = || signals::restore(&mask);
         let _ = nix::unistd::write(&go, b"g");
         drop(go);
         let reports = crate::sys::spawn::read_reports(report).map_err(|source| Error::Sys {
@@ -815,10 +860,6 @@ impl Pending {
     pub fn abandon(self) {
         let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&self.mask),
-            None,
-        );
+        signals::restore(&self.mask);
     }
 }
