@@ -295,40 +295,7 @@ const HELD: usize = 8;
 /// directories beneath it (the broker's may live in the vault's) attached
 /// again, read-only.
 fn ns_mounts(c: &Confinement) -> Result<Vec<NsMount>> {
-    use nix::sys::statvfs::{FsFlags, statvfs};
-    let cstr = |p: &[u8]| {
-        CString::new(p).map_err(|_| Error::Sys {
-            action: "plan the shield's mounts",
-            source: std::io::Error::other("a path contains a NUL byte"),
-        })
-    };
-    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink());
-    let keep = |p: &Path| {
-        let flags = statvfs(p).map(|s| s.flags()).unwrap_or(FsFlags::empty());
-        [
-            (FsFlags::ST_NOSUID, libc::MS_NOSUID),
-            (FsFlags::ST_NODEV, libc::MS_NODEV),
-            (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
-            (FsFlags::ST_NOATIME, libc::MS_NOATIME),
-            (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, libc::MS_RELATIME),
-        ]
-        .into_iter()
-        .filter(|(st, _)| flags.contains(*st))
-        .fold(0, |acc, (_, ms)| acc | ms)
-    };
-    let hidden: Vec<PathBuf> = c
-        .hidden
-        .iter()
-        .map(|p| normalize(p))
-        .filter(|p| exists(p))
-        .collect();
-    let protected: Vec<PathBuf> = c
-        .protected
-        .iter()
-        .map(|p| normalize(p))
-        .filter(|p| exists(p) && !hidden.contains(p))
-        .collect();
+    let Targets { protected, hidden } = Targets::new(&c.protected, &c.hidden).existing();
     // Outermost first, so that an inner mount is not covered by an outer.
     let mut items: Vec<(&PathBuf, bool)> = protected
         .iter()
@@ -338,79 +305,151 @@ fn ns_mounts(c: &Confinement) -> Result<Vec<NsMount>> {
         .collect();
     items.sort_by_key(|(p, _)| p.components().count());
     items.dedup_by(|a, b| a.0 == b.0);
-    let mut steps = Vec::new();
-    let mut on_way: Vec<PathBuf> = items
-        .iter()
-        .flat_map(|(p, _)| p.ancestors().skip(1))
-        .filter(|a| a.parent().is_some() && !items.iter().any(|(p, _)| p == a))
-        .map(Path::to_path_buf)
-        .collect();
-    on_way.sort_by_key(|p| p.components().count());
-    on_way.dedup();
-    for dir in &on_way {
-        steps.push(NsMount::Pin {
-            path: cstr(dir.as_os_str().as_bytes())?,
+    let mut plan = MountPlan::default();
+    for dir in pinned(&items) {
+        plan.steps.push(NsMount::Pin {
+            path: mount_path(&dir)?,
         });
     }
-    let mut slot = 0;
     for (path, is_hidden) in items {
-        let target = cstr(path.as_os_str().as_bytes())?;
-        if !is_hidden {
-            steps.push(NsMount::ReadOnly {
-                source: target.clone(),
-                target,
-                keep: keep(path),
-            });
-            continue;
+        if is_hidden {
+            plan.cover(path, &protected, &c.hidden_files)?;
+        } else {
+            plan.read_only(path)?;
         }
+    }
+    if nix::unistd::geteuid().is_root() {
+        plan.steps.push(NsMount::Lock);
+    }
+    Ok(plan.steps)
+}
+
+/// The directories on the way to the paths of `items` that get a
+/// [`NsMount::Pin`]: all but `/` and the items themselves, outermost
+/// first.
+fn pinned(items: &[(&PathBuf, bool)]) -> Vec<PathBuf> {
+    let mut on_way: Vec<PathBuf> = on_the_way(items.iter().map(|(p, _)| *p))
+        .into_iter()
+        .filter(|a| a.parent().is_some() && !items.iter().any(|(p, _)| p == &a))
+        .collect();
+    on_way.sort_by_key(|p| p.components().count());
+    on_way
+}
+
+/// The `--nested-sandbox` mounts being planned.
+#[derive(Default)]
+struct MountPlan {
+    steps: Vec<NsMount>,
+    /// The next free slot for a held tree (see [`HELD`]).
+    slot: usize,
+}
+
+impl MountPlan {
+    /// Protected `path`, bound onto itself read-only.
+    fn read_only(&mut self, path: &Path) -> Result<()> {
+        let target = mount_path(path)?;
+        self.steps.push(NsMount::ReadOnly {
+            source: target.clone(),
+            target,
+            keep: locked_flags(path),
+        });
+        Ok(())
+    }
+
+    /// Hidden `path`: the protected directories beneath it held, the
+    /// path covered by a tmpfs with a decoy of each of `decoys`, the held
+    /// directories attached again where they were, the cover sealed.
+    fn cover(&mut self, path: &Path, protected: &[PathBuf], decoys: &[String]) -> Result<()> {
+        let target = mount_path(path)?;
         let mut inner: Vec<&PathBuf> = protected
             .iter()
             .filter(|p| p.starts_with(path) && p.is_dir())
             .collect();
         inner.sort_by_key(|p| p.components().count());
-        let first = slot;
+        let first = self.slot;
         for p in &inner {
-            if slot == HELD {
-                return Err(Error::Sys {
-                    action: "plan the shield's mounts",
-                    source: std::io::Error::other("too many protected paths inside hidden ones"),
-                });
+            if self.slot == HELD {
+                return Err(plan_error("too many protected paths inside hidden ones"));
             }
-            steps.push(NsMount::Hold {
-                path: cstr(p.as_os_str().as_bytes())?,
-                slot,
+            self.steps.push(NsMount::Hold {
+                path: mount_path(p)?,
+                slot: self.slot,
             });
-            slot += 1;
+            self.slot += 1;
         }
-        steps.push(NsMount::Cover {
+        self.steps.push(NsMount::Cover {
             path: target.clone(),
         });
-        for name in &c.hidden_files {
-            steps.push(NsMount::Decoy {
+        for name in decoys {
+            self.steps.push(NsMount::Decoy {
                 dir: target.clone(),
-                name: cstr(name.as_bytes())?,
+                name: mount_cstr(name.as_bytes())?,
             });
         }
         for (i, p) in inner.iter().enumerate() {
-            let mut dir = path.clone();
-            for part in p.strip_prefix(path).unwrap_or(Path::new("")).components() {
-                dir.push(part);
-                steps.push(NsMount::Mkdir {
-                    path: cstr(dir.as_os_str().as_bytes())?,
-                });
-            }
-            steps.push(NsMount::Attach {
-                slot: first + i,
-                target: cstr(p.as_os_str().as_bytes())?,
-                keep: keep(p),
+            self.attach(path, p, first + i)?;
+        }
+        self.steps.push(NsMount::Seal { path: target });
+        Ok(())
+    }
+
+    /// Makes the directories from hidden `path` down to `inner` in its
+    /// cover and attaches the tree held in `slot` at `inner`, read-only.
+    fn attach(&mut self, path: &Path, inner: &Path, slot: usize) -> Result<()> {
+        let mut dir = path.to_path_buf();
+        for part in inner
+            .strip_prefix(path)
+            .unwrap_or(Path::new(""))
+            .components()
+        {
+            dir.push(part);
+            self.steps.push(NsMount::Mkdir {
+                path: mount_path(&dir)?,
             });
         }
-        steps.push(NsMount::Seal { path: target });
+        self.steps.push(NsMount::Attach {
+            slot,
+            target: mount_path(inner)?,
+            keep: locked_flags(inner),
+        });
+        Ok(())
     }
-    if nix::unistd::geteuid().is_root() {
-        steps.push(NsMount::Lock);
+}
+
+/// An error planning the `--nested-sandbox` mounts.
+fn plan_error(msg: &str) -> Error {
+    Error::Sys {
+        action: "plan the shield's mounts",
+        source: std::io::Error::other(msg),
     }
-    Ok(steps)
+}
+
+/// `bytes` as a C string for a mount step.
+fn mount_cstr(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| plan_error("a path contains a NUL byte"))
+}
+
+/// `path` as a C string for a mount step.
+fn mount_path(path: &Path) -> Result<CString> {
+    mount_cstr(path.as_os_str().as_bytes())
+}
+
+/// The flags of the mount holding `path` that a read-only remount in a
+/// user namespace must keep (the kernel locks them).
+fn locked_flags(path: &Path) -> libc::c_ulong {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let flags = statvfs(path).map(|s| s.flags()).unwrap_or(FsFlags::empty());
+    [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| flags.contains(*st))
+    .fold(0, |acc, (_, ms)| acc | ms)
 }
 
 /// What a rule grants beneath its path.
@@ -425,40 +464,94 @@ enum Rights {
     List,
 }
 
-/// The rules of the domain: every entry beside the way to a protected or
-/// hidden path, opened `O_PATH`, with whether it is a directory and what
-/// it gets; the protected paths themselves (read); `/` (listing). Hidden
-/// paths get nothing. Symlinks get no rule (what they point to has its
-/// own).
-fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool, Rights)> {
-    let hidden: BTreeSet<PathBuf> = hidden.iter().map(|p| normalize(p)).collect();
-    // Hidden is the stronger: a path named in both stays hidden.
-    let protected: BTreeSet<PathBuf> = protected
-        .iter()
-        .map(|p| normalize(p))
-        .filter(|p| !hidden.contains(p))
-        .collect();
-    let targets: BTreeSet<&PathBuf> = protected.iter().chain(&hidden).collect();
-    let mut on_way: BTreeSet<PathBuf> = BTreeSet::new();
-    for p in &targets {
-        let mut a = p.parent();
-        while let Some(dir) = a {
-            on_way.insert(dir.to_path_buf());
-            a = dir.parent();
+/// A rule of the domain: a path, opened `O_PATH`, whether it is a
+/// directory, and what it gets.
+type Rule = (PathBuf, OwnedFd, bool, Rights);
+
+/// The paths the shield acts on, normalized, in the order given: the
+/// hidden ones, and the protected ones that are not also hidden (hidden
+/// is the stronger: a path named in both stays hidden).
+struct Targets {
+    protected: Vec<PathBuf>,
+    hidden: Vec<PathBuf>,
+}
+
+impl Targets {
+    fn new(protected: &[PathBuf], hidden: &[PathBuf]) -> Targets {
+        let hidden: Vec<PathBuf> = hidden.iter().map(|p| normalize(p)).collect();
+        let protected = protected
+            .iter()
+            .map(|p| normalize(p))
+            .filter(|p| !hidden.contains(p))
+            .collect();
+        Targets { protected, hidden }
+    }
+
+    /// Only the paths that exist (and are not symlinks).
+    fn existing(self) -> Targets {
+        let exists =
+            |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink());
+        Targets {
+            protected: self.protected.into_iter().filter(exists).collect(),
+            hidden: self.hidden.into_iter().filter(exists).collect(),
         }
     }
+}
+
+/// The directories on the way from `/` to each of `paths`: every
+/// ancestor, `/` included (and a path on the way to another too).
+fn on_the_way<'a>(paths: impl IntoIterator<Item = &'a PathBuf>) -> BTreeSet<PathBuf> {
+    paths
+        .into_iter()
+        .flat_map(|p| p.ancestors().skip(1))
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// The rules of the domain: every entry beside the way to a protected or
+/// hidden path (see [`beside_the_way`]); the protected paths themselves
+/// (read); `/` (listing). Hidden paths get nothing. Symlinks get no rule
+/// (what they point to has its own).
+fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<Rule> {
+    let Targets { protected, hidden } = Targets::new(protected, hidden);
+    let hidden: BTreeSet<PathBuf> = hidden.into_iter().collect();
+    let protected: BTreeSet<PathBuf> = protected.into_iter().collect();
+    let targets: BTreeSet<&PathBuf> = protected.iter().chain(&hidden).collect();
+    let on_way = on_the_way(targets.iter().copied());
+    let mut out = beside_the_way(&on_way, &targets, &hidden, &protected);
+    for p in &protected {
+        // One on the way to a hidden path got its entries above.
+        if on_way.contains(p) {
+            continue;
+        }
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && !m.file_type().is_symlink()
+            && let Some(fd) = open_path(p)
+        {
+            out.push((p.clone(), fd, m.is_dir(), Rights::Read));
+        }
+    }
+    if !hidden.is_empty()
+        && let Some(fd) = open_path(Path::new("/"))
+    {
+        out.push(("/".into(), fd, true, Rights::List));
+    }
+    out
+}
+
+/// The entries of each directory on the way (but a hidden one) that are
+/// neither on the way nor targets (nor symlinks): read-only inside a
+/// protected path, everything handled elsewhere.
+fn beside_the_way(
+    on_way: &BTreeSet<PathBuf>,
+    targets: &BTreeSet<&PathBuf>,
+    hidden: &BTreeSet<PathBuf>,
+    protected: &BTreeSet<PathBuf>,
+) -> Vec<Rule> {
     // Inside a protected path (that is not itself on the way): read only.
     let inside_protected = |p: &Path| protected.iter().any(|d| p.starts_with(d));
-    let open = |path: &Path| {
-        nix::fcntl::open(
-            path,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-    };
     let mut out = Vec::new();
-    for dir in &on_way {
+    for dir in on_way {
         if hidden.contains(dir) {
             continue;
         }
@@ -476,7 +569,7 @@ fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bo
             if kind.is_symlink() {
                 continue;
             }
-            let Some(fd) = open(&path) else {
+            let Some(fd) = open_path(&path) else {
                 continue;
             };
             let rights = if inside_protected(&path) {
@@ -487,24 +580,17 @@ fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bo
             out.push((path, fd, kind.is_dir(), rights));
         }
     }
-    for p in &protected {
-        // One on the way to a hidden path got its entries above.
-        if on_way.contains(p) {
-            continue;
-        }
-        if let Ok(m) = std::fs::symlink_metadata(p)
-            && !m.file_type().is_symlink()
-            && let Some(fd) = open(p)
-        {
-            out.push((p.clone(), fd, m.is_dir(), Rights::Read));
-        }
-    }
-    if !hidden.is_empty()
-        && let Some(fd) = open(Path::new("/"))
-    {
-        out.push(("/".into(), fd, true, Rights::List));
-    }
     out
+}
+
+/// `path` opened `O_PATH`, not following a symlink at its end.
+fn open_path(path: &Path) -> Option<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// An absolute path without `.` and `..` (symlinks in it are resolved
