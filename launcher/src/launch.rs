@@ -1,7 +1,7 @@
 //! Running a verified program with its secrets, as a child that envseal
 //! waits for, forwarding signals and passing its exit status through.
 
-use std::ffi::{CString, OsString, c_char};
+use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
@@ -129,6 +129,74 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         verbose,
         masking,
     } = launch;
+    check_caller(&executable)?;
+    let lockdown = tier == Tier::Lockdown;
+    let mut notes = Vec::new();
+
+    // Everything that can fail is checked before any process is started.
+    let namespaced = confine(tier, &executable, &may_exec, &mut env, &mut notes)?;
+    let outputs = Outputs::new(masking, &secrets, &mut notes)?;
+    let Delivered {
+        envp,
+        memfds: files_kept,
+        files: secret_files,
+    } = deliver(&secrets, &env, lockdown)?;
+    let (argv, keep) = arguments(argv0, args, &executable, script.as_ref(), &files_kept)?;
+    let argv_ptrs = spawn::null_terminated(argv.iter().map(|a| a.as_ptr()));
+    let envp_ptrs = spawn::null_terminated(envp.iter().map(|e| e.as_ptr().cast()));
+
+    let blocked = Blocked::new()?;
+    // Tier None under the broker: the program leads a group, which
+    // relayed signals reach whole. (In the namespaced tiers PID 1 passes
+    // them to every process of its namespace.)
+    let group = relay.is_some() && namespaced.is_none();
+    let prepared = spawn::Prepared {
+        exec_fd: executable.raw_fd(),
+        argv: &argv_ptrs,
+        envp: &envp_ptrs,
+        keep: &keep,
+        mask: &blocked.mask,
+        max_fd: max_fd(),
+        stdio: outputs.write_ends(),
+        new_group: group,
+    };
+    let spawned = match &namespaced {
+        Some(namespaced) => {
+            let inputs = SandboxInputs::new(&envp, &secrets, &secret_files)?;
+            namespaced.start(inputs, &prepared, &blocked.waited, &executable, &mut notes)
+        }
+        None => start_plain(&prepared, &executable),
+    };
+    // The child has its own copy (or failed): wipe ours now.
+    drop(envp_ptrs);
+    drop(envp);
+    drop(secret_files);
+    drop(secrets);
+    drop(files_kept);
+    drop(script);
+    drop(namespaced);
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            blocked.restore();
+            return Err(e);
+        }
+    };
+    // The program (and the sandbox's PID 1) hold the write ends now.
+    let outputs = outputs.started();
+    drop(executable);
+    if verbose {
+        print_notes(&notes);
+    }
+    let target = signal_target(child, group);
+    let exit = wait(child, target, &blocked.waited, relay, outputs);
+    blocked.restore();
+    exit
+}
+
+/// Refuses an executable loaded as a script, and a caller with more than
+/// one thread (the launcher forks: see the crate documentation).
+fn check_caller(executable: &Verified) -> Result<()> {
     if executable.role() != Role::Executable {
         return Err(Error::Sys {
             action: "launch",
@@ -143,159 +211,193 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
             ),
         });
     }
-    let lockdown = tier == Tier::Lockdown;
-    let mut notes = Vec::new();
+    Ok(())
+}
 
-    // Everything that can fail is checked before any process is started.
-    let ids = (tier != Tier::None).then(Ids::current);
-    let subordinate = match &ids {
-        None => {
-            notes.push(tier_none_g7());
-            false
+/// The namespaced tiers' confinement, checked and built before any
+/// process starts.
+struct Namespaced {
+    ids: Ids,
+    /// G7 takes the subordinate-id route (see [`prepare_g7`]).
+    subordinate: bool,
+    seccomp: [seccompiler::BpfProgram; 2],
+    lockdown: bool,
+    /// Lockdown's Landlock ruleset and the access rights for `/tmp`.
+    landlock: Option<(OwnedFd, u64)>,
+}
+
+/// Checks and builds what `tier` needs (nothing for tier None), noting
+/// what will be applied. Lockdown also gets its private `HOME` in `env`.
+fn confine(
+    tier: Tier,
+    executable: &Verified,
+    may_exec: &[(String, [u8; 32])],
+    env: &mut Vec<(OsString, OsString)>,
+    notes: &mut Vec<String>,
+) -> Result<Option<Namespaced>> {
+    if tier == Tier::None {
+        notes.push(tier_none_g7());
+        return Ok(None);
+    }
+    let lockdown = tier == Tier::Lockdown;
+    let ids = Ids::current();
+    let subordinate = prepare_g7(&ids, executable, notes)?;
+    notes.push(format!(
+        "namespaces: user, PID (with envseal's PID 1), IPC, UTS{}; no_new_privs; \
+         seccomp refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, \
+         setns, clone into new namespaces, TIOCSTI and executable memfds",
+        if lockdown {
+            ", mount, network (no network)"
+        } else {
+            ""
         }
-        Some(ids) => prepare_g7(ids, &executable, &mut notes)?,
-    };
-    let seccomp = match tier {
-        Tier::None => None,
-        _ => {
-            notes.push(format!(
-                "namespaces: user, PID (with envseal's PID 1), IPC, UTS{}; no_new_privs; \
-                 seccomp refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, \
-                 setns, clone into new namespaces, TIOCSTI and executable memfds",
-                if lockdown {
-                    ", mount, network (no network)"
-                } else {
-                    ""
-                }
-            ));
-            Some(sandbox::seccomp_filters()?)
-        }
-    };
+    ));
+    let seccomp = sandbox::seccomp_filters()?;
     let landlock = if lockdown {
-        private_home(&mut env);
-        Some(lockdown_ruleset(&executable, &may_exec, &mut notes)?)
+        private_home(env);
+        Some(lockdown_ruleset(executable, may_exec, notes)?)
     } else {
         None
     };
+    Ok(Some(Namespaced {
+        ids,
+        subordinate,
+        seccomp,
+        lockdown,
+        landlock,
+    }))
+}
 
-    let outputs = Outputs::new(masking, &secrets, &mut notes)?;
-    let Delivered {
-        envp,
-        memfds: files_kept,
-        files: secret_files,
-    } = deliver(&secrets, &env, lockdown)?;
-    let (argv, keep) = arguments(argv0, args, &executable, script.as_ref(), &files_kept)?;
-    let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const c_char> = envp.iter().map(|e| e.as_ptr().cast()).collect();
-    envp_ptrs.push(std::ptr::null());
+/// The signals envseal waits for while the program runs, blocked (they
+/// are read from a signalfd), and the caller's mask from before.
+struct Blocked {
+    waited: nix::sys::signal::SigSet,
+    mask: nix::sys::signal::SigSet,
+}
 
-    let waited = signals::waited_set();
-    let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
-    let restore = || {
-        // The caller's mask again (a library caller may launch again).
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&mask),
-            None,
-        );
-    };
-    let max_fd = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+impl Blocked {
+    fn new() -> Result<Blocked> {
+        let waited = signals::waited_set();
+        let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
+        Ok(Blocked { waited, mask })
+    }
+
+    /// The caller's mask again (a library caller may launch again).
+    fn restore(&self) {
+        signals::restore(&self.mask);
+    }
+}
+
+/// The highest descriptor a child closes one by one where `close_range`
+/// is unavailable.
+fn max_fd() -> RawFd {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft.min(65536) as RawFd)
-        .unwrap_or(1024);
-    let prepared = spawn::Prepared {
-        exec_fd: executable.raw_fd(),
-        argv: &argv_ptrs,
-        envp: &envp_ptrs,
-        keep: &keep,
-        mask: &mask,
-        max_fd,
-        stdio: outputs.write_ends(),
-        // Tier None under the broker: the program leads a group, which
-        // relayed signals reach whole. (In the namespaced tiers PID 1
-        // passes them to every process of its namespace.)
-        new_group: relay.is_some() && ids.is_none(),
-    };
-    let group = prepared.new_group;
-    let spawned = match (&ids, &seccomp) {
-        (Some(ids), Some(seccomp)) => {
-            // What the sandbox's PID 1 wipes once the program has started.
-            let mut wipe: Vec<(*mut u8, usize)> = envp
-                .iter()
-                .map(|e| (e.as_ptr() as *mut u8, e.len()))
-                .collect();
-            wipe.extend(secrets.iter().map(|s| {
-                let v = s.value.expose_secret();
-                (v.as_ptr() as *mut u8, v.len())
-            }));
-            let size: usize = secret_files
-                .iter()
-                .map(|f| f.value.len() + 4096)
-                .sum::<usize>()
-                + 65536;
-            let opts = [
-                cstring(format!("size={size},mode=0700,noswap").into_bytes())?,
-                cstring(format!("size={size},mode=0700").into_bytes())?,
-            ];
-            let pipes = Pipes::new()?;
-            let plan = sandbox::Plan {
-                lockdown,
-                go: pipes.go_r.as_raw_fd(),
-                report: pipes.report_w.as_raw_fd(),
-                secret_files: &secret_files,
-                secret_opts: [&opts[0], &opts[1]],
-                landlock: sandbox::raw(&landlock),
-                seccomp,
-                exec: &prepared,
-                waited: &waited,
-                wipe: &wipe,
-            };
-            let chown = subordinate.then(|| executable.fd());
-            start_sandbox(&plan, pipes, ids, chown, &mut notes)
-        }
-        _ => spawn::spawn(&prepared).map_err(|source| Error::Exec {
-            path: executable.path().into(),
-            source,
-        }),
-    };
-    // The child has its own copy (or failed): wipe ours now.
-    drop(envp_ptrs);
-    drop(envp);
-    drop(secret_files);
-    drop(secrets);
-    drop(files_kept);
-    drop(script);
-    drop(landlock);
-    let child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            restore();
-            return Err(e);
-        }
-    };
-    // The program (and the sandbox's PID 1) hold the write ends now.
-    let outputs = outputs.started();
-    drop(executable);
-    if verbose {
-        for note in &notes {
-            eprintln!("envseal: {note}");
-        }
+        .unwrap_or(1024)
+}
+
+/// What the sandbox's PID 1 needs besides the program's own exec data,
+/// prepared before `clone`.
+struct SandboxInputs<'a> {
+    /// Lockdown's file secrets, which PID 1 writes on its tmpfs.
+    files: &'a [SecretFile<'a>],
+    /// The memory holding secret copies, which PID 1 wipes once the
+    /// program has started: the environment entries and the values.
+    wipe: Vec<(*mut u8, usize)>,
+    /// tmpfs options for the secrets, with and without `noswap`, sized
+    /// for the files.
+    opts: [CString; 2],
+    pipes: Pipes,
+}
+
+impl<'a> SandboxInputs<'a> {
+    fn new(
+        envp: &[Zeroizing<Vec<u8>>],
+        secrets: &[SecretItem],
+        files: &'a [SecretFile<'a>],
+    ) -> Result<SandboxInputs<'a>> {
+        let mut wipe: Vec<(*mut u8, usize)> = envp
+            .iter()
+            .map(|e| (e.as_ptr() as *mut u8, e.len()))
+            .collect();
+        wipe.extend(secrets.iter().map(|s| {
+            let v = s.value.expose_secret();
+            (v.as_ptr() as *mut u8, v.len())
+        }));
+        let size: usize = files.iter().map(|f| f.value.len() + 4096).sum::<usize>() + 65536;
+        let opts = [
+            cstring(format!("size={size},mode=0700,noswap").into_bytes())?,
+            cstring(format!("size={size},mode=0700").into_bytes())?,
+        ];
+        let pipes = Pipes::new()?;
+        Ok(SandboxInputs {
+            files,
+            wipe,
+            opts,
+            pipes,
+        })
     }
-    // Signals for the program go to its whole group when it leads one.
-    // The parent sets the group too, so that a signal relayed before the
-    // child ran its own `setpgid` is not lost (whichever runs first wins;
-    // the other's call fails harmlessly).
-    if group {
-        let _ = nix::unistd::setpgid(child, child);
+}
+
+impl Namespaced {
+    /// Lays out the [`sandbox::Plan`] and starts the sandbox (see
+    /// [`start_sandbox`]); returns its PID 1 once the program has exec'd.
+    fn start(
+        &self,
+        inputs: SandboxInputs<'_>,
+        exec: &spawn::Prepared<'_>,
+        waited: &nix::sys::signal::SigSet,
+        executable: &Verified,
+        notes: &mut Vec<String>,
+    ) -> Result<nix::unistd::Pid> {
+        let SandboxInputs {
+            files,
+            wipe,
+            opts,
+            pipes,
+        } = inputs;
+        let plan = sandbox::Plan {
+            lockdown: self.lockdown,
+            go: pipes.go_r.as_raw_fd(),
+            report: pipes.report_w.as_raw_fd(),
+            secret_files: files,
+            secret_opts: [&opts[0], &opts[1]],
+            landlock: sandbox::raw(&self.landlock),
+            seccomp: &self.seccomp,
+            exec,
+            waited,
+            wipe: &wipe,
+        };
+        let chown = self.subordinate.then(|| executable.fd());
+        start_sandbox(&plan, pipes, &self.ids, chown, notes)
     }
-    let target = if group {
-        nix::unistd::Pid::from_raw(-child.as_raw())
-    } else {
-        child
-    };
-    let exit = wait(child, target, &waited, relay, outputs);
-    restore();
-    exit
+}
+
+/// Tier None: the program, forked from envseal (see [`spawn::spawn`]).
+fn start_plain(exec: &spawn::Prepared<'_>, executable: &Verified) -> Result<nix::unistd::Pid> {
+    spawn::spawn(exec).map_err(|source| Error::Exec {
+        path: executable.path().into(),
+        source,
+    })
+}
+
+/// Where signals for the program go: its whole group when it leads one.
+/// The parent sets the group too, so that a signal relayed before the
+/// child ran its own `setpgid` is not lost (whichever runs first wins;
+/// the other's call fails harmlessly).
+fn signal_target(child: nix::unistd::Pid, group: bool) -> nix::unistd::Pid {
+    if !group {
+        return child;
+    }
+    let _ = nix::unistd::setpgid(child, child);
+    nix::unistd::Pid::from_raw(-child.as_raw())
+}
+
+/// Says what was applied (`--verbose`), one "envseal: …" line each.
+fn print_notes(notes: &[String]) {
+    for note in notes {
+        eprintln!("envseal: {note}");
+    }
 }
 
 /// The G7 note for tier None (no namespace: the execute-only copy is all).
@@ -543,13 +645,8 @@ fn start_sandbox(
     chown: Option<&OwnedFd>,
     notes: &mut Vec<String>,
 ) -> Result<nix::unistd::Pid> {
-    let mut flags =
-        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if plan.lockdown {
-        flags |= libc::CLONE_NEWNS | libc::CLONE_NEWNET;
-    }
     let helper = chown.map(|memfd| ids.chown_helper(memfd)).transpose()?;
-    let pid1 = match ns::clone(flags) {
+    let pid1 = match ns::clone(namespaces(plan.lockdown)) {
         Ok(pid) => pid,
         Err(e) => {
             if let Some((helper, _)) = helper {
@@ -579,7 +676,36 @@ fn start_sandbox(
         let _ = waitpid(pid, None);
         e
     };
-    // Every map in one round: the chown helper's and PID 1's.
+    map_ids(ids, pid1, helper).map_err(abandon)?;
+    nix::unistd::write(&go_w, b"g").map_err(|e| abandon(e.into()))?;
+    drop(go_w);
+    let reports = spawn::read_reports(report_r).map_err(|source| {
+        abandon(Error::Sys {
+            action: "read the sandbox's report",
+            source,
+        })
+    })?;
+    check_reports(pid, reports, notes)?;
+    Ok(pid)
+}
+
+/// The namespaces the sandbox's PID 1 is created in.
+fn namespaces(lockdown: bool) -> libc::c_int {
+    let mut flags =
+        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if lockdown {
+        flags |= libc::CLONE_NEWNS | libc::CLONE_NEWNET;
+    }
+    flags
+}
+
+/// Writes every map in one round, PID 1's and the chown helper's (if
+/// any), then lets the helper chown, or ends it if the maps failed.
+fn map_ids(
+    ids: &Ids,
+    pid1: libc::pid_t,
+    helper: Option<(idmap::ChownHelper, idmap::Maps)>,
+) -> Result<()> {
     let mut maps = vec![ids.self_maps(pid1)];
     let helper = helper.map(|(helper, helper_maps)| {
         maps.push(helper_maps);
@@ -594,15 +720,16 @@ fn start_sandbox(
         }
         None => Ok(()),
     };
-    mapped.and(chowned).map_err(abandon)?;
-    nix::unistd::write(&go_w, b"g").map_err(|e| abandon(e.into()))?;
-    drop(go_w);
-    let reports = spawn::read_reports(report_r).map_err(|source| {
-        abandon(Error::Sys {
-            action: "read the sandbox's report",
-            source,
-        })
-    })?;
+    mapped.and(chowned)
+}
+
+/// Goes through what the sandbox's children reported: a note is noted;
+/// the first failure reaps PID 1 (which exits after it) and is returned.
+fn check_reports(
+    pid: nix::unistd::Pid,
+    reports: Vec<(u32, i32)>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     for (stage, errno) in reports {
         if stage == sandbox::stage::NOTE_NO_NOSWAP {
             notes.push(
@@ -627,7 +754,7 @@ fn start_sandbox(
             }
         });
     }
-    Ok(pid)
+    Ok(())
 }
 
 /// Waits for the child: a signalfd, the relay (if any) and the masking
@@ -641,91 +768,160 @@ pub(crate) fn wait(
     target: nix::unistd::Pid,
     waited: &nix::sys::signal::SigSet,
     relay: Option<Relay<'_>>,
-    mut outputs: Option<Started>,
+    outputs: Option<Started>,
 ) -> Result<Exit> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
-    use std::os::fd::AsFd as _;
     let signals = SignalFd::with_flags(waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(Error::sys("create a signalfd"))?;
-    let (relay_fd, mut read) = match relay {
-        Some(Relay { fd, read }) => (Some(fd), Some(read)),
-        None => (None, None),
+    let mut watch = Watch {
+        child,
+        target,
+        signals,
+        watching: relay.is_some(),
+        relay,
+        outputs,
+        exit: None,
     };
-    let mut watching = relay_fd.is_some();
-    let mut exit: Option<Exit> = None;
     loop {
-        let open = outputs.as_ref().map_or(0, Started::open);
-        if exit.is_some() && open == 0 {
+        let open = watch.outputs.as_ref().map_or(0, Started::open);
+        if watch.exit.is_some() && open == 0 {
             break;
         }
-        let (got_signal, got_relay, readable, quiet) = {
-            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-            let relay_at = (watching && exit.is_none()).then(|| {
-                fds.push(PollFd::new(relay_fd.expect("watching"), PollFlags::POLLIN));
-                fds.len() - 1
-            });
-            let first_output = fds.len();
-            if let Some(o) = &outputs {
-                for fd in o.read_fds() {
-                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
-                }
-            }
-            let timeout = if exit.is_some() {
-                PollTimeout::from(DRAIN_GRACE)
-            } else {
-                PollTimeout::NONE
-            };
-            let n = match poll(&mut fds, timeout) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("wait for the program")(e)),
-            };
-            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            let readable: Vec<usize> = (first_output..fds.len())
-                .filter(|&i| ready(&fds[i]))
-                .map(|i| i - first_output)
-                .collect();
-            (
-                ready(&fds[0]),
-                relay_at.is_some_and(|i| ready(&fds[i])),
-                readable,
-                n == 0,
-            )
+        let Some(ready) = watch.poll()? else {
+            continue;
         };
-        if quiet {
+        if ready.quiet {
             // The program has ended and nothing more came: let go.
             break;
         }
-        if let Some(o) = &mut outputs {
-            // In order (stdout before stderr), then the ended ones removed.
+        watch.pass_on(ready.readable);
+        if ready.relay {
+            watch.relay();
+        }
+        if ready.signal {
+            watch.read_signals()?;
+        }
+    }
+    if let Some(o) = &mut watch.outputs {
+        o.finish();
+    }
+    Ok(watch.exit.expect("the loop ends only once the program has"))
+}
+
+/// How long output may stay quiet after the program ended before envseal
+/// stops passing it on (milliseconds).
+const DRAIN_GRACE: u16 = 200;
+
+/// What [`wait`] watches, and what it has learnt.
+struct Watch<'a> {
+    child: nix::unistd::Pid,
+    /// Where forwarded signals go (the program, or its group).
+    target: nix::unistd::Pid,
+    signals: nix::sys::signalfd::SignalFd,
+    relay: Option<Relay<'a>>,
+    /// The relay is still watched (its other end has not hung up).
+    watching: bool,
+    outputs: Option<Started>,
+    /// Set once the program has ended.
+    exit: Option<Exit>,
+}
+
+/// What one `poll` found.
+struct Ready {
+    /// The signalfd is readable.
+    signal: bool,
+    /// The relay is readable.
+    relay: bool,
+    /// The output streams with something to read (or at their end).
+    readable: Vec<usize>,
+    /// Nothing came within [`DRAIN_GRACE`] after the program ended.
+    quiet: bool,
+}
+
+impl Watch<'_> {
+    /// Polls the signalfd, the relay while it is watched and the program
+    /// runs, and the open output streams; blocks until one is ready (once
+    /// the program has ended, for [`DRAIN_GRACE`] at most). `None` when
+    /// a signal interrupted the wait.
+    fn poll(&self) -> Result<Option<Ready>> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd as _;
+        let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+        let relay_at = match &self.relay {
+            Some(relay) if self.watching && self.exit.is_none() => {
+                fds.push(PollFd::new(relay.fd, PollFlags::POLLIN));
+                Some(fds.len() - 1)
+            }
+            _ => None,
+        };
+        let first_output = fds.len();
+        if let Some(o) = &self.outputs {
+            for fd in o.read_fds() {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+        }
+        let timeout = if self.exit.is_some() {
+            PollTimeout::from(DRAIN_GRACE)
+        } else {
+            PollTimeout::NONE
+        };
+        let n = match poll(&mut fds, timeout) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(Error::sys("wait for the program")(e)),
+        };
+        let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+        Ok(Some(Ready {
+            signal: ready(&fds[0]),
+            relay: relay_at.is_some_and(|i| ready(&fds[i])),
+            readable: (first_output..fds.len())
+                .filter(|&i| ready(&fds[i]))
+                .map(|i| i - first_output)
+                .collect(),
+            quiet: n == 0,
+        }))
+    }
+
+    /// Passes on what the `readable` streams have, in order (stdout
+    /// before stderr), then stops watching the ones that ended.
+    fn pass_on(&mut self, readable: Vec<usize>) {
+        if let Some(o) = &mut self.outputs {
             let ended: Vec<usize> = readable.into_iter().filter(|&i| o.pass_on(i)).collect();
             for i in ended.into_iter().rev() {
                 o.streams.remove(i);
             }
         }
-        if got_relay && let Some(read) = read.as_mut() {
-            match read() {
-                Control::Forward(sig) => {
-                    let _ = kill(target, sig);
-                }
-                Control::Hangup => {
-                    let _ = kill(target, Signal::SIGHUP);
-                    watching = false;
-                }
-                Control::Nothing => {}
+    }
+
+    /// Does what the relay read asks: a signal for the program, or (its
+    /// other end gone) `SIGHUP` and no more watching.
+    fn relay(&mut self) {
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        match (relay.read)() {
+            Control::Forward(sig) => {
+                let _ = kill(self.target, sig);
             }
+            Control::Hangup => {
+                let _ = kill(self.target, Signal::SIGHUP);
+                self.watching = false;
+            }
+            Control::Nothing => {}
         }
-        if !got_signal {
-            continue;
-        }
-        while let Ok(Some(info)) = signals.read_signal() {
+    }
+
+    /// Reads every pending signal: `SIGCHLD` collects the program's exit
+    /// status (once); any other, sent while the program runs and not by
+    /// the kernel, is forwarded to it.
+    fn read_signals(&mut self) -> Result<()> {
+        while let Ok(Some(info)) = self.signals.read_signal() {
             if info.ssi_signo as i32 == libc::SIGCHLD {
-                if exit.is_none() {
-                    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(_, code)) => exit = Some(Exit::Code(code)),
+                if self.exit.is_none() {
+                    match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(_, code)) => self.exit = Some(Exit::Code(code)),
                         Ok(WaitStatus::Signaled(_, sig, _)) => {
-                            exit = Some(Exit::Signal(sig as i32));
+                            self.exit = Some(Exit::Signal(sig as i32));
                         }
                         Ok(_) => {}
                         Err(e) => return Err(Error::sys("wait for the program")(e)),
@@ -733,23 +929,16 @@ pub(crate) fn wait(
                 }
                 continue;
             }
-            if exit.is_none()
+            if self.exit.is_none()
                 && info.ssi_code != libc::SI_KERNEL
                 && let Ok(sig) = Signal::try_from(info.ssi_signo as i32)
             {
-                let _ = kill(target, sig);
+                let _ = kill(self.target, sig);
             }
         }
+        Ok(())
     }
-    if let Some(o) = &mut outputs {
-        o.finish();
-    }
-    Ok(exit.expect("the loop ends only once the program has"))
 }
-
-/// How long output may stay quiet after the program ended before envseal
-/// stops passing it on (milliseconds).
-const DRAIN_GRACE: u16 = 200;
 
 /// The masking pipes, before the program starts.
 struct Outputs {

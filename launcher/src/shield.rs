@@ -30,13 +30,14 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
+    RulesetCreated, RulesetCreatedAttr, Scope,
 };
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result};
 use crate::launch::Exit;
+use crate::sys::spawn::null_terminated;
 use crate::sys::{ns, signals};
 
 /// What the shield protects and how.
@@ -80,129 +81,168 @@ pub struct Domain {
 /// right the shield needs, the scopes included.
 const SHIELD_ABI: ABI = ABI::V6;
 
-fn sandbox_error(step: &'static str, fix: &'static str) -> impl Fn(String) -> Error {
-    move |msg| Error::Sandbox {
-        step,
+/// What the shield needs of the kernel, for an error creating its domain.
+const LANDLOCK_FIX: &str = "the shield needs Landlock (Linux 5.13 or later with landlock in the \
+                            lsm= boot parameter; ABI 6, Linux 6.12, for signal and socket \
+                            scoping)";
+
+/// An error creating the shield's domain, saying what it needs.
+fn domain_error(msg: String) -> Error {
+    Error::Sandbox {
+        step: "create the shield's Landlock domain",
         source: std::io::Error::other(msg),
-        fix,
+        fix: LANDLOCK_FIX,
     }
 }
 
 /// Builds the shield's Landlock domain (not yet enforced).
 pub fn domain(c: &Confinement) -> Result<Domain> {
-    let fix = "the shield needs Landlock (Linux 5.13 or later with landlock in the lsm= boot \
-               parameter; ABI 6, Linux 6.12, for signal and socket scoping)";
-    let err = sandbox_error("create the shield's Landlock domain", fix);
-    let kernel = ns::landlock_abi().map_err(|e| err(format!("Landlock is unavailable: {e}")))?;
-    let abi = match kernel {
+    let kernel =
+        ns::landlock_abi().map_err(|e| domain_error(format!("Landlock is unavailable: {e}")))?;
+    let mut description = Vec::new();
+    let ruleset = scoped_ruleset(kernel, c.nested_sandbox, &mut description)?;
+    description.push(
+        "Landlock domain: no /proc access to, and no tracing of, processes outside the shield"
+            .to_owned(),
+    );
+    let (created, mounts) = if c.nested_sandbox {
+        let planned = ns_mounts(c)?;
+        describe_mounts(&planned, &mut description);
+        let created = ruleset.create().map_err(|e| domain_error(e.to_string()))?;
+        (created, Some(planned))
+    } else {
+        let created = filesystem_rules(ruleset, requested_abi(kernel), c, &mut description)?;
+        (created, None)
+    };
+    let fd: Option<OwnedFd> = created.into();
+    let fd = fd.ok_or_else(|| domain_error("Landlock is not enforced".into()))?;
+    Ok(Domain {
+        fd,
+        mounts,
+        description,
+    })
+}
+
+/// The ABI the rules are built for: the kernel's, up to [`SHIELD_ABI`].
+fn requested_abi(kernel: i64) -> ABI {
+    match kernel {
         1 => ABI::V1,
         2 => ABI::V2,
         3 => ABI::V3,
         4 => ABI::V4,
         5 => ABI::V5,
         _ => SHIELD_ABI,
-    };
-    let scoped = kernel >= 6;
-    let mut description = Vec::new();
-    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
-    if scoped {
-        ruleset = ruleset
+    }
+}
+
+/// A ruleset at a hard compatibility requirement, scoped (no signals to
+/// and no abstract unix sockets of processes outside the shield) where
+/// the `kernel`'s Landlock ABI has scopes (6). `--nested-sandbox`, whose
+/// domain has nothing else, refuses a kernel without them.
+fn scoped_ruleset(
+    kernel: i64,
+    nested_sandbox: bool,
+    description: &mut Vec<String>,
+) -> Result<Ruleset> {
+    let ruleset = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    if kernel >= 6 {
+        let ruleset = ruleset
             .scope(Scope::AbstractUnixSocket | Scope::Signal)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| domain_error(e.to_string()))?;
         description.push(
             "Landlock scopes: no signals to, and no abstract unix sockets of, processes outside \
              the shield"
                 .to_owned(),
         );
-    } else if c.nested_sandbox {
-        return Err(err(format!(
+        return Ok(ruleset);
+    }
+    if nested_sandbox {
+        return Err(domain_error(format!(
             "--nested-sandbox needs Landlock ABI 6 (this kernel has ABI {kernel})"
         )));
     }
+    Ok(ruleset)
+}
+
+/// Describes the `--nested-sandbox` mounts: which paths are read-only,
+/// which are covered.
+fn describe_mounts(planned: &[NsMount], description: &mut Vec<String>) {
     description.push(
-        "Landlock domain: no /proc access to, and no tracing of, processes outside the shield"
+        "--nested-sandbox: no filesystem rules (mount-based sandboxes work); a user and mount \
+         namespace instead"
             .to_owned(),
     );
-    let mut mounts = None;
-    let created = if c.nested_sandbox {
-        let planned = ns_mounts(c)?;
-        description.push(
-            "--nested-sandbox: no filesystem rules (mount-based sandboxes work); a user and mount \
-             namespace instead"
-                .to_owned(),
-        );
-        for m in &planned {
-            match m {
-                NsMount::ReadOnly { target, .. } => description.push(format!(
-                    "read-only bind mount: {}",
-                    target.to_string_lossy()
-                )),
-                NsMount::Cover { path } => description.push(format!(
-                    "covered by an empty read-only tmpfs: {}",
-                    path.to_string_lossy()
-                )),
-                _ => {}
-            }
+    for m in planned {
+        match m {
+            NsMount::ReadOnly { target, .. } => description.push(format!(
+                "read-only bind mount: {}",
+                target.to_string_lossy()
+            )),
+            NsMount::Cover { path } => description.push(format!(
+                "covered by an empty read-only tmpfs: {}",
+                path.to_string_lossy()
+            )),
+            _ => {}
         }
-        description.push(
-            "missing start-up files are NOT protected from creation under --nested-sandbox"
-                .to_owned(),
-        );
-        mounts = Some(planned);
-        ruleset.create().map_err(|e| err(e.to_string()))?
+    }
+    description.push(
+        "missing start-up files are NOT protected from creation under --nested-sandbox".to_owned(),
+    );
+}
+
+/// The default domain's filesystem part (see the module comment): writes
+/// handled (and reads, when something is hidden), each of [`rules`]
+/// added, and what is protected described.
+fn filesystem_rules(
+    ruleset: Ruleset,
+    abi: ABI,
+    c: &Confinement,
+    description: &mut Vec<String>,
+) -> Result<RulesetCreated> {
+    let write = AccessFs::from_write(abi);
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    // Reads are handled only when something is hidden, so that without
+    // hidden paths the domain is exactly the write-only one.
+    let handled = if c.hidden.is_empty() {
+        write
     } else {
-        let write = AccessFs::from_write(abi);
-        let read = AccessFs::ReadFile | AccessFs::ReadDir;
-        // Reads are handled only when something is hidden, so that without
-        // hidden paths the domain is exactly the write-only one.
-        let handled = if c.hidden.is_empty() {
-            write
-        } else {
-            write | read
-        };
-        let mut created = ruleset
-            .handle_access(handled)
-            .map_err(|e| err(e.to_string()))?
-            .create()
-            .map_err(|e| err(e.to_string()))?;
-        let file = AccessFs::from_file(abi);
-        for (path, fd, is_dir, rights) in rules(&c.protected, &c.hidden) {
-            let mut access: BitFlags<AccessFs> = match rights {
-                Rights::Full => handled,
-                Rights::Read => handled & read,
-                Rights::List => handled & AccessFs::ReadDir,
-            };
-            if !is_dir {
-                access &= file;
-            }
-            if access.is_empty() {
-                continue;
-            }
-            created = created
-                .add_rule(PathBeneath::new(fd, access))
-                .map_err(|e| err(format!("{}: {e}", path.display())))?;
-        }
-        let names = |paths: &[PathBuf]| {
-            let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            names.sort();
-            names.join(", ")
-        };
-        description.push(format!("write-protected: {}", names(&c.protected)));
-        if !c.hidden.is_empty() {
-            description.push(format!(
-                "no file may be opened (listing only): {}",
-                names(&c.hidden)
-            ));
-        }
-        created
+        write | read
     };
-    let fd: Option<OwnedFd> = created.into();
-    let fd = fd.ok_or_else(|| err("Landlock is not enforced".into()))?;
-    Ok(Domain {
-        fd,
-        mounts,
-        description,
-    })
+    let mut created = ruleset
+        .handle_access(handled)
+        .map_err(|e| domain_error(e.to_string()))?
+        .create()
+        .map_err(|e| domain_error(e.to_string()))?;
+    let file = AccessFs::from_file(abi);
+    for (path, fd, is_dir, rights) in rules(&c.protected, &c.hidden) {
+        let mut access: BitFlags<AccessFs> = match rights {
+            Rights::Full => handled,
+            Rights::Read => handled & read,
+            Rights::List => handled & AccessFs::ReadDir,
+        };
+        if !is_dir {
+            access &= file;
+        }
+        if access.is_empty() {
+            continue;
+        }
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| domain_error(format!("{}: {e}", path.display())))?;
+    }
+    let names = |paths: &[PathBuf]| {
+        let mut names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        names.sort();
+        names.join(", ")
+    };
+    description.push(format!("write-protected: {}", names(&c.protected)));
+    if !c.hidden.is_empty() {
+        description.push(format!(
+            "no file may be opened (listing only): {}",
+            names(&c.hidden)
+        ));
+    }
+    Ok(created)
 }
 
 /// One step of the mounts the agent's process makes in its own mount
@@ -255,40 +295,7 @@ const HELD: usize = 8;
 /// directories beneath it (the broker's may live in the vault's) attached
 /// again, read-only.
 fn ns_mounts(c: &Confinement) -> Result<Vec<NsMount>> {
-    use nix::sys::statvfs::{FsFlags, statvfs};
-    let cstr = |p: &[u8]| {
-        CString::new(p).map_err(|_| Error::Sys {
-            action: "plan the shield's mounts",
-            source: std::io::Error::other("a path contains a NUL byte"),
-        })
-    };
-    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink());
-    let keep = |p: &Path| {
-        let flags = statvfs(p).map(|s| s.flags()).unwrap_or(FsFlags::empty());
-        [
-            (FsFlags::ST_NOSUID, libc::MS_NOSUID),
-            (FsFlags::ST_NODEV, libc::MS_NODEV),
-            (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
-            (FsFlags::ST_NOATIME, libc::MS_NOATIME),
-            (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-            (FsFlags::ST_RELATIME, libc::MS_RELATIME),
-        ]
-        .into_iter()
-        .filter(|(st, _)| flags.contains(*st))
-        .fold(0, |acc, (_, ms)| acc | ms)
-    };
-    let hidden: Vec<PathBuf> = c
-        .hidden
-        .iter()
-        .map(|p| normalize(p))
-        .filter(|p| exists(p))
-        .collect();
-    let protected: Vec<PathBuf> = c
-        .protected
-        .iter()
-        .map(|p| normalize(p))
-        .filter(|p| exists(p) && !hidden.contains(p))
-        .collect();
+    let Targets { protected, hidden } = Targets::new(&c.protected, &c.hidden).existing();
     // Outermost first, so that an inner mount is not covered by an outer.
     let mut items: Vec<(&PathBuf, bool)> = protected
         .iter()
@@ -298,79 +305,151 @@ fn ns_mounts(c: &Confinement) -> Result<Vec<NsMount>> {
         .collect();
     items.sort_by_key(|(p, _)| p.components().count());
     items.dedup_by(|a, b| a.0 == b.0);
-    let mut steps = Vec::new();
-    let mut on_way: Vec<PathBuf> = items
-        .iter()
-        .flat_map(|(p, _)| p.ancestors().skip(1))
-        .filter(|a| a.parent().is_some() && !items.iter().any(|(p, _)| p == a))
-        .map(Path::to_path_buf)
-        .collect();
-    on_way.sort_by_key(|p| p.components().count());
-    on_way.dedup();
-    for dir in &on_way {
-        steps.push(NsMount::Pin {
-            path: cstr(dir.as_os_str().as_bytes())?,
+    let mut plan = MountPlan::default();
+    for dir in pinned(&items) {
+        plan.steps.push(NsMount::Pin {
+            path: mount_path(&dir)?,
         });
     }
-    let mut slot = 0;
     for (path, is_hidden) in items {
-        let target = cstr(path.as_os_str().as_bytes())?;
-        if !is_hidden {
-            steps.push(NsMount::ReadOnly {
-                source: target.clone(),
-                target,
-                keep: keep(path),
-            });
-            continue;
+        if is_hidden {
+            plan.cover(path, &protected, &c.hidden_files)?;
+        } else {
+            plan.read_only(path)?;
         }
+    }
+    if nix::unistd::geteuid().is_root() {
+        plan.steps.push(NsMount::Lock);
+    }
+    Ok(plan.steps)
+}
+
+/// The directories on the way to the paths of `items` that get a
+/// [`NsMount::Pin`]: all but `/` and the items themselves, outermost
+/// first.
+fn pinned(items: &[(&PathBuf, bool)]) -> Vec<PathBuf> {
+    let mut on_way: Vec<PathBuf> = on_the_way(items.iter().map(|(p, _)| *p))
+        .into_iter()
+        .filter(|a| a.parent().is_some() && !items.iter().any(|(p, _)| p == &a))
+        .collect();
+    on_way.sort_by_key(|p| p.components().count());
+    on_way
+}
+
+/// The `--nested-sandbox` mounts being planned.
+#[derive(Default)]
+struct MountPlan {
+    steps: Vec<NsMount>,
+    /// The next free slot for a held tree (see [`HELD`]).
+    slot: usize,
+}
+
+impl MountPlan {
+    /// Protected `path`, bound onto itself read-only.
+    fn read_only(&mut self, path: &Path) -> Result<()> {
+        let target = mount_path(path)?;
+        self.steps.push(NsMount::ReadOnly {
+            source: target.clone(),
+            target,
+            keep: locked_flags(path),
+        });
+        Ok(())
+    }
+
+    /// Hidden `path`: the protected directories beneath it held, the
+    /// path covered by a tmpfs with a decoy of each of `decoys`, the held
+    /// directories attached again where they were, the cover sealed.
+    fn cover(&mut self, path: &Path, protected: &[PathBuf], decoys: &[String]) -> Result<()> {
+        let target = mount_path(path)?;
         let mut inner: Vec<&PathBuf> = protected
             .iter()
             .filter(|p| p.starts_with(path) && p.is_dir())
             .collect();
         inner.sort_by_key(|p| p.components().count());
-        let first = slot;
+        let first = self.slot;
         for p in &inner {
-            if slot == HELD {
-                return Err(Error::Sys {
-                    action: "plan the shield's mounts",
-                    source: std::io::Error::other("too many protected paths inside hidden ones"),
-                });
+            if self.slot == HELD {
+                return Err(plan_error("too many protected paths inside hidden ones"));
             }
-            steps.push(NsMount::Hold {
-                path: cstr(p.as_os_str().as_bytes())?,
-                slot,
+            self.steps.push(NsMount::Hold {
+                path: mount_path(p)?,
+                slot: self.slot,
             });
-            slot += 1;
+            self.slot += 1;
         }
-        steps.push(NsMount::Cover {
+        self.steps.push(NsMount::Cover {
             path: target.clone(),
         });
-        for name in &c.hidden_files {
-            steps.push(NsMount::Decoy {
+        for name in decoys {
+            self.steps.push(NsMount::Decoy {
                 dir: target.clone(),
-                name: cstr(name.as_bytes())?,
+                name: mount_cstr(name.as_bytes())?,
             });
         }
         for (i, p) in inner.iter().enumerate() {
-            let mut dir = path.clone();
-            for part in p.strip_prefix(path).unwrap_or(Path::new("")).components() {
-                dir.push(part);
-                steps.push(NsMount::Mkdir {
-                    path: cstr(dir.as_os_str().as_bytes())?,
-                });
-            }
-            steps.push(NsMount::Attach {
-                slot: first + i,
-                target: cstr(p.as_os_str().as_bytes())?,
-                keep: keep(p),
+            self.attach(path, p, first + i)?;
+        }
+        self.steps.push(NsMount::Seal { path: target });
+        Ok(())
+    }
+
+    /// Makes the directories from hidden `path` down to `inner` in its
+    /// cover and attaches the tree held in `slot` at `inner`, read-only.
+    fn attach(&mut self, path: &Path, inner: &Path, slot: usize) -> Result<()> {
+        let mut dir = path.to_path_buf();
+        for part in inner
+            .strip_prefix(path)
+            .unwrap_or(Path::new(""))
+            .components()
+        {
+            dir.push(part);
+            self.steps.push(NsMount::Mkdir {
+                path: mount_path(&dir)?,
             });
         }
-        steps.push(NsMount::Seal { path: target });
+        self.steps.push(NsMount::Attach {
+            slot,
+            target: mount_path(inner)?,
+            keep: locked_flags(inner),
+        });
+        Ok(())
     }
-    if nix::unistd::geteuid().is_root() {
-        steps.push(NsMount::Lock);
+}
+
+/// An error planning the `--nested-sandbox` mounts.
+fn plan_error(msg: &str) -> Error {
+    Error::Sys {
+        action: "plan the shield's mounts",
+        source: std::io::Error::other(msg),
     }
-    Ok(steps)
+}
+
+/// `bytes` as a C string for a mount step.
+fn mount_cstr(bytes: &[u8]) -> Result<CString> {
+    CString::new(bytes).map_err(|_| plan_error("a path contains a NUL byte"))
+}
+
+/// `path` as a C string for a mount step.
+fn mount_path(path: &Path) -> Result<CString> {
+    mount_cstr(path.as_os_str().as_bytes())
+}
+
+/// The flags of the mount holding `path` that a read-only remount in a
+/// user namespace must keep (the kernel locks them).
+fn locked_flags(path: &Path) -> libc::c_ulong {
+    use nix::sys::statvfs::{FsFlags, statvfs};
+    let flags = statvfs(path).map(|s| s.flags()).unwrap_or(FsFlags::empty());
+    [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| flags.contains(*st))
+    .fold(0, |acc, (_, ms)| acc | ms)
 }
 
 /// What a rule grants beneath its path.
@@ -385,40 +464,94 @@ enum Rights {
     List,
 }
 
-/// The rules of the domain: every entry beside the way to a protected or
-/// hidden path, opened `O_PATH`, with whether it is a directory and what
-/// it gets; the protected paths themselves (read); `/` (listing). Hidden
-/// paths get nothing. Symlinks get no rule (what they point to has its
-/// own).
-fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bool, Rights)> {
-    let hidden: BTreeSet<PathBuf> = hidden.iter().map(|p| normalize(p)).collect();
-    // Hidden is the stronger: a path named in both stays hidden.
-    let protected: BTreeSet<PathBuf> = protected
-        .iter()
-        .map(|p| normalize(p))
-        .filter(|p| !hidden.contains(p))
-        .collect();
-    let targets: BTreeSet<&PathBuf> = protected.iter().chain(&hidden).collect();
-    let mut on_way: BTreeSet<PathBuf> = BTreeSet::new();
-    for p in &targets {
-        let mut a = p.parent();
-        while let Some(dir) = a {
-            on_way.insert(dir.to_path_buf());
-            a = dir.parent();
+/// A rule of the domain: a path, opened `O_PATH`, whether it is a
+/// directory, and what it gets.
+type Rule = (PathBuf, OwnedFd, bool, Rights);
+
+/// The paths the shield acts on, normalized, in the order given: the
+/// hidden ones, and the protected ones that are not also hidden (hidden
+/// is the stronger: a path named in both stays hidden).
+struct Targets {
+    protected: Vec<PathBuf>,
+    hidden: Vec<PathBuf>,
+}
+
+impl Targets {
+    fn new(protected: &[PathBuf], hidden: &[PathBuf]) -> Targets {
+        let hidden: Vec<PathBuf> = hidden.iter().map(|p| normalize(p)).collect();
+        let protected = protected
+            .iter()
+            .map(|p| normalize(p))
+            .filter(|p| !hidden.contains(p))
+            .collect();
+        Targets { protected, hidden }
+    }
+
+    /// Only the paths that exist (and are not symlinks).
+    fn existing(self) -> Targets {
+        let exists =
+            |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink());
+        Targets {
+            protected: self.protected.into_iter().filter(exists).collect(),
+            hidden: self.hidden.into_iter().filter(exists).collect(),
         }
     }
+}
+
+/// The directories on the way from `/` to each of `paths`: every
+/// ancestor, `/` included (and a path on the way to another too).
+fn on_the_way<'a>(paths: impl IntoIterator<Item = &'a PathBuf>) -> BTreeSet<PathBuf> {
+    paths
+        .into_iter()
+        .flat_map(|p| p.ancestors().skip(1))
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// The rules of the domain: every entry beside the way to a protected or
+/// hidden path (see [`beside_the_way`]); the protected paths themselves
+/// (read); `/` (listing). Hidden paths get nothing. Symlinks get no rule
+/// (what they point to has its own).
+fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<Rule> {
+    let Targets { protected, hidden } = Targets::new(protected, hidden);
+    let hidden: BTreeSet<PathBuf> = hidden.into_iter().collect();
+    let protected: BTreeSet<PathBuf> = protected.into_iter().collect();
+    let targets: BTreeSet<&PathBuf> = protected.iter().chain(&hidden).collect();
+    let on_way = on_the_way(targets.iter().copied());
+    let mut out = beside_the_way(&on_way, &targets, &hidden, &protected);
+    for p in &protected {
+        // One on the way to a hidden path got its entries above.
+        if on_way.contains(p) {
+            continue;
+        }
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && !m.file_type().is_symlink()
+            && let Some(fd) = open_path(p)
+        {
+            out.push((p.clone(), fd, m.is_dir(), Rights::Read));
+        }
+    }
+    if !hidden.is_empty()
+        && let Some(fd) = open_path(Path::new("/"))
+    {
+        out.push(("/".into(), fd, true, Rights::List));
+    }
+    out
+}
+
+/// The entries of each directory on the way (but a hidden one) that are
+/// neither on the way nor targets (nor symlinks): read-only inside a
+/// protected path, everything handled elsewhere.
+fn beside_the_way(
+    on_way: &BTreeSet<PathBuf>,
+    targets: &BTreeSet<&PathBuf>,
+    hidden: &BTreeSet<PathBuf>,
+    protected: &BTreeSet<PathBuf>,
+) -> Vec<Rule> {
     // Inside a protected path (that is not itself on the way): read only.
     let inside_protected = |p: &Path| protected.iter().any(|d| p.starts_with(d));
-    let open = |path: &Path| {
-        nix::fcntl::open(
-            path,
-            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .ok()
-    };
     let mut out = Vec::new();
-    for dir in &on_way {
+    for dir in on_way {
         if hidden.contains(dir) {
             continue;
         }
@@ -436,7 +569,7 @@ fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bo
             if kind.is_symlink() {
                 continue;
             }
-            let Some(fd) = open(&path) else {
+            let Some(fd) = open_path(&path) else {
                 continue;
             };
             let rights = if inside_protected(&path) {
@@ -447,24 +580,17 @@ fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<(PathBuf, OwnedFd, bo
             out.push((path, fd, kind.is_dir(), rights));
         }
     }
-    for p in &protected {
-        // One on the way to a hidden path got its entries above.
-        if on_way.contains(p) {
-            continue;
-        }
-        if let Ok(m) = std::fs::symlink_metadata(p)
-            && !m.file_type().is_symlink()
-            && let Some(fd) = open(p)
-        {
-            out.push((p.clone(), fd, m.is_dir(), Rights::Read));
-        }
-    }
-    if !hidden.is_empty()
-        && let Some(fd) = open(Path::new("/"))
-    {
-        out.push(("/".into(), fd, true, Rights::List));
-    }
     out
+}
+
+/// `path` opened `O_PATH`, not following a symlink at its end.
+fn open_path(path: &Path) -> Option<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// An absolute path without `.` and `..` (symlinks in it are resolved
@@ -503,25 +629,9 @@ pub fn spawn(
     argv: &[OsString],
     env: &[(OsString, OsString)],
 ) -> Result<Pending> {
-    let cstr = |b: &[u8]| {
-        CString::new(b).map_err(|_| Error::Sys {
-            action: "build the agent's command line",
-            source: std::io::Error::other("an argument contains a NUL byte"),
-        })
-    };
-    let path = cstr(program.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = argv
-        .iter()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<Result<_>>()?;
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<Result<_>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
+    let (path, argv, envp) = command_line(program, argv, env)?;
+    let argv_ptrs = null_terminated(argv.iter().map(|a| a.as_ptr()));
+    let envp_ptrs = null_terminated(envp.iter().map(|e| e.as_ptr()));
     let filter = crate::sandbox::shield_filter()?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("become a subreaper"))?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -553,11 +663,7 @@ pub fn spawn(
         Ok(0) => child.run(),
         Ok(pid) => nix::unistd::Pid::from_raw(pid),
         Err(e) => {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
+            signals::restore(&mask);
             return Err(Error::sys("start the agent's process")(
                 nix::errno::Errno::from_raw(e),
             ));
@@ -566,42 +672,9 @@ pub fn spawn(
     drop(go_r);
     drop(report_w);
     drop(mapped_r);
-    if domain.mounts.is_some() {
-        // The user's own ids only: the agent keeps its uid and gid.
-        let ids = crate::idmap::Ids::current();
-        if let Err(e) = ids.write_all(&[ids.self_maps(pid.as_raw())]) {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
-            return Err(e);
-        }
-    }
-    let _ = nix::unistd::write(&mapped_w, b"m");
-    drop(mapped_w);
-    // Returned only once the process is confined: the broker checks its
-    // state (no_new_privs, seccomp) when the shield registers it.
-    match crate::sys::spawn::read_report(&report_r) {
-        Ok(Some((STAGE_CONFINED, _))) => {}
-        got => {
-            let _ = nix::sys::wait::waitpid(pid, None);
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
-            return Err(match got {
-                Ok(Some((stage, errno))) => stage_error(stage, errno),
-                Ok(None) => stage_error(0, libc::ECHILD),
-                Err(source) => Error::Sys {
-                    action: "read the shield's report",
-                    source,
-                },
-            });
-        }
+    if let Err(e) = await_confined(pid, domain.mounts.is_some(), mapped_w, &report_r) {
+        signals::restore(&mask);
+        return Err(e);
     }
     Ok(Pending {
         pid,
@@ -610,6 +683,70 @@ pub fn spawn(
         waited,
         mask,
     })
+}
+
+/// The agent's command as C strings: the program's path, `argv`, and
+/// `env` as `NAME=value` entries.
+fn command_line(
+    program: &Path,
+    argv: &[OsString],
+    env: &[(OsString, OsString)],
+) -> Result<(CString, Vec<CString>, Vec<CString>)> {
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| Error::Sys {
+            action: "build the agent's command line",
+            source: std::io::Error::other("an argument contains a NUL byte"),
+        })
+    };
+    let path = cstr(program.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<Result<_>>()?;
+    Ok((path, argv, envp))
+}
+
+/// The parent's side of the agent's start: with `map_ids`
+/// (`--nested-sandbox`), writes the agent's id maps; lets it go on
+/// (`mapped`); returns once it reports itself confined (the broker checks
+/// its state, no_new_privs and seccomp, when the shield registers it).
+/// On failure the agent's process is reaped (killed first if the maps
+/// failed).
+fn await_confined(
+    pid: nix::unistd::Pid,
+    map_ids: bool,
+    mapped: OwnedFd,
+    report: &OwnedFd,
+) -> Result<()> {
+    if map_ids {
+        // The user's own ids only: the agent keeps its uid and gid.
+        let ids = crate::idmap::Ids::current();
+        if let Err(e) = ids.write_all(&[ids.self_maps(pid.as_raw())]) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(e);
+        }
+    }
+    let _ = nix::unistd::write(&mapped, b"m");
+    drop(mapped);
+    match crate::sys::spawn::read_report(report) {
+        Ok(Some((STAGE_CONFINED, _))) => Ok(()),
+        got => {
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(match got {
+                Ok(Some((stage, errno))) => stage_error(stage, errno),
+                Ok(None) => stage_error(0, libc::ECHILD),
+                Err(source) => Error::Sys {
+                    action: "read the shield's report",
+                    source,
+                },
+            })
+        }
+    }
 }
 
 /// Report stages of the agent's process.
@@ -788,13 +925,7 @@ impl Pending {
             waited,
             mask,
         } = self;
-        let restore = || {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&mask),
-                None,
-            );
-        };
+        let restore = || signals::restore(&mask);
         let _ = nix::unistd::write(&go, b"g");
         drop(go);
         let reports = crate::sys::spawn::read_reports(report).map_err(|source| Error::Sys {
@@ -815,10 +946,6 @@ impl Pending {
     pub fn abandon(self) {
         let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&self.mask),
-            None,
-        );
+        signals::restore(&self.mask);
     }
 }

@@ -45,3 +45,9 @@ pub(crate) fn block(set: &SigSet) -> Result<SigSet, Errno> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(set), Some(&mut old))?;
     Ok(old)
 }
+
+/// Sets the signal mask back to `mask` (the caller's, as [`block`]
+/// returned it: a library caller may launch again).
+pub(crate) fn restore(mask: &SigSet) {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+}

@@ -43,6 +43,13 @@ pub(crate) struct Prepared<'a> {
     pub(crate) new_group: bool,
 }
 
+/// `pointers` followed by the NULL that ends an `argv` or `envp` array.
+pub(crate) fn null_terminated(pointers: impl Iterator<Item = *const c_char>) -> Vec<*const c_char> {
+    let mut array: Vec<*const c_char> = pointers.collect();
+    array.push(std::ptr::null());
+    array
+}
+
 /// A close-on-exec pipe on which a child reports `(stage, errno)`.
 pub(crate) fn report_pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
     Ok(pipe2(OFlag::O_CLOEXEC)?)
