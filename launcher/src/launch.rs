@@ -175,13 +175,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     drop(files_kept);
     drop(script);
     drop(namespaced);
-    let child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            blocked.restore();
-            return Err(e);
-        }
-    };
+    let child = spawned?;
     // The program (and the sandbox's PID 1) hold the write ends now.
     let outputs = outputs.started();
     drop(executable);
@@ -189,9 +183,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         print_notes(&notes);
     }
     let target = signal_target(child, group);
-    let exit = wait(child, target, &blocked.waited, relay, outputs);
-    blocked.restore();
-    exit
+    wait(child, target, &blocked.waited, relay, outputs)
 }
 
 /// Refuses an executable loaded as a script, and a caller with more than
@@ -281,9 +273,13 @@ impl Blocked {
         let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
         Ok(Blocked { waited, mask })
     }
+}
 
-    /// The caller's mask again (a library caller may launch again).
-    fn restore(&self) {
+/// The caller's mask again when the launch ends, however it ends (a
+/// library caller may launch again). Never dropped in a child: those exec
+/// or `_exit`.
+impl Drop for Blocked {
+    fn drop(&mut self) {
         signals::restore(&self.mask);
     }
 }

@@ -539,7 +539,7 @@ fn rules(protected: &[PathBuf], hidden: &[PathBuf]) -> Vec<Rule> {
     out
 }
 
-/// The entries of each directory on the way (but a hidden one) that are
+/// The entries of each directory on the way (but one inside a hidden path) that are
 /// neither on the way nor targets (nor symlinks): read-only inside a
 /// protected path, everything handled elsewhere.
 fn beside_the_way(
@@ -552,7 +552,9 @@ fn beside_the_way(
     let inside_protected = |p: &Path| protected.iter().any(|d| p.starts_with(d));
     let mut out = Vec::new();
     for dir in on_way {
-        if hidden.contains(dir) {
+        // Nothing beside the way inside a hidden path: a protected path
+        // deep inside one gets its own rule, its neighbours none.
+        if hidden.iter().any(|h| dir.starts_with(h)) {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -639,9 +641,10 @@ pub fn spawn(
         action: "create a pipe",
         source,
     })?;
+    let (mapped_r, mapped_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    // Blocked last: nothing after this may fail without restoring it.
     let waited = signals::waited_set();
     let mask = signals::block(&waited).map_err(Error::sys("block signals"))?;
-    let (mapped_r, mapped_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let child = ShieldChild {
         mapped: mapped_r.as_raw_fd(),
         mounts: domain.mounts.as_deref(),
@@ -947,5 +950,42 @@ impl Pending {
         let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
         signals::restore(&self.mask);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rights each path of `rules` gets, by its path.
+    fn granted(rules: &[Rule]) -> Vec<(PathBuf, Rights)> {
+        rules.iter().map(|(p, _, _, r)| (p.clone(), *r)).collect()
+    }
+
+    #[test]
+    fn a_protected_path_deep_inside_a_hidden_one_opens_nothing_beside_it() {
+        let root = tempfile::tempdir().unwrap();
+        let hidden = root.path().join("h");
+        for dir in ["h/a/p", "h/a/other", "h/x", "open"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        std::fs::write(root.path().join("h/a/secret"), b"").unwrap();
+        let protected = root.path().join("h/a/p");
+        let rules = granted(&rules(
+            std::slice::from_ref(&protected),
+            std::slice::from_ref(&hidden),
+        ));
+        for inside in ["h/a/other", "h/a/secret", "h/x", "h/a", "h"] {
+            let path = root.path().join(inside);
+            assert!(
+                !rules.iter().any(|(p, _)| *p == path),
+                "{inside} is inside the hidden path but has a rule: {rules:?}"
+            );
+        }
+        assert!(rules.contains(&(protected, Rights::Read)), "{rules:?}");
+        assert!(
+            rules.contains(&(root.path().join("open"), Rights::Full)),
+            "{rules:?}"
+        );
     }
 }
