@@ -5,7 +5,7 @@
 use crate::idmap::Ids;
 use crate::launch::Tier;
 use crate::sandbox::LANDLOCK_ABI;
-use crate::sys::ns;
+use crate::sys::{clone, io, mount, seccomp};
 
 /// One probe.
 #[derive(Clone, Debug)]
@@ -37,8 +37,8 @@ pub struct Report {
 /// Runs `f` in a child created with `clone(flags)`; the child's exit code
 /// is 0 on success or an errno.
 fn probe(flags: libc::c_int, f: fn() -> i32) -> Result<(), String> {
-    match ns::clone(flags) {
-        Ok(0) => ns::exit(f()),
+    match clone::clone(flags) {
+        Ok(0) => io::exit(f()),
         Ok(pid) => {
             let st = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             match st {
@@ -54,9 +54,9 @@ fn probe(flags: libc::c_int, f: fn() -> i32) -> Result<(), String> {
 }
 
 fn noswap_mount() -> i32 {
-    let private = ns::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None);
+    let private = mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None);
     let mounted = private.and_then(|()| {
-        ns::mount(
+        mount::mount(
             Some(c"tmpfs"),
             c"/tmp",
             Some(c"tmpfs"),
@@ -174,7 +174,7 @@ fn supplementary_group(ids: &Ids) -> Found {
 
 /// The kernel's Landlock ABI, against the one Lockdown needs.
 fn landlock_support() -> Found {
-    match ns::landlock_abi() {
+    match crate::sys::landlock::abi() {
         Ok(v) if v >= LANDLOCK_ABI as i64 => Ok(format!("ABI {v}")),
         Ok(v) => Err(format!(
             "ABI {v}; Lockdown needs ABI {} or later",
@@ -198,7 +198,7 @@ fn seccomp_support() -> Found {
         .map(|_| "filters supported".to_owned())
         .ok_or_else(|| "the kernel has no seccomp".to_owned())
         .and_then(|ok| {
-            if ns::x32_enabled() {
+            if seccomp::x32_enabled() {
                 Err(
                     "the kernel accepts x32 system calls, which envseal's filters cannot \
                      match: boot with syscall.x32=n"

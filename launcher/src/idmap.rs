@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::sys::ns;
+use crate::sys::{clone, io, mount};
 
 /// The caller's ids and what the machine offers for mapping them.
 #[derive(Clone, Debug)]
@@ -189,7 +189,7 @@ impl Ids {
         })?;
         let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let fd = memfd.as_raw_fd();
-        let helper = ns::clone(libc::CLONE_NEWUSER).map_err(|e| Error::Sandbox {
+        let helper = clone::clone(libc::CLONE_NEWUSER).map_err(|e| Error::Sandbox {
             step: "create a user namespace",
             source: std::io::Error::from_raw_os_error(e),
             fix: USERNS_FIX,
@@ -197,11 +197,11 @@ impl Ids {
         if helper == 0 {
             // Child: wait for the maps, then chown (0 → the user, 1 → the
             // subordinate ids). System calls only.
-            let go = ns::read_byte(go_r.as_raw_fd());
+            let go = io::read_byte(go_r.as_raw_fd());
             if go != Ok(true) {
-                ns::exit(255);
+                io::exit(255);
             }
-            ns::exit(match ns::fchown(fd, 1, 1) {
+            io::exit(match mount::fchown(fd, 1, 1) {
                 Ok(()) => 0,
                 Err(e) => e.min(254),
             });

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::idmap::{self, G7, Ids, USERNS_FIX};
 use crate::program::{self, Role, Verified};
 use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
-use crate::sys::{files, ns, signals, spawn};
+use crate::sys::{clone, files, signals, spawn};
 
 /// How strongly the program is confined (see the crate documentation).
 pub use envseal_core::Tier;
@@ -195,7 +195,7 @@ fn check_caller(executable: &Verified) -> Result<()> {
             source: std::io::Error::other("the executable was loaded as a script"),
         });
     }
-    if !single_threaded() {
+    if !crate::sys::fork::single_threaded() {
         return Err(Error::Sys {
             action: "launch",
             source: std::io::Error::other(
@@ -642,7 +642,7 @@ fn start_sandbox(
     notes: &mut Vec<String>,
 ) -> Result<nix::unistd::Pid> {
     let helper = chown.map(|memfd| ids.chown_helper(memfd)).transpose()?;
-    let pid1 = match ns::clone(namespaces(plan.lockdown)) {
+    let pid1 = match clone::clone(namespaces(plan.lockdown)) {
         Ok(pid) => pid,
         Err(e) => {
             if let Some((helper, _)) = helper {
@@ -1095,14 +1095,6 @@ fn write_all(fd: RawFd, mut bytes: &[u8]) -> std::result::Result<(), nix::errno:
         }
     }
     Ok(())
-}
-
-/// Whether this process has exactly one thread (from /proc/self/status).
-pub(crate) fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.strip_prefix("Threads:").is_some_and(|n| n.trim() == "1"))
-    })
 }
 
 /// `NAME=value\0`, in a buffer wiped on drop and allocated once at its

@@ -34,8 +34,8 @@ use seccompiler::{
 };
 
 use crate::error::{Error, Result};
-use crate::sys::ns;
 use crate::sys::spawn::{self, Prepared};
+use crate::sys::{clone, io, mount, pid1, seccomp};
 
 /// Where Lockdown puts file secrets (inside the private `/tmp`).
 pub const SECRET_DIR: &str = "/tmp/envseal-secrets";
@@ -277,7 +277,7 @@ pub(crate) fn shield_filter() -> Result<BpfProgram> {
 /// The architecture a filter is built for; refuses a kernel that also
 /// accepts x32 system calls, which a filter for x86_64 numbers misses.
 fn filter_arch(step: &'static str) -> Result<seccompiler::TargetArch> {
-    if ns::x32_enabled() {
+    if seccomp::x32_enabled() {
         return Err(Error::Sandbox {
             step,
             source: std::io::Error::other(
@@ -381,20 +381,20 @@ pub(crate) struct Plan<'a> {
 }
 
 /// Reports a child's failure at `stage` and ends it.
-fn fail(plan: &Plan<'_>, stage: u32, errno: ns::Errno) -> ! {
-    ns::report(plan.report, stage, errno);
-    ns::exit(126)
+fn fail(plan: &Plan<'_>, stage: u32, errno: crate::sys::Errno) -> ! {
+    io::report(plan.report, stage, errno);
+    io::exit(126)
 }
 
 /// The sandbox's PID 1. Never returns.
 pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
-    match ns::read_byte(plan.go) {
+    match io::read_byte(plan.go) {
         Ok(true) => {}
         Ok(false) => fail(plan, stage::WAIT, libc::ECANCELED),
         Err(e) => fail(plan, stage::WAIT, e),
     }
-    ns::close(plan.go);
-    if let Err(e) = ns::sethostname(b"envseal") {
+    io::close(plan.go);
+    if let Err(e) = clone::sethostname(b"envseal") {
         fail(plan, stage::HOSTNAME, e);
     }
     if plan.lockdown
@@ -402,23 +402,23 @@ pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
     {
         fail(plan, s, e);
     }
-    let program = match ns::clone(0) {
+    let program = match clone::clone(0) {
         Ok(0) => confine_and_exec(plan),
         Ok(pid) => pid,
         Err(e) => fail(plan, stage::FORK, e),
     };
-    ns::close(plan.report);
+    io::close(plan.report);
     // The parent prepared these ranges in memory this process inherited
     // (and owns as a copy); nothing reads them any more.
-    ns::wipe_all(plan.wipe);
-    ns::reap_and_forward(program, plan.waited)
+    pid1::wipe_all(plan.wipe);
+    pid1::reap_and_forward(program, plan.waited)
 }
 
-fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)> {
+fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> {
     let at = |stage| move |e| (stage, e);
-    ns::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+    mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(at(stage::MOUNT_PRIVATE))?;
-    ns::mount(
+    mount::mount(
         Some(c"tmpfs"),
         c"/tmp",
         Some(c"tmpfs"),
@@ -426,8 +426,8 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
         Some(c"mode=1777"),
     )
     .map_err(at(stage::MOUNT_TMP))?;
-    ns::mkdir(c"/tmp/home", 0o700).map_err(at(stage::HOME))?;
-    ns::mount(
+    mount::mkdir(c"/tmp/home", 0o700).map_err(at(stage::HOME))?;
+    mount::mount(
         Some(c"proc"),
         c"/proc",
         Some(c"proc"),
@@ -436,10 +436,10 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
     )
     .map_err(at(stage::MOUNT_PROC))?;
     if !plan.secret_files.is_empty() {
-        ns::mkdir(c"/tmp/envseal-secrets", 0o700).map_err(at(stage::MOUNT_SECRETS))?;
+        mount::mkdir(c"/tmp/envseal-secrets", 0o700).map_err(at(stage::MOUNT_SECRETS))?;
         let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         let dir = c"/tmp/envseal-secrets";
-        if ns::mount(
+        if mount::mount(
             Some(c"tmpfs"),
             dir,
             Some(c"tmpfs"),
@@ -448,8 +448,8 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
         )
         .is_err()
         {
-            ns::report(plan.report, stage::NOTE_NO_NOSWAP, 0);
-            ns::mount(
+            io::report(plan.report, stage::NOTE_NO_NOSWAP, 0);
+            mount::mount(
                 Some(c"tmpfs"),
                 dir,
                 Some(c"tmpfs"),
@@ -458,13 +458,13 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
             )
             .map_err(at(stage::MOUNT_SECRETS))?;
         }
-        let beneath = ns::open_dir(dir).map_err(at(stage::WRITE_SECRET))?;
+        let beneath = mount::open_dir(dir).map_err(at(stage::WRITE_SECRET))?;
         for file in plan.secret_files {
-            ns::create_file_beneath(beneath, &file.name, file.value, 0o400)
+            mount::create_file_beneath(beneath, &file.name, file.value, 0o400)
                 .map_err(at(stage::WRITE_SECRET))?;
         }
-        ns::close(beneath);
-        ns::mount(
+        io::close(beneath);
+        mount::mount(
             None,
             dir,
             None,
@@ -474,23 +474,23 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, ns::Errno)>
         .map_err(at(stage::REMOUNT_SECRETS))?;
     }
     if let Some((ruleset, access)) = plan.landlock {
-        ns::landlock_allow(ruleset, c"/tmp", access).map_err(at(stage::LANDLOCK))?;
+        crate::sys::landlock::allow(ruleset, c"/tmp", access).map_err(at(stage::LANDLOCK))?;
     }
     Ok(())
 }
 
 /// The program's process: no_new_privs, Landlock, seccomp, exec.
 fn confine_and_exec(plan: &Plan<'_>) -> ! {
-    if let Err(e) = ns::no_new_privs() {
+    if let Err(e) = seccomp::no_new_privs() {
         fail(plan, stage::NO_NEW_PRIVS, e);
     }
     if let Some((ruleset, _)) = plan.landlock
-        && let Err(e) = ns::landlock_restrict(ruleset)
+        && let Err(e) = crate::sys::landlock::restrict(ruleset)
     {
         fail(plan, stage::LANDLOCK, e);
     }
     for filter in plan.seccomp {
-        if let Err(e) = ns::seccomp(filter) {
+        if let Err(e) = seccomp::install(filter) {
             fail(plan, stage::SECCOMP, e);
         }
     }

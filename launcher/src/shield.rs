@@ -38,7 +38,7 @@ use nix::sys::stat::Mode;
 use crate::error::{Error, Result};
 use crate::launch::Exit;
 use crate::sys::spawn::null_terminated;
-use crate::sys::{ns, signals};
+use crate::sys::{clone, io, mount, seccomp, signals, spawn};
 
 /// What the shield protects and how.
 #[derive(Debug, Clone)]
@@ -97,8 +97,8 @@ fn domain_error(msg: String) -> Error {
 
 /// Builds the shield's Landlock domain (not yet enforced).
 pub fn domain(c: &Confinement) -> Result<Domain> {
-    let kernel =
-        ns::landlock_abi().map_err(|e| domain_error(format!("Landlock is unavailable: {e}")))?;
+    let kernel = crate::sys::landlock::abi()
+        .map_err(|e| domain_error(format!("Landlock is unavailable: {e}")))?;
     let mut description = Vec::new();
     let ruleset = scoped_ruleset(kernel, c.nested_sandbox, &mut description)?;
     description.push(
@@ -662,7 +662,7 @@ pub fn spawn(
     } else {
         0
     };
-    let pid = match ns::clone(namespaces) {
+    let pid = match clone::clone(namespaces) {
         Ok(0) => child.run(),
         Ok(pid) => nix::unistd::Pid::from_raw(pid),
         Err(e) => {
@@ -781,48 +781,48 @@ impl ShieldChild<'_> {
     /// System calls only, on memory prepared before the fork.
     fn run(&self) -> ! {
         let fail = |stage, errno| -> ! {
-            ns::report(self.report, stage, errno);
-            ns::exit(126)
+            io::report(self.report, stage, errno);
+            io::exit(126)
         };
-        match ns::read_byte(self.mapped) {
+        match io::read_byte(self.mapped) {
             Ok(true) => {}
             Ok(false) => fail(STAGE_WAIT, libc::ECANCELED),
             Err(e) => fail(STAGE_WAIT, e),
         }
-        ns::close(self.mapped);
+        io::close(self.mapped);
         if let Some(mounts) = self.mounts
             && let Err(e) = make_mounts(mounts)
         {
             fail(STAGE_MOUNT, e);
         }
-        if let Err(e) = ns::no_new_privs() {
+        if let Err(e) = seccomp::no_new_privs() {
             fail(STAGE_NO_NEW_PRIVS, e);
         }
-        if let Err(e) = ns::landlock_restrict(self.ruleset) {
+        if let Err(e) = crate::sys::landlock::restrict(self.ruleset) {
             fail(STAGE_LANDLOCK, e);
         }
-        ns::close(self.ruleset);
-        if let Err(e) = ns::seccomp(self.filter) {
+        io::close(self.ruleset);
+        if let Err(e) = seccomp::install(self.filter) {
             fail(STAGE_SECCOMP, e);
         }
-        ns::report(self.report, STAGE_CONFINED, 0);
-        match ns::read_byte(self.go) {
+        io::report(self.report, STAGE_CONFINED, 0);
+        match io::read_byte(self.go) {
             Ok(true) => {}
             Ok(false) => fail(STAGE_WAIT, libc::ECANCELED),
             Err(e) => fail(STAGE_WAIT, e),
         }
-        ns::close(self.go);
-        let errno = ns::execve(self.path, self.argv, self.envp, self.mask);
+        io::close(self.go);
+        let errno = spawn::execve(self.path, self.argv, self.envp, self.mask);
         fail(STAGE_EXEC, errno)
     }
 }
 
 /// In the agent's own mount namespace: the planned mounts. System calls
 /// only.
-fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
+fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), crate::sys::Errno> {
     const COVER: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     let read_only = |target: &CStr, keep: libc::c_ulong| {
-        ns::mount(
+        mount::mount(
             None,
             target,
             None,
@@ -831,13 +831,13 @@ fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
         )
     };
     let mut held: [RawFd; HELD] = [-1; HELD];
-    ns::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     for m in mounts {
         match m {
-            NsMount::Hold { path, slot } => held[*slot] = ns::clone_tree(path)?,
+            NsMount::Hold { path, slot } => held[*slot] = mount::clone_tree(path)?,
             NsMount::Attach { slot, target, keep } => {
-                ns::attach_tree(held[*slot], target)?;
-                ns::close(held[*slot]);
+                mount::attach_tree(held[*slot], target)?;
+                io::close(held[*slot]);
                 read_only(target, *keep)?;
             }
             NsMount::ReadOnly {
@@ -845,7 +845,7 @@ fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
                 target,
                 keep,
             } => {
-                ns::mount(
+                mount::mount(
                     Some(source),
                     target,
                     None,
@@ -854,7 +854,7 @@ fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
                 )?;
                 read_only(target, *keep)?;
             }
-            NsMount::Cover { path } => ns::mount(
+            NsMount::Cover { path } => mount::mount(
                 Some(c"tmpfs"),
                 path,
                 Some(c"tmpfs"),
@@ -862,22 +862,22 @@ fn make_mounts(mounts: &[NsMount]) -> std::result::Result<(), ns::Errno> {
                 Some(c"mode=0755,size=16k"),
             )?,
             NsMount::Decoy { dir, name } => {
-                let beneath = ns::open_dir(dir)?;
-                let made = ns::create_file_beneath(beneath, name, b"", 0);
-                ns::close(beneath);
+                let beneath = mount::open_dir(dir)?;
+                let made = mount::create_file_beneath(beneath, name, b"", 0);
+                io::close(beneath);
                 made?;
             }
-            NsMount::Mkdir { path } => ns::mkdir(path, 0o700)?,
+            NsMount::Mkdir { path } => mount::mkdir(path, 0o700)?,
             NsMount::Pin { path } => {
-                ns::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)?;
+                mount::mount(Some(path), path, None, libc::MS_BIND | libc::MS_REC, None)?;
             }
             NsMount::Lock => {
-                ns::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
-                ns::write_file(c"/proc/self/setgroups", b"deny")?;
-                ns::write_file(c"/proc/self/uid_map", b"0 0 1")?;
-                ns::write_file(c"/proc/self/gid_map", b"0 0 1")?;
+                clone::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)?;
+                mount::write_file(c"/proc/self/setgroups", b"deny")?;
+                mount::write_file(c"/proc/self/uid_map", b"0 0 1")?;
+                mount::write_file(c"/proc/self/gid_map", b"0 0 1")?;
             }
-            NsMount::Seal { path } => ns::mount(
+            NsMount::Seal { path } => mount::mount(
                 None,
                 path,
                 None,

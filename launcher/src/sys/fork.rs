@@ -15,7 +15,7 @@ pub enum Forked {
 
 /// Forks this process, which must be single-threaded.
 pub fn fork() -> std::io::Result<Forked> {
-    if !crate::launch::single_threaded() {
+    if !single_threaded() {
         return Err(std::io::Error::other(
             "fork refused: this process has more than one thread",
         ));
@@ -41,11 +41,11 @@ pub fn detach() -> std::io::Result<bool> {
         }
         Forked::Child => {
             if nix::unistd::setsid().is_err() {
-                crate::sys::ns::exit(1);
+                crate::sys::io::exit(1);
             }
             match fork() {
                 Ok(Forked::Child) => Ok(true),
-                _ => crate::sys::ns::exit(0),
+                _ => crate::sys::io::exit(0),
             }
         }
     }
@@ -54,7 +54,7 @@ pub fn detach() -> std::io::Result<bool> {
 /// Ends this process at once: no destructors, no buffered output flushed
 /// twice (for forked children that must not unwind into the parent's code).
 pub fn exit_now(code: i32) -> ! {
-    crate::sys::ns::exit(code)
+    crate::sys::io::exit(code)
 }
 
 /// Lowers this process's CPU priority to the minimum (nice 19): for work
@@ -65,4 +65,13 @@ pub fn background() {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
+}
+
+/// Whether this process has exactly one thread (from /proc/self/status):
+/// forking is safe only then (see the crate documentation).
+pub(crate) fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.strip_prefix("Threads:").is_some_and(|n| n.trim() == "1"))
+    })
 }

@@ -15,7 +15,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::SigSet;
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
-use super::ns;
+use super::io;
 
 /// The report stage of a failed `execveat`.
 pub(crate) const STAGE_EXEC: u32 = 0;
@@ -119,15 +119,15 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::sigprocmask(libc::SIG_SETMASK, p.mask.as_ref(), std::ptr::null_mut());
         if p.new_group && libc::setpgid(0, 0) < 0 {
-            ns::report(report, STAGE_EXEC, Errno::last_raw());
-            ns::exit(127);
+            io::report(report, STAGE_EXEC, Errno::last_raw());
+            io::exit(127);
         }
         // The masking pipes become stdout and stderr (dup2 leaves the new
         // descriptor open across exec).
         for (target, &fd) in [1, 2].iter().zip(p.stdio.iter()) {
             if fd >= 0 && libc::dup2(fd, *target) < 0 {
-                ns::report(report, STAGE_EXEC, Errno::last_raw());
-                ns::exit(127);
+                io::report(report, STAGE_EXEC, Errno::last_raw());
+                io::exit(127);
             }
         }
         // Every descriptor above 2 closes at exec (the memfd to execute
@@ -157,6 +157,25 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
             libc::AT_EMPTY_PATH,
         );
     }
-    ns::report(report, STAGE_EXEC, Errno::last_raw());
-    ns::exit(127)
+    io::report(report, STAGE_EXEC, Errno::last_raw());
+    io::exit(127)
+}
+
+/// Resets the signal state and `execve`s `path`; returns the errno if the
+/// exec failed. For the shield's agent process, which keeps its inherited
+/// descriptors (envseal's own are close-on-exec).
+pub(crate) fn execve(
+    path: &std::ffi::CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    mask: &nix::sys::signal::SigSet,
+) -> super::Errno {
+    // SAFETY: every pointer was prepared before the fork and stays valid;
+    // argv and envp are NULL-terminated (asserted by the caller's build).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut());
+        libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    }
+    nix::errno::Errno::last_raw()
 }

@@ -1,0 +1,172 @@
+//! Mounts and the files a sandbox makes: `mount`, detached trees
+//! (`open_tree`/`move_mount`), directories, files created beneath a
+//! directory, `/proc` control files, ownership.
+//!
+//! For the child side of a sandboxed launch: every function here only
+//! makes system calls on data prepared before `clone` (async-signal-safe;
+//! no allocation), and returns the errno on failure.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use super::io::close;
+use super::{Errno, check};
+
+/// `mount(2)`.
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
+    let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is NULL or a valid NUL-terminated string.
+    let r = unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    };
+    check(r.into()).map(drop)
+}
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE | AT_RECURSIVE`: a detached copy
+/// of the mount tree at `path` (which stays reachable through the
+/// descriptor when `path` is covered afterwards). The caller closes it.
+pub(crate) fn clone_tree(path: &CStr) -> Result<RawFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_ulong = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
+    // SAFETY: a valid NUL-terminated path; the descriptor is returned.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    check(r).map(|fd| fd as RawFd)
+}
+
+/// `move_mount(2)`: attaches the detached tree `tree` at `target`.
+pub(crate) fn attach_tree(tree: RawFd, target: &CStr) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_ulong = 4;
+    // SAFETY: `tree` is a descriptor of the caller's; the empty path and
+    // `target` are valid NUL-terminated strings.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Writes `bytes` to the existing file `path` (a `/proc` control file) in
+/// one `write`.
+pub(crate) fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
+    // SAFETY: a valid NUL-terminated path; the descriptor is closed below.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) }.into())?
+        as RawFd;
+    // SAFETY: the pointer and length describe `bytes`.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let written = check(n as libc::c_long);
+    close(fd);
+    match written {
+        Ok(n) if n as usize == bytes.len() => Ok(()),
+        Ok(_) => Err(libc::EIO),
+        Err(e) => Err(e),
+    }
+}
+
+/// `mkdir(2)`.
+pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::mkdir(path.as_ptr(), mode) }.into()).map(drop)
+}
+
+/// Opens directory `path` as an `O_PATH` descriptor (the last component
+/// must not be a symlink). The caller closes it with [`close`].
+pub(crate) fn open_dir(path: &CStr) -> Result<RawFd, Errno> {
+    // SAFETY: a valid NUL-terminated path; the descriptor is returned.
+    check(
+        unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        }
+        .into(),
+    )
+    .map(|fd| fd as RawFd)
+}
+
+/// Creates `name` (which must not exist) with `mode` *beneath* directory
+/// `dir` and writes `bytes`: `openat2` with `RESOLVE_BENEATH` and no
+/// symlinks, so whatever `name` says (`..`, an absolute path, a link), the
+/// file can only be created inside `dir`.
+pub(crate) fn create_file_beneath(
+    dir: RawFd,
+    name: &CStr,
+    bytes: &[u8],
+    mode: libc::mode_t,
+) -> Result<(), Errno> {
+    // `struct open_how` of <linux/openat2.h> (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            as u64,
+        mode: u64::from(mode),
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `name` is NUL-terminated and `how` is a valid open_how whose
+    // size is passed; the returned descriptor is closed below.
+    let opened = check(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            name.as_ptr(),
+            &raw const how,
+            std::mem::size_of::<OpenHow>(),
+        )
+    });
+    let fd = match opened {
+        Ok(fd) => fd as RawFd,
+        // A kernel or container filter without openat2: `openat` relative
+        // to `dir`, not following a link. (The launcher also checked that
+        // `name` is a plain identifier, so it cannot leave `dir`.)
+        // SAFETY: as above, with a plain flags word.
+        Err(libc::ENOSYS | libc::EPERM) => check(
+            unsafe { libc::openat(dir, name.as_ptr(), how.flags as libc::c_int, mode) }.into(),
+        )? as RawFd,
+        Err(e) => return Err(e),
+    };
+    let mut done = 0;
+    let result = loop {
+        if done == bytes.len() {
+            break Ok(());
+        }
+        // SAFETY: the pointer and length are within `bytes`.
+        let n = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        match check(n as libc::c_long) {
+            Ok(n) => done += n as usize,
+            Err(libc::EINTR) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    close(fd);
+    result
+}
+
+/// `fchown(2)`.
+pub(crate) fn fchown(fd: RawFd, uid: libc::uid_t, gid: libc::gid_t) -> Result<(), Errno> {
+    // SAFETY: fchown on a descriptor number; an invalid one gives EBADF.
+    check(unsafe { libc::fchown(fd, uid, gid) }.into()).map(drop)
+}
