@@ -169,12 +169,8 @@ fn decrypt(
         let value = endorsed
             .open_value(&name)
             .map_err(|e| missing_secret(e, &name, program))?;
-        let (variable, delivery) = match delivery {
-            Delivery::Env(v) => (v.to_string(), launcher::Delivery::Env),
-            Delivery::File(v) => (v.to_string(), launcher::Delivery::File),
-        };
-        let variable = match request.rename.iter().find(|(k, _)| *k == name) {
-            None => variable,
+        let delivery = match request.rename.iter().find(|(k, _)| *k == name) {
+            None => delivery,
             Some((_, var))
                 if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str()))
                     || steers(var.as_str()) =>
@@ -185,13 +181,13 @@ fn decrypt(
                 )
                 .into());
             }
-            Some((_, var)) => var.to_string(),
+            // Delivered the grant's way, in the variable the file names.
+            Some((_, var)) => match delivery {
+                Delivery::Env(_) => Delivery::Env(var.clone()),
+                Delivery::File(_) => Delivery::File(var.clone()),
+            },
         };
-        secrets.push(SecretItem {
-            variable: variable.to_string(),
-            delivery,
-            value,
-        });
+        secrets.push(SecretItem { delivery, value });
     }
     Ok(secrets)
 }

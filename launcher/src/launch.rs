@@ -26,20 +26,14 @@ pub use envseal_core::Tier;
 /// ([`crate::mask`]); one vocabulary: `envseal-core`.
 pub use envseal_core::Masking;
 
-/// How a secret reaches the program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// In the environment variable.
-    Env,
-    /// In a sealed, read-only memfd kept open across exec; the variable
-    /// holds its path, `/dev/fd/N`.
-    File,
-}
+/// How a secret reaches the program, in which variable (one vocabulary:
+/// `envseal-core`). A file is a sealed, read-only memfd kept open across
+/// exec, its path `/dev/fd/N` (Lockdown: a file on the sandbox's tmpfs).
+pub use envseal_core::Delivery;
 
 /// One secret to deliver. The value is wiped when this is dropped.
 pub struct SecretItem {
-    /// The environment variable (for a file: the one holding its path).
-    pub variable: String,
+    /// How, and in which variable (for a file: the one holding its path).
     pub delivery: Delivery,
     pub value: SecretSlice<u8>,
 }
@@ -534,29 +528,21 @@ fn deliver<'s>(
     let mut files = Vec::new();
     for item in secrets {
         let value = item.value.expose_secret();
-        match (item.delivery, lockdown) {
-            (Delivery::Env, _) => envp.push(entry(item.variable.as_bytes(), value)),
-            (Delivery::File, false) => {
-                let fd = secret_file(&item.variable, value)?;
+        match (&item.delivery, lockdown) {
+            (Delivery::Env(var), _) => envp.push(entry(var.as_str().as_bytes(), value)),
+            (Delivery::File(var), false) => {
+                let fd = secret_file(var.as_str(), value)?;
                 let path = format!("/dev/fd/{}", fd.as_raw_fd());
-                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
+                envp.push(entry(var.as_str().as_bytes(), path.as_bytes()));
                 memfds.push(fd);
             }
-            (Delivery::File, true) => {
-                // The file is named after its variable, which must be a
-                // plain identifier: never a path, whoever built the request.
-                if envseal_core::SecretName::new(&item.variable).is_err() {
-                    return Err(Error::Sys {
-                        action: "name a secret file",
-                        source: std::io::Error::other(
-                            "a secret's variable name is not an identifier",
-                        ),
-                    });
-                }
-                let path = format!("{SECRET_DIR}/{}", item.variable);
-                envp.push(entry(item.variable.as_bytes(), path.as_bytes()));
+            (Delivery::File(var), true) => {
+                // The file is named after its variable, a plain identifier
+                // (a `SecretName`): never a path, whoever built the request.
+                let path = format!("{SECRET_DIR}/{var}");
+                envp.push(entry(var.as_str().as_bytes(), path.as_bytes()));
                 files.push(SecretFile {
-                    name: cstring(item.variable.clone().into_bytes())?,
+                    name: cstring(var.as_str().as_bytes().to_vec())?,
                     value,
                 });
             }
@@ -565,7 +551,7 @@ fn deliver<'s>(
     for (k, v) in env {
         if !secrets
             .iter()
-            .any(|s| s.variable.as_bytes() == k.as_bytes())
+            .any(|s| s.delivery.variable().as_str().as_bytes() == k.as_bytes())
         {
             envp.push(entry(k.as_bytes(), v.as_bytes()));
         }
