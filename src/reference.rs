@@ -103,6 +103,27 @@ fn check_owned(path: &Path, meta: &std::fs::Metadata) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// `--env-file PATH`: the (secret, variable) pairs of a reference file;
+/// for a directory, of the nearest `.envseal` at or above it.
+pub fn renames(arg: &Path) -> anyhow::Result<Vec<(SecretName, SecretName)>> {
+    let path = if arg.is_dir() {
+        let start = std::path::absolute(arg)?;
+        discover(&start).ok_or_else(|| {
+            Refusal::new(
+                Code::Usage,
+                format!(
+                    "--env-file: no {} at or above {}",
+                    FILE_NAME,
+                    start.display()
+                ),
+            )
+        })?
+    } else {
+        arg.to_path_buf()
+    };
+    Ok(read(&path)?.into_iter().map(|m| (m.key, m.var)).collect())
+}
+
 /// The nearest `.envseal` at or above `start` (symlinks skipped). The walk
 /// stops at the first directory that is not the user's own (`/tmp`, `/`),
 /// and after the user's home directory: files above those are not theirs

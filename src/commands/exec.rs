@@ -19,7 +19,7 @@ use envseal_vault::{Keys, SecretName, Vault};
 use crate::cli::{ExecArgs, PassphraseArgs};
 use crate::commands::pin;
 use crate::refusal::{Code, Refusal};
-use crate::{audit, broker, input, paths};
+use crate::{audit, broker, input, paths, reference};
 
 pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let mut command = args.command.into_iter();
@@ -28,7 +28,10 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let program = resolved.canonical.clone();
     check_allow(&args.allow, &cmd, &program)?;
     let mut requested = super::names(&args.secrets)?;
-    let rename = env_file(args.env_file.as_deref())?;
+    let rename = match args.env_file.as_deref() {
+        Some(path) => reference::renames(path)?,
+        None => Vec::new(),
+    };
     for (key, _) in &rename {
         if !requested.contains(key) {
             requested.push(key.clone());
@@ -111,33 +114,6 @@ fn unlock(
         offer_pin(&mut vault, &keys, resolved, &request.requested)?;
     }
     Ok((vault, keys))
-}
-
-/// `--env-file PATH`: the (secret, variable) pairs of a reference file;
-/// for a directory, of the nearest `.envseal` at or above it.
-fn env_file(arg: Option<&std::path::Path>) -> anyhow::Result<Vec<(SecretName, SecretName)>> {
-    let Some(arg) = arg else {
-        return Ok(Vec::new());
-    };
-    let path = if arg.is_dir() {
-        let start = std::path::absolute(arg)?;
-        crate::reference::discover(&start).ok_or_else(|| {
-            Refusal::new(
-                Code::Usage,
-                format!(
-                    "--env-file: no {} at or above {}",
-                    crate::reference::FILE_NAME,
-                    start.display()
-                ),
-            )
-        })?
-    } else {
-        arg.to_path_buf()
-    };
-    Ok(crate::reference::read(&path)?
-        .into_iter()
-        .map(|m| (m.key, m.var))
-        .collect())
 }
 
 /// `--mask` / `--no-mask` as one value.
