@@ -137,7 +137,14 @@ pub fn prepare(
         .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
     let launch = Launch {
         executable,
-        script: script.map(|s| (s, grant.script.and_then(|s| s.arg))),
+        script: match (script, grant.script) {
+            (Some(copy), Some(pinned)) => Some(launcher::Script {
+                argv0: interpreter_name(&copy, &pinned.interpreter.path),
+                copy,
+                arg: pinned.arg,
+            }),
+            _ => None,
+        },
         argv0: request.argv0.clone(),
         args: request.args.clone(),
         env,
@@ -224,6 +231,23 @@ fn load(
             (interpreter, Some(copy))
         }
     })
+}
+
+/// The interpreter's `argv[0]` for the verified script `copy`, as the
+/// kernel would give it: the interpreter as its `#!` line writes it (a
+/// virtualenv's `bin/python` finds its `pyvenv.cfg` from it), or NAME for
+/// `#!/usr/bin/env NAME`. What runs is still the `pinned` file. The line
+/// was parsed when the script was pinned, and the copy holds those bytes;
+/// should it not read, the pinned path is used.
+fn interpreter_name(copy: &launcher::Verified, pinned: &str) -> OsString {
+    let head = copy.head(envseal_policy::SHEBANG_MAX).unwrap_or_default();
+    match envseal_policy::parse_shebang(&head) {
+        Some(Ok(line)) if std::path::Path::new(&line.interpreter).ends_with("env") => {
+            line.arg.unwrap_or_else(|| pinned.to_owned()).into()
+        }
+        Some(Ok(line)) => line.interpreter.into(),
+        _ => pinned.into(),
+    }
 }
 
 /// `--verbose`: what was verified and which protections apply.

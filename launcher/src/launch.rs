@@ -38,13 +38,29 @@ pub struct SecretItem {
     pub value: SecretSlice<u8>,
 }
 
+/// A `#!` script as it runs: the interpreter (the launch's executable)
+/// reads the verified copy.
+pub struct Script {
+    /// The script's verified, sealed copy.
+    pub copy: Verified,
+    /// The optional single argument of the `#!` line.
+    pub arg: Option<String>,
+    /// The interpreter's `argv[0]`, as the kernel would give it: the
+    /// interpreter as the `#!` line writes it (a virtualenv's
+    /// `bin/python`, not the system file it leads to: interpreters find
+    /// their prefix from it), or NAME for `#!/usr/bin/env NAME`. The bytes
+    /// executed are still the pinned, canonical file's.
+    pub argv0: OsString,
+}
+
 /// Everything needed to run a pinned program.
 pub struct Launch {
     /// What `execveat` runs: the program, or a script's interpreter.
     pub executable: Verified,
-    /// A `#!` script's verified copy and its `#!` argument.
-    pub script: Option<(Verified, Option<String>)>,
-    /// `argv[0]` (for a script, the interpreter's path is used instead).
+    /// A `#!` script: its verified copy, its `#!` argument, and the
+    /// interpreter's `argv[0]`.
+    pub script: Option<Script>,
+    /// `argv[0]` (for a script, [`Script::argv0`] is used instead).
     pub argv0: OsString,
     /// The arguments after the program.
     pub args: Vec<OsString>,
@@ -135,7 +151,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         memfds: files_kept,
         files: secret_files,
     } = deliver(&secrets, &env, lockdown)?;
-    let (argv, keep) = arguments(argv0, args, &executable, script.as_ref(), &files_kept)?;
+    let (argv, keep) = arguments(argv0, args, script.as_ref(), &files_kept)?;
     let argv_ptrs = spawn::null_terminated(argv.iter().map(|a| a.as_ptr()));
     let envp_ptrs = spawn::null_terminated(envp.iter().map(|e| e.as_ptr().cast()));
 
@@ -568,16 +584,15 @@ fn deliver<'s>(
 fn arguments(
     argv0: OsString,
     args: Vec<OsString>,
-    executable: &Verified,
-    script: Option<&(Verified, Option<String>)>,
+    script: Option<&Script>,
     secret_fds: &[OwnedFd],
 ) -> Result<(Vec<CString>, Vec<RawFd>)> {
     let mut argv = Vec::with_capacity(args.len() + 3);
     let mut keep: Vec<RawFd> = secret_fds.iter().map(|f| f.as_raw_fd()).collect();
     match script {
         None => argv.push(cstring(argv0.into_vec())?),
-        Some((copy, arg)) => {
-            argv.push(cstring(executable.path().as_bytes().to_vec())?);
+        Some(Script { copy, arg, argv0 }) => {
+            argv.push(cstring(argv0.clone().into_vec())?);
             if let Some(arg) = arg {
                 argv.push(cstring(arg.clone().into_bytes())?);
             }

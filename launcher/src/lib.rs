@@ -45,7 +45,7 @@ pub use environment::{is_dangerous, rebuild};
 pub use error::{Error, Result};
 pub use idmap::{G7, Ids, USERNS_FIX};
 pub use launch::{
-    Control, Delivery, Exit, Launch, Masking, Relay, SecretItem, Tier, run, run_relaying,
+    Control, Delivery, Exit, Launch, Masking, Relay, Script, SecretItem, Tier, run, run_relaying,
 };
 pub use program::{Cache, Role, Verified, load};
 pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};

@@ -60,6 +60,23 @@ impl Verified {
         self.loader.as_deref()
     }
 
+    /// The first bytes of the copy (at most `len`): what a `#!` line is
+    /// read from. The copy is sealed, so these are the verified bytes.
+    pub fn head(&self, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match nix::sys::uio::pread(&self.fd, &mut buf[got..], got as i64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
     /// Whether the copy carries every seal (write, shrink, grow, seal).
     pub fn is_sealed(&self) -> bool {
         files::seals(&self.fd).is_ok_and(|s| {

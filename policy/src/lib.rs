@@ -30,7 +30,7 @@ pub use decide::{check_args, describe_args, select};
 pub use error::{Error, Result};
 pub use grant::{ArgRule, Delivery, Grant, Pin, Script, Tier};
 pub use interpreters::is_interpreter;
-pub use program::{Inspected, Shebang, inspect, parse_shebang, sha256_file};
+pub use program::{Inspected, SHEBANG_MAX, Shebang, inspect, parse_shebang, sha256_file};
 pub use resolve::{Resolved, resolve};
 pub use text::{escape, escape_lines, has_deceptive, is_deceptive};
 

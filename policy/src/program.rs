@@ -14,7 +14,7 @@ use crate::resolve::{Resolved, resolve};
 use crate::{Digest, is_interpreter};
 
 /// Linux reads at most this much of a `#!` line (`BINPRM_BUF_SIZE`).
-const SHEBANG_MAX: usize = 256;
+pub const SHEBANG_MAX: usize = 256;
 
 /// A `#!` line: the interpreter as written and its optional argument
 /// (Linux passes everything after the interpreter as one argument).

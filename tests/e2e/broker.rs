@@ -1591,6 +1591,39 @@ fn perl_scripts_run_through_the_broker() {
     }
 }
 
+/// Through the broker too, a script whose `#!` line names a virtualenv's
+/// python runs under that name and imports the venv's own package.
+#[test]
+fn a_virtualenv_script_finds_its_packages_through_the_broker() {
+    let mut s = scene();
+    let venv = util::Venv::new();
+    for tier in TIERS {
+        let p = s.script(&format!("venv-{tier}"), &venv.script());
+        let r = s.run_pw(&[
+            "allow",
+            "--secret",
+            "TOKEN",
+            "--tier",
+            tier,
+            "--",
+            p.to_str().unwrap(),
+        ]);
+        s.env.expect_ok(&r);
+    }
+    s.unlock(&[]);
+    for tier in TIERS {
+        let p = s.bins.join(format!("venv-{tier}"));
+        let r = s.run(&["exec", "--", p.to_str().unwrap()]);
+        s.env.expect_ok(&r);
+        assert_eq!(
+            r.stdout(),
+            util::venv_script_says(&s.token),
+            "tier {tier}: {}",
+            s.env.redact(&r.stderr())
+        );
+    }
+}
+
 /// The broker's wire format in Python, for tests that play a client other
 /// than envseal: `frame(body)` encodes a request, `read_frame(s)` reads one
 /// reply (`{}` at end of stream), and `confine_like_a_shield()` gives the

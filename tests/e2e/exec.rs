@@ -578,6 +578,30 @@ fn perl_scripts_run_in_every_tier() {
     }
 }
 
+/// A script whose `#!` line names a virtualenv's `bin/python` (a symlink
+/// to the system interpreter, which is what is pinned and run) runs with
+/// that name as its `argv[0]`, so Python finds the venv and imports a
+/// package that exists only there; in every tier, with its secret.
+#[test]
+fn a_virtualenv_script_finds_its_packages_in_every_tier() {
+    let env = Env::initialized();
+    let token = value("venv");
+    env.set_approved("TOKEN", &token);
+    let venv = util::Venv::new();
+    for tier in ["none", "hardened", "lockdown"] {
+        let prog = env.script(&format!("venv-{tier}"), &venv.script());
+        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", tier, "--", s(&prog)]));
+        let r = env.exec(&["--", s(&prog)]);
+        env.expect_ok(&r);
+        assert_eq!(
+            r.stdout(),
+            util::venv_script_says(&token),
+            "tier {tier}: {}",
+            env.redact(&r.stderr())
+        );
+    }
+}
+
 /// Re-running `allow` keeps every property of the grant and only adds what
 /// is named; a grant becomes weaker only through an explicit flag, and
 /// says so. `repin` re-hashes an upgraded program and keeps the grant; the

@@ -507,3 +507,64 @@ pub fn venv_python(module: &str) -> PathBuf {
     );
     p
 }
+
+/// A virtualenv of the system Python, built here without network (no pip),
+/// holding a package found nowhere else (`envseal_venv_only`), and a
+/// script whose `#!` line names the venv's own `bin/python`: it prints
+/// what [`venv_script_says`] expects only if the interpreter found its
+/// venv (from the name the `#!` line gives it) and `TOKEN` was delivered.
+/// In `/var/tmp` (Lockdown's `/tmp` is private), readable by every user.
+pub struct Venv {
+    pub dir: tempfile::TempDir,
+    pub python: PathBuf,
+}
+
+impl Venv {
+    pub fn new() -> Venv {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::Builder::new()
+            .prefix("envseal-venv-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap().join("venv");
+        let made = Command::new("/usr/bin/python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&root)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            made,
+            "this test needs python3's venv module (package python3-venv; ./scripts/test installs it)"
+        );
+        let site = fs::read_dir(root.join("lib"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("site-packages"))
+            .find(|p| p.is_dir())
+            .expect("the venv has a site-packages directory");
+        let package = site.join("envseal_venv_only");
+        fs::create_dir(&package).unwrap();
+        fs::write(package.join("__init__.py"), "MARK = 'from the venv'\n").unwrap();
+        Venv {
+            dir,
+            python: root.join("bin/python"),
+        }
+    }
+
+    /// The script's text: `#!` this venv's python.
+    pub fn script(&self) -> String {
+        format!(
+            "#!{}\nimport hashlib, os, sys, envseal_venv_only\n\
+             print(envseal_venv_only.MARK, sys.prefix == {:?}, \
+             hashlib.sha256(os.environ.get('TOKEN', '').encode()).hexdigest())\n",
+            self.python.display(),
+            self.python.parent().unwrap().parent().unwrap().display()
+        )
+    }
+}
+
+/// What [`Venv::script`] prints when `TOKEN` holds `value`.
+pub fn venv_script_says(value: &str) -> String {
+    format!("from the venv True {}\n", sha256_hex(value.as_bytes()))
+}
