@@ -28,6 +28,7 @@ const REMOVED: &[&str] = &[
     "PYTHONEXECUTABLE",
     "PYTHONWARNINGS",
     "PYTHONPLATLIBDIR",
+    "PYTHONNOUSERSITE",
     "NODE_OPTIONS",
     "NODE_PATH",
     "NODE_REPL_EXTERNAL_MODULE",
@@ -71,6 +72,12 @@ const REMOVED: &[&str] = &[
 
 /// Prefixes removed.
 const REMOVED_PREFIXES: &[&str] = &["LD_", "BASH_FUNC_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"];
+
+/// Set for every program, whatever the caller's environment says: Python
+/// does not load the user's site directory (`usercustomize.py` and `.pth`
+/// files there run at start-up), which anything running as the user can
+/// write. A virtualenv's own site-packages are not affected.
+pub const FIXED: &[(&str, &str)] = &[("PYTHONNOUSERSITE", "1")];
 
 /// Kept by `--clearenv`.
 const CLEARENV_KEEPS: &[&str] = &["PATH", "HOME", "LANG", "TERM"];

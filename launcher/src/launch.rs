@@ -572,6 +572,9 @@ fn deliver<'s>(
             envp.push(entry(k.as_bytes(), v.as_bytes()));
         }
     }
+    for (k, v) in crate::environment::FIXED {
+        envp.push(entry(k.as_bytes(), v.as_bytes()));
+    }
     Ok(Delivered {
         envp,
         memfds,

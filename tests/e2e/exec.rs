@@ -602,6 +602,63 @@ fn a_virtualenv_script_finds_its_packages_in_every_tier() {
     }
 }
 
+/// An agent that can write the user's files plants `usercustomize.py` in
+/// the user's Python site directory, which Python runs at start-up: run
+/// directly, it reads the secret into the agent's sink (the control that
+/// the attack is real); run by envseal, in every tier, the pinned script
+/// does its job and the sink stays empty (`PYTHONNOUSERSITE` is set for
+/// every program).
+#[test]
+fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
+    use std::process::Command;
+    let env = Env::initialized();
+    let token = value("usersite");
+    env.set_approved("TOKEN", &token);
+    let home = env.tmp.path().join("agent-home");
+    let sink = env.tmp.path().join("sink");
+    let site = Command::new("/usr/bin/python3")
+        .args(["-c", "import site; print(site.getusersitepackages())"])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let site = PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("usercustomize.py"),
+        format!(
+            "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', 'no token'))\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    let body = "#!/usr/bin/python3\nimport hashlib, os\n\
+                print(hashlib.sha256(os.environ.get('TOKEN', '').encode()).hexdigest())\n";
+    // The control: Python runs it, for any program of the user's.
+    let direct = env.script("direct", body);
+    let ran = Command::new(&direct).env("HOME", &home).status().unwrap();
+    assert!(ran.success());
+    assert_eq!(std::fs::read_to_string(&sink).unwrap(), "no token");
+    std::fs::remove_file(&sink).unwrap();
+    for tier in ["none", "hardened", "lockdown"] {
+        let prog = env.script(&format!("usersite-{tier}"), body);
+        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", tier, "--", s(&prog)]));
+        let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+        c.env("HOME", &home);
+        let r = env.run_command(format!("exec ({tier}, planted usercustomize)"), c, b"");
+        env.expect_ok(&r);
+        assert_eq!(
+            r.stdout().trim(),
+            util::sha256_hex(token.as_bytes()),
+            "tier {tier}: the script did not get its secret: {}",
+            env.redact(&r.stderr())
+        );
+        assert!(
+            !sink.exists(),
+            "tier {tier}: the planted usercustomize.py ran inside the pinned program"
+        );
+    }
+}
+
 /// Re-running `allow` keeps every property of the grant and only adds what
 /// is named; a grant becomes weaker only through an explicit flag, and
 /// says so. `repin` re-hashes an upgraded program and keeps the grant; the
