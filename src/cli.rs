@@ -393,7 +393,8 @@ pub struct AllowArgs {
     #[arg(long = "secret", value_name = "KEY[=ENV]")]
     pub secrets: Vec<String>,
 
-    /// Grant secret KEY as a file; its path is in VAR (default: KEY_FILE)
+    /// Grant secret KEY as a file; its path is in VAR (default: KEY_FILE): /dev/fd/3, /dev/fd/4, … in
+    /// the order of the names (Lockdown: a file on its secrets tmpfs)
     #[arg(long = "file", value_name = "KEY[=VAR]")]
     pub files: Vec<String>,
 

@@ -4,7 +4,7 @@
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 
 use nix::fcntl::OFlag;
@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::idmap::{self, G7, Ids, USERNS_FIX};
 use crate::program::{self, Role, Verified};
 use crate::sandbox::{self, PRIVATE_HOME, SECRET_DIR, SecretFile};
+use crate::sys::spawn::FIRST_FD;
 use crate::sys::{clone, files, signals, spawn};
 
 /// How strongly the program is confined (see the crate documentation).
@@ -146,12 +147,28 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     // Everything that can fail is checked before any process is started.
     let namespaced = confine(tier, &executable, &may_exec, &mut env, &mut notes)?;
     let outputs = Outputs::new(masking, &secrets, &mut notes)?;
+    // The program's descriptors are placed at fixed numbers (file
+    // secrets, then a script's copy); ours are numbered above them.
+    let files = if lockdown {
+        0
+    } else {
+        secrets
+            .iter()
+            .filter(|s| matches!(s.delivery, Delivery::File(_)))
+            .count()
+    };
+    let floor = FIRST_FD + (files + usize::from(script.is_some())) as RawFd;
     let Delivered {
         envp,
         memfds: files_kept,
         files: secret_files,
-    } = deliver(&secrets, &env, lockdown)?;
-    let (argv, keep) = arguments(argv0, args, script.as_ref(), &files_kept)?;
+    } = deliver(&secrets, &env, lockdown, floor)?;
+    let (argv, script_fd) = arguments(argv0, args, script.as_ref(), files_kept.len(), floor)?;
+    let place: Vec<RawFd> = files_kept
+        .iter()
+        .chain(&script_fd)
+        .map(|f| f.as_raw_fd())
+        .collect();
     let argv_ptrs = spawn::null_terminated(argv.iter().map(|a| a.as_ptr()));
     let envp_ptrs = spawn::null_terminated(envp.iter().map(|e| e.as_ptr().cast()));
 
@@ -164,7 +181,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         exec_fd: executable.raw_fd(),
         argv: &argv_ptrs,
         envp: &envp_ptrs,
-        keep: &keep,
+        place: &place,
         mask: &blocked.mask,
         max_fd: max_fd(),
         stdio: outputs.write_ends(),
@@ -183,6 +200,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     drop(secret_files);
     drop(secrets);
     drop(files_kept);
+    drop(script_fd);
     drop(script);
     drop(namespaced);
     let child = spawned?;
@@ -538,6 +556,7 @@ fn deliver<'s>(
     secrets: &'s [SecretItem],
     env: &[(OsString, OsString)],
     lockdown: bool,
+    floor: RawFd,
 ) -> Result<Delivered<'s>> {
     let mut envp = Vec::new();
     let mut memfds = Vec::new();
@@ -547,8 +566,9 @@ fn deliver<'s>(
         match (&item.delivery, lockdown) {
             (Delivery::Env(var), _) => envp.push(entry(var.as_str().as_bytes(), value)),
             (Delivery::File(var), false) => {
-                let fd = secret_file(var.as_str(), value)?;
-                let path = format!("/dev/fd/{}", fd.as_raw_fd());
+                let fd = files::dup_at_least(secret_file(var.as_str(), value)?.as_fd(), floor)
+                    .map_err(Error::sys("number a secret file"))?;
+                let path = format!("/dev/fd/{}", FIRST_FD + memfds.len() as RawFd);
                 envp.push(entry(var.as_str().as_bytes(), path.as_bytes()));
                 memfds.push(fd);
             }
@@ -583,15 +603,17 @@ fn deliver<'s>(
 }
 
 /// argv (for a script: interpreter, its `#!` argument, `/dev/fd/N`, then
-/// the arguments) and the descriptors the program keeps.
+/// the arguments) and, for a script, its copy's descriptor (numbered at
+/// `floor` or above; the child places it after the `files` secret files).
 fn arguments(
     argv0: OsString,
     args: Vec<OsString>,
     script: Option<&Script>,
-    secret_fds: &[OwnedFd],
-) -> Result<(Vec<CString>, Vec<RawFd>)> {
+    files: usize,
+    floor: RawFd,
+) -> Result<(Vec<CString>, Option<OwnedFd>)> {
     let mut argv = Vec::with_capacity(args.len() + 3);
-    let mut keep: Vec<RawFd> = secret_fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut copy_fd = None;
     match script {
         None => argv.push(cstring(argv0.into_vec())?),
         Some(Script { copy, arg, argv0 }) => {
@@ -599,14 +621,18 @@ fn arguments(
             if let Some(arg) = arg {
                 argv.push(cstring(arg.clone().into_bytes())?);
             }
-            argv.push(cstring(format!("/dev/fd/{}", copy.raw_fd()).into_bytes())?);
-            keep.push(copy.raw_fd());
+            let slot = FIRST_FD + files as RawFd;
+            argv.push(cstring(format!("/dev/fd/{slot}").into_bytes())?);
+            copy_fd = Some(
+                files::dup_at_least(copy.fd().as_fd(), floor)
+                    .map_err(Error::sys("number the script's copy"))?,
+            );
         }
     }
     for a in args {
         argv.push(cstring(a.into_vec())?);
     }
-    Ok((argv, keep))
+    Ok((argv, copy_fd))
 }
 
 /// The sandbox's two pipes: PID 1 waits on `go` for its maps; children

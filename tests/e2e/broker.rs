@@ -1624,6 +1624,44 @@ fn a_virtualenv_script_finds_its_packages_through_the_broker() {
     }
 }
 
+/// Through the broker, file secrets are at the same paths as in-process
+/// (`/dev/fd/3`, `/dev/fd/4`, then the script's copy; Lockdown's tmpfs),
+/// whatever descriptors the broker's session holds.
+#[test]
+fn file_secrets_have_the_same_paths_through_the_broker() {
+    let mut s = scene();
+    let (a, b) = (value("broker-fd-a"), value("broker-fd-b"));
+    s.env.set_approved("A", &a);
+    s.env.set_approved("B", &b);
+    for tier in TIERS {
+        let p = s.script(&format!("fds-{tier}"), util::FD_READER);
+        let r = s.run_pw(&[
+            "allow",
+            "--file",
+            "A",
+            "--file",
+            "B",
+            "--tier",
+            tier,
+            "--",
+            p.to_str().unwrap(),
+        ]);
+        s.env.expect_ok(&r);
+    }
+    s.unlock(&[]);
+    for tier in TIERS {
+        let p = s.bins.join(format!("fds-{tier}"));
+        let r = s.run(&["exec", "--", p.to_str().unwrap()]);
+        s.env.expect_ok(&r);
+        assert_eq!(
+            r.stdout(),
+            util::fd_reader_says(tier, &a, &b),
+            "tier {tier}: {}",
+            s.env.redact(&r.stderr())
+        );
+    }
+}
+
 /// The broker's wire format in Python, for tests that play a client other
 /// than envseal: `frame(body)` encodes a request, `read_frame(s)` reads one
 /// reply (`{}` at end of stream), and `confine_like_a_shield()` gives the

@@ -286,7 +286,7 @@ fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
     for (k, v) in hijacks {
         c.env(k, v);
     }
-    c.env("ORDINARY", "kept");
+    c.env("ORDINARY", "kept").env("PYTHONNOUSERSITE", "");
     let r = env.run_command("exec app (hijack variables set)".into(), c, b"");
     env.expect_ok(&r);
     let rep = Report::parse(&r.stdout);
@@ -296,7 +296,11 @@ fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
     assert!(rep.env_is("ORDINARY", b"kept"));
     assert!(rep.env_is("TOKEN", token.as_bytes()));
 
-    // --clearenv: PATH, HOME, LANG, TERM and the secrets, nothing else.
+    // The caller's PYTHONNOUSERSITE is replaced by envseal's own.
+    assert!(rep.env_is("PYTHONNOUSERSITE", b"1"));
+
+    // --clearenv: PATH, HOME, LANG, TERM and the secrets, nothing else
+    // but what envseal sets for every program (PYTHONNOUSERSITE).
     let mut c = env.command_pw(&["exec", "--clearenv", "--", s(&prog)]);
     c.env("LANG", "C.UTF-8")
         .env("TERM", "dumb")
@@ -306,7 +310,10 @@ fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
     env.expect_ok(&r);
     let rep = Report::parse(&r.stdout);
     let names: Vec<&str> = rep.env.keys().map(String::as_str).collect();
-    assert_eq!(names, ["HOME", "LANG", "PATH", "TERM", "TOKEN"]);
+    assert_eq!(
+        names,
+        ["HOME", "LANG", "PATH", "PYTHONNOUSERSITE", "TERM", "TOKEN"]
+    );
 }
 
 #[test]
@@ -655,6 +662,88 @@ fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
         assert!(
             !sink.exists(),
             "tier {tier}: the planted usercustomize.py ran inside the pinned program"
+        );
+    }
+}
+
+/// File secrets are at paths a command line can name: `/dev/fd/3`,
+/// `/dev/fd/4`, … in the order of their names (then a script's copy) in
+/// None and Hardened, and on Lockdown's secrets tmpfs, the same on every
+/// run (the broker's variant is in broker.rs).
+#[test]
+fn file_secrets_have_stable_paths_in_every_tier() {
+    let env = Env::initialized();
+    let (a, b) = (value("fd-a"), value("fd-b"));
+    env.set_approved("A", &a);
+    env.set_approved("B", &b);
+    for tier in ["none", "hardened", "lockdown"] {
+        let prog = env.script(&format!("fds-{tier}"), util::FD_READER);
+        env.expect_ok(&env.allow(&["--file", "B", "--file", "A", "--tier", tier, "--", s(&prog)]));
+        for run in 1..=2 {
+            let r = env.exec(&["--", s(&prog)]);
+            env.expect_ok(&r);
+            assert_eq!(
+                r.stdout(),
+                util::fd_reader_says(tier, &a, &b),
+                "tier {tier}, run {run}: {}",
+                env.redact(&r.stderr())
+            );
+        }
+    }
+}
+
+/// A real program given a file secret by a path on its command line, as a
+/// person would write it: `openssl enc -pass file:/dev/fd/3`, constrained
+/// to exactly that by the grant. What it encrypted decrypts with the
+/// secret's value (it read the right secret, all of it).
+#[test]
+fn openssl_reads_a_file_secret_named_on_its_command_line() {
+    use std::process::Command;
+    let env = Env::initialized();
+    let key = value("openssl-key");
+    env.set_approved("ENC_KEY", &key);
+    let openssl = fs::canonicalize("/usr/bin/openssl")
+        .expect("this test needs openssl (./scripts/test installs it)");
+    let openssl = s(&openssl).to_owned();
+    let prefix = ["enc", "-aes-256-cbc", "-pbkdf2", "-pass", "file:/dev/fd/3"];
+    let plain = env.tmp.path().join("plain");
+    fs::write(&plain, "the job's payload\n").unwrap();
+    for tier in ["none", "hardened"] {
+        let mut allow = vec!["--file", "ENC_KEY", "--tier", tier, "--args-prefix"];
+        allow.extend(prefix);
+        allow.extend(["--", &openssl]);
+        env.expect_ok(&env.allow(&allow));
+        let sealed = env.tmp.path().join(format!("sealed-{tier}"));
+        let mut args = vec!["--", openssl.as_str()];
+        args.extend(prefix);
+        args.extend(["-in", s(&plain), "-out", s(&sealed)]);
+        let r = env.exec(&args);
+        env.expect_ok(&r);
+        let mut open = Command::new(&openssl)
+            .args([
+                "enc",
+                "-d",
+                "-aes-256-cbc",
+                "-pbkdf2",
+                "-pass",
+                "stdin",
+                "-in",
+            ])
+            .arg(&sealed)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        open.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{key}\n").as_bytes())
+            .unwrap();
+        let out = open.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "the job's payload\n",
+            "tier {tier}: what openssl sealed does not open with the secret"
         );
     }
 }

@@ -3,7 +3,7 @@
 //! memfd.
 
 use std::num::NonZeroUsize;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, SealFlag, fcntl, openat2};
@@ -30,6 +30,16 @@ pub(crate) fn memfd(name: &str, cloexec: bool) -> Result<OwnedFd, Errno> {
         flags |= MFdFlags::MFD_CLOEXEC;
     }
     memfd_create(name, flags)
+}
+
+/// A duplicate of `fd` numbered `floor` or above, close-on-exec. A child
+/// places its program's descriptors at fixed numbers below `floor`;
+/// numbered above them, no placement overwrites another.
+pub(crate) fn dup_at_least(fd: BorrowedFd<'_>, floor: RawFd) -> Result<OwnedFd, Errno> {
+    let raw = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(floor))?;
+    // SAFETY: `raw` is the descriptor fcntl has just created; nothing
+    // else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Seals a memfd against every change to its contents or size, and

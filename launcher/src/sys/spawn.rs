@@ -21,6 +21,12 @@ use super::io;
 pub(crate) const STAGE_EXEC: u32 = 0;
 
 /// What the child does between `fork` and `execveat`, all prepared.
+/// The first descriptor a program's file secrets (then a script's copy)
+/// are placed at: `/dev/fd/3`, `/dev/fd/4`, … in the order of the
+/// secrets' names — stable, so a command line or an argument rule can
+/// name them.
+pub const FIRST_FD: RawFd = 3;
+
 pub(crate) struct Prepared<'a> {
     /// The sealed memfd to execute.
     pub(crate) exec_fd: RawFd,
@@ -28,8 +34,10 @@ pub(crate) struct Prepared<'a> {
     pub(crate) argv: &'a [*const c_char],
     /// NULL-terminated.
     pub(crate) envp: &'a [*const c_char],
-    /// Descriptors above 2 that the program must keep (script, secret files).
-    pub(crate) keep: &'a [RawFd],
+    /// The descriptors the program gets at [`FIRST_FD`], `FIRST_FD + 1`, …
+    /// (file secrets, then a script's copy), each numbered above those
+    /// slots (so that placing one never overwrites another).
+    pub(crate) place: &'a [RawFd],
     /// The signal mask the program starts with.
     pub(crate) mask: &'a SigSet,
     /// Highest descriptor to close if `close_range` is unavailable.
@@ -130,8 +138,24 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
                 io::exit(127);
             }
         }
+        // The memfd to execute and the report pipe move above the slots
+        // (both close at exec), then the program's descriptors take them.
+        let slots = FIRST_FD + p.place.len() as RawFd;
+        let exec_fd = libc::fcntl(p.exec_fd, libc::F_DUPFD_CLOEXEC, slots);
+        let moved = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, slots);
+        let report = if moved >= 0 { moved } else { report };
+        if exec_fd < 0 {
+            io::report(report, STAGE_EXEC, Errno::last_raw());
+            io::exit(127);
+        }
+        for (slot, &fd) in (FIRST_FD..).zip(p.place) {
+            if libc::dup2(fd, slot) < 0 {
+                io::report(report, STAGE_EXEC, Errno::last_raw());
+                io::exit(127);
+            }
+        }
         // Every descriptor above 2 closes at exec (the memfd to execute
-        // and the report pipe included), except those the program keeps.
+        // and the report pipe included), except the program's.
         let marked = libc::syscall(
             libc::SYS_close_range,
             3 as libc::c_uint,
@@ -145,12 +169,12 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
                 fd += 1;
             }
         }
-        for &fd in p.keep {
-            libc::fcntl(fd, libc::F_SETFD, 0);
+        for slot in FIRST_FD..slots {
+            libc::fcntl(slot, libc::F_SETFD, 0);
         }
         libc::syscall(
             libc::SYS_execveat,
-            p.exec_fd,
+            exec_fd,
             c"".as_ptr(),
             p.argv.as_ptr(),
             p.envp.as_ptr(),

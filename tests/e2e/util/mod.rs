@@ -568,3 +568,34 @@ impl Venv {
 pub fn venv_script_says(value: &str) -> String {
     format!("from the venv True {}\n", sha256_hex(value.as_bytes()))
 }
+
+/// A Python script printing where its two file secrets `A` and `B` are
+/// (`$A_FILE`, `$B_FILE`) and its own path (`argv[0]`), then the SHA-256
+/// of what each holds (never the value). Python hashes by itself: in
+/// Lockdown a script may execute nothing but its interpreter.
+pub const FD_READER: &str = r#"#!/usr/bin/python3
+import hashlib, os, sys
+print(os.environ["A_FILE"], os.environ["B_FILE"], sys.argv[0])
+for var in ("A_FILE", "B_FILE"):
+    with open(os.environ[var], "rb") as f:
+        print(hashlib.sha256(f.read()).hexdigest())
+"#;
+
+/// What [`FD_READER`] prints in `tier` for values `a` and `b`: in None and
+/// Hardened the files are `/dev/fd/3` and `/dev/fd/4` (in the order of
+/// their names) and the script's copy `/dev/fd/5`, wherever the program
+/// was launched from; in Lockdown the files are on its secrets tmpfs and
+/// the script's copy is `/dev/fd/3`.
+pub fn fd_reader_says(tier: &str, a: &str, b: &str) -> String {
+    let paths = if tier == "lockdown" {
+        let dir = envseal_launcher::SECRET_DIR;
+        format!("{dir}/A_FILE {dir}/B_FILE /dev/fd/3")
+    } else {
+        "/dev/fd/3 /dev/fd/4 /dev/fd/5".to_owned()
+    };
+    format!(
+        "{paths}\n{}\n{}\n",
+        sha256_hex(a.as_bytes()),
+        sha256_hex(b.as_bytes())
+    )
+}
