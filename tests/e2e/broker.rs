@@ -1562,33 +1562,14 @@ fn a_program_run_by_the_broker_uses_the_callers_terminal() {
 fn perl_scripts_run_through_the_broker() {
     let mut s = scene();
     let says = util::perl_says(&s.token);
-    for tier in TIERS {
-        let p = s.script(&format!("perl-{tier}"), util::PERL_FILE_READER);
-        let r = s.run_pw(&[
-            "allow",
-            "--file",
-            "TOKEN",
-            "--tier",
-            tier,
-            "--",
-            p.to_str().unwrap(),
-        ]);
-        s.env.expect_ok(&r);
-    }
-    s.unlock(&[]);
-    for tier in TIERS {
-        let p = s.bins.join(format!("perl-{tier}"));
-        for run in 1..=2 {
-            let r = s.run(&["exec", "--", p.to_str().unwrap()]);
-            assert_eq!(
-                r.code,
-                Some(3),
-                "tier {tier}, run {run}: {}",
-                s.env.redact(&r.stderr())
-            );
-            assert_eq!(r.stdout(), says, "tier {tier}, run {run}");
-        }
-    }
+    script_runs_through_the_broker(
+        &mut s,
+        "perl",
+        util::PERL_FILE_READER,
+        &["--file", "TOKEN"],
+        3,
+        |_| says.clone(),
+    );
 }
 
 /// Through the broker too, a script whose `#!` line names a virtualenv's
@@ -1597,31 +1578,15 @@ fn perl_scripts_run_through_the_broker() {
 fn a_virtualenv_script_finds_its_packages_through_the_broker() {
     let mut s = scene();
     let venv = util::Venv::new();
-    for tier in TIERS {
-        let p = s.script(&format!("venv-{tier}"), &venv.script());
-        let r = s.run_pw(&[
-            "allow",
-            "--secret",
-            "TOKEN",
-            "--tier",
-            tier,
-            "--",
-            p.to_str().unwrap(),
-        ]);
-        s.env.expect_ok(&r);
-    }
-    s.unlock(&[]);
-    for tier in TIERS {
-        let p = s.bins.join(format!("venv-{tier}"));
-        let r = s.run(&["exec", "--", p.to_str().unwrap()]);
-        s.env.expect_ok(&r);
-        assert_eq!(
-            r.stdout(),
-            util::venv_script_says(&s.token),
-            "tier {tier}: {}",
-            s.env.redact(&r.stderr())
-        );
-    }
+    let says = util::venv_script_says(&s.token);
+    script_runs_through_the_broker(
+        &mut s,
+        "venv",
+        &venv.script(),
+        &["--secret", "TOKEN"],
+        0,
+        |_| says.clone(),
+    );
 }
 
 /// Through the broker, file secrets are at the same paths as in-process
@@ -1633,32 +1598,47 @@ fn file_secrets_have_the_same_paths_through_the_broker() {
     let (a, b) = (value("broker-fd-a"), value("broker-fd-b"));
     s.env.set_approved("A", &a);
     s.env.set_approved("B", &b);
+    let grant = ["--file", "A", "--file", "B"];
+    script_runs_through_the_broker(&mut s, "fds", util::FD_READER, &grant, 0, |tier| {
+        util::fd_reader_says(tier, &a, &b)
+    });
+}
+
+/// Pins script `body` once per tier as the user (`grant`: its secrets),
+/// starts the broker, and runs each twice through it: it must exit `code`
+/// and print `says(tier)`.
+fn script_runs_through_the_broker(
+    s: &mut Scene,
+    tag: &str,
+    body: &str,
+    grant: &[&str],
+    code: i32,
+    says: impl Fn(&str) -> String,
+) {
     for tier in TIERS {
-        let p = s.script(&format!("fds-{tier}"), util::FD_READER);
-        let r = s.run_pw(&[
-            "allow",
-            "--file",
-            "A",
-            "--file",
-            "B",
-            "--tier",
-            tier,
-            "--",
-            p.to_str().unwrap(),
-        ]);
+        let p = s.script(&format!("{tag}-{tier}"), body);
+        let args = [
+            &["allow"],
+            grant,
+            &["--tier", tier, "--", p.to_str().unwrap()],
+        ]
+        .concat();
+        let r = s.run_pw(&args);
         s.env.expect_ok(&r);
     }
     s.unlock(&[]);
     for tier in TIERS {
-        let p = s.bins.join(format!("fds-{tier}"));
-        let r = s.run(&["exec", "--", p.to_str().unwrap()]);
-        s.env.expect_ok(&r);
-        assert_eq!(
-            r.stdout(),
-            util::fd_reader_says(tier, &a, &b),
-            "tier {tier}: {}",
-            s.env.redact(&r.stderr())
-        );
+        let p = s.bins.join(format!("{tag}-{tier}"));
+        for run in 1..=2 {
+            let r = s.run(&["exec", "--", p.to_str().unwrap()]);
+            assert_eq!(
+                r.code,
+                Some(code),
+                "tier {tier}, run {run}: {}",
+                s.env.redact(&r.stderr())
+            );
+            assert_eq!(r.stdout(), says(tier), "tier {tier}, run {run}");
+        }
     }
 }
 

@@ -559,6 +559,33 @@ fn exec_on_a_terminal_offers_to_pin() {
     env.expect_code(&r, code::NOT_GRANTED);
 }
 
+/// Pins script `body` once per tier (`grant`: its secrets) and runs it
+/// twice in-process in each: it must exit `code` and print `says(tier)`.
+fn script_runs_in_every_tier(
+    env: &Env,
+    tag: &str,
+    body: &str,
+    grant: &[&str],
+    code: i32,
+    says: impl Fn(&str) -> String,
+) {
+    for tier in ["none", "hardened", "lockdown"] {
+        let prog = env.script(&format!("{tag}-{tier}"), body);
+        let p = s(&prog);
+        env.expect_ok(&env.allow(&[grant, &["--tier", tier, "--", p]].concat()));
+        for run in 1..=2 {
+            let r = env.exec(&["--", p]);
+            env.expect_code(&r, code);
+            assert_eq!(
+                r.stdout(),
+                says(tier),
+                "tier {tier}, run {run}: {}",
+                env.redact(&r.stderr())
+            );
+        }
+    }
+}
+
 /// A Perl script: Perl reads the inherited script descriptor rather than
 /// reopening `/dev/fd/N`, so a copy handed over at end-of-file ran as an
 /// empty program (exit 0, no output); Debian's `psql` is such a script.
@@ -569,20 +596,14 @@ fn perl_scripts_run_in_every_tier() {
     let env = Env::initialized();
     let token = value("perl");
     env.set_approved("TOKEN", &token);
-    for tier in ["none", "hardened", "lockdown"] {
-        let prog = env.script(&format!("perl-{tier}"), util::PERL_FILE_READER);
-        env.expect_ok(&env.allow(&["--file", "TOKEN", "--tier", tier, "--", s(&prog)]));
-        for run in 1..=2 {
-            let r = env.exec(&["--", s(&prog)]);
-            env.expect_code(&r, 3);
-            assert_eq!(
-                r.stdout(),
-                util::perl_says(&token),
-                "tier {tier}, run {run}: {}",
-                env.redact(&r.stderr())
-            );
-        }
-    }
+    script_runs_in_every_tier(
+        &env,
+        "perl",
+        util::PERL_FILE_READER,
+        &["--file", "TOKEN"],
+        3,
+        |_| util::perl_says(&token),
+    );
 }
 
 /// A script whose `#!` line names a virtualenv's `bin/python` (a symlink
@@ -595,18 +616,14 @@ fn a_virtualenv_script_finds_its_packages_in_every_tier() {
     let token = value("venv");
     env.set_approved("TOKEN", &token);
     let venv = util::Venv::new();
-    for tier in ["none", "hardened", "lockdown"] {
-        let prog = env.script(&format!("venv-{tier}"), &venv.script());
-        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", tier, "--", s(&prog)]));
-        let r = env.exec(&["--", s(&prog)]);
-        env.expect_ok(&r);
-        assert_eq!(
-            r.stdout(),
-            util::venv_script_says(&token),
-            "tier {tier}: {}",
-            env.redact(&r.stderr())
-        );
-    }
+    script_runs_in_every_tier(
+        &env,
+        "venv",
+        &venv.script(),
+        &["--secret", "TOKEN"],
+        0,
+        |_| util::venv_script_says(&token),
+    );
 }
 
 /// An agent that can write the user's files plants `usercustomize.py` in
@@ -676,20 +693,10 @@ fn file_secrets_have_stable_paths_in_every_tier() {
     let (a, b) = (value("fd-a"), value("fd-b"));
     env.set_approved("A", &a);
     env.set_approved("B", &b);
-    for tier in ["none", "hardened", "lockdown"] {
-        let prog = env.script(&format!("fds-{tier}"), util::FD_READER);
-        env.expect_ok(&env.allow(&["--file", "B", "--file", "A", "--tier", tier, "--", s(&prog)]));
-        for run in 1..=2 {
-            let r = env.exec(&["--", s(&prog)]);
-            env.expect_ok(&r);
-            assert_eq!(
-                r.stdout(),
-                util::fd_reader_says(tier, &a, &b),
-                "tier {tier}, run {run}: {}",
-                env.redact(&r.stderr())
-            );
-        }
-    }
+    let grant = ["--file", "B", "--file", "A"];
+    script_runs_in_every_tier(&env, "fds", util::FD_READER, &grant, 0, |tier| {
+        util::fd_reader_says(tier, &a, &b)
+    });
 }
 
 /// A real program given a file secret by a path on its command line, as a
