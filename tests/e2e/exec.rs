@@ -755,6 +755,52 @@ fn openssl_reads_a_file_secret_named_on_its_command_line() {
     }
 }
 
+/// `ssh-keygen -y -f /dev/fd/3`: a private key given as a file secret, at
+/// the path the grant's argument rule names, yields the key's own public
+/// half (ssh-keygen read the right secret, whole, and accepted the file's
+/// mode).
+#[test]
+fn ssh_keygen_reads_a_private_key_given_as_a_file_secret() {
+    use std::process::Command;
+    let env = Env::initialized();
+    let key = env.tmp.path().join("id");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+        .arg(&key)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        made,
+        "this test needs ssh-keygen (package openssh-client; ./scripts/test installs it)"
+    );
+    let private = fs::read_to_string(&key).unwrap();
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    env.set_approved("SSH_KEY", &private);
+    let keygen = fs::canonicalize("/usr/bin/ssh-keygen").unwrap();
+    for tier in ["none", "hardened"] {
+        env.expect_ok(&env.allow(&[
+            "--file",
+            "SSH_KEY",
+            "--tier",
+            tier,
+            "--args-exact",
+            "-y",
+            "-f",
+            "/dev/fd/3",
+            "--",
+            s(&keygen),
+        ]));
+        let r = env.exec(&["--", "ssh-keygen", "-y", "-f", "/dev/fd/3"]);
+        env.expect_ok(&r);
+        assert_eq!(
+            r.stdout().trim(),
+            public.trim(),
+            "tier {tier}: {}",
+            env.redact(&r.stderr())
+        );
+    }
+}
+
 /// Re-running `allow` keeps every property of the grant and only adds what
 /// is named; a grant becomes weaker only through an explicit flag, and
 /// says so. `repin` re-hashes an upgraded program and keeps the grant; the
