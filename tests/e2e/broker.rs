@@ -820,7 +820,6 @@ fn a_shielded_agent_uses_secrets_but_cannot_reach_them() {
 fn the_shield_protects_files_and_lets_work_happen() {
     let mut s = scene();
     s.unlock(&[]);
-    let envseal_dir = s.envseal.parent().unwrap();
     // A value an agent stores from inside (through the broker, pending).
     let agent_value = value("agent");
     s.env.remember(agent_value.as_bytes());
@@ -860,14 +859,18 @@ printf %s "{agent_value}" | "{envseal}" set TOKEN --replace || echo "refused: re
         envseal = s.envseal.display(),
         agent_value = agent_value,
     );
-    let _ = envseal_dir;
     let r = s.run(&["shield", "--", "sh", "-c", &script]);
-    let out = r.stdout();
+    let out = r.shown_stdout();
     assert!(
         !out.contains("WROTE"),
         "the shield let a protected write through:\n{out}"
     );
-    assert_eq!(out.matches("denied:").count(), 8, "{out}\n{}", r.stderr());
+    assert_eq!(
+        out.matches("denied:").count(),
+        8,
+        "{out}\n{}",
+        r.shown_stderr()
+    );
     assert!(
         out.contains("refused: replacing an approved value"),
         "{out}"
@@ -910,7 +913,11 @@ printf %s "{agent_value}" | "{envseal}" set TOKEN --replace || echo "refused: re
         r.stdout(),
         r.stderr()
     );
-    assert!(r.stdout().contains("denied: bashrc"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("denied: bashrc"),
+        "{}",
+        r.shown_stdout()
+    );
     // ...and never the vault's.
     let vault = s.env.home.to_str().unwrap().to_owned();
     let r = s.run(&["shield", "--allow-write", &vault, "--", "true"]);
@@ -1010,7 +1017,7 @@ print("listed:", sorted(n for n in os.listdir(vault) if n.startswith("vault.db")
 "#
     );
     let r = s.run(&["shield", "--", "sh", "-c", &script]);
-    let out = r.stdout();
+    let out = r.shown_stdout();
     for ok in ["list", "list json", "grants", "audit", "status"] {
         assert!(
             out.contains(&format!("ok: {ok}\n")),
@@ -1112,7 +1119,7 @@ bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc -- sh -c 'echo ok: bwr
         shm = s.env.home.join("vault.db-shm").display().to_string(),
     );
     let r = s.run(&["shield", "--nested-sandbox", "--", "sh", "-c", &script]);
-    let out = r.stdout();
+    let out = r.shown_stdout();
     assert!(
         !out.contains("DID:"),
         "{out}\n{}",
@@ -1264,7 +1271,7 @@ impl Descriptors {
     fn after_one_exec(s: &Scene, broker: i32) -> Self {
         let status = s.bins.join("status");
         let r = s.run(&["exec", "--", status.to_str().unwrap(), "3"]);
-        assert_eq!(r.code, Some(3), "{}", r.stderr());
+        assert_eq!(r.code, Some(3), "{}", r.shown_stderr());
         let before = Self::count(broker);
         Descriptors { broker, before }
     }
@@ -1476,7 +1483,7 @@ fn lock_and_idle_expiry_end_the_broker() {
     // Long enough for one exec on a loaded machine; its end is waited for.
     let broker = s.unlock(&["--ttl", "5s"]);
     let r = s.run(&["exec", "--", &quick]);
-    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    assert_eq!(r.code, Some(7), "{}", r.shown_stderr());
     assert!(wait_gone(broker), "the broker outlived its idle TTL");
     let r = s.run(&["exec", "--", &quick]);
     s.env.expect_code(&r, code::LOCKED);
@@ -1834,7 +1841,11 @@ os.waitpid(child, 0)
         only.to_str().unwrap(),
     ]);
     s.env.expect_ok(&r);
-    assert!(r.stdout().contains("shielded-only ran"), "{}", r.stderr());
+    assert!(
+        r.stdout().contains("shielded-only ran"),
+        "{}",
+        r.shown_stderr()
+    );
 }
 
 /// From inside a shield, an existing value (pending included) cannot be
@@ -2002,7 +2013,7 @@ fn the_broker_is_found_from_the_vault_alone() {
         "(as user) exec (another XDG_RUNTIME_DIR)".into(),
         c.output().unwrap(),
     );
-    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    assert_eq!(r.code, Some(7), "{}", r.shown_stderr());
     assert!(
         s.env.home.join("broker.lock").exists(),
         "the lock is not in the vault directory"
@@ -2019,16 +2030,20 @@ fn the_unshielded_warning_is_said_once_per_session() {
     let quick = quick.to_str().unwrap();
     let warned = |r: &util::Run| r.stderr().contains("not inside an envseal shield");
     let r = s.run(&["exec", "--", quick]);
-    assert_eq!(r.code, Some(7), "{}", r.stderr());
-    assert!(warned(&r), "{}", r.stderr());
+    assert_eq!(r.code, Some(7), "{}", r.shown_stderr());
+    assert!(warned(&r), "{}", r.shown_stderr());
     assert!(
         r.stderr().contains("envseal shield -- AGENT"),
         "{}",
         r.stderr()
     );
-    assert!(!r.stderr().contains("G7"), "{}", r.stderr());
+    assert!(!r.stderr().contains("G7"), "{}", r.shown_stderr());
     let r = s.run(&["exec", "--", quick]);
-    assert!(!warned(&r), "said twice in one session: {}", r.stderr());
+    assert!(
+        !warned(&r),
+        "said twice in one session: {}",
+        r.shown_stderr()
+    );
     // A new session (another terminal) is told again, unless quiet.
     let in_new_session = |quiet: bool| {
         let mut c = s.user(Path::new("/usr/bin/setsid"));
@@ -2042,14 +2057,18 @@ fn the_unshielded_warning_is_said_once_per_session() {
         )
     };
     let r = in_new_session(true);
-    assert_eq!(r.code, Some(7), "{}", r.stderr());
+    assert_eq!(r.code, Some(7), "{}", r.shown_stderr());
     assert!(
         !warned(&r),
         "ENVSEAL_QUIET=1 did not silence it: {}",
         r.stderr()
     );
     let r = in_new_session(false);
-    assert!(warned(&r), "a new session was not told: {}", r.stderr());
+    assert!(
+        warned(&r),
+        "a new session was not told: {}",
+        r.shown_stderr()
+    );
 }
 
 /// The harder forgery: a same-user process outside any shield arranges
@@ -2142,7 +2161,7 @@ os.execv(ENVSEAL, [ENVSEAL, "mcp"])
     let run = text
         .lines()
         .find_map(|l| l.strip_prefix("RUN "))
-        .unwrap_or_else(|| panic!("no run result: {text} {}", r.stderr()));
+        .unwrap_or_else(|| panic!("no run result: {text} {}", r.shown_stderr()));
     let run: serde_json::Value = serde_json::from_str(run).unwrap();
     assert_eq!(run["result"]["isError"], true, "{run}");
     assert!(!run.to_string().contains("shielded-only ran"), "{run}");
@@ -2211,14 +2230,18 @@ while True:
             format!("(as user) {} (a counterfeit broker)", args.join(" ")),
             c.output().unwrap(),
         );
-        assert_ne!(r.code, Some(0), "{args:?}: {}", r.stderr());
+        assert_ne!(r.code, Some(0), "{args:?}: {}", r.shown_stderr());
         assert!(
             r.stderr().contains("not talking to the process")
                 && r.stderr().contains("does not run this envseal"),
             "{args:?}: {}",
             r.stderr()
         );
-        assert!(!r.stderr().contains("already running"), "{}", r.stderr());
+        assert!(
+            !r.stderr().contains("already running"),
+            "{}",
+            r.shown_stderr()
+        );
     }
     drop(fake);
     let got = fs::read(&got).unwrap_or_default();

@@ -103,7 +103,7 @@ fn stdin_bytes_are_kept_exactly() {
     env.remember(&binary);
     let r = env.run(&["set", "BINARY"], &binary);
     env.expect_ok(&r);
-    assert!(!r.stderr().contains("newline"), "{}", r.stderr());
+    assert!(!r.stderr().contains("newline"), "{}", r.shown_stderr());
     env.expect_ok(&env.run_pw(&["approve", "WITH_NEWLINE", "BINARY"], b""));
     env.assert_value("WITH_NEWLINE", with_newline.as_bytes());
     env.assert_value("BINARY", &binary);
@@ -433,7 +433,7 @@ fn passphrase_prompts_on_a_terminal() {
     term.expect("Passphrase (to approve)", 1);
     term.type_raw(b"\x03");
     let (r, echo) = term.finish_and_check_echo();
-    assert_ne!(r.code, Some(0), "{}", r.stderr());
+    assert_ne!(r.code, Some(0), "{}", r.shown_stderr());
     assert!(
         echo,
         "Ctrl-C at the passphrase prompt left the terminal without echo"
@@ -480,7 +480,7 @@ fn completions_and_the_man_page_are_generated() {
     ] {
         let r = env.run(&["completions", shell], b"");
         env.expect_ok(&r);
-        assert!(r.stdout().contains(marker), "{shell}: {}", r.stdout());
+        assert!(r.stdout().contains(marker), "{shell}: {}", r.shown_stdout());
         for verb in ["exec", "shield", "unlock", "audit", "import", "mcp"] {
             assert!(r.stdout().contains(verb), "{shell} completions lack {verb}");
         }
@@ -647,7 +647,7 @@ fn a_closed_stdout_ends_output_quietly() {
             format!("{} (stdout closed)", args.join(" ")),
             c.output().unwrap(),
         );
-        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stderr());
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.shown_stderr());
         assert_eq!(r.stderr(), "", "{args:?}");
     }
     let r = env.run(&["audit", "-n", "2"], b"");

@@ -279,6 +279,10 @@ fn import_writes_a_reference_file_that_is_read_back() {
         ],
         b"",
     );
-    assert!(!r.stderr().contains("not yours alone"), "{}", r.stderr());
-    assert!(!r.stderr().contains("line"), "{}", r.stderr());
+    assert!(
+        !r.stderr().contains("not yours alone"),
+        "{}",
+        r.shown_stderr()
+    );
+    assert!(!r.stderr().contains("line"), "{}", r.shown_stderr());
 }

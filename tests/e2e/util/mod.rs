@@ -54,6 +54,9 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// The values the test had used when this ran: what a failure message
+    /// must not show ([`Run::shown_stdout`], [`Run::shown_stderr`]).
+    secrets: Vec<Vec<u8>>,
 }
 
 impl Run {
@@ -64,6 +67,27 @@ impl Run {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+
+    /// stdout for a failure message: every value the test used replaced.
+    pub fn shown_stdout(&self) -> String {
+        redacted(&self.stdout(), &self.secrets)
+    }
+
+    /// stderr for a failure message: every value the test used replaced.
+    pub fn shown_stderr(&self) -> String {
+        redacted(&self.stderr(), &self.secrets)
+    }
+}
+
+/// `text` with each of `secrets` replaced by `<secret #i>`.
+fn redacted(text: &str, secrets: &[Vec<u8>]) -> String {
+    let mut text = text.to_owned();
+    for (i, s) in secrets.iter().enumerate() {
+        if let Ok(s) = std::str::from_utf8(s) {
+            text = text.replace(s, &format!("<secret #{i}>"));
+        }
+    }
+    text
 }
 
 /// A throwaway `ENVSEAL_HOME` plus the secrets a test used.
@@ -239,6 +263,7 @@ impl Env {
             code: out.status.code(),
             stdout: out.stdout,
             stderr: out.stderr,
+            secrets: self.secrets.lock().unwrap().clone(),
         }
     }
 
@@ -296,13 +321,7 @@ impl Env {
 
     /// Replaces every remembered value in `text` (for failure messages).
     pub fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for (i, s) in self.secrets.lock().unwrap().iter().enumerate() {
-            if let Ok(s) = std::str::from_utf8(s) {
-                text = text.replace(s, &format!("<secret #{i}>"));
-            }
-        }
-        text
+        redacted(text, &self.secrets.lock().unwrap())
     }
 
     /// The secret names, as `envseal list --json` reports them.
