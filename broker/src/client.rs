@@ -307,8 +307,9 @@ pub fn refused(code: Code, message: String, hint: Option<String>) -> anyhow::Err
     }
 }
 
-/// The signals `exec` relays to a program the broker runs.
-const RELAYED: [nix::sys::signal::Signal; 7] = [
+/// The signals `exec` relays to a program the broker runs (and the only
+/// ones a session forwards).
+pub(crate) const RELAYED: [nix::sys::signal::Signal; 7] = [
     nix::sys::signal::Signal::SIGINT,
     nix::sys::signal::Signal::SIGTERM,
     nix::sys::signal::Signal::SIGHUP,

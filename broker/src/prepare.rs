@@ -173,9 +173,8 @@ fn decrypt(
     let program = request.program.as_str();
     let mut secrets = Vec::with_capacity(selected.len());
     for (name, delivery) in selected {
-        let value = endorsed
-            .open_value(&name)
-            .map_err(|e| missing_secret(e, &name, program))?;
+        // Checked before the value is decrypted: nothing is, until every
+        // check has passed.
         let delivery = match request.rename.iter().find(|(k, _)| *k == name) {
             None => delivery,
             Some((_, var))
@@ -194,6 +193,9 @@ fn decrypt(
                 Delivery::File(_) => Delivery::File(var.clone()),
             },
         };
+        let value = endorsed
+            .open_value(&name)
+            .map_err(|e| missing_secret(e, &name, program))?;
         secrets.push(SecretItem { delivery, value });
     }
     Ok(secrets)

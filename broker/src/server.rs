@@ -773,7 +773,11 @@ impl Broker {
             envseal_vault::Writer::Direct
         };
         let mut record = crate::audit::peer_record("set", conn.pid, self.uid, shielded);
-        record.names = vec![name.to_owned()];
+        // Only a valid name is recorded: a refused one may be anything the
+        // client sent (a value, even), and the log keeps it for good.
+        record.names = SecretName::new(name)
+            .map(|n| vec![n.to_string()])
+            .unwrap_or_default();
         record.detail = Some("pending, through the broker".into());
         let answer = self.set(name, &value, replace, &writer, &record);
         if let Err(e) = &answer {

@@ -11,22 +11,12 @@ use std::os::fd::AsFd as _;
 
 use envseal_launcher::fork::exit_now;
 use envseal_launcher::{Control, Launch, Relay};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 
+use crate::client::RELAYED;
 use crate::prepare::Report;
 use crate::protocol::{Body, Reply, Request, frame, read_frame};
 use crate::refusal::to_reply;
-
-/// Signals a client may relay.
-const RELAYED: [Signal; 7] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGWINCH,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
 
 /// Runs one exec. `record` (the audit record the broker prepared) was
 /// handed to the recorder, whose answer comes on `recorded`: the program

@@ -18,16 +18,20 @@ use crate::protocol::Reply;
 use crate::refusal::{Code, Refusal};
 use crate::server::{self, Show};
 
-/// Starts a broker for this vault: the passphrase is read here, by
+/// Starts a broker for this vault (`verb` names the command, for the
+/// refusal inside a shield): the passphrase is read here, by
 /// `passphrase` (this process must already be non-dumpable), the socket bound, then the daemon
 /// detaches and unlocks; this process reports how that went and returns
 /// the daemon's pid.
 pub fn start(
     loc: &Location,
+    verb: &str,
     ttl: Duration,
     show: Show,
     passphrase: impl FnOnce() -> anyhow::Result<SecretString>,
 ) -> anyhow::Result<i32> {
+    // The person starts it, outside any shield.
+    refuse_inside_shield(verb)?;
     // Fails early (no vault, say, or a raised key-derivation cost the
     // person refuses) before asking anything; closed before the fork, as
     // SQLite requires. The daemon checks the cost again, and does not ask.
@@ -79,7 +83,7 @@ pub fn start(
 
 /// The broker must be started by the person, outside any shield (its
 /// children would be inside the agent's domain otherwise).
-pub fn refuse_inside_shield(verb: &str) -> Result<(), Refusal> {
+fn refuse_inside_shield(verb: &str) -> Result<(), Refusal> {
     if std::env::var_os(SHIELD_MARK).is_some() {
         return Err(Refusal::new(
             Code::Denied,

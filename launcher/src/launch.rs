@@ -177,8 +177,15 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     // relayed signals reach whole. (In the namespaced tiers PID 1 passes
     // them to every process of its namespace.)
     let group = relay.is_some() && namespaced.is_none();
+    // The executable too is numbered above the program's slots.
+    let exec_above = (executable.raw_fd() < floor)
+        .then(|| files::dup_at_least(executable.fd().as_fd(), floor))
+        .transpose()
+        .map_err(Error::sys("number the executable's copy"))?;
     let prepared = spawn::Prepared {
-        exec_fd: executable.raw_fd(),
+        exec_fd: exec_above
+            .as_ref()
+            .map_or(executable.raw_fd(), |f| f.as_raw_fd()),
         argv: &argv_ptrs,
         envp: &envp_ptrs,
         place: &place,
@@ -189,7 +196,8 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     };
     let spawned = match &namespaced {
         Some(namespaced) => {
-            let inputs = SandboxInputs::new(&envp, &secrets, &secret_files)?;
+            let floor = prepared.slots_end();
+            let inputs = SandboxInputs::new(&envp, &secrets, &secret_files, floor)?;
             namespaced.start(inputs, &prepared, &blocked.waited, &executable, &mut notes)
         }
         None => start_plain(&prepared, &executable),
@@ -206,6 +214,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     let child = spawned?;
     // The program (and the sandbox's PID 1) hold the write ends now.
     let outputs = outputs.started();
+    drop(exec_above);
     drop(executable);
     if verbose {
         print_notes(&notes);
@@ -339,6 +348,7 @@ impl<'a> SandboxInputs<'a> {
         envp: &[Zeroizing<Vec<u8>>],
         secrets: &[SecretItem],
         files: &'a [SecretFile<'a>],
+        floor: RawFd,
     ) -> Result<SandboxInputs<'a>> {
         let mut wipe: Vec<(*mut u8, usize)> = envp
             .iter()
@@ -353,7 +363,7 @@ impl<'a> SandboxInputs<'a> {
             cstring(format!("size={size},mode=0700,noswap").into_bytes())?,
             cstring(format!("size={size},mode=0700").into_bytes())?,
         ];
-        let pipes = Pipes::new()?;
+        let pipes = Pipes::new(floor)?;
         Ok(SandboxInputs {
             files,
             wipe,
@@ -588,6 +598,9 @@ fn deliver<'s>(
         if !secrets
             .iter()
             .any(|s| s.delivery.variable().as_str().as_bytes() == k.as_bytes())
+            && !crate::environment::FIXED
+                .iter()
+                .any(|(f, _)| f.as_bytes() == k.as_bytes())
         {
             envp.push(entry(k.as_bytes(), v.as_bytes()));
         }
@@ -645,9 +658,11 @@ struct Pipes {
 }
 
 impl Pipes {
-    fn new() -> Result<Pipes> {
+    /// The pipes, the report pipe's write end numbered `floor` or above
+    /// (the program's descriptors are placed below it).
+    fn new(floor: RawFd) -> Result<Pipes> {
         let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let (report_r, report_w) = spawn::report_pipe().map_err(|source| Error::Sys {
+        let (report_r, report_w) = spawn::report_pipe(floor).map_err(|source| Error::Sys {
             action: "create a pipe",
             source,
         })?;
@@ -672,6 +687,7 @@ fn start_sandbox(
     notes: &mut Vec<String>,
 ) -> Result<nix::unistd::Pid> {
     let helper = chown.map(|memfd| ids.chown_helper(memfd)).transpose()?;
+    plan.exec.assert_above_slots(plan.report);
     let pid1 = match clone::clone(namespaces(plan.lockdown)) {
         Ok(pid) => pid,
         Err(e) => {
@@ -1147,7 +1163,7 @@ fn cstring(bytes: Vec<u8>) -> Result<CString> {
 
 /// A sealed, read-only memfd holding `value`, kept open across exec.
 fn secret_file(variable: &str, value: &[u8]) -> Result<OwnedFd> {
-    let fd = files::memfd(&format!("envseal:{variable}"), false)
+    let fd = files::memfd(&format!("envseal:{variable}"))
         .map_err(Error::sys("create a memfd for a secret file"))?;
     let mut file = File::from(fd);
     file.write_all(value).map_err(|source| Error::Sys {

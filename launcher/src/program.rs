@@ -17,7 +17,7 @@ pub enum Role {
     /// non-dumpable), closed at exec.
     Executable,
     /// A `#!` script the interpreter reads as `/dev/fd/N`: mode 0400,
-    /// kept open across exec.
+    /// placed at a slot of the program's (`sys::spawn::FIRST_FD`).
     Script,
 }
 
@@ -63,18 +63,8 @@ impl Verified {
     /// The first bytes of the copy (at most `len`): what a `#!` line is
     /// read from. The copy is sealed, so these are the verified bytes.
     pub fn head(&self, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        let mut got = 0;
-        while got < len {
-            match nix::sys::uio::pread(&self.fd, &mut buf[got..], got as i64) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        buf.truncate(got);
-        Ok(buf)
+        files::with_sealed_contents(&self.fd, |bytes| bytes[..len.min(bytes.len())].to_vec())
+            .map_err(Into::into)
     }
 
     /// Whether the copy carries every seal (write, shrink, grow, seal).
@@ -130,8 +120,7 @@ fn sealed_copy(
         .file_name()
         .map(|n| format!("envseal:{}", n.to_string_lossy()))
         .unwrap_or_else(|| "envseal".into());
-    let fd = files::memfd(&name, role == Role::Executable)
-        .map_err(Error::sys("create a memfd for the program"))?;
+    let fd = files::memfd(&name).map_err(Error::sys("create a memfd for the program"))?;
     let mut copy = File::from(fd);
     fill(&mut copy).map_err(|source| Error::Sys {
         action: "copy the program into a memfd",

@@ -408,6 +408,13 @@ pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
         Err(e) => fail(plan, stage::FORK, e),
     };
     io::close(plan.report);
+    // The program has its own file secrets and copies; PID 1 keeps none
+    // open (a same-user process could otherwise open them through
+    // /proc/PID/fd while the program runs).
+    for &fd in plan.exec.place {
+        io::close(fd);
+    }
+    io::close(plan.exec.exec_fd);
     // The parent prepared these ranges in memory this process inherited
     // (and owns as a copy); nothing reads them any more.
     pid1::wipe_all(plan.wipe);

@@ -637,7 +637,7 @@ pub fn spawn(
     let filter = crate::sandbox::shield_filter()?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Error::sys("become a subreaper"))?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let (report_r, report_w) = crate::sys::spawn::report_pipe().map_err(|source| Error::Sys {
+    let (report_r, report_w) = crate::sys::spawn::report_pipe(0).map_err(|source| Error::Sys {
         action: "create a pipe",
         source,
     })?;

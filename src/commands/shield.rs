@@ -34,8 +34,7 @@ const START_UP: [&str; 11] = [
 pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let loc = broker::location()?;
     if Client::connect(&loc)?.is_none() {
-        broker::start::refuse_inside_shield("shield")?;
-        broker::start::start(&loc, args.ttl, super::show_for_broker, || {
+        broker::start::start(&loc, "shield", args.ttl, super::show_for_broker, || {
             Ok(crate::input::passphrase(
                 args.passphrase,
                 "to unlock the vault",

@@ -16,8 +16,7 @@ pub fn run(args: UnlockArgs) -> anyhow::Result<()> {
         eprintln!("envseal: {}", envseal_policy::escape_lines(&message));
         return Ok(());
     }
-    broker::start::refuse_inside_shield("unlock")?;
-    broker::start::start(&loc, args.ttl, super::show_for_broker, || {
+    broker::start::start(&loc, "unlock", args.ttl, super::show_for_broker, || {
         Ok(input::passphrase(args.passphrase, "to unlock the vault")?)
     })?;
     Ok(())

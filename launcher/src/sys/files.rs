@@ -21,15 +21,11 @@ pub(crate) fn open_no_symlinks(path: &str) -> Result<OwnedFd, Errno> {
     openat2(nix::fcntl::AT_FDCWD, path, how)
 }
 
-/// A new memfd that allows sealing; `cloexec` decides whether it survives
-/// `execve` (a script or a secret file must, so the program can open
-/// `/dev/fd/N`).
-pub(crate) fn memfd(name: &str, cloexec: bool) -> Result<OwnedFd, Errno> {
-    let mut flags = MFdFlags::MFD_ALLOW_SEALING;
-    if cloexec {
-        flags |= MFdFlags::MFD_CLOEXEC;
-    }
-    memfd_create(name, flags)
+/// A new close-on-exec memfd that allows sealing (a program's child
+/// places the ones the program gets at its slots with `dup2`, which
+/// leaves them open across exec).
+pub(crate) fn memfd(name: &str) -> Result<OwnedFd, Errno> {
+    memfd_create(name, MFdFlags::MFD_ALLOW_SEALING | MFdFlags::MFD_CLOEXEC)
 }
 
 /// A duplicate of `fd` numbered `floor` or above, close-on-exec. A child

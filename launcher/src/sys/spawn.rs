@@ -1,14 +1,16 @@
 //! `fork` + `execveat(fd, "", …, AT_EMPTY_PATH)`.
 //!
 //! Everything the child needs (argument and environment pointer arrays,
-//! the descriptors to keep, the signal mask to restore) is prepared
-//! before `fork`; between `fork` and `execveat` the child makes only
-//! async-signal-safe system calls, and allocates nothing.
+//! the descriptors to place, the signal mask to restore) is prepared
+//! before `fork`, every descriptor it holds numbered above the slots the
+//! program's take; between `fork` and `execveat` the child makes only
+//! async-signal-safe system calls, and allocates nothing. Also the
+//! shield's `execve`.
 
 use std::ffi::c_char;
 use std::fs::File;
 use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -20,15 +22,15 @@ use super::io;
 /// The report stage of a failed `execveat`.
 pub(crate) const STAGE_EXEC: u32 = 0;
 
-/// What the child does between `fork` and `execveat`, all prepared.
 /// The first descriptor a program's file secrets (then a script's copy)
-/// are placed at: `/dev/fd/3`, `/dev/fd/4`, … in the order of the
-/// secrets' names — stable, so a command line or an argument rule can
-/// name them.
+/// are placed at: `/dev/fd/3`, `/dev/fd/4`, … in the order of
+/// `Launch::secrets` (the broker gives them in the order of their names)
+/// — stable, so a command line or an argument rule can name them.
 pub const FIRST_FD: RawFd = 3;
 
+/// What the child does between `fork` and `execveat`, all prepared.
 pub(crate) struct Prepared<'a> {
-    /// The sealed memfd to execute.
+    /// The sealed memfd to execute (numbered above the slots).
     pub(crate) exec_fd: RawFd,
     /// NULL-terminated.
     pub(crate) argv: &'a [*const c_char],
@@ -40,7 +42,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) place: &'a [RawFd],
     /// The signal mask the program starts with.
     pub(crate) mask: &'a SigSet,
-    /// Highest descriptor to close if `close_range` is unavailable.
+    /// Highest descriptor to mark close-on-exec if `close_range` is
+    /// unavailable.
     pub(crate) max_fd: RawFd,
     /// Descriptors to put on stdout and stderr (the masking pipes), or -1.
     pub(crate) stdio: [RawFd; 2],
@@ -58,9 +61,33 @@ pub(crate) fn null_terminated(pointers: impl Iterator<Item = *const c_char>) -> 
     array
 }
 
-/// A close-on-exec pipe on which a child reports `(stage, errno)`.
-pub(crate) fn report_pipe() -> Result<(OwnedFd, OwnedFd), std::io::Error> {
-    Ok(pipe2(OFlag::O_CLOEXEC)?)
+impl Prepared<'_> {
+    /// The first descriptor above the program's slots.
+    pub(crate) fn slots_end(&self) -> RawFd {
+        FIRST_FD + self.place.len() as RawFd
+    }
+
+    /// Checks, before `fork`, what placing relies on: every descriptor
+    /// the child holds (the executable, `report`, each to place) is
+    /// numbered above the slots, so no `dup2` into a slot overwrites one.
+    pub(crate) fn assert_above_slots(&self, report: RawFd) {
+        let end = self.slots_end();
+        assert!(
+            self.exec_fd >= end && report >= end && self.place.iter().all(|&f| f >= end),
+            "a descriptor the child needs is numbered inside the program's slots"
+        );
+    }
+}
+
+/// A close-on-exec pipe on which a child reports `(stage, errno)`, its
+/// write end numbered `floor` or above (the child places the program's
+/// descriptors below it).
+pub(crate) fn report_pipe(floor: RawFd) -> Result<(OwnedFd, OwnedFd), std::io::Error> {
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
+    if write.as_raw_fd() >= floor {
+        return Ok((read, write));
+    }
+    Ok((read, super::files::dup_at_least(write.as_fd(), floor)?))
 }
 
 /// Reads one `(stage, errno)` report; `None` when every write end closed
@@ -97,7 +124,8 @@ pub(crate) fn read_reports(read_end: OwnedFd) -> Result<Vec<(u32, i32)>, std::io
 pub(crate) fn spawn(p: &Prepared<'_>) -> Result<Pid, std::io::Error> {
     assert_eq!(p.argv.last(), Some(&std::ptr::null()));
     assert_eq!(p.envp.last(), Some(&std::ptr::null()));
-    let (report_r, report_w) = report_pipe()?;
+    let (report_r, report_w) = report_pipe(p.slots_end())?;
+    p.assert_above_slots(report_w.as_raw_fd());
     // SAFETY: the child only calls async-signal-safe functions (see
     // `exec_child`) and never returns into Rust code of the parent's.
     match unsafe { fork() }? {
@@ -115,10 +143,11 @@ pub(crate) fn spawn(p: &Prepared<'_>) -> Result<Pid, std::io::Error> {
     }
 }
 
-/// The last steps of every child: reset the signal state, close every
-/// descriptor above 2 but the kept ones, `execveat`. Only
-/// async-signal-safe calls: `signal`, `sigprocmask`, `close_range`,
-/// `fcntl`, `execveat`, `write`, `_exit`.
+/// The last steps of every child: reset the signal state, put the masking
+/// pipes on stdout and stderr, `dup2` the program's descriptors into their
+/// slots, mark every descriptor above the slots close-on-exec,
+/// `execveat`. Only async-signal-safe calls: `signal`, `sigprocmask`,
+/// `setpgid`, `dup2`, `close_range`, `fcntl`, `execveat`, `write`, `_exit`.
 pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
     // SAFETY: each call below is async-signal-safe and gets pointers to
     // memory prepared before fork, which stays valid in the child.
@@ -138,43 +167,34 @@ pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
                 io::exit(127);
             }
         }
-        // The memfd to execute and the report pipe move above the slots
-        // (both close at exec), then the program's descriptors take them.
-        let slots = FIRST_FD + p.place.len() as RawFd;
-        let exec_fd = libc::fcntl(p.exec_fd, libc::F_DUPFD_CLOEXEC, slots);
-        let moved = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, slots);
-        let report = if moved >= 0 { moved } else { report };
-        if exec_fd < 0 {
-            io::report(report, STAGE_EXEC, Errno::last_raw());
-            io::exit(127);
-        }
+        // The program's descriptors take their slots (every descriptor
+        // this child holds is numbered above them: `assert_above_slots`);
+        // dup2 leaves them open across exec.
+        let slots = p.slots_end();
         for (slot, &fd) in (FIRST_FD..).zip(p.place) {
             if libc::dup2(fd, slot) < 0 {
                 io::report(report, STAGE_EXEC, Errno::last_raw());
                 io::exit(127);
             }
         }
-        // Every descriptor above 2 closes at exec (the memfd to execute
-        // and the report pipe included), except the program's.
+        // Every descriptor above the slots closes at exec (the memfd to
+        // execute and the report pipe included).
         let marked = libc::syscall(
             libc::SYS_close_range,
-            3 as libc::c_uint,
+            slots as libc::c_uint,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
         if marked != 0 {
-            let mut fd = 3;
+            let mut fd = slots;
             while fd <= p.max_fd {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 fd += 1;
             }
         }
-        for slot in FIRST_FD..slots {
-            libc::fcntl(slot, libc::F_SETFD, 0);
-        }
         libc::syscall(
             libc::SYS_execveat,
-            exec_fd,
+            p.exec_fd,
             c"".as_ptr(),
             p.argv.as_ptr(),
             p.envp.as_ptr(),
