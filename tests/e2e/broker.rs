@@ -1390,6 +1390,11 @@ s.close()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "True\n",
+        "the broker did not answer the non-JSON frame with a refusal"
+    );
     assert!(alive(broker), "the broker died of bad messages");
     assert_eq!(s.broker_pid(), Some(broker));
     fds.assert_none_leaked();
@@ -1605,7 +1610,7 @@ fn file_secrets_have_the_same_paths_through_the_broker() {
     let (a, b) = (value("broker-fd-a"), value("broker-fd-b"));
     s.env.set_approved("A", &a);
     s.env.set_approved("B", &b);
-    let grant = ["--file", "A", "--file", "B"];
+    let grant = ["--file", "B", "--file", "A"];
     script_runs_through_the_broker(&mut s, "fds", util::FD_READER, &grant, 0, |tier| {
         util::fd_reader_says(tier, &a, &b)
     });

@@ -628,10 +628,12 @@ fn a_virtualenv_script_finds_its_packages_in_every_tier() {
 
 /// An agent that can write the user's files plants `usercustomize.py` in
 /// the user's Python site directory, which Python runs at start-up: run
-/// directly, it reads the secret into the agent's sink (the control that
-/// the attack is real); run by envseal, in every tier, the pinned script
-/// does its job and the sink stays empty (`PYTHONNOUSERSITE` is set for
-/// every program).
+/// directly with a (decoy) secret in its environment, the script hands it
+/// to the agent's sink (the control that the attack is real); run by
+/// envseal, in tiers none and hardened, the pinned script does its job and
+/// the planted file never runs — no sink, no sign of it on stderr, not
+/// even an error (`PYTHONNOUSERSITE` is set for every program). Lockdown,
+/// whose HOME is private anyway, shows only that the script works there.
 #[test]
 fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
     use std::process::Command;
@@ -650,7 +652,8 @@ fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
     std::fs::write(
         site.join("usercustomize.py"),
         format!(
-            "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', 'no token'))\n",
+            "import os, sys\nsys.stderr.write('PLANTED CODE RAN\\n')\n\
+             open({:?}, 'w').write(os.environ.get('TOKEN', 'no token'))\n",
             sink.display()
         ),
     )
@@ -659,9 +662,14 @@ fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
                 print(hashlib.sha256(os.environ.get('TOKEN', '').encode()).hexdigest())\n";
     // The control: Python runs it, for any program of the user's.
     let direct = env.script("direct", body);
-    let ran = Command::new(&direct).env("HOME", &home).status().unwrap();
+    let decoy = "decoy secret of the control run";
+    let ran = Command::new(&direct)
+        .env("HOME", &home)
+        .env("TOKEN", decoy)
+        .status()
+        .unwrap();
     assert!(ran.success());
-    assert_eq!(std::fs::read_to_string(&sink).unwrap(), "no token");
+    assert_eq!(std::fs::read_to_string(&sink).unwrap(), decoy);
     std::fs::remove_file(&sink).unwrap();
     for tier in ["none", "hardened", "lockdown"] {
         let prog = env.script(&format!("usersite-{tier}"), body);
@@ -677,8 +685,11 @@ fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
             env.redact(&r.stderr())
         );
         assert!(
-            !sink.exists(),
-            "tier {tier}: the planted usercustomize.py ran inside the pinned program"
+            !sink.exists()
+                && !r.stderr().contains("PLANTED CODE RAN")
+                && !r.stderr().contains("usercustomize"),
+            "tier {tier}: the planted usercustomize.py ran inside the pinned program: {}",
+            r.shown_stderr()
         );
     }
 }
@@ -700,9 +711,12 @@ fn file_secrets_have_stable_paths_in_every_tier() {
 }
 
 /// A real program given a file secret by a path on its command line, as a
-/// person would write it: `openssl enc -pass file:/dev/fd/3`, constrained
-/// to exactly that by the grant. What it encrypted decrypts with the
-/// secret's value (it read the right secret, all of it).
+/// person would write it: `openssl enc -pass file:/dev/fd/3`, its whole
+/// command line fixed by the grant. What it encrypted decrypts with the
+/// secret's value (it read the right secret, all of it). The agent's
+/// steering — options appended so that openssl encrypts the secret file
+/// itself under a password the agent knows (later options win) — is
+/// refused, and its output file never appears.
 #[test]
 fn openssl_reads_a_file_secret_named_on_its_command_line() {
     use std::process::Command;
@@ -712,19 +726,37 @@ fn openssl_reads_a_file_secret_named_on_its_command_line() {
     let openssl = fs::canonicalize("/usr/bin/openssl")
         .expect("this test needs openssl (./scripts/test installs it)");
     let openssl = s(&openssl).to_owned();
-    let prefix = ["enc", "-aes-256-cbc", "-pbkdf2", "-pass", "file:/dev/fd/3"];
     let plain = env.tmp.path().join("plain");
     fs::write(&plain, "the job's payload\n").unwrap();
+    let leak = env.tmp.path().join("leak");
     for tier in ["none", "hardened"] {
-        let mut allow = vec!["--file", "ENC_KEY", "--tier", tier, "--args-prefix"];
-        allow.extend(prefix);
-        allow.extend(["--", &openssl]);
-        env.expect_ok(&env.allow(&allow));
         let sealed = env.tmp.path().join(format!("sealed-{tier}"));
-        let mut args = vec!["--", openssl.as_str()];
-        args.extend(prefix);
-        args.extend(["-in", s(&plain), "-out", s(&sealed)]);
-        let r = env.exec(&args);
+        let job = [
+            "enc",
+            "-aes-256-cbc",
+            "-pbkdf2",
+            "-pass",
+            "file:/dev/fd/3",
+            "-in",
+            s(&plain),
+            "-out",
+            s(&sealed),
+        ];
+        let allow = [
+            &["--file", "ENC_KEY", "--tier", tier, "--args-exact"],
+            &job[..],
+            &["--", &openssl],
+        ];
+        env.expect_ok(&env.allow(&allow.concat()));
+        let steered = [&["--", openssl.as_str()], &job[..]].concat();
+        let steered = [
+            &steered[..],
+            &["-in", "/dev/fd/3", "-out", s(&leak), "-pass", "pass:agent"],
+        ]
+        .concat();
+        env.expect_code(&env.exec(&steered), code::DENIED);
+        assert!(!leak.exists(), "tier {tier}: the steered openssl ran");
+        let r = env.exec(&[&["--", openssl.as_str()], &job[..]].concat());
         env.expect_ok(&r);
         let mut open = Command::new(&openssl)
             .args([
