@@ -1,4 +1,5 @@
-//! Writing audit records from the commands (the log itself:
+//! Writing audit records from the commands, the broker's daemon and its
+//! sessions (the log itself:
 //! `envseal_vault::audit`). A record that cannot be written is a warning,
 //! never a failure of the command it describes: the action has happened.
 

@@ -13,7 +13,7 @@ use envseal_vault::{Error as VaultError, SecretName};
 use crate::refusal::{Code, Refusal};
 
 /// What one exec asks for, from the command line or a broker client:
-/// both paths build it from the wire's [`ExecRequest`] (which validates
+/// both paths build it from the wire's [`ExecRequest`] (`try_from` validates
 /// every name), so that both are checked alike.
 pub struct Request {
     /// The canonical path the caller resolved CMD to.
@@ -297,7 +297,7 @@ pub fn not_granted(program: &str) -> anyhow::Error {
 /// configuration or the network: a reference file (which anyone who can
 /// write the project can edit, `--env-file`) never maps a secret into one, or an ordinary
 /// program would, say, create a directory named after the value. (Loader
-/// and interpreter variables are refused too, by `exec`: never set.)
+/// and interpreter variables are refused too: `launcher::is_dangerous`.)
 pub fn steers(var: &str) -> bool {
     const NAMES: [&str; 29] = [
         "HOME",

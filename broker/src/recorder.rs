@@ -1,5 +1,6 @@
 //! The broker's recorder: a process of its own, forked before the vault is
-//! unlocked (it never holds the key), that keeps one connection to the
+//! opened (restarted later, it inherits no key: the key's memory is not
+//! inherited by a fork), that keeps one connection to the
 //! vault and commits the record of each exec to the disk before the exec's
 //! session may hand over any secret.
 //!

@@ -1,8 +1,8 @@
 //! envseal's shared vocabulary, used by every other crate (on the model of
 //! rage's `age-core`): what a secret is called, how the small binary
 //! records are read, how strongly a program is confined, how a secret is
-//! delivered and its output masked, and how a shielded process is marked. No I/O, no crypto, no SQLite: the policy crate and
-//! the fuzz targets link only this.
+//! delivered and its output masked, and how a shielded process is marked.
+//! No I/O, no crypto, no SQLite: the policy crate links only this.
 
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! The broker's messages (envseal's `broker` module, and the fuzz
+//! The broker's messages (the `envseal-broker` crate, and the fuzz
 //! targets, use this crate): each a 4-byte big-endian length and a JSON
 //! object carrying the protocol version. Anything else — a length over
 //! [`MAX_FRAME`], bytes that are not such an object, another version — is
