@@ -19,12 +19,13 @@
 //! envseal itself when it runs as root. The processes are never made
 //! dumpable for it.
 
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
-use crate::sys::{clone, io, mount};
+use crate::sys::{clone, fdpass, io, mount};
 
 /// The caller's ids and what the machine offers for mapping them.
 #[derive(Clone, Debug)]
@@ -86,11 +87,13 @@ impl Ids {
         if self.tools.is_none() {
             return Err("newuidmap/newgidmap are missing (install the uidmap package)".into());
         }
-        if let Some(group) = self.supplementary {
-            return Ok(G7::Group(group));
-        }
+        // Subordinate ids first: that route also gives the program its
+        // real path (see `copy_helper`).
         if self.subordinate.is_some() {
             return Ok(G7::Subordinate);
+        }
+        if let Some(group) = self.supplementary {
+            return Ok(G7::Group(group));
         }
         Err(format!(
             "user {} has no supplementary group and no subordinate ids in /etc/subuid and \
@@ -178,47 +181,82 @@ impl Ids {
         }
     }
 
-    /// Starts the helper that will give `memfd` to the first subordinate
-    /// uid and gid (see the module comment) once its maps are written;
-    /// returns it with the maps it needs. Needs [`Ids::g7`] to be `Ok`.
-    pub(crate) fn chown_helper(&self, memfd: &OwnedFd) -> Result<(ChownHelper, Maps)> {
-        let (subuid, subgid) = self.subordinate.ok_or_else(|| Error::Sandbox {
-            step: "find subordinate ids",
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            fix: "add a range to /etc/subuid and /etc/subgid",
-        })?;
+    /// Starts the helper that copies the program (and a script) onto a
+    /// tmpfs of its own once its maps are written, the files owned by the
+    /// first subordinate uid and gid (see the module comment), and sends
+    /// each file as a detached mount over `sock` for the sandbox's PID 1
+    /// to attach at its real path. Returns it with the maps it needs.
+    /// With [`G7::Subordinate`] the copies are owned by a subordinate id;
+    /// otherwise (root, or no G7) by the user.
+    pub(crate) fn copy_helper(&self, copies: &[Copy], sock: RawFd) -> Result<(Helper, Maps)> {
+        // 0 is the user; with subordinate ids (G7), 1 is the first of them
+        // and owns the copies; without, the user owns them.
+        let (extra_uid, extra_gid, owner) = match (self.is_root(), self.subordinate) {
+            (false, Some((subuid, subgid))) => {
+                (format!(" 1 {subuid} 1"), format!(" 1 {subgid} 1"), 1)
+            }
+            _ => (String::new(), String::new(), 0),
+        };
         let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let fd = memfd.as_raw_fd();
-        let helper = clone::clone(libc::CLONE_NEWUSER).map_err(|e| Error::Sandbox {
-            step: "create a user namespace",
-            source: std::io::Error::from_raw_os_error(e),
-            fix: USERNS_FIX,
-        })?;
+        let helper =
+            clone::clone(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).map_err(|e| Error::Sandbox {
+                step: "create a user namespace",
+                source: std::io::Error::from_raw_os_error(e),
+                fix: USERNS_FIX,
+            })?;
         if helper == 0 {
-            // Child: wait for the maps, then chown (0 → the user, 1 → the
-            // subordinate ids). System calls only.
+            // Child: wait for the maps (0 → the user, 1 → the subordinate
+            // ids), then copy. System calls only.
             let go = io::read_byte(go_r.as_raw_fd());
             if go != Ok(true) {
                 io::exit(255);
             }
-            io::exit(match mount::fchown(fd, 1, 1) {
+            io::exit(match copy_out(copies, sock, owner) {
                 Ok(()) => 0,
                 Err(e) => e.min(254),
             });
         }
         let maps = Maps {
             pid: helper,
-            uid: format!("0 {} 1 1 {subuid} 1", self.uid),
-            gid: format!("0 {} 1 1 {subgid} 1", self.gid),
+            uid: format!("0 {} 1{extra_uid}", self.uid),
+            gid: format!("0 {} 1{extra_gid}", self.gid),
         };
         Ok((
-            ChownHelper {
+            Helper {
                 pid: helper,
                 go: go_w,
             },
             maps,
         ))
     }
+}
+
+/// One file the copy helper makes: from the sealed copy `src`, named
+/// `name` on its tmpfs, with `mode`.
+pub(crate) struct Copy {
+    pub(crate) src: RawFd,
+    pub(crate) name: &'static CStr,
+    pub(crate) mode: libc::mode_t,
+}
+
+/// The copy helper's work (a child: system calls only): a new tmpfs, each
+/// copy on it owned by `owner` (1: the subordinate ids), the superblock
+/// made read-only, then each file sent over `sock` as a detached mount.
+fn copy_out(
+    copies: &[Copy],
+    sock: RawFd,
+    owner: libc::uid_t,
+) -> std::result::Result<(), crate::sys::Errno> {
+    let (fs, mnt) = mount::new_tmpfs()?;
+    for c in copies {
+        mount::copy_into(mnt, c.name, c.src, owner, owner, c.mode)?;
+    }
+    mount::read_only(fs)?;
+    let mut trees = [-1; fdpass::CHILD_FDS];
+    for (tree, c) in trees.iter_mut().zip(copies) {
+        *tree = mount::clone_file(mnt, c.name)?;
+    }
+    fdpass::child_send(sock, &trees[..copies.len()])
 }
 
 /// How G7 is achieved for a launch (see the module comment).
@@ -246,24 +284,24 @@ pub(crate) struct Maps {
     gid: String,
 }
 
-/// The running chown helper (see [`Ids::chown_helper`]).
-pub(crate) struct ChownHelper {
+/// The running copy helper (see [`Ids::copy_helper`]).
+pub(crate) struct Helper {
     pid: libc::pid_t,
     go: OwnedFd,
 }
 
-impl ChownHelper {
-    /// Lets the helper chown (its maps must be written) and waits for it.
+impl Helper {
+    /// Lets the helper copy (its maps must be written) and waits for it.
     pub(crate) fn finish(self) -> Result<()> {
         let _ = nix::unistd::write(&self.go, b"g");
-        let ChownHelper { pid, go } = self;
+        let Helper { pid, go } = self;
         drop(go);
         Self::wait(pid)
     }
 
     /// Ends the helper without letting it act.
     pub(crate) fn abandon(self) {
-        let ChownHelper { pid, go } = self;
+        let Helper { pid, go } = self;
         drop(go);
         let _ = Self::wait(pid);
     }
@@ -273,8 +311,13 @@ impl ChownHelper {
             .map_err(Error::sys("wait for the id helper"))?;
         match status {
             nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+            nix::sys::wait::WaitStatus::Exited(_, errno) if errno < 255 => Err(Error::Sandbox {
+                step: "copy the program onto the sandbox's tmpfs, owned by a subordinate id",
+                source: std::io::Error::from_raw_os_error(errno),
+                fix: "",
+            }),
             other => Err(Error::Sandbox {
-                step: "give the program's copy to a subordinate id",
+                step: "copy the program onto the sandbox's tmpfs, owned by a subordinate id",
                 source: std::io::Error::other(format!("the helper ended with {other:?}")),
                 fix: "",
             }),

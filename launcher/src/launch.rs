@@ -147,6 +147,13 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     // Everything that can fail is checked before any process is started.
     let namespaced = confine(tier, &executable, &may_exec, &mut env, &mut notes)?;
     let outputs = Outputs::new(masking, &secrets, &mut notes)?;
+    // In the sandbox the program (and a script) can be copied to their
+    // real paths; elsewhere a script's copy is passed as a descriptor.
+    let real = namespaced
+        .as_ref()
+        .and_then(|n| n.real_paths(&executable, script.as_ref(), &mut notes))
+        .transpose()?;
+    let script_slot = script.is_some() && real.is_none();
     // The program's descriptors are placed at fixed numbers (file
     // secrets, then a script's copy); ours are numbered above them.
     let files = if lockdown {
@@ -157,13 +164,19 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
             .filter(|s| matches!(s.delivery, Delivery::File(_)))
             .count()
     };
-    let floor = FIRST_FD + (files + usize::from(script.is_some())) as RawFd;
+    let floor = FIRST_FD + (files + usize::from(script_slot)) as RawFd;
+    let real = real.map(|r| r.numbered_from(floor)).transpose()?;
     let Delivered {
         envp,
         memfds: files_kept,
         files: secret_files,
     } = deliver(&secrets, &env, lockdown, floor)?;
-    let (argv, script_fd) = arguments(argv0, args, script.as_ref(), files_kept.len(), floor)?;
+    let script_at = ScriptAt {
+        slot: script_slot,
+        files: files_kept.len(),
+        floor,
+    };
+    let (argv, script_fd) = arguments(argv0, args, script.as_ref(), script_at)?;
     let place: Vec<RawFd> = files_kept
         .iter()
         .chain(&script_fd)
@@ -198,7 +211,13 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         Some(namespaced) => {
             let floor = prepared.slots_end();
             let inputs = SandboxInputs::new(&envp, &secrets, &secret_files, floor)?;
-            namespaced.start(inputs, &prepared, &blocked.waited, &executable, &mut notes)
+            namespaced.start(
+                inputs,
+                &prepared,
+                &blocked.waited,
+                real.as_ref(),
+                &mut notes,
+            )
         }
         None => start_plain(&prepared, &executable),
     };
@@ -247,8 +266,9 @@ fn check_caller(executable: &Verified) -> Result<()> {
 /// process starts.
 struct Namespaced {
     ids: Ids,
-    /// G7 takes the subordinate-id route (see [`prepare_g7`]).
-    subordinate: bool,
+    /// G7 takes the group route (see [`prepare_g7`]): the program runs
+    /// from its memfd; every other route copies it to its real path.
+    group: bool,
     seccomp: [seccompiler::BpfProgram; 2],
     lockdown: bool,
     /// Lockdown's Landlock ruleset and the access rights for `/tmp`.
@@ -270,7 +290,7 @@ fn confine(
     }
     let lockdown = tier == Tier::Lockdown;
     let ids = Ids::current();
-    let subordinate = prepare_g7(&ids, executable, notes)?;
+    let group = prepare_g7(&ids, executable, notes)?;
     notes.push(format!(
         "namespaces: user, PID (with envseal's PID 1), IPC, UTS{}; no_new_privs; \
          seccomp refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, \
@@ -290,7 +310,7 @@ fn confine(
     };
     Ok(Some(Namespaced {
         ids,
-        subordinate,
+        group,
         seccomp,
         lockdown,
         landlock,
@@ -381,7 +401,7 @@ impl Namespaced {
         inputs: SandboxInputs<'_>,
         exec: &spawn::Prepared<'_>,
         waited: &nix::sys::signal::SigSet,
-        executable: &Verified,
+        real: Option<&RealPaths>,
         notes: &mut Vec<String>,
     ) -> Result<nix::unistd::Pid> {
         let SandboxInputs {
@@ -401,9 +421,98 @@ impl Namespaced {
             exec,
             waited,
             wipe: &wipe,
+            attach: real.map(|r| sandbox::Attach {
+                sock: r.pid1_end.as_raw_fd(),
+                targets: &r.targets,
+                exec_access: sandbox::EXEC_ACCESS,
+            }),
         };
-        let chown = self.subordinate.then(|| executable.fd());
-        start_sandbox(&plan, pipes, &self.ids, chown, notes)
+        start_sandbox(&plan, pipes, &self.ids, real, notes)
+    }
+
+    /// Whether the program runs at its real path (every G7 route but the
+    /// group's), and what that takes: the copies the helper makes and the
+    /// paths PID 1 attaches them at.
+    fn real_paths(
+        &self,
+        executable: &Verified,
+        script: Option<&Script>,
+        notes: &mut Vec<String>,
+    ) -> Option<Result<RealPaths>> {
+        if self.group {
+            notes.push(
+                "the program runs from its sealed copy as /proc/self/exe (the supplementary-group \
+                 route; with subordinate ids it would run at its real path)"
+                    .into(),
+            );
+            return None;
+        }
+        let mut copies = vec![idmap::Copy {
+            src: executable.raw_fd(),
+            name: c"program",
+            mode: 0o111,
+        }];
+        let mut paths = vec![executable.path()];
+        if let Some(s) = script {
+            copies.push(idmap::Copy {
+                src: s.copy.raw_fd(),
+                name: c"script",
+                mode: 0o444,
+            });
+            paths.push(s.copy.path());
+        }
+        notes.push(format!(
+            "the program runs at its real path: its verified copy is mounted read-only over {} \
+             in the sandbox's mount namespace",
+            paths.join(" and ")
+        ));
+        Some(RealPaths::new(copies, &paths))
+    }
+}
+
+/// What running at the real paths takes: the helper's copies, a socket
+/// pair (the helper sends each copy as a detached mount to PID 1), and
+/// where PID 1 attaches them (the executable first).
+struct RealPaths {
+    copies: Vec<idmap::Copy>,
+    helper_end: OwnedFd,
+    pid1_end: OwnedFd,
+    targets: Vec<sandbox::Target>,
+}
+
+impl RealPaths {
+    /// The socket's ends, numbered `floor` or above (the program's
+    /// descriptors are placed below).
+    fn numbered_from(self, floor: RawFd) -> Result<RealPaths> {
+        let number = |fd: OwnedFd| {
+            files::dup_at_least(fd.as_fd(), floor).map_err(Error::sys("number a socket"))
+        };
+        Ok(RealPaths {
+            helper_end: number(self.helper_end)?,
+            pid1_end: number(self.pid1_end)?,
+            ..self
+        })
+    }
+
+    fn new(copies: Vec<idmap::Copy>, paths: &[&str]) -> Result<RealPaths> {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (helper_end, pid1_end) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(Error::sys("create a socket pair"))?;
+        let targets = paths
+            .iter()
+            .map(|p| sandbox::Target::new(p))
+            .collect::<Result<_>>()?;
+        Ok(RealPaths {
+            copies,
+            helper_end,
+            pid1_end,
+            targets,
+        })
     }
 }
 
@@ -445,8 +554,8 @@ fn tier_none_g7() -> String {
 }
 
 /// Checks the namespaced tiers can map ids, and prepares G7: the group
-/// route acts now (an unprivileged `chgrp`); the subordinate-id route
-/// (returns `true`) runs its helper with the sandbox's own maps.
+/// route (returns `true`) acts now (an unprivileged `chgrp`); the
+/// subordinate-id route runs its helper with the sandbox's own maps.
 fn prepare_g7(ids: &Ids, executable: &Verified, notes: &mut Vec<String>) -> Result<bool> {
     if !ids.can_map() {
         return Err(Error::Sandbox {
@@ -455,15 +564,15 @@ fn prepare_g7(ids: &Ids, executable: &Verified, notes: &mut Vec<String>) -> Resu
             fix: "install the uidmap package (newuidmap, newgidmap), or use --tier none",
         });
     }
-    let (how, subordinate) = match ids.g7() {
+    let (how, group) = match ids.g7() {
         Ok(G7::Group(group)) => {
             idmap::chgrp(executable.fd(), group)?;
             (
                 format!("whose group ({group}) the sandbox does not map"),
-                false,
+                true,
             )
         }
-        Ok(G7::Subordinate) => ("owned by a subordinate id".to_owned(), true),
+        Ok(G7::Subordinate) => ("owned by a subordinate id".to_owned(), false),
         Err(why) => {
             notes.push(format!(
                 "in this tier the running program is NOT out of reach of your other processes: {why}"
@@ -475,7 +584,7 @@ fn prepare_g7(ids: &Ids, executable: &Verified, notes: &mut Vec<String>) -> Resu
         "the program runs from a copy {how}: your other processes can neither read nor \
          trace it"
     ));
-    Ok(subordinate)
+    Ok(group)
 }
 
 /// Lockdown's environment: a private, empty HOME and XDG directories in
@@ -615,15 +724,24 @@ fn deliver<'s>(
     })
 }
 
-/// argv (for a script: interpreter, its `#!` argument, `/dev/fd/N`, then
-/// the arguments) and, for a script, its copy's descriptor (numbered at
-/// `floor` or above; the child places it after the `files` secret files).
+/// Where a script reaches its interpreter: at its real path (mounted
+/// there in the sandbox), or as `/dev/fd/N` in the slot after the `files`
+/// secret files.
+struct ScriptAt {
+    slot: bool,
+    files: usize,
+    /// The lowest number for envseal's own descriptors.
+    floor: RawFd,
+}
+
+/// argv (for a script: interpreter, its `#!` argument, the script's path,
+/// then the arguments) and, for a script passed in a slot, its copy's
+/// descriptor (numbered at `floor` or above; the child places it).
 fn arguments(
     argv0: OsString,
     args: Vec<OsString>,
     script: Option<&Script>,
-    files: usize,
-    floor: RawFd,
+    at: ScriptAt,
 ) -> Result<(Vec<CString>, Option<OwnedFd>)> {
     let mut argv = Vec::with_capacity(args.len() + 3);
     let mut copy_fd = None;
@@ -634,12 +752,16 @@ fn arguments(
             if let Some(arg) = arg {
                 argv.push(cstring(arg.clone().into_bytes())?);
             }
-            let slot = FIRST_FD + files as RawFd;
-            argv.push(cstring(format!("/dev/fd/{slot}").into_bytes())?);
-            copy_fd = Some(
-                files::dup_at_least(copy.fd().as_fd(), floor)
-                    .map_err(Error::sys("number the script's copy"))?,
-            );
+            if !at.slot {
+                argv.push(cstring(copy.path().as_bytes().to_vec())?);
+            } else {
+                let slot = FIRST_FD + at.files as RawFd;
+                argv.push(cstring(format!("/dev/fd/{slot}").into_bytes())?);
+                copy_fd = Some(
+                    files::dup_at_least(copy.fd().as_fd(), at.floor)
+                        .map_err(Error::sys("number the script's copy"))?,
+                );
+            }
         }
     }
     for a in args {
@@ -675,20 +797,22 @@ impl Pipes {
     }
 }
 
-/// Starts the sandbox's PID 1 in new namespaces (and, for the
-/// subordinate-id route, the chown helper for `chown`), writes every id
+/// Starts the sandbox's PID 1 in new namespaces (and, for the real
+/// paths, the copy helper), writes every id
 /// map in one round, lets PID 1 go, and returns once the program has
 /// exec'd (or why not).
 fn start_sandbox(
     plan: &sandbox::Plan<'_>,
     pipes: Pipes,
     ids: &Ids,
-    chown: Option<&OwnedFd>,
+    real: Option<&RealPaths>,
     notes: &mut Vec<String>,
 ) -> Result<nix::unistd::Pid> {
-    let helper = chown.map(|memfd| ids.chown_helper(memfd)).transpose()?;
+    let helper = real
+        .map(|r| ids.copy_helper(&r.copies, r.helper_end.as_raw_fd()))
+        .transpose()?;
     plan.exec.assert_above_slots(plan.report);
-    let pid1 = match clone::clone(namespaces(plan.lockdown)) {
+    let pid1 = match clone::clone(namespaces(plan.lockdown, real.is_some())) {
         Ok(pid) => pid,
         Err(e) => {
             if let Some((helper, _)) = helper {
@@ -731,22 +855,26 @@ fn start_sandbox(
     Ok(pid)
 }
 
-/// The namespaces the sandbox's PID 1 is created in.
-fn namespaces(lockdown: bool) -> libc::c_int {
+/// The namespaces the sandbox's PID 1 is created in: a mount namespace
+/// for Lockdown and wherever the program runs at its real path.
+fn namespaces(lockdown: bool, real: bool) -> libc::c_int {
     let mut flags =
         libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if lockdown || real {
+        flags |= libc::CLONE_NEWNS;
+    }
     if lockdown {
-        flags |= libc::CLONE_NEWNS | libc::CLONE_NEWNET;
+        flags |= libc::CLONE_NEWNET;
     }
     flags
 }
 
-/// Writes every map in one round, PID 1's and the chown helper's (if
-/// any), then lets the helper chown, or ends it if the maps failed.
+/// Writes every map in one round, PID 1's and the copy helper's (if
+/// any), then lets the helper copy, or ends it if the maps failed.
 fn map_ids(
     ids: &Ids,
     pid1: libc::pid_t,
-    helper: Option<(idmap::ChownHelper, idmap::Maps)>,
+    helper: Option<(idmap::Helper, idmap::Maps)>,
 ) -> Result<()> {
     let mut maps = vec![ids.self_maps(pid1)];
     let helper = helper.map(|(helper, helper_maps)| {
@@ -754,7 +882,7 @@ fn map_ids(
         helper
     });
     let mapped = ids.write_all(&maps);
-    let chowned = match helper {
+    let copied = match helper {
         Some(h) if mapped.is_ok() => h.finish(),
         Some(h) => {
             h.abandon();
@@ -762,7 +890,7 @@ fn map_ids(
         }
         None => Ok(()),
     };
-    mapped.and(chowned)
+    mapped.and(copied)
 }
 
 /// Goes through what the sandbox's children reported: a note is noted;

@@ -16,7 +16,14 @@
 //!   size-capped tmpfs (`noswap` where the kernel has it) remounted
 //!   read-only, and Landlock: read-only everywhere, read-write in the
 //!   working directory and `/tmp`, execute only the loader the pinned
-//!   program needs (the program itself runs from its memfd).
+//!   program needs and the program's own copy.
+//!
+//! In both, unless G7 takes the supplementary-group route, the program
+//! runs at its real path: a helper copies the verified bytes onto a tmpfs
+//! of its own (owned by a subordinate id, read-only) and sends each file
+//! as a detached mount; PID 1 attaches them over the real paths in its
+//! private mount namespace ([`Attach`]), and the program is executed
+//! through that mount, so `/proc/self/exe` and `$ORIGIN` are its own.
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
@@ -35,7 +42,7 @@ use seccompiler::{
 
 use crate::error::{Error, Result};
 use crate::sys::spawn::{self, Prepared};
-use crate::sys::{clone, io, mount, pid1, seccomp};
+use crate::sys::{clone, fdpass, io, mount, pid1, seccomp};
 
 /// Where Lockdown puts file secrets (inside the private `/tmp`).
 pub const SECRET_DIR: &str = "/tmp/envseal-secrets";
@@ -61,6 +68,8 @@ pub(crate) mod stage {
     pub const LANDLOCK: u32 = 11;
     pub const SECCOMP: u32 = 12;
     pub const HOSTNAME: u32 = 13;
+    pub const RECEIVE_COPIES: u32 = 14;
+    pub const ATTACH_COPY: u32 = 15;
     /// Not a failure: the kernel refused `noswap` for the secrets tmpfs.
     pub const NOTE_NO_NOSWAP: u32 = 100;
 
@@ -79,6 +88,8 @@ pub(crate) mod stage {
             LANDLOCK => "enforce Landlock",
             SECCOMP => "install the seccomp filter",
             HOSTNAME => "set the sandbox's hostname",
+            RECEIVE_COPIES => "receive the program's copies from the helper",
+            ATTACH_COPY => "mount the program's copy at its real path",
             _ => "exec the program",
         }
     }
@@ -359,6 +370,50 @@ pub(crate) struct SecretFile<'a> {
     pub(crate) value: &'a [u8],
 }
 
+/// Where one copy is attached: its real path, and the directories leading
+/// to it (outermost first), made if a private `/tmp` covers them.
+pub(crate) struct Target {
+    path: CString,
+    dirs: Vec<CString>,
+}
+
+impl Target {
+    pub(crate) fn new(path: &str) -> Result<Target> {
+        let c = |s: &str| {
+            CString::new(s).map_err(|_| Error::Sys {
+                action: "name the program's path",
+                source: std::io::Error::other("the path contains a NUL byte"),
+            })
+        };
+        let dirs = Path::new(path)
+            .ancestors()
+            .skip(1)
+            .filter(|d| d.parent().is_some())
+            .filter_map(|d| d.to_str())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(c)
+            .collect::<Result<_>>()?;
+        Ok(Target {
+            path: c(path)?,
+            dirs,
+        })
+    }
+}
+
+/// The copies PID 1 attaches: they arrive on `sock`, one per target, the
+/// executable's first (it replaces the descriptor the program runs).
+pub(crate) struct Attach<'a> {
+    pub(crate) sock: RawFd,
+    pub(crate) targets: &'a [Target],
+    /// The Landlock rights on the executable's copy (Lockdown).
+    pub(crate) exec_access: u64,
+}
+
+/// Executing and reading a file, as Landlock rights.
+pub(crate) const EXEC_ACCESS: u64 = 1 | (1 << 2);
+
 /// Everything the sandbox's children need, prepared before `clone`.
 pub(crate) struct Plan<'a> {
     pub(crate) lockdown: bool,
@@ -378,6 +433,8 @@ pub(crate) struct Plan<'a> {
     /// Memory holding secret copies that PID 1 wipes once the program
     /// has been started.
     pub(crate) wipe: &'a [(*mut u8, usize)],
+    /// The copies to attach at their real paths, if any.
+    pub(crate) attach: Option<Attach<'a>>,
 }
 
 /// Reports a child's failure at `stage` and ends it.
@@ -399,6 +456,11 @@ pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
     }
     if plan.lockdown
         && let Err((s, e)) = lockdown_mounts(plan)
+    {
+        fail(plan, s, e);
+    }
+    if let Some(attach) = &plan.attach
+        && let Err((s, e)) = attach_copies(plan, attach)
     {
         fail(plan, s, e);
     }
@@ -482,6 +544,46 @@ fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys:
     }
     if let Some((ruleset, access)) = plan.landlock {
         crate::sys::landlock::allow(ruleset, c"/tmp", access).map_err(at(stage::LANDLOCK))?;
+    }
+    Ok(())
+}
+
+/// Attaches the helper's copies at their real paths (after Lockdown's
+/// mounts, so that a path under its private `/tmp` is made there); the
+/// executable's copy takes the place of the descriptor the program runs.
+fn attach_copies(
+    plan: &Plan<'_>,
+    attach: &Attach<'_>,
+) -> std::result::Result<(), (u32, crate::sys::Errno)> {
+    let at = |stage| move |e| (stage, e);
+    if !plan.lockdown {
+        mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+            .map_err(at(stage::MOUNT_PRIVATE))?;
+    }
+    let mut trees = [-1; fdpass::CHILD_FDS];
+    let n = fdpass::child_recv(attach.sock, &mut trees).map_err(at(stage::RECEIVE_COPIES))?;
+    io::close(attach.sock);
+    if n != attach.targets.len() {
+        return Err((stage::RECEIVE_COPIES, libc::EPROTO));
+    }
+    for (i, (&tree, target)) in trees.iter().zip(attach.targets).enumerate() {
+        match mount::attach_tree(tree, &target.path) {
+            Ok(()) => {}
+            Err(libc::ENOENT) => {
+                mount::make_mountpoint(&target.dirs, &target.path)
+                    .and_then(|()| mount::attach_tree(tree, &target.path))
+                    .map_err(at(stage::ATTACH_COPY))?;
+            }
+            Err(e) => return Err((stage::ATTACH_COPY, e)),
+        }
+        if i == 0 {
+            mount::dup_to(tree, plan.exec.exec_fd).map_err(at(stage::ATTACH_COPY))?;
+            if let Some((ruleset, _)) = plan.landlock {
+                crate::sys::landlock::allow_fd(ruleset, tree, attach.exec_access)
+                    .map_err(at(stage::LANDLOCK))?;
+            }
+        }
+        io::close(tree);
     }
     Ok(())
 }

@@ -1580,7 +1580,7 @@ fn perl_scripts_run_through_the_broker() {
         util::PERL_FILE_READER,
         &["--file", "TOKEN"],
         3,
-        |_| says.clone(),
+        |_, _| says.clone(),
     );
 }
 
@@ -1597,7 +1597,7 @@ fn a_virtualenv_script_finds_its_packages_through_the_broker() {
         &venv.script(),
         &["--secret", "TOKEN"],
         0,
-        |_| says.clone(),
+        |_, _| says.clone(),
     );
 }
 
@@ -1611,8 +1611,8 @@ fn file_secrets_have_the_same_paths_through_the_broker() {
     s.env.set_approved("A", &a);
     s.env.set_approved("B", &b);
     let grant = ["--file", "B", "--file", "A"];
-    script_runs_through_the_broker(&mut s, "fds", util::FD_READER, &grant, 0, |tier| {
-        util::fd_reader_says(tier, &a, &b)
+    script_runs_through_the_broker(&mut s, "fds", util::FD_READER, &grant, 0, |tier, at| {
+        util::fd_reader_says(tier, at, &a, &b)
     });
 }
 
@@ -1625,7 +1625,7 @@ fn script_runs_through_the_broker(
     body: &str,
     grant: &[&str],
     code: i32,
-    says: impl Fn(&str) -> String,
+    says: impl Fn(&str, &str) -> String,
 ) {
     for tier in TIERS {
         let p = s.script(&format!("{tag}-{tier}"), body);
@@ -1649,7 +1649,11 @@ fn script_runs_through_the_broker(
                 "tier {tier}, run {run}: {}",
                 s.env.redact(&r.stderr())
             );
-            assert_eq!(r.stdout(), says(tier), "tier {tier}, run {run}");
+            assert_eq!(
+                r.stdout(),
+                says(tier, p.to_str().unwrap()),
+                "tier {tier}, run {run}"
+            );
         }
     }
 }

@@ -567,7 +567,7 @@ fn script_runs_in_every_tier(
     body: &str,
     grant: &[&str],
     code: i32,
-    says: impl Fn(&str) -> String,
+    says: impl Fn(&str, &str) -> String,
 ) {
     for tier in ["none", "hardened", "lockdown"] {
         let prog = env.script(&format!("{tag}-{tier}"), body);
@@ -578,7 +578,7 @@ fn script_runs_in_every_tier(
             env.expect_code(&r, code);
             assert_eq!(
                 r.stdout(),
-                says(tier),
+                says(tier, p),
                 "tier {tier}, run {run}: {}",
                 env.redact(&r.stderr())
             );
@@ -602,7 +602,7 @@ fn perl_scripts_run_in_every_tier() {
         util::PERL_FILE_READER,
         &["--file", "TOKEN"],
         3,
-        |_| util::perl_says(&token),
+        |_, _| util::perl_says(&token),
     );
 }
 
@@ -622,7 +622,7 @@ fn a_virtualenv_script_finds_its_packages_in_every_tier() {
         &venv.script(),
         &["--secret", "TOKEN"],
         0,
-        |_| util::venv_script_says(&token),
+        |_, _| util::venv_script_says(&token),
     );
 }
 
@@ -695,9 +695,10 @@ fn a_planted_usercustomize_does_not_run_in_a_pinned_python_program() {
 }
 
 /// File secrets are at paths a command line can name: `/dev/fd/3`,
-/// `/dev/fd/4`, … in the order of their names (then a script's copy) in
-/// None and Hardened, and on Lockdown's secrets tmpfs, the same on every
-/// run (the broker's variant is in broker.rs).
+/// `/dev/fd/4`, … in the order of their names (then, in None, a script's
+/// copy) in None and Hardened, and on Lockdown's secrets tmpfs, the same
+/// on every run; in the sandbox the script is at its real path (the
+/// broker's variant is in broker.rs).
 #[test]
 fn file_secrets_have_stable_paths_in_every_tier() {
     let env = Env::initialized();
@@ -705,8 +706,8 @@ fn file_secrets_have_stable_paths_in_every_tier() {
     env.set_approved("A", &a);
     env.set_approved("B", &b);
     let grant = ["--file", "B", "--file", "A"];
-    script_runs_in_every_tier(&env, "fds", util::FD_READER, &grant, 0, |tier| {
-        util::fd_reader_says(tier, &a, &b)
+    script_runs_in_every_tier(&env, "fds", util::FD_READER, &grant, 0, |tier, at| {
+        util::fd_reader_says(tier, at, &a, &b)
     });
 }
 

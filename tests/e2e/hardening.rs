@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use util::probe;
-use util::user::{as_user, attacker_group, attacker_user, give_vault_to, runnable_copy};
+use util::user::{as_user, attacker_user, give_vault_to, runnable_copy};
 use util::{Env, value};
 
 const ATTACK_ENV: &str = "ENVSEAL_ATTACK_PID";
@@ -155,7 +155,28 @@ fn stage() -> (u32, u32, Env, tempfile::TempDir, PathBuf, PathBuf) {
 fn launched_program_is_unreadable_by_the_same_user() {
     attacker_branch();
     let test = "launched_program_is_unreadable_by_the_same_user";
-    let (uid, gid, env, bins, envseal, me) = stage();
+    let tiers = ["none", "hardened", "lockdown"];
+    attack_each_tier(attacker_user(), None, &tiers, test);
+}
+
+/// G7 by the other route, for a user with a supplementary group and no
+/// subordinate ids: the sealed copy's group is one the sandbox does not
+/// map (the program then runs from that copy, not at its real path).
+#[test]
+fn the_group_route_keeps_the_program_unreadable_by_the_same_user() {
+    attacker_branch();
+    let test = "the_group_route_keeps_the_program_unreadable_by_the_same_user";
+    let (uid, gid, group) = util::user::group_only_user();
+    attack_each_tier((uid, gid), Some(group), &["hardened", "lockdown"], test);
+}
+
+/// Pins the probe in each of `tiers`, gives the vault to the user
+/// `uid`:`gid`, runs each as that user (with `group` as its only
+/// supplementary group, or none) and attacks it, envseal and the
+/// sandbox's PID 1 as the same user; each attack must fail, while the
+/// same attacks on the probe run directly (the control) succeed.
+fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], test: &str) {
+    let (_, _, env, bins, envseal, me) = stage();
     assert!(
         Path::new("/usr/bin/newuidmap").exists(),
         "the namespaced tiers need newuidmap (package uidmap); ./scripts/test installs it"
@@ -163,9 +184,9 @@ fn launched_program_is_unreadable_by_the_same_user() {
     let prog = probe::install(&bins.path().join("probe"), probe::bytes());
     let token = value("g7");
     env.set_approved("TOKEN", &token);
-    let programs: Vec<(&str, PathBuf)> = ["none", "hardened", "lockdown"]
-        .into_iter()
-        .map(|tier| {
+    let programs: Vec<(&str, PathBuf)> = tiers
+        .iter()
+        .map(|&tier| {
             let copy = probe::install(
                 &bins.path().join(format!("probe-{tier}")),
                 &probe::variant(tier.as_bytes()[0]),
@@ -188,8 +209,19 @@ fn launched_program_is_unreadable_by_the_same_user() {
         .collect();
     give_vault_to(&env, uid, gid);
 
-    // What doctor tells this user.
-    let doctor = as_user(uid, gid, &envseal)
+    // What doctor tells this user (in its groups).
+    let groups = match group {
+        None => "--clear-groups".to_owned(),
+        Some(g) => format!("--groups={g}"),
+    };
+    let doctor = Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            groups.clone(),
+        ])
+        .arg("--")
+        .arg(&envseal)
         .args(["doctor", "--json"])
         .output()
         .unwrap();
@@ -205,23 +237,8 @@ fn launched_program_is_unreadable_by_the_same_user() {
     drop(control.signal_and_finish(nix::sys::signal::Signal::SIGKILL));
     assert_all_allowed("the same program run directly", &on_control);
 
-    // Each tier; the namespaced ones also with a supplementary group, the
-    // other way to keep the program's copy unmapped (no subordinate ids).
-    let group = attacker_group();
-    let rounds = programs
-        .iter()
-        .map(|(tier, copy)| (*tier, copy, None))
-        .chain(
-            programs
-                .iter()
-                .filter(|(tier, _)| *tier != "none")
-                .map(|(tier, copy)| (*tier, copy, Some(group))),
-        );
-    for (tier, copy, group) in rounds {
-        let groups = match group {
-            None => "--clear-groups".to_owned(),
-            Some(g) => format!("--groups={g}"),
-        };
+    for (tier, copy) in &programs {
+        let tier = *tier;
         // Victim: the user runs the pinned program through envseal.
         let victim = probe::Sleeping::start(
             Command::new("/bin/sh")
@@ -232,7 +249,7 @@ fn launched_program_is_unreadable_by_the_same_user() {
                 .args([
                     format!("--reuid={uid}"),
                     format!("--regid={gid}"),
-                    groups,
+                    groups.clone(),
                     "--".into(),
                 ])
                 .arg(&envseal)
@@ -277,12 +294,15 @@ fn launched_program_is_unreadable_by_the_same_user() {
         );
         env.expect_code(&r, 3);
         // --verbose told the user G7 holds (in tier None: non-dumpable).
-        let said_g7 = match (tier, group) {
-            ("none", _) => "non-dumpable program (execute-only copy): yes",
-            (_, None) => "the program runs from a copy owned by a subordinate id",
-            (_, Some(_)) => "the program runs from a copy whose group",
+        let said_g7: &[&str] = match (tier, group) {
+            ("none", _) => &["non-dumpable program (execute-only copy): yes"],
+            (_, None) => &[
+                "the program runs from a copy owned by a subordinate id",
+                "the program runs at its real path",
+            ],
+            (_, Some(_)) => &["the program runs from a copy whose group"],
         };
-        env.expect_stderr(&r, &[said_g7]);
+        env.expect_stderr(&r, said_g7);
         for (what, results) in &attacks {
             assert_all_denied(&format!("{what} (tier {tier})"), results);
         }

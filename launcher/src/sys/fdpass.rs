@@ -93,3 +93,105 @@ pub fn pass_credentials(sock: BorrowedFd<'_>) -> std::io::Result<()> {
     nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)?;
     Ok(())
 }
+
+/// The most descriptors a sandbox's child passes in one message.
+pub(crate) const CHILD_FDS: usize = 2;
+
+/// Control-message space for [`CHILD_FDS`] descriptors, aligned for
+/// `cmsghdr` (on the stack: for children between `clone` and `exec`).
+#[repr(C, align(8))]
+struct ChildCmsg([u8; 64]);
+
+/// For a child between `clone` and `exec` (system calls only, no
+/// allocation): sends one byte with `fds` (at most [`CHILD_FDS`]).
+pub(crate) fn child_send(sock: RawFd, fds: &[RawFd]) -> Result<(), crate::sys::Errno> {
+    assert!(fds.len() <= CHILD_FDS);
+    let mut byte = [0u8; 1];
+    let mut space = ChildCmsg([0; 64]);
+    let data_len = std::mem::size_of_val(fds) as u32;
+    // SAFETY: an all-zero msghdr is valid; the fields set below point at
+    // `byte` and `space`, which outlive the call. CMSG_* compute offsets
+    // within `space`, which is large enough for CMSG_SPACE(data_len)
+    // (checked) and aligned for cmsghdr.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let space_len = libc::CMSG_SPACE(data_len) as usize;
+            assert!(space_len <= space.0.len());
+            msg.msg_control = space.0.as_mut_ptr().cast();
+            msg.msg_controllen = space_len;
+            let c = libc::CMSG_FIRSTHDR(&raw const msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast(), fds.len());
+        }
+        crate::sys::check(libc::sendmsg(sock, &raw const msg, libc::MSG_NOSIGNAL) as libc::c_long)
+            .map(drop)
+    }
+}
+
+/// For a child between `clone` and `exec`: receives one message sent by
+/// [`child_send`] into `out` (close-on-exec); returns how many came. A
+/// closed socket is `ECONNRESET`; a truncated message closes what came.
+pub(crate) fn child_recv(
+    sock: RawFd,
+    out: &mut [RawFd; CHILD_FDS],
+) -> Result<usize, crate::sys::Errno> {
+    let mut byte = [0u8; 1];
+    let mut space = ChildCmsg([0; 64]);
+    // SAFETY: as in `child_send`; the kernel writes at most
+    // `msg_controllen` bytes into `space`, and CMSG_* walk only what it
+    // wrote. The descriptors read out are this process's, now ours.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = space.0.as_mut_ptr().cast();
+        msg.msg_controllen = space.0.len();
+        let n = loop {
+            match crate::sys::check(
+                libc::recvmsg(sock, &raw mut msg, libc::MSG_CMSG_CLOEXEC) as libc::c_long
+            ) {
+                Err(libc::EINTR) => {}
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            return Err(libc::ECONNRESET);
+        }
+        let mut got = 0;
+        let mut c = libc::CMSG_FIRSTHDR(&raw const msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let count = bytes / std::mem::size_of::<RawFd>();
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                for i in 0..count {
+                    let fd = data.add(i).read_unaligned();
+                    if got < CHILD_FDS {
+                        out[got] = fd;
+                        got += 1;
+                    } else {
+                        libc::close(fd);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&raw const msg, c);
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(libc::EMSGSIZE);
+        }
+        Ok(got)
+    }
+}

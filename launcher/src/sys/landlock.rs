@@ -25,6 +25,15 @@ pub(crate) fn allow(ruleset: RawFd, path: &CStr, access: u64) -> Result<(), Errn
     // SAFETY: a valid path; the descriptor is closed below.
     let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) }.into())?
         as RawFd;
+    let r = allow_fd(ruleset, fd, access);
+    // SAFETY: `fd` was opened above and is not used afterwards.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// Adds a path-beneath rule for the file or directory `fd` (any
+/// descriptor of it, `O_PATH` included) to the ruleset `ruleset`.
+pub(crate) fn allow_fd(ruleset: RawFd, fd: RawFd, access: u64) -> Result<(), Errno> {
     let attr = PathBeneathAttr {
         allowed_access: access,
         parent_fd: fd,
@@ -39,8 +48,6 @@ pub(crate) fn allow(ruleset: RawFd, path: &CStr, access: u64) -> Result<(), Errn
             0u32,
         )
     };
-    // SAFETY: `fd` was opened above and is not used afterwards.
-    unsafe { libc::close(fd) };
     check(r).map(drop)
 }
 

@@ -170,3 +170,140 @@ pub(crate) fn fchown(fd: RawFd, uid: libc::uid_t, gid: libc::gid_t) -> Result<()
     // SAFETY: fchown on a descriptor number; an invalid one gives EBADF.
     check(unsafe { libc::fchown(fd, uid, gid) }.into()).map(drop)
 }
+
+/// A new, detached tmpfs (`fsopen`, `fsmount`; `nosuid`, `nodev`):
+/// `(context, mount)` descriptors, both close-on-exec. The context makes
+/// it read-only later ([`read_only`]); files are made in the mount.
+pub(crate) fn new_tmpfs() -> Result<(RawFd, RawFd), Errno> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+    // SAFETY: a valid NUL-terminated file system name; a descriptor back.
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) })?
+        as RawFd;
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: `fs` is the context just opened; the command takes no key
+    // or value (NULL pointers, as fsconfig(2) requires).
+    let created =
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, null, null, 0) });
+    let mounted = created.and_then(|_| {
+        // SAFETY: `fs` holds a created superblock; a descriptor back.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                fs,
+                FSMOUNT_CLOEXEC,
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            )
+        })
+    });
+    match mounted {
+        Ok(mnt) => Ok((fs, mnt as RawFd)),
+        Err(e) => {
+            close(fs);
+            Err(e)
+        }
+    }
+}
+
+/// Makes the superblock of tmpfs context `fs` read-only: no file on it
+/// can be opened for writing again, by anyone.
+pub(crate) fn read_only(fs: RawFd) -> Result<(), Errno> {
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_CMD_RECONFIGURE: libc::c_uint = 7;
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: `fs` is a tmpfs context; "ro" is a NUL-terminated flag name.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            FSCONFIG_SET_FLAG,
+            c"ro".as_ptr(),
+            null,
+            0,
+        )
+    })?;
+    // SAFETY: as above; the command takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs,
+            FSCONFIG_CMD_RECONFIGURE,
+            null,
+            null,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Creates `name` in directory `dir` (it must not exist, and is not
+/// followed if a link), copies all of `src` into it with `sendfile` (from
+/// offset 0, leaving `src`'s own offset alone), then gives it `uid`:`gid`
+/// and `mode`, in that order (the owner change would clear set-id bits).
+pub(crate) fn copy_into(
+    dir: RawFd,
+    name: &CStr,
+    src: RawFd,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    mode: libc::mode_t,
+) -> Result<(), Errno> {
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: a valid NUL-terminated name; the descriptor is closed below.
+    let fd = check(unsafe { libc::openat(dir, name.as_ptr(), flags, 0o600) }.into())? as RawFd;
+    let mut offset: libc::off_t = 0;
+    let copied = loop {
+        // SAFETY: both are descriptors of ours; `offset` is a valid
+        // off_t the kernel advances (the source's own offset is unused).
+        let n = unsafe { libc::sendfile(fd, src, &raw mut offset, 1 << 30) };
+        match check(n as libc::c_long) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(libc::EINTR) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let done = copied.and_then(|()| fchown(fd, uid, gid)).and_then(|()| {
+        // SAFETY: fchmod on the descriptor opened above.
+        check(unsafe { libc::fchmod(fd, mode) }.into()).map(drop)
+    });
+    close(fd);
+    done
+}
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached mount of the single
+/// file `name` in the mount `dir`, to attach elsewhere ([`attach_tree`]).
+pub(crate) fn clone_file(dir: RawFd, name: &CStr) -> Result<RawFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_ulong = 1;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong;
+    // SAFETY: `dir` is a descriptor of ours and `name` a valid
+    // NUL-terminated string; the descriptor is returned.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, dir, name.as_ptr(), flags) };
+    check(r).map(|fd| fd as RawFd)
+}
+
+/// Makes an empty file at `file` to mount on, first creating each of
+/// `dirs` (the directories leading to it, outermost first) that is
+/// missing: for a program whose directory a private `/tmp` covers.
+pub(crate) fn make_mountpoint(dirs: &[std::ffi::CString], file: &CStr) -> Result<(), Errno> {
+    for dir in dirs {
+        match mkdir(dir, 0o755) {
+            Ok(()) | Err(libc::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: a valid NUL-terminated path; the descriptor is closed below.
+    let fd = check(unsafe { libc::open(file.as_ptr(), flags, 0o000) }.into())? as RawFd;
+    close(fd);
+    Ok(())
+}
+
+/// `dup3(2)` with `O_CLOEXEC`: `fd` also at number `to`.
+pub(crate) fn dup_to(fd: RawFd, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup3 on descriptor numbers; invalid ones give EBADF.
+    check(unsafe { libc::dup3(fd, to, libc::O_CLOEXEC) }.into()).map(drop)
+}

@@ -18,6 +18,43 @@ pub fn attacker_user() -> (u32, u32) {
 }
 
 pub fn create_attacker_user() -> (u32, u32) {
+    let (uid, gid) = ensure_user(ATTACKER);
+    // Subordinate ids, for the namespaced tiers' G7 protection.
+    if !has_subordinate_ids(ATTACKER, uid) {
+        let st = Command::new("usermod")
+            .args([
+                "--add-subuids",
+                "300000-365535",
+                "--add-subgids",
+                "300000-365535",
+                ATTACKER,
+            ])
+            .status()
+            .expect("usermod is needed to give the attacker user subordinate ids");
+        assert!(st.success(), "usermod --add-subuids {ATTACKER} failed");
+    }
+    (uid, gid)
+}
+
+/// The user with a supplementary group and no subordinate ids (G7's group
+/// route), created once: its uid, gid and that group.
+pub fn group_only_user() -> (u32, u32, u32) {
+    const USER: &str = "envseal-grouponly";
+    static IDS: std::sync::OnceLock<(u32, u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        let (uid, gid) = ensure_user(USER);
+        assert!(
+            !has_subordinate_ids(USER, uid),
+            "{USER} has subordinate ids in /etc/subuid; the group-route test needs a user \
+             without (remove them with usermod --del-subuids)"
+        );
+        (uid, gid, group_of(USER))
+    })
+}
+
+/// The uid and gid of the unprivileged system user `name`, made with
+/// `useradd` if missing (as root only).
+fn ensure_user(name: &str) -> (u32, u32) {
     assert!(
         nix::unistd::geteuid().is_root(),
         "this attack test needs root to create an unprivileged user with useradd \
@@ -25,7 +62,7 @@ pub fn create_attacker_user() -> (u32, u32) {
     );
     let id = |flag: &str| {
         Command::new("id")
-            .args([flag, ATTACKER])
+            .args([flag, name])
             .output()
             .ok()
             .filter(|o| o.status.success())
@@ -43,72 +80,58 @@ pub fn create_attacker_user() -> (u32, u32) {
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
-                ATTACKER,
+                name,
             ])
             .status()
-            .expect("useradd is needed to create the attacker user");
-        assert!(
-            st.success() || id("-u").is_some(),
-            "useradd {ATTACKER} failed"
-        );
-    }
-    // Subordinate ids, for the namespaced tiers' G7 protection.
-    let has_range = fs::read_to_string("/etc/subuid")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with(&format!("{ATTACKER}:"))));
-    if !has_range {
-        let st = Command::new("usermod")
-            .args([
-                "--add-subuids",
-                "300000-365535",
-                "--add-subgids",
-                "300000-365535",
-                ATTACKER,
-            ])
-            .status()
-            .expect("usermod is needed to give the attacker user subordinate ids");
-        assert!(st.success(), "usermod --add-subuids {ATTACKER} failed");
+            .expect("useradd is needed to create an unprivileged user");
+        assert!(st.success() || id("-u").is_some(), "useradd {name} failed");
     }
     (id("-u").unwrap(), id("-g").unwrap())
 }
 
-/// A supplementary group the attacker user belongs to (created once).
-pub fn attacker_group() -> u32 {
-    static GROUP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *GROUP.get_or_init(|| {
-        attacker_user();
-        const GROUP_NAME: &str = "envseal-g7";
-        let gid = || {
-            Command::new("getent")
-                .args(["group", GROUP_NAME])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .and_then(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split(':')
-                        .nth(2)?
-                        .trim()
-                        .parse()
-                        .ok()
-                })
-        };
-        if gid().is_none() {
-            let st = Command::new("groupadd")
-                .arg(GROUP_NAME)
-                .status()
-                .expect("groupadd");
-            assert!(
-                st.success() || gid().is_some(),
-                "groupadd {GROUP_NAME} failed"
-            );
-        }
-        let st = Command::new("usermod")
-            .args(["-aG", GROUP_NAME, ATTACKER])
-            .status()
-            .expect("usermod");
-        assert!(st.success(), "usermod -aG {GROUP_NAME} failed");
-        gid().unwrap()
+/// Whether /etc/subuid gives `user` (by name or uid) a range.
+fn has_subordinate_ids(user: &str, uid: u32) -> bool {
+    fs::read_to_string("/etc/subuid").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with(&format!("{user}:")) || l.starts_with(&format!("{uid}:")))
     })
+}
+
+/// Puts `user` in the supplementary group `envseal-g7` (created once);
+/// returns its gid.
+fn group_of(user: &str) -> u32 {
+    const GROUP_NAME: &str = "envseal-g7";
+    let gid = || {
+        Command::new("getent")
+            .args(["group", GROUP_NAME])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split(':')
+                    .nth(2)?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+    };
+    if gid().is_none() {
+        let st = Command::new("groupadd")
+            .arg(GROUP_NAME)
+            .status()
+            .expect("groupadd");
+        assert!(
+            st.success() || gid().is_some(),
+            "groupadd {GROUP_NAME} failed"
+        );
+    }
+    let st = Command::new("usermod")
+        .args(["-aG", GROUP_NAME, user])
+        .status()
+        .expect("usermod");
+    assert!(st.success(), "usermod -aG {GROUP_NAME} failed");
+    gid().unwrap()
 }
 
 /// `setpriv` prefix running a command as the attacker user.
