@@ -195,10 +195,15 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         .then(|| files::dup_at_least(executable.fd().as_fd(), floor))
         .transpose()
         .map_err(Error::sys("number the executable's copy"))?;
-    let prepared = spawn::Prepared {
-        exec_fd: exec_above
+    // (A program run from its own file: that descriptor, numbered so.)
+    let exec_fd = match real.as_ref().and_then(|r| r.program.as_ref()) {
+        Some(file) => file.as_raw_fd(),
+        None => exec_above
             .as_ref()
             .map_or(executable.raw_fd(), |f| f.as_raw_fd()),
+    };
+    let prepared = spawn::Prepared {
+        exec_fd,
         argv: &argv_ptrs,
         envp: &envp_ptrs,
         place: &place,
@@ -447,37 +452,101 @@ impl Namespaced {
             );
             return None;
         }
-        let mut copies = vec![idmap::Copy {
-            src: executable.raw_fd(),
-            name: c"program",
-            mode: 0o111,
-        }];
-        let mut paths = vec![executable.path()];
-        if let Some(s) = script {
-            copies.push(idmap::Copy {
-                src: s.copy.raw_fd(),
-                name: c"script",
-                mode: 0o444,
-            });
-            paths.push(s.copy.path());
+        Some(self.plan_real_paths(executable, script, notes))
+    }
+
+    /// [`Namespaced::real_paths`]: a dynamic program that only root can
+    /// change runs from the file itself, and its loader from an
+    /// execute-only copy (the kernel makes a program whose loader its user
+    /// cannot read non-dumpable: G7 without copying the program); any
+    /// other program runs from a copy mounted over its path.
+    fn plan_real_paths(
+        &self,
+        executable: &Verified,
+        script: Option<&Script>,
+        notes: &mut Vec<String>,
+    ) -> Result<RealPaths> {
+        let mut real = RealPaths::new()?;
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone().map_err(|source| Error::Sys {
+                action: "duplicate a verified copy's descriptor",
+                source,
+            })
+        };
+        let system = executable
+            .loader()
+            .and_then(|loader| Some((executable.system_file()?, loader)));
+        if let Some((file, loader)) = system {
+            let loader = std::fs::canonicalize(loader).map_err(|source| Error::Sys {
+                action: "find the program's loader",
+                source,
+            })?;
+            let fd = File::open(&loader).map_err(|source| Error::Sys {
+                action: "open the program's loader",
+                source,
+            })?;
+            if let Some((ruleset, _)) = &self.landlock {
+                crate::sys::landlock::allow_fd(
+                    ruleset.as_raw_fd(),
+                    file.as_raw_fd(),
+                    sandbox::EXEC_ACCESS,
+                )
+                .map_err(|e| {
+                    Error::sys("allow the program in Landlock")(nix::errno::Errno::from_raw(e))
+                })?;
+            }
+            real.add(
+                fd.into(),
+                c"loader",
+                0o111,
+                &loader.to_string_lossy(),
+                false,
+            )?;
+            real.program = Some(file);
+            notes.push(format!(
+                "the program runs at its real path, from {} itself (only root can change it, \
+                 and it is unchanged since it was verified); its loader {} runs from an \
+                 execute-only copy, which keeps the program non-dumpable",
+                executable.path(),
+                loader.display()
+            ));
+        } else {
+            real.add(
+                dup(executable.fd())?,
+                c"program",
+                0o111,
+                executable.path(),
+                true,
+            )?;
+            notes.push(format!(
+                "the program runs at its real path: its verified copy is mounted read-only over \
+                 {} in the sandbox's mount namespace",
+                executable.path()
+            ));
         }
-        notes.push(format!(
-            "the program runs at its real path: its verified copy is mounted read-only over {} \
-             in the sandbox's mount namespace",
-            paths.join(" and ")
-        ));
-        Some(RealPaths::new(copies, &paths))
+        if let Some(s) = script {
+            real.add(dup(s.copy.fd())?, c"script", 0o444, s.copy.path(), false)?;
+            notes.push(format!(
+                "the script runs at its real path: its verified copy is mounted read-only over {}",
+                s.copy.path()
+            ));
+        }
+        Ok(real)
     }
 }
 
-/// What running at the real paths takes: the helper's copies, a socket
-/// pair (the helper sends each copy as a detached mount to PID 1), and
-/// where PID 1 attaches them (the executable first).
+/// What running at the real paths takes: the files the helper copies (it
+/// sends each as a detached mount over a socket pair to PID 1), where PID
+/// 1 attaches them, and the program's own file when it runs from that.
 struct RealPaths {
+    /// The sources of `copies`, kept open until the helper has copied.
+    sources: Vec<OwnedFd>,
     copies: Vec<idmap::Copy>,
     helper_end: OwnedFd,
     pid1_end: OwnedFd,
     targets: Vec<sandbox::Target>,
+    /// The pinned file itself, executed in place of the copy.
+    program: Option<OwnedFd>,
 }
 
 impl RealPaths {
@@ -490,11 +559,12 @@ impl RealPaths {
         Ok(RealPaths {
             helper_end: number(self.helper_end)?,
             pid1_end: number(self.pid1_end)?,
+            program: self.program.map(number).transpose()?,
             ..self
         })
     }
 
-    fn new(copies: Vec<idmap::Copy>, paths: &[&str]) -> Result<RealPaths> {
+    fn new() -> Result<RealPaths> {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         let (helper_end, pid1_end) = socketpair(
             AddressFamily::Unix,
@@ -503,16 +573,34 @@ impl RealPaths {
             SockFlag::SOCK_CLOEXEC,
         )
         .map_err(Error::sys("create a socket pair"))?;
-        let targets = paths
-            .iter()
-            .map(|p| sandbox::Target::new(p))
-            .collect::<Result<_>>()?;
         Ok(RealPaths {
-            copies,
+            sources: Vec::new(),
+            copies: Vec::new(),
             helper_end,
             pid1_end,
-            targets,
+            targets: Vec::new(),
+            program: None,
         })
+    }
+
+    /// One file the helper copies from `src` (as `name`, with `mode`) and
+    /// PID 1 attaches at `path`; `exec`: the program runs from it.
+    fn add(
+        &mut self,
+        src: OwnedFd,
+        name: &'static std::ffi::CStr,
+        mode: libc::mode_t,
+        path: &str,
+        exec: bool,
+    ) -> Result<()> {
+        self.copies.push(idmap::Copy {
+            src: src.as_raw_fd(),
+            name,
+            mode,
+        });
+        self.sources.push(src);
+        self.targets.push(sandbox::Target::new(path, exec)?);
+        Ok(())
     }
 }
 

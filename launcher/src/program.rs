@@ -29,6 +29,9 @@ pub struct Verified {
     sha256: [u8; 32],
     role: Role,
     loader: Option<String>,
+    /// The pinned file's identity, when no one but root can change it
+    /// (see [`Verified::system_file`]).
+    stable: Option<FileKey>,
 }
 
 impl Verified {
@@ -67,6 +70,19 @@ impl Verified {
             .map_err(Into::into)
     }
 
+    /// The pinned file itself, opened again (no symlinks), when it is still
+    /// the very version whose bytes were verified and no one but root can
+    /// change it: owned by root, writable by no group or other, not on a
+    /// FUSE file system (whose daemon, perhaps the user's, says what the
+    /// bytes are), and with the same inode, size and times as when it was
+    /// verified. Executing this descriptor runs the verified bytes under
+    /// the file's own name, with no copy. `None` otherwise.
+    pub(crate) fn system_file(&self) -> Option<OwnedFd> {
+        let want = self.stable?;
+        let (file, meta) = open_pinned(&self.path).ok()?;
+        (FileKey::of(&meta) == want && is_stable(&file, &meta)).then(|| OwnedFd::from(file))
+    }
+
     /// Whether the copy carries every seal (write, shrink, grow, seal).
     pub fn is_sealed(&self) -> bool {
         files::seals(&self.fd).is_ok_and(|s| {
@@ -81,12 +97,36 @@ impl Verified {
 /// runs later is this copy, so a file changed after the check — or while
 /// it was being copied — can never run: the hash is of the sealed bytes.
 pub fn load(path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
-    let (src, _) = open_pinned(path)?;
-    copy_and_verify(src, path, expected, role)
+    let (src, meta) = open_pinned(path)?;
+    copy_and_verify(src, &meta, path, expected, role)
 }
 
-fn copy_and_verify(mut src: File, path: &str, expected: &[u8; 32], role: Role) -> Result<Verified> {
+/// Whether only root can change the file `file` (with metadata `meta`):
+/// see [`Verified::system_file`].
+fn is_stable(file: &File, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    meta.uid() == 0
+        && meta.mode() & 0o022 == 0
+        && nix::sys::statfs::fstatfs(file)
+            .is_ok_and(|fs| fs.filesystem_type().0 != FUSE_SUPER_MAGIC)
+}
+
+fn copy_and_verify(
+    mut src: File,
+    meta: &std::fs::Metadata,
+    path: &str,
+    expected: &[u8; 32],
+    role: Role,
+) -> Result<Verified> {
     let fd = sealed_copy(path, role, |copy| std::io::copy(&mut src, copy).map(drop))?;
+    // Unchanged while it was copied, and changeable by root alone: the
+    // file itself may later run in place of the copy.
+    let stable = (is_stable(&src, meta)
+        && src
+            .metadata()
+            .is_ok_and(|after| FileKey::of(&after) == FileKey::of(meta)))
+    .then(|| FileKey::of(meta));
     let (sha256, loader) = files::with_sealed_contents(&fd, |bytes| {
         (Sha256::digest(bytes).into(), elf_interpreter(bytes))
     })
@@ -104,6 +144,7 @@ fn copy_and_verify(mut src: File, path: &str, expected: &[u8; 32], role: Role) -
         sha256,
         role,
         loader,
+        stable,
     })
 }
 
@@ -161,6 +202,7 @@ impl Verified {
             sha256: self.sha256,
             role: self.role,
             loader: self.loader.clone(),
+            stable: self.stable,
         })
     }
 }
@@ -219,7 +261,7 @@ impl Cache {
             return v.try_clone();
         }
         self.entries.remove(&id);
-        let verified = copy_and_verify(src, path, expected, role)?;
+        let verified = copy_and_verify(src, &meta, path, expected, role)?;
         if self.entries.len() >= Self::MAX {
             self.entries.clear();
         }

@@ -375,10 +375,12 @@ pub(crate) struct SecretFile<'a> {
 pub(crate) struct Target {
     path: CString,
     dirs: Vec<CString>,
+    /// The program runs from this copy.
+    exec: bool,
 }
 
 impl Target {
-    pub(crate) fn new(path: &str) -> Result<Target> {
+    pub(crate) fn new(path: &str, exec: bool) -> Result<Target> {
         let c = |s: &str| {
             CString::new(s).map_err(|_| Error::Sys {
                 action: "name the program's path",
@@ -398,12 +400,13 @@ impl Target {
         Ok(Target {
             path: c(path)?,
             dirs,
+            exec,
         })
     }
 }
 
-/// The copies PID 1 attaches: they arrive on `sock`, one per target, the
-/// executable's first (it replaces the descriptor the program runs).
+/// The copies PID 1 attaches: they arrive on `sock`, one per target (the
+/// one marked `exec` replaces the descriptor the program runs).
 pub(crate) struct Attach<'a> {
     pub(crate) sock: RawFd,
     pub(crate) targets: &'a [Target],
@@ -566,7 +569,7 @@ fn attach_copies(
     if n != attach.targets.len() {
         return Err((stage::RECEIVE_COPIES, libc::EPROTO));
     }
-    for (i, (&tree, target)) in trees.iter().zip(attach.targets).enumerate() {
+    for (&tree, target) in trees.iter().zip(attach.targets) {
         match mount::attach_tree(tree, &target.path) {
             Ok(()) => {}
             Err(libc::ENOENT) => {
@@ -576,12 +579,14 @@ fn attach_copies(
             }
             Err(e) => return Err((stage::ATTACH_COPY, e)),
         }
-        if i == 0 {
+        if target.exec {
             mount::dup_to(tree, plan.exec.exec_fd).map_err(at(stage::ATTACH_COPY))?;
-            if let Some((ruleset, _)) = plan.landlock {
-                crate::sys::landlock::allow_fd(ruleset, tree, attach.exec_access)
-                    .map_err(at(stage::LANDLOCK))?;
-            }
+        }
+        // Landlock looks past a mount point: the copy needs its own rule
+        // (the loader's too, which the kernel opens to run the program).
+        if let Some((ruleset, _)) = plan.landlock {
+            crate::sys::landlock::allow_fd(ruleset, tree, attach.exec_access)
+                .map_err(at(stage::LANDLOCK))?;
         }
         io::close(tree);
     }
