@@ -184,13 +184,27 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
     let prog = probe::install(&bins.path().join("probe"), probe::bytes());
     let token = value("g7");
     env.set_approved("TOKEN", &token);
-    let programs: Vec<(&str, PathBuf)> = tiers
-        .iter()
-        .map(|&tier| {
+    // In each tier a probe of root's (which the sandbox runs from its own
+    // file, with an execute-only copy of its loader) and, in the
+    // namespaced tiers, one of the user's (run from a copy of itself).
+    let rounds = tiers.iter().flat_map(|&tier| {
+        let owners: &[bool] = if tier == "none" {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        owners.iter().map(move |&users| (tier, users))
+    });
+    let programs: Vec<(&str, bool, PathBuf)> = rounds
+        .enumerate()
+        .map(|(i, (tier, users))| {
             let copy = probe::install(
-                &bins.path().join(format!("probe-{tier}")),
-                &probe::variant(tier.as_bytes()[0]),
+                &bins.path().join(format!("probe-{tier}-{i}")),
+                &probe::variant(b'a' + i as u8),
             );
+            if users {
+                std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).unwrap();
+            }
             let r = env.run_pw(
                 &[
                     "allow",
@@ -204,7 +218,7 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
                 b"",
             );
             env.expect_ok(&r);
-            (tier, copy)
+            (tier, users, copy)
         })
         .collect();
     give_vault_to(&env, uid, gid);
@@ -237,8 +251,8 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
     drop(control.signal_and_finish(nix::sys::signal::Signal::SIGKILL));
     assert_all_allowed("the same program run directly", &on_control);
 
-    for (tier, copy) in &programs {
-        let tier = *tier;
+    for (tier, users, copy) in &programs {
+        let (tier, users) = (*tier, *users);
         // Victim: the user runs the pinned program through envseal.
         let victim = probe::Sleeping::start(
             Command::new("/bin/sh")
@@ -289,22 +303,33 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
             .collect();
         let out = victim.signal_and_finish(nix::sys::signal::Signal::SIGTERM);
         let r = env.record(
-            format!("exec probe, tier {tier}, group {group:?} (as the attacker's user)"),
+            format!(
+                "exec probe, tier {tier}, group {group:?}, the user's own: {users} \
+                 (as the attacker's user)"
+            ),
             out,
         );
         env.expect_code(&r, 3);
         // --verbose told the user G7 holds (in tier None: non-dumpable).
-        let said_g7: &[&str] = match (tier, group) {
-            ("none", _) => &["non-dumpable program (execute-only copy): yes"],
-            (_, None) => &[
+        let said_g7: &[&str] = match (tier, group, users) {
+            ("none", _, _) => &["non-dumpable program (execute-only copy): yes"],
+            (_, None, false) => &[
                 "the program runs from a copy owned by a subordinate id",
-                "the program runs at its real path",
+                "the program runs at its real path, from",
+                "runs from an execute-only copy, which keeps the program non-dumpable",
             ],
-            (_, Some(_)) => &["the program runs from a copy whose group"],
+            (_, None, true) => &[
+                "the program runs from a copy owned by a subordinate id",
+                "the program runs at its real path: its verified copy is mounted",
+            ],
+            (_, Some(_), _) => &["the program runs from a copy whose group"],
         };
         env.expect_stderr(&r, said_g7);
         for (what, results) in &attacks {
-            assert_all_denied(&format!("{what} (tier {tier})"), results);
+            assert_all_denied(
+                &format!("{what} (tier {tier}, the user's: {users})"),
+                results,
+            );
         }
         let said = doctor["tiers"]
             .as_array()
