@@ -27,21 +27,21 @@ const TIERS: [&str; 3] = ["none", "hardened", "lockdown"];
 
 /// One staged scene: the user, a vault they own, copies of envseal and of
 /// this test binary they can run, pinned programs, a project directory.
-struct Scene {
-    uid: u32,
-    gid: u32,
-    env: Env,
+pub(crate) struct Scene {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) env: Env,
     _bins: tempfile::TempDir,
     bins: PathBuf,
     envseal: PathBuf,
     me: PathBuf,
     home: PathBuf,
     project: PathBuf,
-    token: String,
+    pub(crate) token: String,
     broker: Option<i32>,
 }
 
-fn scene() -> Scene {
+pub(crate) fn scene() -> Scene {
     let (uid, gid) = attacker_user();
     assert!(
         Path::new("/usr/bin/newuidmap").exists(),
@@ -146,7 +146,7 @@ impl Scene {
 
     /// Runs `envseal VERB --passphrase-fd 0 REST…` as the user, the
     /// passphrase on stdin; output recorded for the G1 scan.
-    fn run_pw(&self, args: &[&str]) -> util::Run {
+    pub(crate) fn run_pw(&self, args: &[&str]) -> util::Run {
         let mut full = vec![args[0], "--passphrase-fd", "0"];
         full.extend_from_slice(&args[1..]);
         let mut c = self.envseal(&full);
@@ -164,14 +164,14 @@ impl Scene {
     }
 
     /// Runs envseal as the user; output recorded for the G1 scan.
-    fn run(&self, args: &[&str]) -> util::Run {
+    pub(crate) fn run(&self, args: &[&str]) -> util::Run {
         let out = self.envseal(args).output().unwrap();
         self.env
             .record(format!("(as user) {}", args.join(" ")), out)
     }
 
     /// `envseal unlock` as the user, passphrase on stdin.
-    fn unlock(&mut self, extra: &[&str]) -> i32 {
+    pub(crate) fn unlock(&mut self, extra: &[&str]) -> i32 {
         let mut args = vec!["unlock", "--passphrase-fd", "0"];
         args.extend_from_slice(extra);
         let mut c = self.envseal(&args);

@@ -8,6 +8,7 @@ mod util;
 mod audit;
 mod broker;
 mod cli;
+mod compat;
 mod concurrency;
 mod display;
 mod exec;

@@ -1,0 +1,332 @@
+//! Real programs run unmodified (issue 15). In Hardened and Lockdown a
+//! pinned program runs at its real path: `/proc/self/exe`, `$ORIGIN`, a
+//! script's own path and directory are the real ones, so a node script
+//! can start its own interpreter again, a Python script imports a module
+//! beside it, a C program finds a file beside its executable and its
+//! libraries through `RPATH $ORIGIN/../lib`. Each case runs in-process (as
+//! root) and through the broker (as an unprivileged user with subordinate
+//! ids), and checks that the program did its job with the right secret.
+//!
+//! Tier None has no mount namespace and runs programs from their sealed
+//! copies (see docs/threat-model.md, "Real paths"), so these cases are
+//! run in the namespaced tiers; the real programs that need no real path
+//! (Perl, a virtualenv's Python, openssl and ssh-keygen given file
+//! secrets) are tested in every tier in exec.rs and broker.rs.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::broker::scene;
+use crate::util::{Env, probe, value};
+
+const TIERS: [&str; 2] = ["hardened", "lockdown"];
+
+/// A program to pin: where it is, and what it must print.
+struct Case {
+    program: PathBuf,
+    says: String,
+}
+
+/// A world-readable directory for programs outside /tmp (Lockdown gives
+/// the program a private /tmp, which would hide a program's siblings).
+fn app_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("envseal-compat-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn write(path: &Path, body: &str, mode: u32) -> PathBuf {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, body).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    fs::canonicalize(path).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Compiles C `source` with `cc` and `flags` into `out`.
+fn cc(source: &str, out: &Path, flags: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("src.c");
+    fs::write(&c, source).unwrap();
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let st = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(out)
+        .arg(&c)
+        .args(flags)
+        .status()
+        .expect("this test needs a C compiler (./scripts/test installs gcc)");
+    assert!(st.success(), "cc {flags:?} failed");
+    fs::set_permissions(out, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// C: prints 64-bit FNV-1a of `TOKEN` in the probe's form (what a
+/// program printing its secret's fingerprint looks like).
+const FNV: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static void fnv_token(void) {
+    const char *t = getenv("TOKEN");
+    unsigned long long h = 1469598103934665603ULL;
+    for (; t && *t; t++) { h ^= (unsigned char)*t; h *= 1099511628211ULL; }
+    printf(" %016llx\n", h);
+}
+"#;
+
+/// Pins each case at `tier` in turn and runs it twice in-process, then
+/// as an unprivileged user through the broker; each run must print what
+/// the case says. `make(dir, tier, the user's uid)` builds the cases in
+/// `dir` (`None`: for root's in-process runs).
+fn runs_at_real_paths(tag: &str, make: impl Fn(&Path, &str, Option<(u32, u32)>) -> Vec<Case>) {
+    let token = value(tag);
+    // In-process, as root.
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &token);
+    let apps = app_dir();
+    for tier in TIERS {
+        for case in make(&apps.path().join(tier), tier, None) {
+            let p = s(&case.program);
+            env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", tier, "--", p]));
+            for run in 1..=2 {
+                let r = env.exec(&["--", p]);
+                env.expect_ok(&r);
+                assert_eq!(
+                    r.stdout(),
+                    case.says.replace("{TOKEN}", &probe::fnv(token.as_bytes())),
+                    "{tag}, tier {tier}, run {run}: {}",
+                    r.shown_stderr()
+                );
+            }
+        }
+    }
+    // Through the broker, as the user.
+    let mut scene = scene();
+    let user = (scene.uid, scene.gid);
+    let token = scene.token.clone();
+    let apps = app_dir();
+    let mut cases = Vec::new();
+    for tier in TIERS {
+        for case in make(&apps.path().join(format!("user-{tier}")), tier, Some(user)) {
+            let r = scene.run_pw(&[
+                "allow",
+                "--secret",
+                "TOKEN",
+                "--tier",
+                tier,
+                "--",
+                s(&case.program),
+            ]);
+            scene.env.expect_ok(&r);
+            cases.push((tier, case));
+        }
+    }
+    scene.unlock(&[]);
+    for (tier, case) in &cases {
+        for run in 1..=2 {
+            let r = scene.run(&["exec", "--", s(&case.program)]);
+            scene.env.expect_ok(&r);
+            assert_eq!(
+                r.stdout(),
+                case.says.replace("{TOKEN}", &probe::fnv(token.as_bytes())),
+                "{tag} through the broker, tier {tier}, run {run}: {}",
+                r.shown_stderr()
+            );
+        }
+    }
+}
+
+/// Gives `path` to the user (a program of the user's own, which the
+/// sandbox runs from a copy mounted over its path).
+fn give(path: &Path, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
+
+/// `#!/usr/bin/env node`: node resolves its main script's real path, and
+/// the script starts `process.execPath` (its own interpreter) again.
+#[test]
+fn a_node_script_starts_its_own_interpreter() {
+    let node = fs::canonicalize("/usr/bin/node")
+        .expect("this test needs node (./scripts/test installs nodejs)");
+    runs_at_real_paths("node", |dir, _tier, user| {
+        let script = write(
+            &dir.join("api.js"),
+            "#!/usr/bin/env node\n\
+             const { execFileSync } = require('child_process');\n\
+             const two = execFileSync(process.execPath, ['-e', 'process.stdout.write(String(1 + 1))']);\n\
+             let h = 1469598103934665603n;\n\
+             for (const b of Buffer.from(process.env.TOKEN || '')) {\n\
+               h ^= BigInt(b); h = (h * 1099511628211n) & 0xffffffffffffffffn;\n\
+             }\n\
+             console.log(`${__filename} ${process.execPath} ${two} ${h.toString(16).padStart(16, '0')}`);\n",
+            0o755,
+        );
+        give(&script, user);
+        vec![Case {
+            says: format!("{} {} 2 {{TOKEN}}\n", s(&script), s(&node)),
+            program: script,
+        }]
+    });
+}
+
+/// A Python script imports a module that lives beside it (its directory
+/// is the first entry of `sys.path`).
+#[test]
+fn a_python_script_imports_a_module_beside_it() {
+    runs_at_real_paths("python", |dir, tier, user| {
+        write(
+            &dir.join("helper.py"),
+            &format!("WHERE = 'the helper beside the script ({tier})'\n"),
+            0o644,
+        );
+        let script = write(
+            &dir.join("main.py"),
+            "#!/usr/bin/python3\nimport os, sys, helper\n\
+             h = 1469598103934665603\n\
+             for b in os.environ.get('TOKEN', '').encode():\n\
+             \x20   h = ((h ^ b) * 1099511628211) % 2**64\n\
+             print(sys.path[0], helper.WHERE, '%016x' % h)\n",
+            0o755,
+        );
+        give(&script, user);
+        vec![Case {
+            says: format!(
+                "{} the helper beside the script ({tier}) {{TOKEN}}\n",
+                s(dir.canonicalize().as_deref().unwrap())
+            ),
+            program: script,
+        }]
+    });
+}
+
+/// A C program reads a file beside its own executable, found through
+/// `/proc/self/exe`; one of root's (run from its own file) and one of the
+/// user's (run from a copy mounted at its path).
+#[test]
+fn a_c_program_reads_a_file_beside_its_executable() {
+    let source = format!(
+        "{FNV}\n#include <libgen.h>\n#include <limits.h>\n#include <unistd.h>\n\
+         int main(void) {{\n\
+           char exe[PATH_MAX] = {{0}}, data[PATH_MAX + 16], line[128] = {{0}};\n\
+           if (readlink(\"/proc/self/exe\", exe, sizeof exe - 1) < 0) return 2;\n\
+           printf(\"%s\", exe);\n\
+           snprintf(data, sizeof data, \"%s/data.txt\", dirname(exe));\n\
+           FILE *f = fopen(data, \"r\");\n\
+           if (!f || !fgets(line, sizeof line, f)) return 3;\n\
+           line[strcspn(line, \"\\n\")] = 0;\n\
+           printf(\" %s\", line);\n\
+           fnv_token();\n\
+           return 0;\n\
+         }}\n"
+    );
+    let build = tempfile::tempdir().unwrap();
+    let binary = build.path().join("reader");
+    cc(&source, &binary, &[]);
+    runs_at_real_paths("beside", |dir, tier, user| {
+        ["root", "own"]
+            .iter()
+            .map(|whose| {
+                let bin = dir.join(whose);
+                write(
+                    &bin.join("data.txt"),
+                    &format!("data for {tier}/{whose}\n"),
+                    0o644,
+                );
+                let exe = bin.join("reader");
+                fs::copy(&binary, &exe).unwrap();
+                let exe = fs::canonicalize(&exe).unwrap();
+                if *whose == "own" {
+                    give(&exe, user.or(Some((65534, 65534))));
+                }
+                Case {
+                    says: format!("{} data for {tier}/{whose} {{TOKEN}}\n", s(&exe)),
+                    program: exe,
+                }
+            })
+            .collect()
+    });
+}
+
+/// A C program linked with `-Wl,-rpath,'$ORIGIN/../lib'` against a
+/// library in `../lib` (as Java's `java` finds its own): the loader finds
+/// it beside the real executable; root's and the user's.
+#[test]
+fn a_c_program_finds_its_library_through_origin() {
+    let build = tempfile::tempdir().unwrap();
+    let lib_src = build.path().join("libgreet.so");
+    cc(
+        "#include <stdio.h>\nconst char *where(void) {\n\
+         static char buf[4200];\n\
+         FILE *f = fopen(\"/proc/self/maps\", \"r\"); char line[4200];\n\
+         while (f && fgets(line, sizeof line, f)) {\n\
+           char *p = strstr(line, \"/libgreet.so\");\n\
+           if (p) { char *s = strchr(line, '/'); *p = 0; snprintf(buf, sizeof buf, \"%s\", s); break; }\n\
+         }\n\
+         return buf;\n}\n#include <string.h>\n",
+        &lib_src,
+        &["-shared", "-fPIC", "-include", "string.h"],
+    );
+    let source = format!(
+        "{FNV}\nconst char *where(void);\n\
+         int main(void) {{ printf(\"library from %s\", where()); fnv_token(); return 0; }}\n"
+    );
+    runs_at_real_paths("origin", |dir, _tier, user| {
+        ["root", "own"]
+            .iter()
+            .map(|whose| {
+                let base = dir.join(whose);
+                fs::create_dir_all(base.join("lib")).unwrap();
+                fs::copy(&lib_src, base.join("lib/libgreet.so")).unwrap();
+                let exe = base.join("bin/greet");
+                cc(
+                    &source,
+                    &exe,
+                    &[
+                        &format!("-L{}", base.join("lib").display()),
+                        "-lgreet",
+                        "-Wl,-rpath,$ORIGIN/../lib",
+                    ],
+                );
+                let exe = fs::canonicalize(&exe).unwrap();
+                if *whose == "own" {
+                    give(&exe, user.or(Some((65534, 65534))));
+                }
+                Case {
+                    says: format!(
+                        "library from {}/lib {{TOKEN}}\n",
+                        s(&fs::canonicalize(&base).unwrap())
+                    ),
+                    program: exe,
+                }
+            })
+            .collect()
+    });
+    // The control: run directly from elsewhere, the same binary finds no
+    // library (the path really comes from $ORIGIN).
+    let apps = app_dir();
+    let exe = apps.path().join("greet");
+    cc(
+        &source,
+        &exe,
+        &[
+            &format!("-L{}", build.path().display()),
+            "-lgreet",
+            "-Wl,-rpath,$ORIGIN/../lib",
+        ],
+    );
+    let out = Command::new(&exe).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the control found its library anyway"
+    );
+}
