@@ -289,8 +289,30 @@ fn confine(
     env: &mut Vec<(OsString, OsString)>,
     notes: &mut Vec<String>,
 ) -> Result<Option<Namespaced>> {
+    if tier != Tier::Lockdown {
+        // Nothing restricts what the program executes here; each
+        // `--may-exec` program is still checked against its pin.
+        for (path, pin) in may_exec {
+            program::open_pinned_file(path, pin)?;
+        }
+        if !may_exec.is_empty() {
+            let names: Vec<&str> = may_exec.iter().map(|(p, _)| p.as_str()).collect();
+            notes.push(format!(
+                "checked against their pins: {} (only Lockdown keeps the program from running \
+                 anything else)",
+                names.join(", ")
+            ));
+        }
+    }
     if tier == Tier::None {
         notes.push(tier_none_g7());
+        notes.push(
+            "the program runs from its sealed copy: /proc/self/exe names the copy and a script \
+             runs as /dev/fd/N (tier none has no mount namespace); a program that needs its real \
+             path ($ORIGIN, files beside itself, node's execPath, imports beside a script) runs \
+             at it in tier hardened or lockdown"
+                .into(),
+        );
         return Ok(None);
     }
     let lockdown = tier == Tier::Lockdown;

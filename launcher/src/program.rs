@@ -301,12 +301,25 @@ fn open_pinned(path: &str) -> Result<(File, std::fs::Metadata)> {
     Ok((file, meta))
 }
 
-/// Opens a pinned file that will be executed by path (Lockdown's
-/// `--may-exec`): the descriptor is hashed and compared with the pin, and
-/// returned, so that the caller's rule names the very inode that was
-/// checked (a file renamed over it afterwards is another inode).
+/// Opens a pinned file that will be executed by path (`--may-exec`),
+/// which must be one only root can change: the descriptor is hashed and
+/// compared with the pin, and returned, so that Lockdown's rule names the
+/// very inode that was checked (a file renamed over it afterwards is
+/// another inode).
 pub(crate) fn open_pinned_file(path: &str, expected: &[u8; 32]) -> Result<OwnedFd> {
-    let (file, _) = open_pinned(path)?;
+    let (file, meta) = open_pinned(path)?;
+    // Checked before the launch, run later by path: only a file no one
+    // but root can change stays what was checked.
+    if !is_stable(&file, &meta) {
+        return Err(Error::Sandbox {
+            step: "pin a program the pinned program may execute",
+            source: std::io::Error::other(format!(
+                "{path} can be changed by someone other than root, so checking it before the \
+                 launch would not hold until it runs"
+            )),
+            fix: "install it owned by root and not writable by group or others, or leave it out",
+        });
+    }
     let mut hasher = Sha256::new();
     std::io::copy(&mut &file, &mut hasher).map_err(|source| Error::Sys {
         action: "read a pinned program",

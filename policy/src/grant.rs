@@ -88,7 +88,8 @@ pub struct Grant {
     pub args: ArgRule,
     /// Granted although the program is a known interpreter.
     pub forced_interpreter: bool,
-    /// Lockdown: other programs the program may execute, each pinned.
+    /// Other programs the program may execute, each pinned: checked
+    /// against its pin at every launch; in Lockdown the only ones it may.
     pub may_exec: Vec<Pin>,
     /// Only callers inside an `envseal shield` may run it (through the
     /// broker).

@@ -94,7 +94,7 @@ fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> pin::Wanted<'a> 
 /// Carries into `grant` what the earlier grant for the same program had:
 /// its secrets (as they were delivered, unless named again), and its
 /// `--may-exec` pins (with the hashes they were pinned with) unless
-/// dropped with `--no-may-exec` or the tier no longer confines exec.
+/// dropped with `--no-may-exec`.
 fn keep_earlier(previous: &Grant, grant: &mut Grant, no_may_exec: bool) -> anyhow::Result<()> {
     for (name, delivery) in &previous.secrets {
         grant
@@ -102,7 +102,7 @@ fn keep_earlier(previous: &Grant, grant: &mut Grant, no_may_exec: bool) -> anyho
             .entry(name.clone())
             .or_insert_with(|| delivery.clone());
     }
-    if !no_may_exec && grant.tier == Tier::Lockdown {
+    if !no_may_exec {
         for pin in &previous.may_exec {
             if !grant.may_exec.iter().any(|p| p.path == pin.path) {
                 grant.may_exec.push(pin.clone());
@@ -173,10 +173,10 @@ fn say_what_changed(previous: &Grant, grant: &Grant, program: &str) {
         .collect();
     if !dropped.is_empty() {
         eprintln!(
-            "envseal: dropped --may-exec {} (it may no longer run them{})",
+            "envseal: dropped --may-exec {} (no longer checked at launch{})",
             dropped.join(", "),
-            if grant.tier < Tier::Lockdown {
-                "; below lockdown nothing restricts what it runs"
+            if grant.tier == Tier::Lockdown {
+                "; Lockdown no longer lets the program run them"
             } else {
                 ""
             }

@@ -46,7 +46,18 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
         return Err(envseal_policy::Error::Interpreter(inspected.program.path).into());
     }
     let secrets = secrets(wanted)?;
-    let may_exec = may_exec(wanted)?;
+    let mut may_exec = may_exec(wanted)?;
+    if wanted.tier == Tier::Lockdown {
+        for copy in identical_copies(&inspected.program) {
+            if !may_exec.iter().any(|p| p.path == copy.path) {
+                eprintln!(
+                    "envseal: {} is the same program (the same sha256): it may run it too",
+                    envseal_policy::escape(&copy.path)
+                );
+                may_exec.push(copy);
+            }
+        }
+    }
     let grant = Grant {
         program: inspected.program,
         script: inspected.script,
@@ -118,16 +129,10 @@ fn add_secret(
     Ok(())
 }
 
-/// The `--may-exec` programs, resolved and pinned by their hashes; only
-/// in tier lockdown, the one that restricts exec.
+/// The `--may-exec` programs, resolved and pinned by their hashes (in
+/// every tier: each is checked against its pin at launch; Lockdown also
+/// lets the program execute nothing else).
 fn may_exec(wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pin>> {
-    if !wanted.may_exec.is_empty() && wanted.tier != Tier::Lockdown {
-        return Err(Refusal::new(
-            Code::Usage,
-            "--may-exec applies to --tier lockdown (the other tiers do not restrict exec)",
-        )
-        .into());
-    }
     let mut may_exec = Vec::new();
     for program in wanted.may_exec {
         let r = resolve(program)?;
@@ -138,6 +143,48 @@ fn may_exec(wanted: &Wanted<'_>) -> anyhow::Result<Vec<Pin>> {
         });
     }
     Ok(may_exec)
+}
+
+/// Copies of `program` that it may re-execute as itself: a file of the
+/// same name, size and hash in a directory of `PREFIX/lib` or
+/// `PREFIX/libexec` for a program in `PREFIX/bin` (git runs itself from
+/// `/usr/lib/git-core/git` in Debian's package; a hard link in
+/// `libexec/git-core` in a source build, which is the same inode).
+fn identical_copies(program: &Pin) -> Vec<Pin> {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = std::path::Path::new(&program.path);
+    let (Some(name), Some(prefix)) = (path.file_name(), path.parent().and_then(|d| d.parent()))
+    else {
+        return Vec::new();
+    };
+    let Ok(size) = std::fs::metadata(path).map(|m| m.size()) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for sub in ["lib", "libexec"] {
+        let Ok(dirs) = std::fs::read_dir(prefix.join(sub)) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let candidate = dir.path().join(name);
+            let same_size = std::fs::symlink_metadata(&candidate)
+                .is_ok_and(|m| m.file_type().is_file() && m.size() == size);
+            if !same_size || candidate == path {
+                continue;
+            }
+            let Some(text) = candidate.to_str() else {
+                continue;
+            };
+            if envseal_policy::sha256_file(&candidate).is_ok_and(|h| h == program.sha256) {
+                found.push(Pin {
+                    path: text.to_owned(),
+                    sha256: program.sha256,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
 }
 
 /// The argument rule given on the command line.

@@ -164,6 +164,16 @@ impl Scene {
     }
 
     /// Runs envseal as the user; output recorded for the G1 scan.
+    /// [`Scene::run`] in the directory `cwd`.
+    pub(crate) fn run_in(&self, cwd: &Path, args: &[&str]) -> util::Run {
+        let mut c = self.envseal(args);
+        c.current_dir(cwd);
+        self.env.record(
+            format!("(as user, in {}) {}", cwd.display(), args.join(" ")),
+            c.output().unwrap(),
+        )
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> util::Run {
         let out = self.envseal(args).output().unwrap();
         self.env

@@ -330,3 +330,87 @@ fn a_c_program_finds_its_library_through_origin() {
         "the control found its library anyway"
     );
 }
+
+/// Debian's `/usr/bin/git`, pinned in Lockdown with no `--may-exec`:
+/// `git commit` (which runs `git maintenance` from
+/// `/usr/lib/git-core/git`, a byte-identical copy that `allow` found and
+/// pinned) and `git gc` (which runs `git repack` and `git pack-objects`
+/// the same way) work in a repository in the working directory, in-process
+/// and through the broker; the commit is there afterwards.
+#[test]
+fn debian_git_commits_in_lockdown_with_no_may_exec() {
+    let git = Path::new("/usr/bin/git");
+    assert!(
+        git.exists() && Path::new("/usr/lib/git-core/git").exists(),
+        "this test needs Debian's git package (./scripts/test installs it)"
+    );
+    let ident = ["-c", "user.name=envseal", "-c", "user.email=test@envseal"];
+    let commit = [
+        &ident[..],
+        &["commit", "--allow-empty", "-q", "-m", "from lockdown"],
+    ]
+    .concat();
+    let gc = [&ident[..], &["gc", "-q"]].concat();
+    // In-process, as root.
+    let env = Env::initialized();
+    let token = value("git");
+    env.set_approved("TOKEN", &token);
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--tier",
+        "lockdown",
+        "--",
+        "/usr/bin/git",
+    ]);
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["/usr/lib/git-core/git is the same program"]);
+    // Outside /tmp (Lockdown's private /tmp would hide it); the working
+    // directory, which Lockdown lets the program write.
+    let apps = app_dir();
+    let repo = apps.path().join("repo");
+    let init = Command::new(git)
+        .arg("init")
+        .arg("-q")
+        .arg(&repo)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    for args in [&commit, &gc] {
+        let mut c = env.command_pw(&[&["exec", "--", "/usr/bin/git"][..], args].concat());
+        c.current_dir(&repo);
+        let r = env.run_command(format!("git {args:?} (lockdown)"), c, b"");
+        env.expect_ok(&r);
+    }
+    let log = Command::new(git)
+        .args(["log", "--format=%s"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "from lockdown\n");
+    // Through the broker, as the user, in the user's own repository.
+    let mut scene = scene();
+    scene.env.expect_ok(&scene.run_pw(&[
+        "allow",
+        "--secret",
+        "TOKEN",
+        "--tier",
+        "lockdown",
+        "--",
+        "/usr/bin/git",
+    ]));
+    scene.unlock(&[]);
+    let apps = app_dir();
+    let repo = apps.path().join("repo");
+    fs::create_dir(&repo).unwrap();
+    std::os::unix::fs::chown(&repo, Some(scene.uid), Some(scene.gid)).unwrap();
+    let git_in =
+        |args: &[&str]| scene.run_in(&repo, &[&["exec", "--", "/usr/bin/git"][..], args].concat());
+    scene.env.expect_ok(&git_in(&["init", "-q"]));
+    for args in [&commit, &gc] {
+        scene.env.expect_ok(&git_in(args));
+    }
+    let r = git_in(&["log", "--format=%s"]);
+    scene.env.expect_ok(&r);
+    assert_eq!(r.stdout(), "from lockdown\n");
+}

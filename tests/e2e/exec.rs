@@ -928,6 +928,7 @@ fn re_pinning_never_silently_weakens_a_grant() {
         "none",
         "--args-any",
         "--no-require-shield",
+        "--no-may-exec",
         "--",
         p,
     ]);

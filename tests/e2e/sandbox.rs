@@ -287,19 +287,63 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
     );
     env.expect_code(&r, code::CHANGED);
     assert!(r.stdout.is_empty());
-    // --may-exec only means something in Lockdown (re-running allow keeps
-    // the grant's tier; a lower one must be named).
-    let r = env.allow(&[
-        "--secret",
-        "TOKEN",
-        "--tier",
-        "none",
-        "--may-exec",
-        s(&helper),
-        "--",
-        s(&prog),
-    ]);
-    env.expect_code(&r, code::USAGE);
+    // Below Lockdown a --may-exec program is still checked against its
+    // pin at every launch: changed, nothing runs; put back, it runs (and
+    // so may /bin/sh: nothing restricts exec there).
+    probe::install(&helper, &sh);
+    for tier in ["none", "hardened"] {
+        let r = env.allow(&[
+            "--secret",
+            "TOKEN",
+            "--tier",
+            tier,
+            "--may-exec",
+            s(&helper),
+            "--",
+            s(&prog),
+        ]);
+        env.expect_ok(&r);
+        probe::install(&helper, &changed);
+        let r = run_in(
+            &env,
+            &prog,
+            &here,
+            &vars(&helper),
+            "exec probe (helper changed, below lockdown)",
+        );
+        env.expect_code(&r, code::CHANGED);
+        assert!(r.stdout.is_empty(), "tier {tier}: the program ran");
+        probe::install(&helper, &sh);
+        let r = run_in(
+            &env,
+            &prog,
+            &here,
+            &vars(Path::new("/bin/sh")),
+            "exec probe (below lockdown)",
+        );
+        env.expect_ok(&r);
+        assert_eq!(
+            checks(&Report::parse(&r.stdout))["exec_sh"],
+            "ok",
+            "tier {tier}"
+        );
+    }
+    // A --may-exec program someone other than root can change is refused
+    // at launch: the check before the launch would not hold until it ran.
+    std::os::unix::fs::chown(&helper, Some(65534), Some(65534)).unwrap();
+    let r = run_in(
+        &env,
+        &prog,
+        &here,
+        &vars(&helper),
+        "exec probe (helper not root's)",
+    );
+    assert_ne!(r.code, Some(0));
+    env.expect_stderr(
+        &r,
+        &["can be changed by someone other than root", s(&helper)],
+    );
+    assert!(r.stdout.is_empty());
 }
 
 #[test]
