@@ -18,6 +18,8 @@ use crate::refusal::{Code, Refusal};
 pub struct Request {
     /// The canonical path the caller resolved CMD to.
     pub program: String,
+    /// Where CMD was found before symlinks were followed, if told.
+    pub invoked: Option<String>,
     pub argv0: OsString,
     pub args: Vec<OsString>,
     /// `--secret`: deliver only these.
@@ -62,6 +64,7 @@ impl TryFrom<ExecRequest> for Request {
         };
         Ok(Request {
             program: request.program,
+            invoked: request.invoked,
             argv0: request.argv0.into(),
             args: request.args.into_iter().map(Into::into).collect(),
             requested,
@@ -140,6 +143,7 @@ pub fn prepare(
         script: match (script, grant.script) {
             (Some(copy), Some(pinned)) => Some(launcher::Script {
                 argv0: interpreter_name(&copy, &pinned.interpreter.path),
+                path: script_path(request.invoked.as_deref(), copy.path()),
                 copy,
                 arg: pinned.arg,
             }),
@@ -249,6 +253,33 @@ fn interpreter_name(copy: &launcher::Verified, pinned: &str) -> OsString {
         }
         Some(Ok(line)) => line.interpreter.into(),
         _ => pinned.into(),
+    }
+}
+
+/// The path a script run at its real path is given as (its `$0`): where
+/// the caller found it, when that is a link that still leads to the
+/// pinned file and only root can change (the link and every directory
+/// above it root's, writable by no group or other), as the kernel would
+/// pass it (Debian's `psql`, a link to a wrapper that reads its own
+/// name); else the pinned path.
+fn script_path(invoked: Option<&str>, pinned: &str) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    // (A link's own mode is always 0777 and means nothing.)
+    let only_root = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.uid() == 0 && (m.file_type().is_symlink() || m.mode() & 0o022 == 0)
+        })
+    };
+    match invoked {
+        Some(at)
+            if at != pinned
+                && std::path::Path::new(at).is_absolute()
+                && std::fs::canonicalize(at).is_ok_and(|c| c.as_os_str() == pinned)
+                && std::path::Path::new(at).ancestors().all(only_root) =>
+        {
+            at.to_owned()
+        }
+        _ => pinned.to_owned(),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct TierReport {
     pub ok: bool,
     /// The launched program is out of reach of the user's other processes.
     pub g7: bool,
+    /// The program sees its real path (`/proc/self/exe`, `$ORIGIN`, a
+    /// script's own path), or why not.
+    pub real_path: Result<(), String>,
     /// Why not (empty when both hold).
     pub why: Vec<String>,
 }
@@ -270,11 +273,25 @@ fn tiers(ids: &Ids, hardened_needs: [&Found; 3], lockdown_needs: [&Found; 2]) ->
         hardened_why.push(format!("not out of reach of your other processes: {why}"));
         lockdown_why.push(format!("not out of reach of your other processes: {why}"));
     }
+    let real_path = match &g7 {
+        Ok(crate::idmap::G7::Group(_)) => {
+            Err("G7 takes the supplementary-group route here, which \
+             runs the program from its sealed copy; with subordinate ids (/etc/subuid, \
+             /etc/subgid) it would run at its real path"
+                .to_owned())
+        }
+        _ => Ok(()),
+    };
     vec![
         TierReport {
             tier: Tier::None,
             ok: true,
             g7: !ids.is_root(),
+            real_path: Err(
+                "tier none has no mount namespace: the program runs from its sealed \
+                 copy (/proc/self/exe names the copy, a script runs as /dev/fd/N)"
+                    .to_owned(),
+            ),
             why: if ids.is_root() {
                 vec!["not out of reach of your other processes: envseal runs as root, and root can read any program".into()]
             } else {
@@ -285,12 +302,14 @@ fn tiers(ids: &Ids, hardened_needs: [&Found; 3], lockdown_needs: [&Found; 2]) ->
             tier: Tier::Hardened,
             ok: hardened_ok,
             g7: hardened_ok && g7.is_ok(),
+            real_path: real_path.clone(),
             why: hardened_why,
         },
         TierReport {
             tier: Tier::Lockdown,
             ok: lockdown_ok,
             g7: lockdown_ok && g7.is_ok(),
+            real_path,
             why: lockdown_why,
         },
     ]

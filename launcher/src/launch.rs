@@ -52,6 +52,10 @@ pub struct Script {
     /// their prefix from it), or NAME for `#!/usr/bin/env NAME`. The bytes
     /// executed are still the pinned, canonical file's.
     pub argv0: OsString,
+    /// Where the script is, as the interpreter is told where it runs at
+    /// its real path: the pinned path, or a link to it only root can
+    /// change (see the broker's `prepare`).
+    pub path: String,
 }
 
 /// Everything needed to run a pinned program.
@@ -857,13 +861,18 @@ fn arguments(
     let mut copy_fd = None;
     match script {
         None => argv.push(cstring(argv0.into_vec())?),
-        Some(Script { copy, arg, argv0 }) => {
+        Some(Script {
+            copy,
+            arg,
+            argv0,
+            path,
+        }) => {
             argv.push(cstring(argv0.clone().into_vec())?);
             if let Some(arg) = arg {
                 argv.push(cstring(arg.clone().into_bytes())?);
             }
             if !at.slot {
-                argv.push(cstring(copy.path().as_bytes().to_vec())?);
+                argv.push(cstring(path.as_bytes().to_vec())?);
             } else {
                 let slot = FIRST_FD + at.files as RawFd;
                 argv.push(cstring(format!("/dev/fd/{slot}").into_bytes())?);

@@ -243,6 +243,11 @@ pub struct ExecRequest {
     /// minimum; a weaker one is never used).
     #[serde(default)]
     pub tier: Option<String>,
+    /// Where CMD was found before symlinks were followed (a script run
+    /// at its real path is given this path when only root can change
+    /// where it leads: Debian's `psql` is a link its wrapper reads).
+    #[serde(default)]
+    pub invoked: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

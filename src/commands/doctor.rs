@@ -26,6 +26,8 @@ struct TierJson<'a> {
     tier: &'static str,
     ok: bool,
     g7: bool,
+    /// The program sees its real path in this tier.
+    real_path: bool,
     why: &'a [String],
 }
 
@@ -58,6 +60,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
                     tier: name(t.tier),
                     ok: t.ok,
                     g7: t.g7,
+                    real_path: t.real_path.is_ok(),
                     why: &t.why,
                 })
                 .collect(),
@@ -88,6 +91,11 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         writeln!(out, "tier {:<9} {state}", name(t.tier))?;
         for why in &t.why {
             writeln!(out, "  - {why}")?;
+        }
+        match &t.real_path {
+            Ok(()) if t.ok => writeln!(out, "  - the program runs at its real path")?,
+            Ok(()) => {}
+            Err(why) => writeln!(out, "  - not at its real path: {why}")?,
         }
     }
     Ok(())

@@ -48,6 +48,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         tier: args.tier.map(|t| Tier::from(t).as_str().to_owned()),
+        invoked: resolved.looked_up.to_str().map(str::to_owned),
         clearenv: args.clearenv,
         verbose: args.verbose,
         mask: mask_flag(args.mask, args.no_mask),

@@ -323,6 +323,7 @@ fn run_program(
         ))
     })?;
     let request = ExecRequest {
+        invoked: resolved.looked_up.to_str().map(str::to_owned),
         program: resolved.canonical,
         argv0: cmd.into(),
         args: cmd_args

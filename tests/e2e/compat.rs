@@ -414,3 +414,64 @@ fn debian_git_commits_in_lockdown_with_no_may_exec() {
     scene.env.expect_ok(&r);
     assert_eq!(r.stdout(), "from lockdown\n");
 }
+
+/// Debian's `psql`, a link to the Perl wrapper `pg_wrapper`, which runs
+/// the real client named after its own `$0`: given the link's path (only
+/// root can change where it leads), it prints the version the client
+/// prints when run directly; in-process and through the broker.
+#[test]
+fn debian_psql_wrapper_prints_its_version() {
+    assert!(
+        Path::new("/usr/bin/psql").exists(),
+        "this test needs Debian's postgresql-client (./scripts/test installs it)"
+    );
+    let direct = Command::new("/usr/bin/psql")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8_lossy(&direct.stdout).into_owned();
+    assert!(version.starts_with("psql (PostgreSQL)"), "{version}");
+    let client = fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("bin/psql"))
+        .find(|p| p.exists())
+        .unwrap();
+    let grant = |tier: &'static str| {
+        vec![
+            "--secret".to_owned(),
+            "TOKEN".into(),
+            "--tier".into(),
+            tier.into(),
+            "--may-exec".into(),
+            s(&client).into(),
+            "--args-exact".into(),
+            "--version".into(),
+            "--".into(),
+            "psql".into(),
+        ]
+    };
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("psql"));
+    for tier in TIERS {
+        let g = grant(tier);
+        env.expect_ok(&env.allow(&g.iter().map(String::as_str).collect::<Vec<_>>()));
+        let r = env.exec(&["--", "psql", "--version"]);
+        env.expect_ok(&r);
+        assert_eq!(r.stdout(), version, "tier {tier}: {}", r.shown_stderr());
+    }
+    let mut scene = scene();
+    let g = grant("lockdown");
+    let mut args = vec!["allow"];
+    args.extend(g.iter().map(String::as_str));
+    scene.env.expect_ok(&scene.run_pw(&args));
+    scene.unlock(&[]);
+    let r = scene.run(&["exec", "--", "/usr/bin/psql", "--version"]);
+    scene.env.expect_ok(&r);
+    assert_eq!(
+        r.stdout(),
+        version,
+        "through the broker: {}",
+        r.shown_stderr()
+    );
+}

@@ -341,6 +341,11 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
             said["g7"], true,
             "doctor, as this user, says G7 fails in {tier}: {said}"
         );
+        assert_eq!(
+            said["real_path"],
+            tier != "none" && group.is_none(),
+            "doctor, as this user, on real paths in {tier}: {said}"
+        );
     }
 }
 
