@@ -266,9 +266,8 @@ fn script_path(invoked: Option<&str>, pinned: &str) -> String {
     use std::os::unix::fs::MetadataExt as _;
     // (A link's own mode is always 0777 and means nothing.)
     let only_root = |p: &std::path::Path| {
-        std::fs::symlink_metadata(p).is_ok_and(|m| {
-            m.uid() == 0 && (m.file_type().is_symlink() || m.mode() & 0o022 == 0)
-        })
+        std::fs::symlink_metadata(p)
+            .is_ok_and(|m| m.uid() == 0 && (m.file_type().is_symlink() || m.mode() & 0o022 == 0))
     };
     match invoked {
         Some(at)

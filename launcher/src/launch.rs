@@ -145,7 +145,6 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         masking,
     } = launch;
     check_caller(&executable)?;
-    let lockdown = tier == Tier::Lockdown;
     let mut notes = Vec::new();
 
     // Everything that can fail is checked before any process is started.
@@ -160,7 +159,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     let script_slot = script.is_some() && real.is_none();
     // The program's descriptors are placed at fixed numbers (file
     // secrets, then a script's copy); ours are numbered above them.
-    let files = if lockdown {
+    let files = if tier != Tier::None {
         0
     } else {
         secrets
@@ -174,7 +173,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         envp,
         memfds: files_kept,
         files: secret_files,
-    } = deliver(&secrets, &env, lockdown, floor)?;
+    } = deliver(&secrets, &env, tier != Tier::None, floor)?;
     let script_at = ScriptAt {
         slot: script_slot,
         files: files_kept.len(),
@@ -788,7 +787,7 @@ struct Delivered<'s> {
 fn deliver<'s>(
     secrets: &'s [SecretItem],
     env: &[(OsString, OsString)],
-    lockdown: bool,
+    namespaced: bool,
     floor: RawFd,
 ) -> Result<Delivered<'s>> {
     let mut envp = Vec::new();
@@ -796,7 +795,7 @@ fn deliver<'s>(
     let mut files = Vec::new();
     for item in secrets {
         let value = item.value.expose_secret();
-        match (&item.delivery, lockdown) {
+        match (&item.delivery, namespaced) {
             (Delivery::Env(var), _) => envp.push(entry(var.as_str().as_bytes(), value)),
             (Delivery::File(var), false) => {
                 let fd = files::dup_at_least(secret_file(var.as_str(), value)?.as_fd(), floor)
@@ -931,7 +930,7 @@ fn start_sandbox(
         .map(|r| ids.copy_helper(&r.copies, r.helper_end.as_raw_fd()))
         .transpose()?;
     plan.exec.assert_above_slots(plan.report);
-    let pid1 = match clone::clone(namespaces(plan.lockdown, real.is_some())) {
+    let pid1 = match clone::clone(namespaces(plan.lockdown)) {
         Ok(pid) => pid,
         Err(e) => {
             if let Some((helper, _)) = helper {
@@ -974,14 +973,14 @@ fn start_sandbox(
     Ok(pid)
 }
 
-/// The namespaces the sandbox's PID 1 is created in: a mount namespace
-/// for Lockdown and wherever the program runs at its real path.
-fn namespaces(lockdown: bool, real: bool) -> libc::c_int {
-    let mut flags =
-        libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if lockdown || real {
-        flags |= libc::CLONE_NEWNS;
-    }
+/// The namespaces the sandbox's PID 1 is created in (Lockdown's with no
+/// network).
+fn namespaces(lockdown: bool) -> libc::c_int {
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWNS;
     if lockdown {
         flags |= libc::CLONE_NEWNET;
     }

@@ -44,8 +44,9 @@ use crate::error::{Error, Result};
 use crate::sys::spawn::{self, Prepared};
 use crate::sys::{clone, fdpass, io, mount, pid1, seccomp};
 
-/// Where Lockdown puts file secrets (inside the private `/tmp`).
-pub const SECRET_DIR: &str = "/tmp/envseal-secrets";
+/// Where the namespaced tiers put file secrets (on a tmpfs of their own,
+/// in the sandbox's own `/run`).
+pub const SECRET_DIR: &str = "/run/envseal/secrets";
 /// The program's private, empty `HOME` in Lockdown.
 pub const PRIVATE_HOME: &str = "/tmp/home";
 
@@ -70,6 +71,7 @@ pub(crate) mod stage {
     pub const HOSTNAME: u32 = 13;
     pub const RECEIVE_COPIES: u32 = 14;
     pub const ATTACH_COPY: u32 = 15;
+    pub const MOUNT_RUN: u32 = 16;
     /// Not a failure: the kernel refused `noswap` for the secrets tmpfs.
     pub const NOTE_NO_NOSWAP: u32 = 100;
 
@@ -90,6 +92,7 @@ pub(crate) mod stage {
             HOSTNAME => "set the sandbox's hostname",
             RECEIVE_COPIES => "receive the program's copies from the helper",
             ATTACH_COPY => "mount the program's copy at its real path",
+            MOUNT_RUN => "give /run a tmpfs of the sandbox's own (for the secret files)",
             _ => "exec the program",
         }
     }
@@ -457,9 +460,7 @@ pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
     if let Err(e) = clone::sethostname(b"envseal") {
         fail(plan, stage::HOSTNAME, e);
     }
-    if plan.lockdown
-        && let Err((s, e)) = lockdown_mounts(plan)
-    {
+    if let Err((s, e)) = mounts(plan) {
         fail(plan, s, e);
     }
     if let Some(attach) = &plan.attach
@@ -486,67 +487,87 @@ pub(crate) fn pid1(plan: &Plan<'_>) -> ! {
     pid1::reap_and_forward(program, plan.waited)
 }
 
-fn lockdown_mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> {
+/// The sandbox's mounts: the tree made private; Lockdown's private `/tmp`
+/// (with `HOME`) and `/proc`; the file secrets on their tmpfs; Lockdown's
+/// Landlock rule for `/tmp`.
+fn mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> {
     let at = |stage| move |e| (stage, e);
     mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(at(stage::MOUNT_PRIVATE))?;
-    mount::mount(
-        Some(c"tmpfs"),
-        c"/tmp",
-        Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some(c"mode=1777"),
-    )
-    .map_err(at(stage::MOUNT_TMP))?;
-    mount::mkdir(c"/tmp/home", 0o700).map_err(at(stage::HOME))?;
-    mount::mount(
-        Some(c"proc"),
-        c"/proc",
-        Some(c"proc"),
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        None,
-    )
-    .map_err(at(stage::MOUNT_PROC))?;
+    if plan.lockdown {
+        mount::mount(
+            Some(c"tmpfs"),
+            c"/tmp",
+            Some(c"tmpfs"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(c"mode=1777"),
+        )
+        .map_err(at(stage::MOUNT_TMP))?;
+        mount::mkdir(c"/tmp/home", 0o700).map_err(at(stage::HOME))?;
+        mount::mount(
+            Some(c"proc"),
+            c"/proc",
+            Some(c"proc"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        )
+        .map_err(at(stage::MOUNT_PROC))?;
+    }
     if !plan.secret_files.is_empty() {
-        mount::mkdir(c"/tmp/envseal-secrets", 0o700).map_err(at(stage::MOUNT_SECRETS))?;
-        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        let dir = c"/tmp/envseal-secrets";
-        if mount::mount(
+        secret_files(plan)?;
+    }
+    if let Some((ruleset, access)) = plan.landlock {
+        crate::sys::landlock::allow(ruleset, c"/tmp", access).map_err(at(stage::LANDLOCK))?;
+    }
+    Ok(())
+}
+
+/// The file secrets, 0400 on a size-capped tmpfs (`noswap` where the
+/// kernel allows it) remounted read-only, in [`SECRET_DIR`]: `/run` gets a
+/// tmpfs of its own, read-only in the end, that keeps every entry `/run`
+/// had (bind-mounted back) and adds `envseal/secrets`.
+fn secret_files(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> {
+    let at = |stage| move |e| (stage, e);
+    let run = mount::cover_keeping_entries(c"/run").map_err(at(stage::MOUNT_RUN))?;
+    io::close(run);
+    mount::mkdir(c"/run/envseal", 0o755).map_err(at(stage::MOUNT_SECRETS))?;
+    mount::mkdir(c"/run/envseal/secrets", 0o700).map_err(at(stage::MOUNT_SECRETS))?;
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let dir = c"/run/envseal/secrets";
+    if mount::mount(
+        Some(c"tmpfs"),
+        dir,
+        Some(c"tmpfs"),
+        flags,
+        Some(plan.secret_opts[0]),
+    )
+    .is_err()
+    {
+        io::report(plan.report, stage::NOTE_NO_NOSWAP, 0);
+        mount::mount(
             Some(c"tmpfs"),
             dir,
             Some(c"tmpfs"),
             flags,
-            Some(plan.secret_opts[0]),
+            Some(plan.secret_opts[1]),
         )
-        .is_err()
-        {
-            io::report(plan.report, stage::NOTE_NO_NOSWAP, 0);
-            mount::mount(
-                Some(c"tmpfs"),
-                dir,
-                Some(c"tmpfs"),
-                flags,
-                Some(plan.secret_opts[1]),
-            )
-            .map_err(at(stage::MOUNT_SECRETS))?;
-        }
-        let beneath = mount::open_dir(dir).map_err(at(stage::WRITE_SECRET))?;
-        for file in plan.secret_files {
-            mount::create_file_beneath(beneath, &file.name, file.value, 0o400)
-                .map_err(at(stage::WRITE_SECRET))?;
-        }
-        io::close(beneath);
+        .map_err(at(stage::MOUNT_SECRETS))?;
+    }
+    let beneath = mount::open_dir(dir).map_err(at(stage::WRITE_SECRET))?;
+    for file in plan.secret_files {
+        mount::create_file_beneath(beneath, &file.name, file.value, 0o400)
+            .map_err(at(stage::WRITE_SECRET))?;
+    }
+    io::close(beneath);
+    for dir in [dir, c"/run"] {
         mount::mount(
             None,
             dir,
             None,
-            libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
             None,
         )
         .map_err(at(stage::REMOUNT_SECRETS))?;
-    }
-    if let Some((ruleset, access)) = plan.landlock {
-        crate::sys::landlock::allow(ruleset, c"/tmp", access).map_err(at(stage::LANDLOCK))?;
     }
     Ok(())
 }
@@ -559,10 +580,6 @@ fn attach_copies(
     attach: &Attach<'_>,
 ) -> std::result::Result<(), (u32, crate::sys::Errno)> {
     let at = |stage| move |e| (stage, e);
-    if !plan.lockdown {
-        mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
-            .map_err(at(stage::MOUNT_PRIVATE))?;
-    }
     let mut trees = [-1; fdpass::CHILD_FDS];
     let n = fdpass::child_recv(attach.sock, &mut trees).map_err(at(stage::RECEIVE_COPIES))?;
     io::close(attach.sock);

@@ -1768,7 +1768,7 @@ print("CONTROL", json.dumps(run([["TOKEN", "OTHER_FILE"]])), flush=True)
         sink.display()
     );
     assert!(
-        text.contains("FILE-OK /tmp/envseal-secrets/OTHER_FILE"),
+        text.contains("FILE-OK /run/envseal/secrets/OTHER_FILE"),
         "the control did not run: {text} {}",
         r.stderr()
     );

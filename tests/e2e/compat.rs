@@ -475,3 +475,62 @@ fn debian_psql_wrapper_prints_its_version() {
         r.shown_stderr()
     );
 }
+
+/// `ssh -i PATH`: ssh closes every inherited descriptor at start-up, so a
+/// key passed as `/dev/fd/N` is "not accessible"; in the sandbox the file
+/// secret is a file at `/run/envseal/secrets/VAR`, and ssh loads it as its
+/// identity (`-v` says so, with its type) before the connection — here
+/// through a proxy command that closes at once — fails.
+#[test]
+fn ssh_loads_its_identity_from_a_file_secret_in_the_sandbox() {
+    let env = Env::initialized();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+        .arg(&key)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        made,
+        "this test needs ssh-keygen (./scripts/test installs openssh-client)"
+    );
+    env.set_approved("SSH_KEY", &fs::read_to_string(&key).unwrap());
+    let ssh = fs::canonicalize("/usr/bin/ssh").unwrap();
+    let shell = fs::canonicalize("/bin/sh").unwrap();
+    let path = format!("{}/SSH_KEY_FILE", envseal_launcher::SECRET_DIR);
+    for tier in TIERS {
+        env.expect_ok(&env.allow(&[
+            "--file",
+            "SSH_KEY",
+            "--tier",
+            tier,
+            "--may-exec",
+            s(&shell),
+            "--",
+            s(&ssh),
+        ]));
+        let r = env.exec(&[
+            "--",
+            s(&ssh),
+            "-v",
+            "-F",
+            "/dev/null",
+            "-i",
+            &path,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ProxyCommand=exec true",
+            "envseal-test-host",
+            "true",
+        ]);
+        env.expect_code(&r, 255);
+        let said = format!("identity file {path} type 3");
+        assert!(
+            r.stderr().contains(&said) && !r.stderr().contains("not accessible"),
+            "tier {tier}: ssh did not load its identity from the file secret: {}",
+            r.shown_stderr()
+        );
+    }
+}

@@ -712,7 +712,8 @@ fn file_secrets_have_stable_paths_in_every_tier() {
 }
 
 /// A real program given a file secret by a path on its command line, as a
-/// person would write it: `openssl enc -pass file:/dev/fd/3`, its whole
+/// person would write it: `openssl enc -pass file:/dev/fd/3` (in the
+/// sandbox `/run/envseal/secrets/ENC_KEY_FILE`), its whole
 /// command line fixed by the grant. What it encrypted decrypts with the
 /// secret's value (it read the right secret, all of it). The agent's
 /// steering — options appended so that openssl encrypts the secret file
@@ -732,12 +733,13 @@ fn openssl_reads_a_file_secret_named_on_its_command_line() {
     let leak = env.tmp.path().join("leak");
     for tier in ["none", "hardened"] {
         let sealed = env.tmp.path().join(format!("sealed-{tier}"));
+        let pass = format!("file:{}", secret_path(tier, 3, "ENC_KEY_FILE"));
         let job = [
             "enc",
             "-aes-256-cbc",
             "-pbkdf2",
             "-pass",
-            "file:/dev/fd/3",
+            &pass,
             "-in",
             s(&plain),
             "-out",
@@ -788,10 +790,21 @@ fn openssl_reads_a_file_secret_named_on_its_command_line() {
     }
 }
 
-/// `ssh-keygen -y -f /dev/fd/3`: a private key given as a file secret, at
-/// the path the grant's argument rule names, yields the key's own public
-/// half (ssh-keygen read the right secret, whole, and accepted the file's
-/// mode).
+/// Where a file secret in variable `var` is, in `tier`: the descriptor
+/// `slot` (by its name's order) in None, a file in the sandbox's
+/// `/run/envseal/secrets` elsewhere.
+fn secret_path(tier: &str, slot: u32, var: &str) -> String {
+    match tier {
+        "none" => format!("/dev/fd/{slot}"),
+        _ => format!("{}/{var}", envseal_launcher::SECRET_DIR),
+    }
+}
+
+/// `ssh-keygen -y -f PATH`: a private key given as a file secret, at the
+/// path the grant's argument rule names (`/dev/fd/3` in None,
+/// `/run/envseal/secrets/SSH_KEY_FILE` in the sandbox), yields the key's
+/// own public half (ssh-keygen read the right secret, whole, and accepted
+/// the file's mode).
 #[test]
 fn ssh_keygen_reads_a_private_key_given_as_a_file_secret() {
     use std::process::Command;
@@ -810,7 +823,8 @@ fn ssh_keygen_reads_a_private_key_given_as_a_file_secret() {
     let public = fs::read_to_string(key.with_extension("pub")).unwrap();
     env.set_approved("SSH_KEY", &private);
     let keygen = fs::canonicalize("/usr/bin/ssh-keygen").unwrap();
-    for tier in ["none", "hardened"] {
+    for tier in ["none", "hardened", "lockdown"] {
+        let path = secret_path(tier, 3, "SSH_KEY_FILE");
         env.expect_ok(&env.allow(&[
             "--file",
             "SSH_KEY",
@@ -819,11 +833,11 @@ fn ssh_keygen_reads_a_private_key_given_as_a_file_secret() {
             "--args-exact",
             "-y",
             "-f",
-            "/dev/fd/3",
+            &path,
             "--",
             s(&keygen),
         ]));
-        let r = env.exec(&["--", "ssh-keygen", "-y", "-f", "/dev/fd/3"]);
+        let r = env.exec(&["--", "ssh-keygen", "-y", "-f", &path]);
         env.expect_ok(&r);
         assert_eq!(
             r.stdout().trim(),

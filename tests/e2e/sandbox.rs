@@ -164,7 +164,7 @@ fn lockdown_confines_the_program() {
     is("proc_host_pid", "errno 2");
     let mut tmp: Vec<&str> = c["tmp"].trim_matches(['[', ']']).split(' ').collect();
     tmp.sort_unstable();
-    assert_eq!(tmp, ["envseal-secrets", "home", mark.as_str()]);
+    assert_eq!(tmp, ["home", mark.as_str()]);
     is("home", "[]");
     assert!(rep.env_is("HOME", envseal_launcher::PRIVATE_HOME.as_bytes()));
     // The secret file: 0400, on a read-only tmpfs, not on the host.
@@ -361,16 +361,18 @@ fn hardened_applies_seccomp_and_a_pid_1_that_reaps() {
     let rep = Report::parse(&r.stdout);
     let c = checks(&rep);
     assert!(rep.env_is("TOKEN", token.as_bytes()));
-    // Hardened delivers files as sealed memfds, as tier None does.
+    // Hardened delivers files on its own tmpfs, as Lockdown does.
     assert_eq!(
         rep.files.get("CERT_FILE"),
         Some(&probe::fnv(cert.as_bytes()))
     );
+    let in_sandbox = format!("{}/CERT_FILE", envseal_launcher::SECRET_DIR);
+    assert!(rep.env_is("CERT_FILE", in_sandbox.as_bytes()));
     assert_seccomp(&c);
     assert_eq!(c["hostname"], "envseal");
     assert_eq!(rep.pid, 2);
-    // 0, 1, 2 and the CERT memfd: nothing else of envseal's reaches it.
-    assert_eq!(rep.fds.len(), 4, "descriptors: {:?}", rep.fds);
+    // 0, 1 and 2: nothing else of envseal's reaches it.
+    assert_eq!(rep.fds.len(), 3, "descriptors: {:?}", rep.fds);
 
     // --verbose says what applied, and (as root) that G7 does not hold.
     let mut c = env.command_pw(&["exec", "--verbose", "--", s(&prog)]);

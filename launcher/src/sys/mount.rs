@@ -307,3 +307,163 @@ pub(crate) fn dup_to(fd: RawFd, to: RawFd) -> Result<(), Errno> {
     // SAFETY: dup3 on descriptor numbers; invalid ones give EBADF.
     check(unsafe { libc::dup3(fd, to, libc::O_CLOEXEC) }.into()).map(drop)
 }
+
+/// Gives the directory `path` a private, writable tmpfs of its own with
+/// every entry the directory had, each bind-mounted back (a directory with
+/// the mounts beneath it) or, for a link, made again: what was there stays
+/// there, and new entries can be made beside them (`/run/envseal`).
+/// Returns a directory descriptor of the new tmpfs (the caller closes it).
+pub(crate) fn cover_keeping_entries(path: &CStr) -> Result<RawFd, Errno> {
+    const OPEN_TREE_CLONE: libc::c_ulong = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
+    // SAFETY: a valid NUL-terminated path; the descriptor is closed below.
+    let old =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?
+            as RawFd;
+    let covered = mount(
+        Some(c"tmpfs"),
+        path,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=0755"),
+    )
+    .and_then(|()| open_dir_rw(path))
+    .and_then(|new| match copy_entries(old, new) {
+        Ok(()) => Ok(new),
+        Err(e) => {
+            close(new);
+            Err(e)
+        }
+    });
+    close(old);
+    covered
+}
+
+/// `open(path, O_RDONLY | O_DIRECTORY)`, not following a final link.
+fn open_dir_rw(path: &CStr) -> Result<RawFd, Errno> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a valid NUL-terminated path; the descriptor is returned.
+    check(unsafe { libc::open(path.as_ptr(), flags) }.into()).map(|fd| fd as RawFd)
+}
+
+/// Makes each entry of the detached tree `from` again in directory `to`
+/// (see [`cover_keeping_entries`]), reading it with `getdents64` into a
+/// buffer on the stack.
+fn copy_entries(from: RawFd, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: "." is NUL-terminated; the descriptor is closed below.
+    let dir = check(
+        unsafe {
+            libc::openat(
+                from,
+                c".".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        }
+        .into(),
+    )? as RawFd;
+    let mut buf = [0u8; 4096];
+    let result = loop {
+        // SAFETY: `buf` is writable for its length; the kernel fills it
+        // with whole `linux_dirent64` records and returns their length.
+        let n = match check(unsafe {
+            libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len())
+        }) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n as usize,
+            Err(e) => break Err(e),
+        };
+        let mut at = 0;
+        let mut failed = None;
+        while at + 19 < n {
+            // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
+            let reclen = usize::from(u16::from_ne_bytes([buf[at + 16], buf[at + 17]]));
+            let kind = buf[at + 18];
+            // SAFETY: the name starts at offset 19 of a record the kernel
+            // wrote and is NUL-terminated within it.
+            let name = unsafe { CStr::from_ptr(buf.as_ptr().add(at + 19).cast()) };
+            at += reclen.max(1);
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if let Err(e) = copy_entry(from, to, name, kind) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+    };
+    close(dir);
+    result
+}
+
+/// One entry of [`copy_entries`]: a link made again, anything else
+/// bind-mounted (directories with their submounts) onto a new directory or
+/// empty file of the same name.
+fn copy_entry(from: RawFd, to: RawFd, name: &CStr, kind: u8) -> Result<(), Errno> {
+    const OPEN_TREE_CLONE: libc::c_ulong = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_ulong = 4;
+    let kind = if kind == libc::DT_UNKNOWN {
+        // SAFETY: an all-zero stat is valid; fstatat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `name` is NUL-terminated and `st` writable.
+        check(
+            unsafe { libc::fstatat(from, name.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) }
+                .into(),
+        )?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => libc::DT_LNK,
+            libc::S_IFDIR => libc::DT_DIR,
+            _ => libc::DT_REG,
+        }
+    } else {
+        kind
+    };
+    if kind == libc::DT_LNK {
+        let mut target = [0u8; 4096];
+        // SAFETY: `target` is writable for all but its last byte, which
+        // stays 0 and ends the string.
+        let len = check(unsafe {
+            libc::readlinkat(
+                from,
+                name.as_ptr(),
+                target.as_mut_ptr().cast(),
+                target.len() - 1,
+            )
+        } as libc::c_long)?;
+        let _ = len;
+        // SAFETY: both strings are NUL-terminated.
+        return check(unsafe { libc::symlinkat(target.as_ptr().cast(), to, name.as_ptr()) }.into())
+            .map(drop);
+    }
+    if kind == libc::DT_DIR {
+        // SAFETY: a NUL-terminated name.
+        check(unsafe { libc::mkdirat(to, name.as_ptr(), 0o755) }.into())?;
+    } else {
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
+        // SAFETY: a NUL-terminated name; the descriptor is closed at once.
+        let fd = check(unsafe { libc::openat(to, name.as_ptr(), flags, 0o000) }.into())? as RawFd;
+        close(fd);
+    }
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
+    // SAFETY: `from` is a descriptor of ours and `name` NUL-terminated.
+    let tree =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, from, name.as_ptr(), flags) })? as RawFd;
+    // SAFETY: `tree` and `to` are descriptors of ours; both strings are
+    // NUL-terminated.
+    let r = check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            to,
+            name.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    });
+    close(tree);
+    r.map(drop)
+}

@@ -601,19 +601,17 @@ for var in ("A_FILE", "B_FILE"):
 "#;
 
 /// What [`FD_READER`], pinned `at` that path, prints in `tier` for values
-/// `a` and `b`: in None and Hardened the files are `/dev/fd/3` and
-/// `/dev/fd/4` (in the order of their names), wherever the program was
-/// launched from; in Lockdown they are on its secrets tmpfs. In None the
-/// script's copy is `/dev/fd/5`; in the sandbox the script runs at its
-/// real path.
+/// `a` and `b`: in None the files are `/dev/fd/3` and `/dev/fd/4` (in the
+/// order of their names), wherever the program was launched from, and the
+/// script's copy `/dev/fd/5`; in the sandbox the files are in
+/// `/run/envseal/secrets` and the script runs at its real path.
 pub fn fd_reader_says(tier: &str, at: &str, a: &str, b: &str) -> String {
     let paths = match tier {
-        "lockdown" => {
+        "none" => "/dev/fd/3 /dev/fd/4 /dev/fd/5".to_owned(),
+        _ => {
             let dir = envseal_launcher::SECRET_DIR;
             format!("{dir}/A_FILE {dir}/B_FILE {at}")
         }
-        "hardened" => format!("/dev/fd/3 /dev/fd/4 {at}"),
-        _ => "/dev/fd/3 /dev/fd/4 /dev/fd/5".to_owned(),
     };
     format!(
         "{paths}\n{}\n{}\n",
