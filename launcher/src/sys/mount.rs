@@ -409,10 +409,9 @@ fn copy_entry(from: RawFd, to: RawFd, name: &CStr, kind: u8) -> Result<(), Errno
         // SAFETY: an all-zero stat is valid; fstatat fills it.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: `name` is NUL-terminated and `st` writable.
-        check(
-            unsafe { libc::fstatat(from, name.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) }
-                .into(),
-        )?;
+        let r =
+            unsafe { libc::fstatat(from, name.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        check(r.into())?;
         match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => libc::DT_LNK,
             libc::S_IFDIR => libc::DT_DIR,
@@ -425,15 +424,15 @@ fn copy_entry(from: RawFd, to: RawFd, name: &CStr, kind: u8) -> Result<(), Errno
         let mut target = [0u8; 4096];
         // SAFETY: `target` is writable for all but its last byte, which
         // stays 0 and ends the string.
-        let len = check(unsafe {
+        let read = unsafe {
             libc::readlinkat(
                 from,
                 name.as_ptr(),
                 target.as_mut_ptr().cast(),
                 target.len() - 1,
             )
-        } as libc::c_long)?;
-        let _ = len;
+        };
+        check(read as libc::c_long)?;
         // SAFETY: both strings are NUL-terminated.
         return check(unsafe { libc::symlinkat(target.as_ptr().cast(), to, name.as_ptr()) }.into())
             .map(drop);
