@@ -290,13 +290,25 @@ pub(crate) struct Helper {
     go: OwnedFd,
 }
 
+/// The copy helper, let go (see [`Helper::start`]).
+pub(crate) struct Running {
+    pid: libc::pid_t,
+}
+
+impl Running {
+    /// Waits for the helper; an error if it did not copy.
+    pub(crate) fn wait(self) -> Result<()> {
+        Helper::wait(self.pid)
+    }
+}
+
 impl Helper {
-    /// Lets the helper copy (its maps must be written) and waits for it.
-    pub(crate) fn finish(self) -> Result<()> {
+    /// Lets the helper copy (its maps must be written).
+    pub(crate) fn start(self) -> Running {
         let _ = nix::unistd::write(&self.go, b"g");
         let Helper { pid, go } = self;
         drop(go);
-        Self::wait(pid)
+        Running { pid }
     }
 
     /// Ends the helper without letting it act.

@@ -481,10 +481,11 @@ impl Namespaced {
     }
 
     /// [`Namespaced::real_paths`]: a dynamic program that only root can
-    /// change runs from the file itself, and its loader from an
-    /// execute-only copy (the kernel makes a program whose loader its user
-    /// cannot read non-dumpable: G7 without copying the program); any
-    /// other program runs from a copy mounted over its path.
+    /// change, and larger than its loader, runs from the file itself, and
+    /// its loader from an execute-only copy (the kernel makes a program
+    /// whose loader its user cannot read non-dumpable: G7 without copying
+    /// the program); any other program runs from a copy mounted over its
+    /// path.
     fn plan_real_paths(
         &self,
         executable: &Verified,
@@ -498,18 +499,16 @@ impl Namespaced {
                 source,
             })
         };
-        let system = executable
-            .loader()
-            .and_then(|loader| Some((executable.system_file()?, loader)));
-        if let Some((file, loader)) = system {
-            let loader = std::fs::canonicalize(loader).map_err(|source| Error::Sys {
-                action: "find the program's loader",
-                source,
-            })?;
-            let fd = File::open(&loader).map_err(|source| Error::Sys {
-                action: "open the program's loader",
-                source,
-            })?;
+        // (Copying whichever is smaller, the program or its loader.)
+        let system = executable.loader().and_then(|loader| {
+            let loader = std::fs::canonicalize(loader).ok()?;
+            let size = |f: &File| f.metadata().map(|m| m.len()).ok();
+            let fd = File::open(&loader).ok()?;
+            let program = File::from(executable.fd().try_clone().ok()?);
+            (size(&program)? > size(&fd)?).then_some(())?;
+            Some((executable.system_file()?, loader, fd))
+        });
+        if let Some((file, loader, fd)) = system {
             if let Some((ruleset, _)) = &self.landlock {
                 crate::sys::landlock::allow_fd(
                     ruleset.as_raw_fd(),
@@ -960,9 +959,14 @@ fn start_sandbox(
         let _ = waitpid(pid, None);
         e
     };
-    map_ids(ids, pid1, helper).map_err(abandon)?;
+    let helper = map_ids(ids, pid1, helper).map_err(abandon)?;
     nix::unistd::write(&go_w, b"g").map_err(|e| abandon(e.into()))?;
     drop(go_w);
+    // PID 1 makes its mounts while the helper copies; it waits for the
+    // copies only to attach them. A helper that failed ends the launch.
+    if let Some(helper) = helper {
+        helper.wait().map_err(abandon)?;
+    }
     let reports = spawn::read_reports(report_r).map_err(|source| {
         abandon(Error::Sys {
             action: "read the sandbox's report",
@@ -988,27 +992,26 @@ fn namespaces(lockdown: bool) -> libc::c_int {
 }
 
 /// Writes every map in one round, PID 1's and the copy helper's (if
-/// any), then lets the helper copy, or ends it if the maps failed.
+/// any), then lets the helper copy (returning it, to be waited for), or
+/// ends it if the maps failed.
 fn map_ids(
     ids: &Ids,
     pid1: libc::pid_t,
     helper: Option<(idmap::Helper, idmap::Maps)>,
-) -> Result<()> {
+) -> Result<Option<idmap::Running>> {
     let mut maps = vec![ids.self_maps(pid1)];
     let helper = helper.map(|(helper, helper_maps)| {
         maps.push(helper_maps);
         helper
     });
-    let mapped = ids.write_all(&maps);
-    let copied = match helper {
-        Some(h) if mapped.is_ok() => h.finish(),
-        Some(h) => {
+    match (ids.write_all(&maps), helper) {
+        (Ok(()), helper) => Ok(helper.map(idmap::Helper::start)),
+        (Err(e), Some(h)) => {
             h.abandon();
-            Ok(())
+            Err(e)
         }
-        None => Ok(()),
-    };
-    mapped.and(copied)
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// Goes through what the sandbox's children reported: a note is noted;

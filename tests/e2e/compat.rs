@@ -144,6 +144,15 @@ fn runs_at_real_paths(tag: &str, make: impl Fn(&Path, &str, Option<(u32, u32)>) 
     }
 }
 
+/// Appends 1 MiB of zeros to the program at `path` (it still runs): larger
+/// than its loader, a program of root's runs from its own file, with only
+/// its loader copied.
+fn pad(path: &Path) {
+    use std::io::Write as _;
+    let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(&vec![0; 1024 * 1024]).unwrap();
+}
+
 /// Gives `path` to the user (a program of the user's own, which the
 /// sandbox runs from a copy mounted over its path).
 fn give(path: &Path, user: Option<(u32, u32)>) {
@@ -210,8 +219,9 @@ fn a_python_script_imports_a_module_beside_it() {
 }
 
 /// A C program reads a file beside its own executable, found through
-/// `/proc/self/exe`; one of root's (run from its own file) and one of the
-/// user's (run from a copy mounted at its path).
+/// `/proc/self/exe`; one of root's (made larger than its loader: run from
+/// its own file) and one of the user's (run from a copy mounted at its
+/// path).
 #[test]
 fn a_c_program_reads_a_file_beside_its_executable() {
     let source = format!(
@@ -244,6 +254,9 @@ fn a_c_program_reads_a_file_beside_its_executable() {
                 );
                 let exe = bin.join("reader");
                 fs::copy(&binary, &exe).unwrap();
+                if *whose == "root" {
+                    pad(&exe);
+                }
                 let exe = fs::canonicalize(&exe).unwrap();
                 if *whose == "own" {
                     give(&exe, user.or(Some((65534, 65534))));
@@ -300,6 +313,8 @@ fn a_c_program_finds_its_library_through_origin() {
                 let exe = fs::canonicalize(&exe).unwrap();
                 if *whose == "own" {
                     give(&exe, user.or(Some((65534, 65534))));
+                } else {
+                    pad(&exe);
                 }
                 Case {
                     says: format!(

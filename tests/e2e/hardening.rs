@@ -184,9 +184,9 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
     let prog = probe::install(&bins.path().join("probe"), probe::bytes());
     let token = value("g7");
     env.set_approved("TOKEN", &token);
-    // In each tier a probe of root's (which the sandbox runs from its own
-    // file, with an execute-only copy of its loader) and, in the
-    // namespaced tiers, one of the user's (run from a copy of itself).
+    // In each tier a probe of root's (larger than its loader: the sandbox
+    // runs it from its own file, with an execute-only copy of its loader)
+    // and, in the namespaced tiers, one of the user's (run from a copy).
     let rounds = tiers.iter().flat_map(|&tier| {
         let owners: &[bool] = if tier == "none" {
             &[false]
@@ -198,10 +198,11 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
     let programs: Vec<(&str, bool, PathBuf)> = rounds
         .enumerate()
         .map(|(i, (tier, users))| {
-            let copy = probe::install(
-                &bins.path().join(format!("probe-{tier}-{i}")),
-                &probe::variant(b'a' + i as u8),
-            );
+            let mut bytes = probe::variant(b'a' + i as u8);
+            if !users {
+                bytes.resize(bytes.len() + 1024 * 1024, 0);
+            }
+            let copy = probe::install(&bins.path().join(format!("probe-{tier}-{i}")), &bytes);
             if users {
                 std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).unwrap();
             }
