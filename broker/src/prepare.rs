@@ -119,6 +119,7 @@ pub fn prepare(
     grant.tier = grant.tier.max(request.tier.unwrap_or(Tier::None));
     record.tier = Some(grant.tier.as_str().into());
     record.names = grant.secrets.keys().map(ToString::to_string).collect();
+    check_venv(&grant, request)?;
     if grant.require_shield && request.shielded != Some(true) {
         return Err(Refusal::new(
             Code::Denied,
@@ -139,6 +140,12 @@ pub fn prepare(
         .verbose
         .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
     let launch = Launch {
+        // A virtualenv's interpreter runs as that venv's python (Python
+        // finds `pyvenv.cfg` from the path it runs as).
+        argv0: grant
+            .venv
+            .as_ref()
+            .map_or_else(|| request.argv0.clone(), OsString::from),
         executable,
         script: match (script, grant.script) {
             (Some(copy), Some(pinned)) => Some(launcher::Script {
@@ -149,7 +156,6 @@ pub fn prepare(
             }),
             _ => None,
         },
-        argv0: request.argv0.clone(),
         args: request.args.clone(),
         env,
         secrets,
@@ -253,6 +259,45 @@ fn interpreter_name(copy: &launcher::Verified, pinned: &str) -> OsString {
         }
         Some(Ok(line)) => line.interpreter.into(),
         _ => pinned.into(),
+    }
+}
+
+/// A grant of an interpreter through a virtualenv runs only when called by
+/// that venv's path, and a grant of the interpreter itself never through a
+/// venv: an agent's own virtualenv (its own site-packages) is another
+/// program than the one pinned.
+fn check_venv(grant: &Grant, request: &Request) -> anyhow::Result<()> {
+    use envseal_policy::escape;
+    let called = request
+        .invoked
+        .as_deref()
+        .and_then(|at| envseal_policy::venv_python(std::path::Path::new(at), &request.program));
+    let program = escape(&request.program);
+    match (&grant.venv, called) {
+        (Some(pinned), Some(called)) if *pinned == called => Ok(()),
+        (None, None) => Ok(()),
+        (Some(pinned), _) => Err(Refusal::new(
+            Code::Denied,
+            format!(
+                "{program} is granted as the virtualenv python {}, and runs only as that",
+                escape(pinned)
+            ),
+        )
+        .hint(format!("run it as {}", escape(pinned)))
+        .into()),
+        (None, Some(called)) => Err(Refusal::new(
+            Code::Denied,
+            format!(
+                "{} is a virtualenv's python; the grant pins {program} itself, not that \
+                 virtualenv",
+                escape(&called)
+            ),
+        )
+        .hint(format!(
+            "a person can pin the virtualenv with: envseal allow ... -- {}",
+            escape(&called)
+        ))
+        .into()),
     }
 }
 

@@ -1,9 +1,10 @@
 //! Grants and their one canonical encoding.
 //!
 //! ```text
-//! "ESG3" | str16 program | sha256 [32]
+//! "ESG4" | str16 program | sha256 [32]
 //!        | u8 script? [ str16 interpreter | sha256 [32] | u8 arg? [ str16 arg ] ]
 //!        | u8 tier | u8 forced_interpreter | u8 require_shield
+//!        | u8 venv? [ str16 venv ]
 //!        | u16 count | (str16 path | sha256 [32])*                      may_exec
 //!        | u8 rule (0 any, 1 exact, 2 prefix) [ u16 count | (u32 len | bytes)* ]
 //!        | u16 count | (u8 len | secret | u8 kind (0 env, 1 file) | u8 len | variable)*
@@ -12,9 +13,9 @@
 //!
 //! Secrets are strictly sorted by name, flags are 0 or 1, and nothing may
 //! follow the last field, so every grant has exactly one encoding: the
-//! vault's manifest authenticates the digest of these bytes. "ESG2" (no
-//! `require_shield` flag) and "ESG1" (nor a `may_exec` list) are still
-//! read, as `false` and an empty list.
+//! vault's manifest authenticates the digest of these bytes. "ESG3" (no
+//! `venv`), "ESG2" (nor a `require_shield` flag) and "ESG1" (nor a
+//! `may_exec` list) are still read, as none, `false` and an empty list.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +26,8 @@ use envseal_core::codec::Reader;
 use crate::Digest;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 4] = b"ESG3";
+const MAGIC: &[u8; 4] = b"ESG4";
+const MAGIC_V3: &[u8; 4] = b"ESG3";
 const MAGIC_V2: &[u8; 4] = b"ESG2";
 const MAGIC_V1: &[u8; 4] = b"ESG1";
 
@@ -94,6 +96,10 @@ pub struct Grant {
     /// Only callers inside an `envseal shield` may run it (through the
     /// broker).
     pub require_shield: bool,
+    /// The virtualenv's `bin/python` (a link to `program`) the grant pins:
+    /// the interpreter runs as that venv's, and only when called by that
+    /// path; `None`: the interpreter itself, never through a venv.
+    pub venv: Option<String>,
 }
 
 impl Grant {
@@ -138,6 +144,13 @@ impl Grant {
         out.push(tier_code(self.tier));
         out.push(u8::from(self.forced_interpreter));
         out.push(u8::from(self.require_shield));
+        match &self.venv {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                put_str16(&mut out, v);
+            }
+        }
         out.extend_from_slice(&(self.may_exec.len() as u16).to_be_bytes());
         for pin in &self.may_exec {
             put_pin(&mut out, pin);
@@ -175,7 +188,8 @@ impl Grant {
 
 fn decode(r: &mut Reader<'_>) -> Option<Grant> {
     let version = match r.take(4)? {
-        m if m == MAGIC => 3,
+        m if m == MAGIC => 4,
+        m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         _ => return None,
@@ -195,6 +209,10 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
     let tier = tier_from_code(r.u8()?)?;
     let forced_interpreter = get_flag(r)?;
     let require_shield = version >= 3 && get_flag(r)?;
+    let venv = match version >= 4 && get_flag(r)? {
+        true => Some(get_str16(r)?),
+        false => None,
+    };
     let may_exec = if version >= 2 {
         (0..r.u16()?)
             .map(|_| get_pin(r))
@@ -248,6 +266,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         forced_interpreter,
         may_exec,
         require_shield,
+        venv,
     })
 }
 
@@ -306,6 +325,7 @@ pub(crate) fn sample(path: &str, tier: Tier, args: ArgRule) -> Grant {
         forced_interpreter: false,
         may_exec: Vec::new(),
         require_shield: false,
+        venv: None,
     }
 }
 
@@ -347,6 +367,7 @@ mod tests {
             any::<bool>(),
             proptest::collection::vec(pin(), 0..3),
             any::<bool>(),
+            proptest::option::of("/[a-z/]{1,40}"),
         )
             .prop_map(
                 |(
@@ -358,6 +379,7 @@ mod tests {
                     forced_interpreter,
                     may_exec,
                     require_shield,
+                    venv,
                 )| Grant {
                     program,
                     script,
@@ -367,6 +389,7 @@ mod tests {
                     forced_interpreter,
                     may_exec,
                     require_shield,
+                    venv,
                 },
             )
     }
@@ -398,10 +421,10 @@ mod tests {
         let g = sample("/bin/x", Tier::Lockdown, ArgRule::Any);
         let mut v1 = g.encode();
         v1[..4].copy_from_slice(MAGIC_V1);
-        // ESG1 had no require_shield flag nor may_exec count after the
-        // forced flag.
+        // ESG1 had no require_shield flag, venv flag nor may_exec count
+        // after the forced flag.
         let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1;
-        v1.drain(at..at + 3);
+        v1.drain(at..at + 4);
         assert_eq!(Grant::decode(&v1).unwrap(), g);
     }
 
@@ -411,13 +434,29 @@ mod tests {
         let mut v2 = g.encode();
         v2[..4].copy_from_slice(MAGIC_V2);
         let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1;
-        v2.remove(at);
+        v2.drain(at..at + 2);
         assert_eq!(Grant::decode(&v2).unwrap(), g);
         // A v2 grant cannot smuggle the flag in: the extra byte is trailing.
         let mut shielded = g.clone();
         shielded.require_shield = true;
         let mut forged = shielded.encode();
         forged[..4].copy_from_slice(MAGIC_V2);
+        assert!(Grant::decode(&forged).is_err());
+    }
+
+    #[test]
+    fn an_esg3_grant_reads_as_pinning_no_virtualenv() {
+        let g = sample("/bin/x", Tier::Hardened, ArgRule::Any);
+        let mut v3 = g.encode();
+        v3[..4].copy_from_slice(MAGIC_V3);
+        let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1 + 1;
+        v3.remove(at);
+        assert_eq!(Grant::decode(&v3).unwrap(), g);
+        // Nor can a v3 grant smuggle a venv in.
+        let mut venv = g.clone();
+        venv.venv = Some("/p/.venv/bin/python".into());
+        let mut forged = venv.encode();
+        forged[..4].copy_from_slice(MAGIC_V3);
         assert!(Grant::decode(&forged).is_err());
     }
 

@@ -31,7 +31,7 @@ pub use error::{Error, Result};
 pub use grant::{ArgRule, Delivery, Grant, Pin, Script, Tier};
 pub use interpreters::is_interpreter;
 pub use program::{Inspected, SHEBANG_MAX, Shebang, inspect, parse_shebang, sha256_file};
-pub use resolve::{Resolved, resolve};
+pub use resolve::{Resolved, resolve, venv_python};
 pub use text::{escape, escape_lines, has_deceptive, is_deceptive};
 
 /// SHA-256 digest of a program's bytes.

@@ -67,6 +67,21 @@ pub fn resolve(cmd: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Result<Reso
     })
 }
 
+/// `looked_up` when it is a virtualenv's interpreter: a link in a `bin`
+/// directory whose parent holds `pyvenv.cfg`, leading elsewhere
+/// (`canonical`, the system interpreter). Python finds its virtualenv from
+/// the path it is run as, so a grant of the interpreter through such a
+/// path pins that virtualenv (see [`crate::Grant::venv`]).
+pub fn venv_python(looked_up: &Path, canonical: &str) -> Option<String> {
+    let bin = looked_up.parent()?;
+    let is_link = std::fs::symlink_metadata(looked_up).is_ok_and(|m| m.file_type().is_symlink());
+    (is_link
+        && looked_up.as_os_str() != canonical
+        && bin.file_name()? == "bin"
+        && bin.parent()?.join("pyvenv.cfg").is_file())
+    .then(|| looked_up.to_str().map(str::to_owned))?
+}
+
 fn is_executable_file(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

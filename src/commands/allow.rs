@@ -217,6 +217,17 @@ fn weaker(previous: &Grant, grant: &Grant) -> Vec<String> {
 /// resolves to now, and how a secret is delivered.
 fn changed(previous: &Grant, grant: &Grant) -> Vec<String> {
     let mut lines = Vec::new();
+    if previous.venv != grant.venv {
+        let shown = |v: &Option<String>| match v {
+            Some(v) => format!("the virtualenv {}", envseal_policy::escape(v)),
+            None => "the interpreter itself".to_owned(),
+        };
+        lines.push(format!(
+            "it pins {} (was {})",
+            shown(&grant.venv),
+            shown(&previous.venv)
+        ));
+    }
     let interpreter = |g: &Grant| g.script.as_ref().map(|s| s.interpreter.path.clone());
     if interpreter(previous) != interpreter(grant) {
         lines.push(format!(

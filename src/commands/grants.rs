@@ -29,6 +29,8 @@ struct GrantJson {
     forced_interpreter: bool,
     may_exec: Vec<InterpreterJson>,
     require_shield: bool,
+    /// The virtualenv python the grant pins (it runs only as that path).
+    venv: Option<String>,
     malformed: bool,
     updated_at: String,
 }
@@ -146,6 +148,7 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
             forced_interpreter: false,
             may_exec: Vec::new(),
             require_shield: false,
+            venv: None,
             malformed: true,
             updated_at,
         };
@@ -198,6 +201,7 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
             })
             .collect(),
         require_shield: g.require_shield,
+        venv: g.venv.clone(),
         malformed: false,
         updated_at,
     }

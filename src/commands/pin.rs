@@ -67,6 +67,7 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
         forced_interpreter: interpreter && wanted.force_interpreter,
         may_exec,
         require_shield: wanted.require_shield,
+        venv: envseal_policy::venv_python(&resolved.looked_up, &resolved.canonical),
     };
     grant.validate()?;
     Ok(grant)
@@ -238,6 +239,9 @@ pub fn describe(grant: &Grant) -> String {
             Delivery::Env(v) => format!("  secret      {name} as ${v}\n"),
             Delivery::File(v) => format!("  secret      {name} as a file, path in ${v}\n"),
         };
+    }
+    if let Some(venv) = &grant.venv {
+        out += &format!("  virtualenv  {} (runs only as this path)\n", escape(venv));
     }
     out += &format!("  tier        {}\n", grant.tier.as_str());
     for pin in &grant.may_exec {

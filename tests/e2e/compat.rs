@@ -549,3 +549,107 @@ fn ssh_loads_its_identity_from_a_file_secret_in_the_sandbox() {
         );
     }
 }
+
+/// Pinning a virtualenv's `bin/python` (a link to the system interpreter)
+/// pins that virtualenv: called by that path it runs as the venv's python
+/// (it imports a package only the venv has), whatever name the caller
+/// typed. The agent's attempts are refused and its sink stays empty: its
+/// own virtualenv (whose package of the same name would hand it the
+/// secret — the control shows it does, run directly with a decoy) and the
+/// system interpreter's own path, with the same arguments. Pinning the
+/// system interpreter, in turn, does not let a virtualenv's python run.
+#[test]
+fn a_virtualenv_python_pinned_is_that_virtualenv() {
+    let env = Env::initialized();
+    let token = value("venv-pin");
+    env.set_approved("TOKEN", &token);
+    let venv = crate::util::Venv::new();
+    let agents = crate::util::Venv::new();
+    let sink = env.tmp.path().join("sink");
+    let site = fs::read_dir(
+        agents
+            .python
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("lib"),
+    )
+    .unwrap()
+    .flatten()
+    .map(|e| e.path().join("site-packages/envseal_venv_only/__init__.py"))
+    .find(|p| p.exists())
+    .unwrap();
+    fs::write(
+        &site,
+        format!(
+            "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', ''))\nMARK = 'the agent'\n",
+            s(&sink)
+        ),
+    )
+    .unwrap();
+    let code = "import envseal_venv_only, hashlib, os; print(envseal_venv_only.MARK, \
+                hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest())";
+    // The control: the agent's venv does hand over what TOKEN holds.
+    let ran = Command::new(&agents.python)
+        .args(["-c", code])
+        .env("TOKEN", "decoy")
+        .output()
+        .unwrap();
+    assert!(ran.status.success());
+    assert_eq!(fs::read_to_string(&sink).unwrap(), "decoy");
+    fs::remove_file(&sink).unwrap();
+
+    let python = s(&venv.python);
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--args-exact",
+        "-c",
+        code,
+        "--",
+        python,
+    ]);
+    env.expect_ok(&r);
+    env.expect_stdout(&r, &["virtualenv", python]);
+    let says = format!(
+        "from the venv {}\n",
+        crate::util::sha256_hex(token.as_bytes())
+    );
+    let r = env.exec(&["--", python, "-c", code]);
+    env.expect_ok(&r);
+    assert_eq!(r.stdout(), says, "{}", r.shown_stderr());
+    // Typed another way (relative to the venv), it still runs as the venv.
+    let mut c = env.command_pw(&["exec", "--", "./python", "-c", code]);
+    c.current_dir(venv.python.parent().unwrap());
+    let r = env.run_command("exec ./python (the venv's bin)".into(), c, b"");
+    env.expect_ok(&r);
+    assert_eq!(r.stdout(), says);
+    for other in [s(&agents.python), "/usr/bin/python3"] {
+        let r = env.exec(&["--", other, "-c", code]);
+        env.expect_code(&r, crate::util::code::DENIED);
+        env.expect_stderr(&r, &["virtualenv"]);
+        assert!(r.stdout.is_empty(), "{other} ran");
+        assert!(
+            !sink.exists(),
+            "{other}: the agent's package got the secret"
+        );
+    }
+    // The interpreter itself pinned: a virtualenv's python does not run.
+    let system = fs::canonicalize("/usr/bin/python3").unwrap();
+    let r = env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--args-exact",
+        "-c",
+        code,
+        "--",
+        s(&system),
+    ]);
+    env.expect_ok(&r);
+    env.expect_stderr(&r, &["it pins the interpreter itself (was the virtualenv"]);
+    let r = env.exec(&["--", s(&agents.python), "-c", code]);
+    env.expect_code(&r, crate::util::code::DENIED);
+    env.expect_stderr(&r, &["is a virtualenv's python", "envseal allow"]);
+    assert!(!sink.exists(), "the agent's package got the secret");
+}
