@@ -499,26 +499,28 @@ impl Namespaced {
                 source,
             })
         };
+        // A file only root can change may run under its other names too
+        // (hard links: git's libexec/git-core/git in a source build).
+        let own = executable.system_file();
+        if let (Some((ruleset, _)), Some(file)) = (&self.landlock, &own) {
+            crate::sys::landlock::allow_fd(
+                ruleset.as_raw_fd(),
+                file.as_raw_fd(),
+                sandbox::EXEC_ACCESS,
+            )
+            .map_err(|e| {
+                Error::sys("allow the program in Landlock")(nix::errno::Errno::from_raw(e))
+            })?;
+        }
         // (Copying whichever is smaller, the program or its loader.)
-        let system = executable.loader().and_then(|loader| {
+        let system = own.zip(executable.loader()).and_then(|(file, loader)| {
             let loader = std::fs::canonicalize(loader).ok()?;
             let size = |f: &File| f.metadata().map(|m| m.len()).ok();
             let fd = File::open(&loader).ok()?;
             let program = File::from(executable.fd().try_clone().ok()?);
-            (size(&program)? > size(&fd)?).then_some(())?;
-            Some((executable.system_file()?, loader, fd))
+            (size(&program)? > size(&fd)?).then_some((file, loader, fd))
         });
         if let Some((file, loader, fd)) = system {
-            if let Some((ruleset, _)) = &self.landlock {
-                crate::sys::landlock::allow_fd(
-                    ruleset.as_raw_fd(),
-                    file.as_raw_fd(),
-                    sandbox::EXEC_ACCESS,
-                )
-                .map_err(|e| {
-                    Error::sys("allow the program in Landlock")(nix::errno::Errno::from_raw(e))
-                })?;
-            }
             real.add(
                 fd.into(),
                 c"loader",

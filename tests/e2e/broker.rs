@@ -138,7 +138,7 @@ impl Scene {
         c
     }
 
-    fn envseal(&self, args: &[&str]) -> Command {
+    pub(crate) fn envseal(&self, args: &[&str]) -> Command {
         let mut c = self.user(&self.envseal);
         c.args(args);
         c

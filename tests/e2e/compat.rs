@@ -653,3 +653,72 @@ fn a_virtualenv_python_pinned_is_that_virtualenv() {
     env.expect_stderr(&r, &["is a virtualenv's python", "envseal allow"]);
     assert!(!sink.exists(), "the agent's package got the secret");
 }
+
+/// Lockdown lets a program of root's run itself again under another
+/// hard-linked name (git's `libexec/git-core/git` in a source build is a
+/// hard link of `bin/git`): a small program (run from a copy at its path)
+/// re-executes itself through its hard link, in-process and through the
+/// broker. A byte-identical copy that `allow` did not find (another inode,
+/// elsewhere) still does not run.
+#[test]
+fn lockdown_runs_the_program_under_its_hard_links() {
+    let source = "#include <errno.h>\n#include <stdio.h>\n#include <stdlib.h>\n\
+                  #include <string.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\
+                  int main(int argc, char **argv) {\n\
+                    if (argc > 1 && strcmp(argv[1], \"again\") == 0) { printf(\"again\\n\"); return 0; }\n\
+                    fflush(stdout);\n\
+                    pid_t c = fork();\n\
+                    if (c == 0) { char *a[] = { \"self\", \"again\", NULL }; execv(getenv(\"ALIAS\"), a); _exit(100 + errno); }\n\
+                    int st = 0; waitpid(c, &st, 0);\n\
+                    if (WEXITSTATUS(st) >= 100) printf(\"errno %d\\n\", WEXITSTATUS(st) - 100);\n\
+                    return 0;\n\
+                  }\n";
+    let build = tempfile::tempdir().unwrap();
+    let binary = build.path().join("selfexec");
+    cc(source, &binary, &[]);
+    let apps = app_dir();
+    let bin = apps.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let prog = bin.join("tool");
+    fs::copy(&binary, &prog).unwrap();
+    let link = bin.join("tool-again");
+    fs::hard_link(&prog, &link).unwrap();
+    let stray = apps.path().join("stray-copy");
+    fs::copy(&binary, &stray).unwrap();
+    let runs = |alias: &Path, run: &dyn Fn(&str) -> crate::util::Run| {
+        let r = run(s(alias));
+        assert_eq!(r.code, Some(0), "{}", r.shown_stderr());
+        r.stdout()
+    };
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("hardlink"));
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", "lockdown", "--", s(&prog)]));
+    let in_process = |alias: &str| {
+        let mut c = env.command_pw(&["exec", "--", s(&prog)]);
+        c.env("ALIAS", alias);
+        env.run_command(format!("exec tool (ALIAS={alias})"), c, b"")
+    };
+    assert_eq!(runs(&link, &in_process), "again\n");
+    assert_eq!(runs(&stray, &in_process), "errno 13\n");
+    let mut scene = scene();
+    scene.env.expect_ok(&scene.run_pw(&[
+        "allow",
+        "--secret",
+        "TOKEN",
+        "--tier",
+        "lockdown",
+        "--",
+        s(&prog),
+    ]));
+    scene.unlock(&[]);
+    let brokered = |alias: &str| {
+        let mut c = scene.envseal(&["exec", "--", s(&prog)]);
+        c.env("ALIAS", alias);
+        scene.env.record(
+            format!("(as user) exec tool (ALIAS={alias})"),
+            c.output().unwrap(),
+        )
+    };
+    assert_eq!(runs(&link, &brokered), "again\n");
+    assert_eq!(runs(&stray, &brokered), "errno 13\n");
+}
