@@ -140,12 +140,7 @@ pub fn prepare(
         .verbose
         .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
     let launch = Launch {
-        // A virtualenv's interpreter runs as that venv's python (Python
-        // finds `pyvenv.cfg` from the path it runs as).
-        argv0: grant
-            .venv
-            .as_ref()
-            .map_or_else(|| request.argv0.clone(), OsString::from),
+        argv0: argv0(&grant, request),
         executable,
         script: match (script, grant.script) {
             (Some(copy), Some(pinned)) => Some(launcher::Script {
@@ -259,6 +254,24 @@ fn interpreter_name(copy: &launcher::Verified, pinned: &str) -> OsString {
         }
         Some(Ok(line)) => line.interpreter.into(),
         _ => pinned.into(),
+    }
+}
+
+/// The program's `argv[0]`: what the caller typed, except for an
+/// interpreter, which finds its prefix — its standard library, its
+/// virtualenv — from the path it runs as: a pinned virtualenv's python runs
+/// as that venv's, any other interpreter as its pinned path, never as a
+/// path the caller chose (a forged request's `argv0` naming the agent's own
+/// virtualenv or library tree).
+fn argv0(grant: &Grant, request: &Request) -> OsString {
+    let interpreter = std::path::Path::new(&grant.program.path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(envseal_policy::is_interpreter);
+    match &grant.venv {
+        Some(venv) => venv.into(),
+        None if interpreter => grant.program.path.clone().into(),
+        None => request.argv0.clone(),
     }
 }
 

@@ -2270,3 +2270,113 @@ while True:
         got.len()
     );
 }
+
+/// A pinned interpreter cannot be moved into the agent's own virtualenv
+/// by a forged request: Python finds its prefix from `argv[0]`, and the
+/// agent, speaking the broker's protocol itself, names its venv's
+/// `bin/python` there, for the system interpreter's grant. The broker runs
+/// an interpreter as its pinned path (or its pinned venv), so the agent's
+/// package — which, run directly, hands over what `TOKEN` holds (the
+/// control, with a decoy) — never runs and the sink stays empty; the
+/// honest request runs the program.
+#[test]
+fn a_forged_argv0_cannot_move_a_pinned_interpreter_into_another_virtualenv() {
+    let mut s = scene();
+    let python = fs::canonicalize("/usr/bin/python3").unwrap();
+    let python = python.to_str().unwrap().to_owned();
+    let code = "import sys, hashlib, os; import envseal_venv_only; \
+                print('VENV-RAN', hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest())";
+    let fallback = "import sys, os; print('RAN', sys.prefix)";
+    let agents = util::Venv::new();
+    let sink = s.home.join("from-the-agents-venv");
+    let package = fs::read_dir(
+        agents
+            .python
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("lib"),
+    )
+    .unwrap()
+    .flatten()
+    .map(|e| e.path().join("site-packages/envseal_venv_only/__init__.py"))
+    .find(|p| p.exists())
+    .unwrap();
+    fs::write(
+        &package,
+        format!(
+            "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', ''))\n",
+            sink.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The control: run as the agent's venv, its package gets TOKEN.
+    let ran = Command::new(&agents.python)
+        .args(["-c", code])
+        .env("TOKEN", "decoy")
+        .output()
+        .unwrap();
+    assert!(ran.status.success());
+    assert_eq!(fs::read_to_string(&sink).unwrap(), "decoy");
+    fs::remove_file(&sink).unwrap();
+
+    let r = s.run_pw(&[
+        "allow",
+        "--secret",
+        "TOKEN",
+        "--args-prefix",
+        "-c",
+        "--",
+        &python,
+    ]);
+    s.env.expect_ok(&r);
+    s.unlock(&[]);
+    let client = format!(
+        r#"
+{PY_WIRE}
+def run(argv0, code):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect({sock:?})
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    req = {{"op": "exec", "args": {{"program": {python:?}, "argv0": {{"s": argv0}},
+        "args": [{{"s": "-c"}}, {{"s": code}}], "env": [[{{"s": "PATH"}}, {{"s": "/usr/bin:/bin"}}]],
+        "secrets": [], "clearenv": False, "verbose": False, "mask": None, "rename": [], "tier": None}}}}
+    socket.send_fds(s, [frame(req)], [0, 1, 2, cwd])
+    replies = []
+    while True:
+        r = read_frame(s)
+        if not r:
+            break
+        replies.append(r.get("reply"))
+        if r.get("reply") in ("exit", "refused"):
+            break
+    return replies
+print("FORGED", json.dumps(run({agent:?}, {code:?})), flush=True)
+print("HONEST", json.dumps(run({python:?}, {fallback:?})), flush=True)
+"#,
+        sock = s.socket().display().to_string(),
+        agent = agents.python.display().to_string(),
+    );
+    let out = s
+        .user(Path::new("/usr/bin/python3"))
+        .args(["-c", &client])
+        .output()
+        .unwrap();
+    let r = s.env.record("(as user) a forged argv0".into(), out);
+    let text = r.stdout();
+    assert!(text.contains("FORGED"), "{text} {}", r.stderr());
+    assert!(
+        !sink.exists(),
+        "the agent's virtualenv ran inside the pinned interpreter and got the secret"
+    );
+    assert!(
+        text.contains(r#"FORGED ["started", "exit"]"#) && !text.contains("VENV-RAN"),
+        "the forged run imported the agent's package: {text}"
+    );
+    assert!(
+        text.contains("RAN /usr") && text.contains(r#"HONEST ["started", "exit"]"#),
+        "the honest request did not run the program: {text} {}",
+        r.stderr()
+    );
+}
