@@ -156,36 +156,9 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         .as_ref()
         .and_then(|n| n.real_paths(&executable, script.as_ref(), &mut notes))
         .transpose()?;
-    let script_slot = script.is_some() && real.is_none();
-    // The program's descriptors are placed at fixed numbers (file
-    // secrets, then a script's copy); ours are numbered above them.
-    let files = if tier != Tier::None {
-        0
-    } else {
-        secrets
-            .iter()
-            .filter(|s| matches!(s.delivery, Delivery::File(_)))
-            .count()
-    };
-    let floor = FIRST_FD + (files + usize::from(script_slot)) as RawFd;
-    let real = real.map(|r| r.numbered_from(floor)).transpose()?;
-    let Delivered {
-        envp,
-        memfds: files_kept,
-        files: secret_files,
-    } = deliver(&secrets, &env, tier != Tier::None, floor)?;
-    let script_at = ScriptAt {
-        slot: script_slot,
-        files: files_kept.len(),
-        floor,
-    };
-    let (argv, script_fd) = arguments(argv0, args, script.as_ref(), script_at)?;
-    let place: Vec<RawFd> = files_kept
-        .iter()
-        .chain(&script_fd)
-        .map(|f| f.as_raw_fd())
-        .collect();
-    let argv_ptrs = spawn::null_terminated(argv.iter().map(|a| a.as_ptr()));
+    let layout = lay_out(tier, &secrets, &env, script.as_ref(), real, argv0, args)?;
+    let (envp, real) = (&layout.delivered.envp, layout.real.as_ref());
+    let argv_ptrs = spawn::null_terminated(layout.argv.iter().map(|a| a.as_ptr()));
     let envp_ptrs = spawn::null_terminated(envp.iter().map(|e| e.as_ptr().cast()));
 
     let blocked = Blocked::new()?;
@@ -193,23 +166,12 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     // relayed signals reach whole. (In the namespaced tiers PID 1 passes
     // them to every process of its namespace.)
     let group = relay.is_some() && namespaced.is_none();
-    // The executable too is numbered above the program's slots.
-    let exec_above = (executable.raw_fd() < floor)
-        .then(|| files::dup_at_least(executable.fd().as_fd(), floor))
-        .transpose()
-        .map_err(Error::sys("number the executable's copy"))?;
-    // (A program run from its own file: that descriptor, numbered so.)
-    let exec_fd = match real.as_ref().and_then(|r| r.program.as_ref()) {
-        Some(file) => file.as_raw_fd(),
-        None => exec_above
-            .as_ref()
-            .map_or(executable.raw_fd(), |f| f.as_raw_fd()),
-    };
+    let (exec_above, exec_fd) = exec_descriptor(&executable, real, layout.floor)?;
     let prepared = spawn::Prepared {
         exec_fd,
         argv: &argv_ptrs,
         envp: &envp_ptrs,
-        place: &place,
+        place: &layout.place,
         mask: &blocked.mask,
         max_fd: max_fd(),
         stdio: outputs.write_ends(),
@@ -218,24 +180,16 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     let spawned = match &namespaced {
         Some(namespaced) => {
             let floor = prepared.slots_end();
-            let inputs = SandboxInputs::new(&envp, &secrets, &secret_files, floor)?;
-            namespaced.start(
-                inputs,
-                &prepared,
-                &blocked.waited,
-                real.as_ref(),
-                &mut notes,
-            )
+            let files = &layout.delivered.files;
+            let inputs = SandboxInputs::new(envp, &secrets, files, floor)?;
+            namespaced.start(inputs, &prepared, &blocked.waited, real, &mut notes)
         }
         None => start_plain(&prepared, &executable),
     };
     // The child has its own copy (or failed): wipe ours now.
     drop(envp_ptrs);
-    drop(envp);
-    drop(secret_files);
+    drop(layout);
     drop(secrets);
-    drop(files_kept);
-    drop(script_fd);
     drop(script);
     drop(namespaced);
     let child = spawned?;
@@ -248,6 +202,90 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     }
     let target = signal_target(child, group);
     wait(child, target, &blocked.waited, relay, outputs)
+}
+
+/// The program's descriptors and exec data, laid out before any process
+/// starts (see [`lay_out`]).
+struct Layout<'s> {
+    /// The lowest number for envseal's own descriptors.
+    floor: RawFd,
+    real: Option<RealPaths>,
+    delivered: Delivered<'s>,
+    argv: Vec<CString>,
+    /// A script's copy, when it is passed in a slot: held open (its
+    /// number is in `place`) until the child has it.
+    _script_fd: Option<OwnedFd>,
+    /// What the child places at `FIRST_FD`, `FIRST_FD + 1`, …
+    place: Vec<RawFd>,
+}
+
+/// Lays out the program's descriptors at fixed numbers — file secrets
+/// (tier None), then a script's copy when it is not run at its real path —
+/// with envseal's own numbered above them; delivers the secrets and builds
+/// argv.
+fn lay_out<'s>(
+    tier: Tier,
+    secrets: &'s [SecretItem],
+    env: &[(OsString, OsString)],
+    script: Option<&Script>,
+    real: Option<RealPaths>,
+    argv0: OsString,
+    args: Vec<OsString>,
+) -> Result<Layout<'s>> {
+    let script_slot = script.is_some() && real.is_none();
+    let files = if tier != Tier::None {
+        0
+    } else {
+        secrets
+            .iter()
+            .filter(|s| matches!(s.delivery, Delivery::File(_)))
+            .count()
+    };
+    let floor = FIRST_FD + (files + usize::from(script_slot)) as RawFd;
+    let real = real.map(|r| r.numbered_from(floor)).transpose()?;
+    let delivered = deliver(secrets, env, tier != Tier::None, floor)?;
+    let script_at = ScriptAt {
+        slot: script_slot,
+        files: delivered.memfds.len(),
+        floor,
+    };
+    let (argv, script_fd) = arguments(argv0, args, script, script_at)?;
+    let place: Vec<RawFd> = delivered
+        .memfds
+        .iter()
+        .chain(&script_fd)
+        .map(|f| f.as_raw_fd())
+        .collect();
+    Ok(Layout {
+        floor,
+        real,
+        delivered,
+        argv,
+        _script_fd: script_fd,
+        place,
+    })
+}
+
+/// The descriptor the program's child executes: the program's own file
+/// when it runs from that, else its sealed copy, numbered above the
+/// program's slots (a duplicate, returned to be kept open, when it was
+/// below).
+fn exec_descriptor(
+    executable: &Verified,
+    real: Option<&RealPaths>,
+    floor: RawFd,
+) -> Result<(Option<OwnedFd>, RawFd)> {
+    if let Some(file) = real.and_then(|r| r.program.as_ref()) {
+        return Ok((None, file.as_raw_fd()));
+    }
+    let above = (executable.raw_fd() < floor)
+        .then(|| files::dup_at_least(executable.fd().as_fd(), floor))
+        .transpose()
+        .map_err(Error::sys("number the executable's copy"))?;
+    let fd = above
+        .as_ref()
+        .map_or(executable.raw_fd(), |f| f.as_raw_fd());
+    Ok((above, fd))
 }
 
 /// Refuses an executable loaded as a script, and a caller with more than

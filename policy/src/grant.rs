@@ -236,6 +236,25 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         2 => ArgRule::Prefix(list()?),
         _ => return None,
     };
+    let secrets = get_secrets(r)?;
+    if !r.is_empty() {
+        return None;
+    }
+    Some(Grant {
+        program,
+        script,
+        secrets,
+        tier,
+        args,
+        forced_interpreter,
+        may_exec,
+        require_shield,
+        venv,
+    })
+}
+
+/// The secrets: strictly sorted by name (so one encoding each).
+fn get_secrets(r: &mut Reader<'_>) -> Option<BTreeMap<SecretName, Delivery>> {
     let count = r.u16()?;
     let mut secrets = BTreeMap::new();
     let mut last: Option<SecretName> = None;
@@ -254,20 +273,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         last = Some(name.clone());
         secrets.insert(name, delivery);
     }
-    if !r.is_empty() {
-        return None;
-    }
-    Some(Grant {
-        program,
-        script,
-        secrets,
-        tier,
-        args,
-        forced_interpreter,
-        may_exec,
-        require_shield,
-        venv,
-    })
+    Some(secrets)
 }
 
 fn put_str16(out: &mut Vec<u8>, s: &str) {
