@@ -492,7 +492,6 @@ impl Namespaced {
             attach: real.map(|r| sandbox::Attach {
                 sock: r.pid1_end.as_raw_fd(),
                 targets: &r.targets,
-                exec_access: sandbox::EXEC_ACCESS,
             }),
         };
         start_sandbox(&plan, pipes, &self.ids, real, notes)
@@ -531,41 +530,28 @@ impl Namespaced {
         notes: &mut Vec<String>,
     ) -> Result<RealPaths> {
         let mut real = RealPaths::new()?;
-        let dup = |fd: &OwnedFd| {
-            fd.try_clone().map_err(|source| Error::Sys {
-                action: "duplicate a verified copy's descriptor",
-                source,
-            })
-        };
-        // A file only root can change may run under its other names too
-        // (hard links: git's libexec/git-core/git in a source build).
-        let own = executable.system_file();
-        if let (Some((ruleset, _)), Some(file)) = (&self.landlock, &own) {
-            crate::sys::landlock::allow_fd(
-                ruleset.as_raw_fd(),
-                file.as_raw_fd(),
-                sandbox::EXEC_ACCESS,
-            )
-            .map_err(|e| {
-                Error::sys("allow the program in Landlock")(nix::errno::Errno::from_raw(e))
-            })?;
-        }
         // (Copying whichever is smaller, the program or its loader.)
-        let system = own.zip(executable.loader()).and_then(|(file, loader)| {
-            let loader = std::fs::canonicalize(loader).ok()?;
-            let size = |f: &File| f.metadata().map(|m| m.len()).ok();
-            let fd = File::open(&loader).ok()?;
-            let program = File::from(executable.fd().try_clone().ok()?);
-            (size(&program)? > size(&fd)?).then_some((file, loader, fd))
-        });
+        let size =
+            |fd: std::os::fd::BorrowedFd<'_>| nix::sys::stat::fstat(fd).ok().map(|m| m.st_size);
+        let system =
+            executable
+                .system_file()
+                .zip(executable.loader())
+                .and_then(|(file, loader)| {
+                    let loader = std::fs::canonicalize(loader).ok()?;
+                    let fd = OwnedFd::from(File::open(&loader).ok()?);
+                    (size(executable.fd().as_fd())? > size(fd.as_fd())?)
+                        .then_some((file, loader, fd))
+                });
         if let Some((file, loader, fd)) = system {
             real.add(
-                fd.into(),
+                fd.as_raw_fd(),
                 c"loader",
                 0o111,
                 &loader.to_string_lossy(),
                 false,
             )?;
+            real.loader = Some(fd);
             real.program = Some(file);
             notes.push(format!(
                 "the program runs at its real path, from {} itself (only root can change it, \
@@ -576,7 +562,7 @@ impl Namespaced {
             ));
         } else {
             real.add(
-                dup(executable.fd())?,
+                executable.raw_fd(),
                 c"program",
                 0o111,
                 executable.path(),
@@ -589,7 +575,7 @@ impl Namespaced {
             ));
         }
         if let Some(s) = script {
-            real.add(dup(s.copy.fd())?, c"script", 0o444, s.copy.path(), false)?;
+            real.add(s.copy.raw_fd(), c"script", 0o444, s.copy.path(), false)?;
             notes.push(format!(
                 "the script runs at its real path: its verified copy is mounted read-only over {}",
                 s.copy.path()
@@ -603,8 +589,9 @@ impl Namespaced {
 /// sends each as a detached mount over a socket pair to PID 1), where PID
 /// 1 attaches them, and the program's own file when it runs from that.
 struct RealPaths {
-    /// The sources of `copies`, kept open until the helper has copied.
-    sources: Vec<OwnedFd>,
+    /// The loader, when it is what is copied (the program's and a script's
+    /// copies are the launch's own, open until the program has started).
+    loader: Option<OwnedFd>,
     copies: Vec<idmap::Copy>,
     helper_end: OwnedFd,
     pid1_end: OwnedFd,
@@ -638,7 +625,7 @@ impl RealPaths {
         )
         .map_err(Error::sys("create a socket pair"))?;
         Ok(RealPaths {
-            sources: Vec::new(),
+            loader: None,
             copies: Vec::new(),
             helper_end,
             pid1_end,
@@ -647,22 +634,18 @@ impl RealPaths {
         })
     }
 
-    /// One file the helper copies from `src` (as `name`, with `mode`) and
-    /// PID 1 attaches at `path`; `exec`: the program runs from it.
+    /// One file the helper copies from `src` (as `name`, with `mode`; the
+    /// caller keeps it open) and PID 1 attaches at `path`; `exec`: the
+    /// program runs from it.
     fn add(
         &mut self,
-        src: OwnedFd,
+        src: RawFd,
         name: &'static std::ffi::CStr,
         mode: libc::mode_t,
         path: &str,
         exec: bool,
     ) -> Result<()> {
-        self.copies.push(idmap::Copy {
-            src: src.as_raw_fd(),
-            name,
-            mode,
-        });
-        self.sources.push(src);
+        self.copies.push(idmap::Copy { src, name, mode });
         self.targets.push(sandbox::Target::new(path, exec)?);
         Ok(())
     }
@@ -796,8 +779,14 @@ fn lockdown_ruleset(
     for (path, pin) in may_exec {
         exes.push((path.clone(), program::open_pinned_file(path, pin)?));
     }
-    let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
     let names: Vec<&str> = exes.iter().map(|(p, _)| p.as_str()).collect();
+    let names = names.join(", ");
+    // A program only root can change may also run under its other names
+    // (hard links: git's libexec/git-core/git in a source build).
+    if let Some(own) = executable.system_file() {
+        exes.push((executable.path().to_owned(), own));
+    }
+    let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
     notes.push(format!(
         "Landlock ABI {} enforced: read-only everywhere, read-write in {} and /tmp, execute only \
          the pinned program{}",
@@ -806,7 +795,7 @@ fn lockdown_ruleset(
         if names.is_empty() {
             String::new()
         } else {
-            format!(" and {}", names.join(", "))
+            format!(" and {names}")
         }
     ));
     Ok(ruleset)

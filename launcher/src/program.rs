@@ -29,9 +29,10 @@ pub struct Verified {
     sha256: [u8; 32],
     role: Role,
     loader: Option<String>,
-    /// The pinned file's identity, when no one but root can change it
-    /// (see [`Verified::system_file`]).
-    stable: Option<FileKey>,
+    /// The pinned file itself, open, when no one but root can change it
+    /// and it did not change while it was copied (see
+    /// [`Verified::system_file`]).
+    own: Option<OwnedFd>,
 }
 
 impl Verified {
@@ -70,17 +71,16 @@ impl Verified {
             .map_err(Into::into)
     }
 
-    /// The pinned file itself, opened again (no symlinks), when it is still
-    /// the very version whose bytes were verified and no one but root can
-    /// change it: owned by root, writable by no group or other, not on a
-    /// FUSE file system (whose daemon, perhaps the user's, says what the
-    /// bytes are), and with the same inode, size and times as when it was
-    /// verified. Executing this descriptor runs the verified bytes under
-    /// the file's own name, with no copy. `None` otherwise.
+    /// The pinned file itself (a new descriptor of the one opened to
+    /// verify it), when no one but root can change it: owned by root,
+    /// writable by no group or other, not on a FUSE file system (whose
+    /// daemon, perhaps the user's, says what the bytes are), and with the
+    /// same inode, size and times before and after it was copied (the
+    /// broker's cache reuses a copy only while the path still leads to that
+    /// very version). Executing this descriptor runs the verified bytes
+    /// under the file's own name, with no copy. `None` otherwise.
     pub(crate) fn system_file(&self) -> Option<OwnedFd> {
-        let want = self.stable?;
-        let (file, meta) = open_pinned(&self.path).ok()?;
-        (FileKey::of(&meta) == want && is_stable(&file, &meta)).then(|| OwnedFd::from(file))
+        self.own.as_ref()?.try_clone().ok()
     }
 
     /// Whether the copy carries every seal (write, shrink, grow, seal).
@@ -122,11 +122,11 @@ fn copy_and_verify(
     let fd = sealed_copy(path, role, |copy| std::io::copy(&mut src, copy).map(drop))?;
     // Unchanged while it was copied, and changeable by root alone: the
     // file itself may later run in place of the copy.
-    let stable = (is_stable(&src, meta)
+    let own = (is_stable(&src, meta)
         && src
             .metadata()
             .is_ok_and(|after| FileKey::of(&after) == FileKey::of(meta)))
-    .then(|| FileKey::of(meta));
+    .then(|| OwnedFd::from(src));
     let (sha256, loader) = files::with_sealed_contents(&fd, |bytes| {
         (Sha256::digest(bytes).into(), elf_interpreter(bytes))
     })
@@ -144,7 +144,7 @@ fn copy_and_verify(
         sha256,
         role,
         loader,
-        stable,
+        own,
     })
 }
 
@@ -202,7 +202,15 @@ impl Verified {
             sha256: self.sha256,
             role: self.role,
             loader: self.loader.clone(),
-            stable: self.stable,
+            own: self
+                .own
+                .as_ref()
+                .map(OwnedFd::try_clone)
+                .transpose()
+                .map_err(|source| Error::Sys {
+                    action: "duplicate a pinned file's descriptor",
+                    source,
+                })?,
         })
     }
 }
@@ -235,7 +243,8 @@ impl FileKey {
 /// The broker's cache of sealed, verified copies: one per pinned file,
 /// reused while the file at the pinned path is the same inode with the
 /// same size, modification and change times. The path is still opened
-/// (without symlinks) on every use; only the copy and the hash are saved.
+/// (without symlinks) on every use; only the copy and the hash are saved
+/// (and, for a file only root can change, a descriptor of it).
 #[derive(Debug, Default)]
 pub struct Cache {
     entries: std::collections::HashMap<(String, [u8; 32], Role), (FileKey, Verified)>,
@@ -320,6 +329,12 @@ pub(crate) fn open_pinned_file(path: &str, expected: &[u8; 32]) -> Result<OwnedF
             fix: "install it owned by root and not writable by group or others, or leave it out",
         });
     }
+    let key = FileKey::of(&meta);
+    let id = (path.to_owned(), *expected);
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if checked.get(&id) == Some(&key) {
+        return Ok(OwnedFd::from(file));
+    }
     let mut hasher = Sha256::new();
     std::io::copy(&mut &file, &mut hasher).map_err(|source| Error::Sys {
         action: "read a pinned program",
@@ -333,8 +348,25 @@ pub(crate) fn open_pinned_file(path: &str, expected: &[u8; 32]) -> Result<OwnedF
             found: hex(&found),
         });
     }
+    if file
+        .metadata()
+        .is_ok_and(|after| FileKey::of(&after) == key)
+    {
+        if checked.len() >= Cache::MAX {
+            checked.clear();
+        }
+        checked.insert(id, key);
+    }
     Ok(OwnedFd::from(file))
 }
+
+/// Files [`open_pinned_file`] found to hash to their pin, by path and pin,
+/// with the version (inode, size, times) that did: only root can change
+/// them, and any change makes another version, so a launch finding the
+/// same version again need not read it again (a broker runs Lockdown's git
+/// many times, with its 3.7 MB copy in `--may-exec`).
+static CHECKED: std::sync::Mutex<std::collections::BTreeMap<(String, [u8; 32]), FileKey>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// The `PT_INTERP` path of a 64-bit little-endian ELF file (the dynamic
 /// loader the kernel opens to run it); `None` for anything else. Every
@@ -465,6 +497,34 @@ mod tests {
                 Role::Executable
             ),
             Err(Error::NotFound { .. })
+        ));
+    }
+
+    /// A `--may-exec` file is hashed once per version: found again
+    /// unchanged it is not read again, but rewritten in place (the same
+    /// inode, new bytes) it is hashed again and refused; and one someone
+    /// other than root can change is refused outright.
+    #[test]
+    fn a_checked_file_is_hashed_again_once_it_changes() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root, to own a file only root can change (CI runs as root)"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let p = std::fs::canonicalize(t.path()).unwrap().join("helper");
+        std::fs::write(&p, b"one").unwrap();
+        let path = p.to_str().unwrap();
+        assert!(open_pinned_file(path, &sha(b"one")).is_ok());
+        assert!(open_pinned_file(path, &sha(b"one")).is_ok());
+        std::fs::write(&p, b"rewritten").unwrap();
+        assert!(matches!(
+            open_pinned_file(path, &sha(b"one")),
+            Err(Error::Changed { .. })
+        ));
+        std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+        assert!(matches!(
+            open_pinned_file(path, &sha(b"rewritten")),
+            Err(Error::Sandbox { .. })
         ));
     }
 }

@@ -413,8 +413,6 @@ impl Target {
 pub(crate) struct Attach<'a> {
     pub(crate) sock: RawFd,
     pub(crate) targets: &'a [Target],
-    /// The Landlock rights on the executable's copy (Lockdown).
-    pub(crate) exec_access: u64,
 }
 
 /// Executing and reading a file, as Landlock rights.
@@ -528,8 +526,7 @@ fn mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> 
 /// had (bind-mounted back) and adds `envseal/secrets`.
 fn secret_files(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> {
     let at = |stage| move |e| (stage, e);
-    let run = mount::cover_keeping_entries(c"/run").map_err(at(stage::MOUNT_RUN))?;
-    io::close(run);
+    mount::cover_keeping_entries(c"/run").map_err(at(stage::MOUNT_RUN))?;
     mount::mkdir(c"/run/envseal", 0o755).map_err(at(stage::MOUNT_SECRETS))?;
     mount::mkdir(c"/run/envseal/secrets", 0o700).map_err(at(stage::MOUNT_SECRETS))?;
     let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -559,12 +556,13 @@ fn secret_files(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Er
             .map_err(at(stage::WRITE_SECRET))?;
     }
     io::close(beneath);
-    for dir in [dir, c"/run"] {
+    // A remount sets every per-mount flag anew: each keeps its own.
+    for (dir, flags) in [(dir, flags), (c"/run", libc::MS_NOSUID | libc::MS_NODEV)] {
         mount::mount(
             None,
             dir,
             None,
-            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            libc::MS_REMOUNT | libc::MS_RDONLY | flags,
             None,
         )
         .map_err(at(stage::REMOUNT_SECRETS))?;
@@ -597,12 +595,12 @@ fn attach_copies(
             Err(e) => return Err((stage::ATTACH_COPY, e)),
         }
         if target.exec {
-            mount::dup_to(tree, plan.exec.exec_fd).map_err(at(stage::ATTACH_COPY))?;
+            io::dup_to(tree, plan.exec.exec_fd).map_err(at(stage::ATTACH_COPY))?;
         }
         // Landlock looks past a mount point: the copy needs its own rule
         // (the loader's too, which the kernel opens to run the program).
         if let Some((ruleset, _)) = plan.landlock {
-            crate::sys::landlock::allow_fd(ruleset, tree, attach.exec_access)
+            crate::sys::landlock::allow_fd(ruleset, tree, EXEC_ACCESS)
                 .map_err(at(stage::LANDLOCK))?;
         }
         io::close(tree);

@@ -178,6 +178,7 @@ fn lockdown_confines_the_program() {
     // The secret file: 0400, on a read-only tmpfs, not on the host.
     is("secret_mode", "400");
     is("secret_fs", "tmpfs ro");
+    is("secret_noexec", "yes");
     assert!(c["secret_write"].starts_with("errno"), "{c:?}");
     assert_eq!(
         Path::new(&secret_in_sandbox).exists(),

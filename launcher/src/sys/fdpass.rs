@@ -102,30 +102,45 @@ pub(crate) const CHILD_FDS: usize = 2;
 #[repr(C, align(8))]
 struct ChildCmsg([u8; 64]);
 
+/// A message of the one byte `iov` points at, with the first `control`
+/// bytes of `space` as its control data (none when 0). The pointers in it
+/// are `iov`'s and `space`'s: the message is used while both live.
+fn one_byte_message(iov: &mut libc::iovec, space: &mut ChildCmsg, control: usize) -> libc::msghdr {
+    assert!(control <= space.0.len());
+    // SAFETY: an all-zero msghdr is valid: null pointers, zero lengths.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    if control > 0 {
+        msg.msg_control = space.0.as_mut_ptr().cast();
+        msg.msg_controllen = control;
+    }
+    msg
+}
+
 /// For a child between `clone` and `exec` (system calls only, no
 /// allocation): sends one byte with `fds` (at most [`CHILD_FDS`]).
 pub(crate) fn child_send(sock: RawFd, fds: &[RawFd]) -> Result<(), crate::sys::Errno> {
     assert!(fds.len() <= CHILD_FDS);
     let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     let mut space = ChildCmsg([0; 64]);
     let data_len = std::mem::size_of_val(fds) as u32;
-    // SAFETY: an all-zero msghdr is valid; the fields set below point at
-    // `byte` and `space`, which outlive the call. CMSG_* compute offsets
-    // within `space`, which is large enough for CMSG_SPACE(data_len)
-    // (checked) and aligned for cmsghdr.
+    let control = if fds.is_empty() {
+        0
+    } else {
+        // SAFETY: CMSG_SPACE is arithmetic on a length.
+        unsafe { libc::CMSG_SPACE(data_len) as usize }
+    };
+    let msg = one_byte_message(&mut iov, &mut space, control);
+    // SAFETY: `msg` points at `byte` and `space`, which outlive the call.
+    // CMSG_* compute offsets within `space`, which is large enough for
+    // CMSG_SPACE(data_len) (checked) and aligned for cmsghdr.
     unsafe {
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
         if !fds.is_empty() {
-            let space_len = libc::CMSG_SPACE(data_len) as usize;
-            assert!(space_len <= space.0.len());
-            msg.msg_control = space.0.as_mut_ptr().cast();
-            msg.msg_controllen = space_len;
             let c = libc::CMSG_FIRSTHDR(&raw const msg);
             (*c).cmsg_level = libc::SOL_SOCKET;
             (*c).cmsg_type = libc::SCM_RIGHTS;
@@ -145,20 +160,18 @@ pub(crate) fn child_recv(
     out: &mut [RawFd; CHILD_FDS],
 ) -> Result<usize, crate::sys::Errno> {
     let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     let mut space = ChildCmsg([0; 64]);
-    // SAFETY: as in `child_send`; the kernel writes at most
-    // `msg_controllen` bytes into `space`, and CMSG_* walk only what it
-    // wrote. The descriptors read out are this process's, now ours.
+    let control = space.0.len();
+    let mut msg = one_byte_message(&mut iov, &mut space, control);
+    // SAFETY: `msg` points at `byte` and `space`, which outlive the call;
+    // the kernel writes at most `msg_controllen` bytes into `space`, and
+    // CMSG_* walk only what it wrote. The descriptors read out are this
+    // process's, now ours.
     unsafe {
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &raw mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = space.0.as_mut_ptr().cast();
-        msg.msg_controllen = space.0.len();
         let n = loop {
             match crate::sys::check(
                 libc::recvmsg(sock, &raw mut msg, libc::MSG_CMSG_CLOEXEC) as libc::c_long

@@ -1,4 +1,4 @@
-//! The child's plumbing: one-byte reads, the report pipe, `close`, `_exit`.
+//! The child's plumbing: one-byte reads, the report pipe, `close`, `dup3`, `_exit`.
 //!
 //! For the child side of a sandboxed launch: every function here only
 //! makes system calls on data prepared before `clone` (async-signal-safe;
@@ -40,4 +40,10 @@ pub(crate) fn exit(code: i32) -> ! {
 pub(crate) fn close(fd: RawFd) {
     // SAFETY: the callers own `fd` and do not use it afterwards.
     unsafe { libc::close(fd) };
+}
+
+/// `dup3(2)` with `O_CLOEXEC`: `fd` also at number `to`.
+pub(crate) fn dup_to(fd: RawFd, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup3 on descriptor numbers; invalid ones give EBADF.
+    check(unsafe { libc::dup3(fd, to, libc::O_CLOEXEC) }.into()).map(drop)
 }

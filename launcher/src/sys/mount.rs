@@ -38,26 +38,43 @@ pub(crate) fn mount(
 /// of the mount tree at `path` (which stays reachable through the
 /// descriptor when `path` is covered afterwards). The caller closes it.
 pub(crate) fn clone_tree(path: &CStr) -> Result<RawFd, Errno> {
+    open_tree(libc::AT_FDCWD, path, true)
+}
+
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount at
+/// `name` in directory `dir` (with the mounts beneath it if `recursive`).
+/// The caller closes it.
+fn open_tree(dir: RawFd, name: &CStr, recursive: bool) -> Result<RawFd, Errno> {
     const OPEN_TREE_CLONE: libc::c_ulong = 1;
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
-    // SAFETY: a valid NUL-terminated path; the descriptor is returned.
-    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_ulong;
+    }
+    // SAFETY: `dir` is a descriptor of the caller's (or AT_FDCWD) and
+    // `name` a valid NUL-terminated string; the descriptor is returned.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, dir, name.as_ptr(), flags) };
     check(r).map(|fd| fd as RawFd)
 }
 
 /// `move_mount(2)`: attaches the detached tree `tree` at `target`.
 pub(crate) fn attach_tree(tree: RawFd, target: &CStr) -> Result<(), Errno> {
+    move_mount(tree, libc::AT_FDCWD, target)
+}
+
+/// `move_mount(2)`: attaches the detached tree `tree` at `name` in
+/// directory `dir`.
+fn move_mount(tree: RawFd, dir: RawFd, name: &CStr) -> Result<(), Errno> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_ulong = 4;
-    // SAFETY: `tree` is a descriptor of the caller's; the empty path and
-    // `target` are valid NUL-terminated strings.
+    // SAFETY: `tree` and `dir` are descriptors of the caller's (or
+    // AT_FDCWD); the empty path and `name` are valid NUL-terminated
+    // strings.
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree,
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
+            dir,
+            name.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
@@ -277,12 +294,7 @@ pub(crate) fn copy_into(
 /// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached mount of the single
 /// file `name` in the mount `dir`, to attach elsewhere ([`attach_tree`]).
 pub(crate) fn clone_file(dir: RawFd, name: &CStr) -> Result<RawFd, Errno> {
-    const OPEN_TREE_CLONE: libc::c_ulong = 1;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong;
-    // SAFETY: `dir` is a descriptor of ours and `name` a valid
-    // NUL-terminated string; the descriptor is returned.
-    let r = unsafe { libc::syscall(libc::SYS_open_tree, dir, name.as_ptr(), flags) };
-    check(r).map(|fd| fd as RawFd)
+    open_tree(dir, name, false)
 }
 
 /// Makes an empty file at `file` to mount on, first creating each of
@@ -302,25 +314,12 @@ pub(crate) fn make_mountpoint(dirs: &[std::ffi::CString], file: &CStr) -> Result
     Ok(())
 }
 
-/// `dup3(2)` with `O_CLOEXEC`: `fd` also at number `to`.
-pub(crate) fn dup_to(fd: RawFd, to: RawFd) -> Result<(), Errno> {
-    // SAFETY: dup3 on descriptor numbers; invalid ones give EBADF.
-    check(unsafe { libc::dup3(fd, to, libc::O_CLOEXEC) }.into()).map(drop)
-}
-
 /// Gives the directory `path` a private, writable tmpfs of its own with
 /// every entry the directory had, each bind-mounted back (a directory with
 /// the mounts beneath it) or, for a link, made again: what was there stays
 /// there, and new entries can be made beside them (`/run/envseal`).
-/// Returns a directory descriptor of the new tmpfs (the caller closes it).
-pub(crate) fn cover_keeping_entries(path: &CStr) -> Result<RawFd, Errno> {
-    const OPEN_TREE_CLONE: libc::c_ulong = 1;
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
-    // SAFETY: a valid NUL-terminated path; the descriptor is closed below.
-    let old =
-        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })?
-            as RawFd;
+pub(crate) fn cover_keeping_entries(path: &CStr) -> Result<(), Errno> {
+    let old = clone_tree(path)?;
     let covered = mount(
         Some(c"tmpfs"),
         path,
@@ -329,12 +328,10 @@ pub(crate) fn cover_keeping_entries(path: &CStr) -> Result<RawFd, Errno> {
         Some(c"mode=0755"),
     )
     .and_then(|()| open_dir_rw(path))
-    .and_then(|new| match copy_entries(old, new) {
-        Ok(()) => Ok(new),
-        Err(e) => {
-            close(new);
-            Err(e)
-        }
+    .and_then(|new| {
+        let copied = copy_entries(old, new);
+        close(new);
+        copied
     });
     close(old);
     covered
@@ -403,8 +400,6 @@ fn copy_entries(from: RawFd, to: RawFd) -> Result<(), Errno> {
 /// bind-mounted (directories with their submounts) onto a new directory or
 /// empty file of the same name.
 fn copy_entry(from: RawFd, to: RawFd, name: &CStr, kind: u8) -> Result<(), Errno> {
-    const OPEN_TREE_CLONE: libc::c_ulong = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_ulong = 4;
     let kind = if kind == libc::DT_UNKNOWN {
         // SAFETY: an all-zero stat is valid; fstatat fills it.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -446,23 +441,8 @@ fn copy_entry(from: RawFd, to: RawFd, name: &CStr, kind: u8) -> Result<(), Errno
         let fd = check(unsafe { libc::openat(to, name.as_ptr(), flags, 0o000) }.into())? as RawFd;
         close(fd);
     }
-    let flags =
-        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_ulong | libc::AT_RECURSIVE as libc::c_ulong;
-    // SAFETY: `from` is a descriptor of ours and `name` NUL-terminated.
-    let tree =
-        check(unsafe { libc::syscall(libc::SYS_open_tree, from, name.as_ptr(), flags) })? as RawFd;
-    // SAFETY: `tree` and `to` are descriptors of ours; both strings are
-    // NUL-terminated.
-    let r = check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree,
-            c"".as_ptr(),
-            to,
-            name.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    });
+    let tree = open_tree(from, name, true)?;
+    let r = move_mount(tree, to, name);
     close(tree);
-    r.map(drop)
+    r
 }

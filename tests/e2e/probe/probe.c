@@ -115,6 +115,8 @@ static void sandbox_checks(void) {
         if (statfs(secret, &fs) == 0)
             printf("check secret_fs %s %s\n", fs.f_type == 0x01021994 ? "tmpfs" : "other",
                    (fs.f_flags & ST_RDONLY) ? "ro" : "rw");
+        if (statfs(secret, &fs) == 0)
+            printf("check secret_noexec %s\n", (fs.f_flags & ST_NOEXEC) ? "yes" : "no");
         check("secret_write", open(secret, O_WRONLY));
     }
     const char *other = getenv("PROBE_EXEC");
