@@ -1697,6 +1697,26 @@ def confine_like_a_shield():
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
     prog = Prog(1, ctypes.cast(allow, ctypes.c_void_p))
     assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+def exec_replies(sock, program, argv0, args, rename=[]):
+    """An exec request as a client of one's own writes it (stdio and the
+    working directory passed along); the kinds of reply until it ends."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    req = {"op": "exec", "args": {"program": program, "argv0": {"s": argv0},
+        "args": [{"s": a} for a in args], "env": [[{"s": "PATH"}, {"s": "/usr/bin:/bin"}]],
+        "secrets": [], "clearenv": False, "verbose": False, "mask": None, "rename": rename,
+        "tier": None}}
+    socket.send_fds(s, [frame(req)], [0, 1, 2, cwd])
+    replies = []
+    while True:
+        r = read_frame(s)
+        if not r:
+            break
+        replies.append(r.get("reply"))
+        if r.get("reply") in ("exit", "refused"):
+            break
+    return replies
 "#;
 
 /// A hand-built exec request (no envseal client) whose `rename` makes a
@@ -1727,22 +1747,7 @@ fn a_forged_request_cannot_place_a_secret_file() {
         r#"
 {PY_WIRE}
 def run(rename):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect({sock:?})
-    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
-    req = {{"op": "exec", "args": {{"program": {prog:?}, "argv0": {{"s": {prog:?}}},
-        "args": [], "env": [[{{"s": "PATH"}}, {{"s": "/usr/bin:/bin"}}]], "secrets": [],
-        "clearenv": False, "verbose": False, "mask": None, "rename": rename, "tier": None}}}}
-    socket.send_fds(s, [frame(req)], [0, 1, 2, cwd])
-    replies = []
-    while True:
-        r = read_frame(s)
-        if not r:
-            break
-        replies.append(r.get("reply"))
-        if r.get("reply") in ("exit", "refused"):
-            break
-    return replies
+    return exec_replies({sock:?}, {prog:?}, {prog:?}, [], rename)
 print("FORGED", json.dumps(run([["TOKEN", "../.." + {sink:?}]])), flush=True)
 print("CONTROL", json.dumps(run([["TOKEN", "OTHER_FILE"]])), flush=True)
 "#,
@@ -2287,39 +2292,9 @@ fn a_forged_argv0_cannot_move_a_pinned_interpreter_into_another_virtualenv() {
     let code = "import sys, hashlib, os; import envseal_venv_only; \
                 print('VENV-RAN', hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest())";
     let fallback = "import sys, os; print('RAN', sys.prefix)";
-    let agents = util::Venv::new();
+    // The agent's venv; run as it (the control), its package gets TOKEN.
     let sink = s.home.join("from-the-agents-venv");
-    let package = fs::read_dir(
-        agents
-            .python
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("lib"),
-    )
-    .unwrap()
-    .flatten()
-    .map(|e| e.path().join("site-packages/envseal_venv_only/__init__.py"))
-    .find(|p| p.exists())
-    .unwrap();
-    fs::write(
-        &package,
-        format!(
-            "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', ''))\n",
-            sink.display().to_string()
-        ),
-    )
-    .unwrap();
-    // The control: run as the agent's venv, its package gets TOKEN.
-    let ran = Command::new(&agents.python)
-        .args(["-c", code])
-        .env("TOKEN", "decoy")
-        .output()
-        .unwrap();
-    assert!(ran.status.success());
-    assert_eq!(fs::read_to_string(&sink).unwrap(), "decoy");
-    fs::remove_file(&sink).unwrap();
+    let agents = util::Venv::agents(&sink);
 
     let r = s.run_pw(&[
         "allow",
@@ -2336,22 +2311,7 @@ fn a_forged_argv0_cannot_move_a_pinned_interpreter_into_another_virtualenv() {
         r#"
 {PY_WIRE}
 def run(argv0, code):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect({sock:?})
-    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
-    req = {{"op": "exec", "args": {{"program": {python:?}, "argv0": {{"s": argv0}},
-        "args": [{{"s": "-c"}}, {{"s": code}}], "env": [[{{"s": "PATH"}}, {{"s": "/usr/bin:/bin"}}]],
-        "secrets": [], "clearenv": False, "verbose": False, "mask": None, "rename": [], "tier": None}}}}
-    socket.send_fds(s, [frame(req)], [0, 1, 2, cwd])
-    replies = []
-    while True:
-        r = read_frame(s)
-        if not r:
-            break
-        replies.append(r.get("reply"))
-        if r.get("reply") in ("exit", "refused"):
-            break
-    return replies
+    return exec_replies({sock:?}, {python:?}, argv0, ["-c", code])
 print("FORGED", json.dumps(run({agent:?}, {code:?})), flush=True)
 print("HONEST", json.dumps(run({python:?}, {fallback:?})), flush=True)
 "#,

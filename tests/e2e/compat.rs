@@ -18,7 +18,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::broker::scene;
+use crate::broker::{Scene, scene};
 use crate::util::{Env, probe, value};
 
 const TIERS: [&str; 2] = ["hardened", "lockdown"];
@@ -116,16 +116,7 @@ fn runs_at_real_paths(tag: &str, make: impl Fn(&Path, &str, Option<(u32, u32)>) 
     let mut cases = Vec::new();
     for tier in TIERS {
         for case in make(&apps.path().join(format!("user-{tier}")), tier, Some(user)) {
-            let r = scene.run_pw(&[
-                "allow",
-                "--secret",
-                "TOKEN",
-                "--tier",
-                tier,
-                "--",
-                s(&case.program),
-            ]);
-            scene.env.expect_ok(&r);
+            allow_token(&scene, tier, s(&case.program));
             cases.push((tier, case));
         }
     }
@@ -142,6 +133,13 @@ fn runs_at_real_paths(tag: &str, make: impl Fn(&Path, &str, Option<(u32, u32)>) 
             );
         }
     }
+}
+
+/// `allow --secret TOKEN --tier TIER -- PROGRAM` as the scene's user; it
+/// must succeed.
+fn allow_token(scene: &Scene, tier: &str, program: &str) {
+    let r = scene.run_pw(&["allow", "--secret", "TOKEN", "--tier", tier, "--", program]);
+    scene.env.expect_ok(&r);
 }
 
 /// Appends 1 MiB of zeros to the program at `path` (it still runs): larger
@@ -405,15 +403,7 @@ fn debian_git_commits_in_lockdown_with_no_may_exec() {
     assert_eq!(String::from_utf8_lossy(&log.stdout), "from lockdown\n");
     // Through the broker, as the user, in the user's own repository.
     let mut scene = scene();
-    scene.env.expect_ok(&scene.run_pw(&[
-        "allow",
-        "--secret",
-        "TOKEN",
-        "--tier",
-        "lockdown",
-        "--",
-        "/usr/bin/git",
-    ]));
+    allow_token(&scene, "lockdown", "/usr/bin/git");
     scene.unlock(&[]);
     let apps = app_dir();
     let repo = apps.path().join("repo");
@@ -492,29 +482,21 @@ fn debian_psql_wrapper_prints_its_version() {
 }
 
 /// `ssh -i PATH`: ssh closes every inherited descriptor at start-up, so a
-/// key passed as `/dev/fd/N` is "not accessible"; in the sandbox the file
-/// secret is a file at `/run/envseal/secrets/VAR`, and ssh loads it as its
-/// identity (`-v` says so, with its type) before the connection — here
-/// through a proxy command that closes at once — fails.
+/// key passed as `/dev/fd/N` (tier None: the control) is "not accessible";
+/// in the sandbox the file secret is a file at `/run/envseal/secrets/VAR`,
+/// and ssh loads it as its identity (`-v` says so, with its type) before
+/// the connection — here through a proxy command that closes at once —
+/// fails.
 #[test]
 fn ssh_loads_its_identity_from_a_file_secret_in_the_sandbox() {
     let env = Env::initialized();
     let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("id");
-    let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
-        .arg(&key)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        made,
-        "this test needs ssh-keygen (./scripts/test installs openssh-client)"
-    );
-    env.set_approved("SSH_KEY", &fs::read_to_string(&key).unwrap());
+    env.set_approved("SSH_KEY", &crate::util::ssh_key(keys.path()).0);
     let ssh = fs::canonicalize("/usr/bin/ssh").unwrap();
     let shell = fs::canonicalize("/bin/sh").unwrap();
-    let path = format!("{}/SSH_KEY_FILE", envseal_launcher::SECRET_DIR);
-    for tier in TIERS {
+    // Tier None first: the control, where the key is `/dev/fd/3`.
+    for tier in ["none", "hardened", "lockdown"] {
+        let path = crate::util::secret_path(tier, 3, "SSH_KEY_FILE");
         env.expect_ok(&env.allow(&[
             "--file",
             "SSH_KEY",
@@ -541,10 +523,12 @@ fn ssh_loads_its_identity_from_a_file_secret_in_the_sandbox() {
             "true",
         ]);
         env.expect_code(&r, 255);
-        let said = format!("identity file {path} type 3");
-        assert!(
-            r.stderr().contains(&said) && !r.stderr().contains("not accessible"),
-            "tier {tier}: ssh did not load its identity from the file secret: {}",
+        let loaded = r.stderr().contains(&format!("identity file {path} type 3"))
+            && !r.stderr().contains("not accessible");
+        assert_eq!(
+            loaded,
+            tier != "none",
+            "tier {tier}: ssh loaded its identity from {path}: {}",
             r.shown_stderr()
         );
     }
@@ -564,41 +548,11 @@ fn a_virtualenv_python_pinned_is_that_virtualenv() {
     let token = value("venv-pin");
     env.set_approved("TOKEN", &token);
     let venv = crate::util::Venv::new();
-    let agents = crate::util::Venv::new();
+    // The agent's venv; run as it (the control), its package gets TOKEN.
     let sink = env.tmp.path().join("sink");
-    let site = fs::read_dir(
-        agents
-            .python
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("lib"),
-    )
-    .unwrap()
-    .flatten()
-    .map(|e| e.path().join("site-packages/envseal_venv_only/__init__.py"))
-    .find(|p| p.exists())
-    .unwrap();
-    fs::write(
-        &site,
-        format!(
-            "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', ''))\nMARK = 'the agent'\n",
-            s(&sink)
-        ),
-    )
-    .unwrap();
+    let agents = crate::util::Venv::agents(&sink);
     let code = "import envseal_venv_only, hashlib, os; print(envseal_venv_only.MARK, \
                 hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest())";
-    // The control: the agent's venv does hand over what TOKEN holds.
-    let ran = Command::new(&agents.python)
-        .args(["-c", code])
-        .env("TOKEN", "decoy")
-        .output()
-        .unwrap();
-    assert!(ran.status.success());
-    assert_eq!(fs::read_to_string(&sink).unwrap(), "decoy");
-    fs::remove_file(&sink).unwrap();
 
     let python = s(&venv.python);
     let r = env.allow(&[
@@ -701,15 +655,7 @@ fn lockdown_runs_the_program_under_its_hard_links() {
     assert_eq!(runs(&link, &in_process), "again\n");
     assert_eq!(runs(&stray, &in_process), "errno 13\n");
     let mut scene = scene();
-    scene.env.expect_ok(&scene.run_pw(&[
-        "allow",
-        "--secret",
-        "TOKEN",
-        "--tier",
-        "lockdown",
-        "--",
-        s(&prog),
-    ]));
+    allow_token(&scene, "lockdown", s(&prog));
     scene.unlock(&[]);
     let brokered = |alias: &str| {
         let mut c = scene.envseal(&["exec", "--", s(&prog)]);
@@ -721,4 +667,36 @@ fn lockdown_runs_the_program_under_its_hard_links() {
     };
     assert_eq!(runs(&link, &brokered), "again\n");
     assert_eq!(runs(&stray, &brokered), "errno 13\n");
+}
+
+/// A script runs by the path the caller found it at only when that link
+/// is one only root can change (Debian's `/usr/bin/psql`, tested above):
+/// through a link of the agent's own — which it could point elsewhere
+/// between envseal's check and the interpreter's open — the interpreter is
+/// told the pinned path, and the agent's path never reaches it.
+#[test]
+fn a_script_called_through_the_agents_link_runs_by_its_pinned_path() {
+    let env = Env::initialized();
+    env.set_approved("TOKEN", &value("link"));
+    let apps = app_dir();
+    let script = write(
+        &apps.path().join("app/tool.sh"),
+        "#!/bin/sh\necho \"$0\"\n",
+        0o755,
+    );
+    let agents = apps.path().join("agent");
+    fs::create_dir(&agents).unwrap();
+    let link = agents.join("tool");
+    std::os::unix::fs::symlink(&script, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&agents, Some(65534), Some(65534)).unwrap();
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", "hardened", "--", s(&script)]));
+    let r = env.exec(&["--", s(&link)]);
+    env.expect_ok(&r);
+    assert_eq!(
+        r.stdout(),
+        format!("{}\n", s(&script)),
+        "{}",
+        r.shown_stderr()
+    );
 }

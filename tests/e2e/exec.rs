@@ -733,7 +733,7 @@ fn openssl_reads_a_file_secret_named_on_its_command_line() {
     let leak = env.tmp.path().join("leak");
     for tier in ["none", "hardened"] {
         let sealed = env.tmp.path().join(format!("sealed-{tier}"));
-        let pass = format!("file:{}", secret_path(tier, 3, "ENC_KEY_FILE"));
+        let pass = format!("file:{}", util::secret_path(tier, 3, "ENC_KEY_FILE"));
         let job = [
             "enc",
             "-aes-256-cbc",
@@ -790,16 +790,6 @@ fn openssl_reads_a_file_secret_named_on_its_command_line() {
     }
 }
 
-/// Where a file secret in variable `var` is, in `tier`: the descriptor
-/// `slot` (by its name's order) in None, a file in the sandbox's
-/// `/run/envseal/secrets` elsewhere.
-fn secret_path(tier: &str, slot: u32, var: &str) -> String {
-    match tier {
-        "none" => format!("/dev/fd/{slot}"),
-        _ => format!("{}/{var}", envseal_launcher::SECRET_DIR),
-    }
-}
-
 /// `ssh-keygen -y -f PATH`: a private key given as a file secret, at the
 /// path the grant's argument rule names (`/dev/fd/3` in None,
 /// `/run/envseal/secrets/SSH_KEY_FILE` in the sandbox), yields the key's
@@ -807,24 +797,12 @@ fn secret_path(tier: &str, slot: u32, var: &str) -> String {
 /// the file's mode).
 #[test]
 fn ssh_keygen_reads_a_private_key_given_as_a_file_secret() {
-    use std::process::Command;
     let env = Env::initialized();
-    let key = env.tmp.path().join("id");
-    let made = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
-        .arg(&key)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        made,
-        "this test needs ssh-keygen (package openssh-client; ./scripts/test installs it)"
-    );
-    let private = fs::read_to_string(&key).unwrap();
-    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let (private, public) = util::ssh_key(env.tmp.path());
     env.set_approved("SSH_KEY", &private);
     let keygen = fs::canonicalize("/usr/bin/ssh-keygen").unwrap();
     for tier in ["none", "hardened", "lockdown"] {
-        let path = secret_path(tier, 3, "SSH_KEY_FILE");
+        let path = util::secret_path(tier, 3, "SSH_KEY_FILE");
         env.expect_ok(&env.allow(&[
             "--file",
             "SSH_KEY",

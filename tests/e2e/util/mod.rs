@@ -536,9 +536,37 @@ pub fn venv_python(module: &str) -> PathBuf {
 pub struct Venv {
     pub dir: tempfile::TempDir,
     pub python: PathBuf,
+    /// Its package `envseal_venv_only`'s `__init__.py`.
+    package: PathBuf,
 }
 
 impl Venv {
+    /// The agent's own virtualenv: its `envseal_venv_only` (whose `MARK`
+    /// is "the agent") writes what `TOKEN` holds to `sink` when imported.
+    /// The control is run here: imported by this venv's python with a
+    /// decoy `TOKEN`, the decoy reaches the sink (then removed).
+    pub fn agents(sink: &Path) -> Venv {
+        let venv = Venv::new();
+        fs::write(
+            &venv.package,
+            format!(
+                "import os\nopen({:?}, 'w').write(os.environ.get('TOKEN', ''))\n\
+                 MARK = 'the agent'\n",
+                sink.display().to_string()
+            ),
+        )
+        .unwrap();
+        let ran = Command::new(&venv.python)
+            .args(["-c", "import envseal_venv_only"])
+            .env("TOKEN", "decoy")
+            .output()
+            .unwrap();
+        assert!(ran.status.success(), "the agent's venv did not run");
+        assert_eq!(fs::read_to_string(sink).unwrap(), "decoy");
+        fs::remove_file(sink).unwrap();
+        venv
+    }
+
     pub fn new() -> Venv {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::Builder::new()
@@ -564,10 +592,12 @@ impl Venv {
             .expect("the venv has a site-packages directory");
         let package = site.join("envseal_venv_only");
         fs::create_dir(&package).unwrap();
-        fs::write(package.join("__init__.py"), "MARK = 'from the venv'\n").unwrap();
+        let package = package.join("__init__.py");
+        fs::write(&package, "MARK = 'from the venv'\n").unwrap();
         Venv {
             dir,
             python: root.join("bin/python"),
+            package,
         }
     }
 
@@ -581,6 +611,35 @@ impl Venv {
             self.python.parent().unwrap().parent().unwrap().display()
         )
     }
+}
+
+/// Where a file secret in variable `var` is, in `tier`: the descriptor
+/// `slot` (by its name's order) in None, a file in the sandbox's
+/// `/run/envseal/secrets` elsewhere.
+pub fn secret_path(tier: &str, slot: u32, var: &str) -> String {
+    match tier {
+        "none" => format!("/dev/fd/{slot}"),
+        _ => format!("{}/{var}", envseal_launcher::SECRET_DIR),
+    }
+}
+
+/// A new ed25519 key pair, made with `ssh-keygen` in `dir`: the private
+/// and the public key as their files hold them.
+pub fn ssh_key(dir: &Path) -> (String, String) {
+    let key = dir.join("id");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+        .arg(&key)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        made,
+        "this test needs ssh-keygen (package openssh-client; ./scripts/test installs it)"
+    );
+    (
+        fs::read_to_string(&key).unwrap(),
+        fs::read_to_string(key.with_extension("pub")).unwrap(),
+    )
 }
 
 /// What [`Venv::script`] prints when `TOKEN` holds `value`.
