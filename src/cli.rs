@@ -403,7 +403,7 @@ pub struct AllowArgs {
     pub tier: Option<TierArg>,
 
     /// Drop the existing grant's argument rule: any arguments (weaker)
-    #[arg(long, conflicts_with_all = ["args_exact", "args_prefix"])]
+    #[arg(long, conflicts_with_all = ["args_exact", "args_prefix", "args_pattern"])]
     pub args_any: bool,
 
     /// Drop the existing grant's --may-exec pins (weaker)
@@ -417,13 +417,41 @@ pub struct AllowArgs {
     /// Allow only exactly these arguments after the program (none if
     /// empty); the list ends at `--`
     #[arg(long, num_args = 0.., allow_hyphen_values = true, value_terminator = "--",
-          value_name = "ARG", conflicts_with = "args_prefix")]
+          value_name = "ARG", conflicts_with_all = ["args_prefix", "args_pattern"])]
     pub args_exact: Option<Vec<OsString>>,
 
     /// Allow only arguments that start with these; the list ends at `--`
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_terminator = "--",
-          value_name = "ARG")]
+          value_name = "ARG", conflicts_with = "args_pattern")]
     pub args_prefix: Option<Vec<OsString>>,
+
+    /// Allow only arguments of this shape: words, each literal or a
+    /// placeholder {name:[class]+} (one or more of the class's characters,
+    /// never starting with -), e.g. 'push origin {ref:[A-Za-z0-9._/-]+}'
+    #[arg(long, value_name = "PATTERN")]
+    pub args_pattern: Option<String>,
+
+    /// Pass the caller's NAME to the program, or with NAME=VALUE fix its
+    /// value; nothing else of the caller's environment reaches it but
+    /// LANG, LC_*, TERM and TZ (repeatable)
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// The program's PATH (directories only root can change) [default:
+    /// yours, keeping only such directories]
+    #[arg(long, value_name = "DIRS")]
+    pub path: Option<String>,
+
+    /// Lockdown: the program may write its working directory (mounted
+    /// noexec); refused at exec when that is HOME, the vault, a PATH
+    /// directory or one holding them
+    #[arg(long)]
+    pub write_cwd: bool,
+
+    /// Lockdown: a directory the program may write (noexec), as for
+    /// --write-cwd (repeatable)
+    #[arg(long = "write", value_name = "DIR")]
+    pub write: Vec<std::path::PathBuf>,
 
     /// Grant an interpreter or shell without an argument constraint anyway
     #[arg(long)]

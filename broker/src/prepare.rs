@@ -4,9 +4,10 @@
 //! (each request of a client): both enter through [`prepare`].
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use envseal_launcher::{self as launcher, Launch, Role, SecretItem};
-use envseal_policy::{ArgRule, Delivery, Grant, Tier, check_args, hex, select};
+use envseal_policy::{ArgRule, Delivery, Environ, Grant, Tier, check_args, hex, select};
 use envseal_proto::ExecRequest;
 use envseal_vault::{Error as VaultError, SecretName};
 
@@ -135,10 +136,13 @@ pub fn prepare(
     let (executable, script) = load(&grant, cache)?;
     let secrets = decrypt(endorsed, request, selected)?;
     let given = request.env.len();
-    let env = launcher::rebuild(request.env.iter().cloned(), request.clearenv);
-    let report = request
-        .verbose
-        .then(|| report(&grant, given - env.len(), secrets.len(), request.shielded));
+    let environ = environ(&grant);
+    let env = environment(&environ, request);
+    let writable = writable(&grant, &environ);
+    let report = request.verbose.then(|| {
+        let dropped = given.saturating_sub(env.len());
+        report(&grant, dropped, secrets.len(), request.shielded)
+    });
     let launch = Launch {
         argv0: argv0(&grant, request),
         executable,
@@ -146,6 +150,7 @@ pub fn prepare(
             (Some(copy), Some(pinned)) => Some(launcher::Script {
                 argv0: interpreter_name(&copy, &pinned.interpreter.path),
                 path: script_path(request.invoked.as_deref(), copy.path()),
+                isolate: launcher::isolation(&pinned.interpreter.path),
                 copy,
                 arg: pinned.arg,
             }),
@@ -163,8 +168,88 @@ pub fn prepare(
             .collect(),
         verbose: request.verbose,
         masking: request.masking,
+        writable,
     };
     Ok((launch, report))
+}
+
+/// The grant's environment; for a grant made before environments were
+/// recorded, the base set from the system.
+fn environ(grant: &Grant) -> Environ {
+    grant.environ.clone().unwrap_or_else(|| {
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten();
+        Environ {
+            path: LEGACY_PATH.into(),
+            home: user
+                .as_ref()
+                .map(|u| u.dir.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            user: user.map(|u| u.name).unwrap_or_default(),
+            ..Default::default()
+        }
+    })
+}
+
+/// What Lockdown may write for `grant`, and what no writable directory may
+/// be or hold: `HOME`, the vault, the runtime directory and each `PATH`
+/// directory (checked by the launcher, which knows the working
+/// directory).
+fn writable(grant: &Grant, environ: &Environ) -> launcher::Writable {
+    let mut writable = launcher::Writable {
+        cwd: grant.write_cwd,
+        dirs: grant.write.iter().map(PathBuf::from).collect(),
+        guarded: Vec::new(),
+    };
+    if grant.tier != Tier::Lockdown || (!writable.cwd && writable.dirs.is_empty()) {
+        return writable;
+    }
+    let canonical = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    if !environ.home.is_empty() {
+        writable
+            .guarded
+            .push((canonical(environ.home.clone().into()), "HOME"));
+    }
+    if let Ok(loc) = crate::location::location() {
+        writable.guarded.push((canonical(loc.vault), "the vault"));
+        writable
+            .guarded
+            .push((canonical(loc.dir), "envseal's runtime directory"));
+    }
+    for dir in std::env::split_paths(&environ.path).filter(|d| d.is_absolute()) {
+        writable.guarded.push((canonical(dir), "a PATH directory"));
+    }
+    writable
+}
+
+/// `PATH` for a grant made before environments were recorded.
+const LEGACY_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The program's environment, as its grant fixes it (see
+/// `envseal_launcher::build_env`): `PATH`, `HOME`, `USER` and `LOGNAME`
+/// recorded at `allow` (for an older grant: a system `PATH`, the others
+/// from the user database), the grant's fixed values, and the caller's
+/// variables it names.
+fn environment(environ: &Environ, request: &Request) -> Vec<(OsString, OsString)> {
+    let base = [
+        ("PATH", environ.path.as_str()),
+        ("HOME", environ.home.as_str()),
+        ("USER", environ.user.as_str()),
+        ("LOGNAME", environ.user.as_str()),
+    ];
+    let mut fixed: Vec<(OsString, OsString)> = base
+        .into_iter()
+        .filter(|(k, v)| !v.is_empty() && !environ.fixed.iter().any(|(f, _)| f == k))
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    fixed.extend(environ.fixed.iter().map(|(k, v)| (k.into(), v.into())));
+    launcher::build_env(
+        &fixed,
+        &environ.passed,
+        request.env.iter().cloned(),
+        request.clearenv,
+    )
 }
 
 /// Decrypts each selected secret into the item the launcher delivers, in

@@ -1,5 +1,6 @@
-//! The child's environment: the caller's, minus every variable that makes
-//! a loader, interpreter or shell run code the grant did not pin.
+//! The child's environment: an allowlist the grant fixes (see [`build`]);
+//! and the names no grant may ever pass, because they make a loader,
+//! interpreter or shell run code the grant did not pin.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt as _;
@@ -20,6 +21,10 @@ const REMOVED: &[&str] = &[
     "RES_OPTIONS",
     // Interpreters' start-up and module paths.
     "PYTHONSTARTUP",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONSAFEPATH",
+    "OPENSSL_MODULES",
+    "OPENSSL_ENGINES",
     "PYTHONPATH",
     "PYTHONHOME",
     "PYTHONINSPECT",
@@ -79,8 +84,54 @@ const REMOVED_PREFIXES: &[&str] = &["LD_", "BASH_FUNC_", "GIT_CONFIG_KEY_", "GIT
 /// write. A virtualenv's own site-packages are not affected.
 pub const FIXED: &[(&str, &str)] = &[("PYTHONNOUSERSITE", "1")];
 
-/// Kept by `--clearenv`.
-const CLEARENV_KEEPS: &[&str] = &["PATH", "HOME", "LANG", "TERM"];
+/// Names a grant may pass through from the caller only as a fixed value
+/// (`--env NAME=VALUE`), never the caller's: each redirects where the
+/// program sends what it has (a proxy, a server, a key log) or whom it
+/// trusts (a CA bundle), or loads configuration from a path.
+const STEERING_SUFFIXES: &[&str] = &[
+    "_PROXY",
+    "_proxy",
+    "CA_BUNDLE",
+    "CAINFO",
+    "CAPATH",
+    "_CERT_FILE",
+    "_CERT_DIR",
+    "_HOME",
+    "HOME",
+    "_CONF",
+    "_CONFIG",
+    "CONFIG_FILE",
+    "_PATH",
+    "RC",
+    "FILE",
+    "DIR",
+];
+const STEERING_PREFIXES: &[&str] = &["PG", "OPENSSL_", "SSL", "XDG_", "CURL_", "GNUPG", "SSH_"];
+const STEERING_PARTS: &[&str] = &["KEYLOG", "PROXY", "proxy", "CERT"];
+
+/// The caller's own variables every program keeps (the base set's
+/// caller-chosen half): locale, terminal type and time zone. A value that
+/// names a path is dropped (a locale or terminal description is then read
+/// from it).
+const CALLER_BASE: &[&str] = &["LANG", "LANGUAGE", "TERM", "TZ", "COLORTERM"];
+
+/// The options that start the interpreter at `path` (canonical) isolated
+/// from the caller for a pinned script, keeping the script's directory
+/// importable: Python ignores every `PYTHON*` variable and the user's
+/// site directory (`-E -s`; not `-I`, which would drop the script's
+/// directory); node does not search `$HOME/.node_modules` and
+/// `.node_libraries`. Perl and Ruby read code from the caller only
+/// through variables the allowlist never passes.
+pub fn isolation(path: &str) -> &'static [&'static str] {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.starts_with("python") {
+        &["-E", "-s"]
+    } else if name == "node" || name == "nodejs" {
+        &["--no-global-search-paths"]
+    } else {
+        &[]
+    }
+}
 
 /// Whether a variable must never reach a pinned program.
 pub fn is_dangerous(name: &OsStr) -> bool {
@@ -93,17 +144,43 @@ pub fn is_dangerous(name: &OsStr) -> bool {
             .any(|p| bytes.starts_with(p.as_bytes()))
 }
 
-/// The caller's environment with dangerous variables removed; with
-/// `clear`, only `PATH`, `HOME`, `LANG` and `TERM` are kept.
-pub fn rebuild(
+/// Whether a grant may name `name` only with a fixed value: the caller's
+/// value would steer where the program's secret goes.
+pub fn is_steering(name: &str) -> bool {
+    STEERING_SUFFIXES.iter().any(|s| name.ends_with(s))
+        || STEERING_PREFIXES.iter().any(|p| name.starts_with(p))
+        || STEERING_PARTS.iter().any(|p| name.contains(p))
+}
+
+/// Whether the caller's `name=value` is part of the base set.
+fn caller_base(name: &[u8], value: &[u8]) -> bool {
+    let known = CALLER_BASE.iter().any(|c| c.as_bytes() == name) || name.starts_with(b"LC_");
+    known && !value.contains(&b'/') && !value.starts_with(b":") && !value.contains(&0)
+}
+
+/// The program's environment: the grant's `fixed` values (the base set
+/// recorded at `allow` — `PATH`, `HOME`, `USER`, `LOGNAME` — and its
+/// `--env NAME=VALUE`s), the caller's locale, terminal type and time zone,
+/// and of the caller's other variables only those the grant `passes`
+/// (unless `clear`). Nothing else of the caller's: an allowlist, so no
+/// variable a program reads can be set by whoever calls it unless the
+/// grant says so. Dangerous names are dropped even when passed.
+pub fn build(
+    fixed: &[(OsString, OsString)],
+    passed: &[String],
     caller: impl IntoIterator<Item = (OsString, OsString)>,
     clear: bool,
 ) -> Vec<(OsString, OsString)> {
-    caller
+    let is_fixed = |k: &OsStr| fixed.iter().any(|(f, _)| f == k);
+    let mut env: Vec<(OsString, OsString)> = caller
         .into_iter()
-        .filter(|(k, _)| !is_dangerous(k))
-        .filter(|(k, _)| !clear || CLEARENV_KEEPS.iter().any(|c| OsStr::new(c) == k))
-        .collect()
+        .filter(|(k, v)| {
+            let passes = !clear && passed.iter().any(|p| OsStr::new(p) == k);
+            (passes || caller_base(k.as_bytes(), v.as_bytes())) && !is_dangerous(k) && !is_fixed(k)
+        })
+        .collect();
+    env.extend(fixed.iter().filter(|(k, _)| !is_dangerous(k)).cloned());
+    env
 }
 
 #[cfg(test)]
@@ -120,37 +197,83 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn hijack_variables_are_removed() {
-        let kept = rebuild(
-            env(&[
-                "LD_PRELOAD",
-                "LD_AUDIT",
-                "LD_LIBRARY_PATH",
-                "LD_ANYTHING",
-                "PYTHONPATH",
-                "NODE_OPTIONS",
-                "BASH_ENV",
-                "BASH_FUNC_ls%%",
-                "GIT_CONFIG_KEY_0",
-                "GIT_SSH_COMMAND",
-                "IFS",
-                "PATH",
-                "HOME",
-                "RUST_LOG",
-                "GIT_AUTHOR_NAME",
-            ]),
-            false,
-        );
-        assert_eq!(names(kept), ["PATH", "HOME", "RUST_LOG", "GIT_AUTHOR_NAME"]);
+    fn fixed() -> Vec<(OsString, OsString)> {
+        vec![
+            ("PATH".into(), "/usr/bin".into()),
+            ("HOME".into(), "/h".into()),
+        ]
     }
 
     #[test]
-    fn clearenv_keeps_four() {
-        let kept = rebuild(
-            env(&["PATH", "HOME", "LANG", "TERM", "USER", "LD_PRELOAD"]),
+    fn only_the_grants_variables_pass() {
+        let caller = env(&[
+            "LD_PRELOAD",
+            "PYTHONPATH",
+            "HTTPS_PROXY",
+            "OPENSSL_CONF",
+            "PATH",
+            "HOME",
+            "RUST_LOG",
+            "GIT_AUTHOR_NAME",
+            "LANG",
+            "LC_ALL",
+            "TERM",
+        ]);
+        let kept = build(
+            &fixed(),
+            &["RUST_LOG".into(), "LD_PRELOAD".into()],
+            caller,
+            false,
+        );
+        assert_eq!(
+            names(kept.clone()),
+            ["RUST_LOG", "LANG", "LC_ALL", "TERM", "PATH", "HOME"]
+        );
+        // The grant's PATH and HOME, not the caller's.
+        assert!(kept.contains(&("PATH".into(), "/usr/bin".into())));
+    }
+
+    #[test]
+    fn a_locale_or_terminal_naming_a_path_is_dropped() {
+        let caller = vec![
+            ("LANG".into(), "../../tmp/x".into()),
+            ("TERM".into(), "xterm".into()),
+            ("TZ".into(), ":/home/a/tz".into()),
+        ];
+        assert_eq!(names(build(&[], &[], caller, false)), ["TERM"]);
+    }
+
+    #[test]
+    fn clear_drops_even_passed_variables() {
+        let kept = build(
+            &fixed(),
+            &["RUST_LOG".into()],
+            env(&["RUST_LOG", "TERM"]),
             true,
         );
-        assert_eq!(names(kept), ["PATH", "HOME", "LANG", "TERM"]);
+        assert_eq!(names(kept), ["TERM", "PATH", "HOME"]);
+    }
+
+    #[test]
+    fn steering_names_are_recognised() {
+        for n in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "CURL_CA_BUNDLE",
+            "SSLKEYLOGFILE",
+            "PGHOSTADDR",
+            "OPENSSL_CONF",
+            "CURL_HOME",
+            "REQUESTS_CA_BUNDLE",
+            "SSL_CERT_FILE",
+            "GIT_SSL_CAINFO",
+            "NODE_EXTRA_CA_CERTS",
+            "XDG_CONFIG_HOME",
+        ] {
+            assert!(is_steering(n), "{n}");
+        }
+        for n in ["RUST_LOG", "GIT_AUTHOR_NAME", "DEBUG", "REGION"] {
+            assert!(!is_steering(n), "{n}");
+        }
     }
 }

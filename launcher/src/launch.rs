@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
@@ -56,6 +57,10 @@ pub struct Script {
     /// its real path: the pinned path, or a link to it only root can
     /// change (see the broker's `prepare`).
     pub path: String,
+    /// Options put before the script that keep the caller's environment
+    /// and the user's own directories from loading code into the
+    /// interpreter ([`crate::environment::isolation`]).
+    pub isolate: &'static [&'static str],
 }
 
 /// Everything needed to run a pinned program.
@@ -82,6 +87,54 @@ pub struct Launch {
     pub verbose: bool,
     /// Which output streams are masked.
     pub masking: Masking,
+    /// Lockdown: what the program may write besides its private `/tmp`.
+    pub writable: Writable,
+}
+
+/// What Lockdown lets the program write besides its private `/tmp`: each
+/// such directory is also mounted `noexec` in its namespace.
+#[derive(Clone, Debug, Default)]
+pub struct Writable {
+    /// The working directory (`allow --write-cwd`).
+    pub cwd: bool,
+    /// Further directories (`allow --write DIR`), absolute.
+    pub dirs: Vec<PathBuf>,
+    /// Paths that no writable directory may be or hold, each with what it
+    /// is (`HOME`, the vault, the runtime directory, a `PATH` directory):
+    /// a program writing there could change what the person or envseal
+    /// runs next.
+    pub guarded: Vec<(PathBuf, &'static str)>,
+}
+
+impl Writable {
+    /// The directories Lockdown makes writable, each checked against
+    /// [`Writable::guarded`].
+    fn resolve(&self) -> Result<Vec<PathBuf>> {
+        let mut dirs = self.dirs.clone();
+        if self.cwd {
+            dirs.push(std::env::current_dir().map_err(|source| Error::Sys {
+                action: "find the working directory",
+                source,
+            })?);
+        }
+        for dir in &dirs {
+            if let Some((held, what)) = self.guarded.iter().find(|(g, _)| g.starts_with(dir)) {
+                return Err(Error::Sandbox {
+                    step: "choose what Lockdown may write",
+                    source: std::io::Error::other(format!(
+                        "the grant makes {} writable, and {} ({}) is {}",
+                        dir.display(),
+                        if held == dir { "it" } else { "that holds" },
+                        held.display(),
+                        what
+                    )),
+                    fix: "run it from the directory it should work in, or pin it with --write \
+                          naming a directory that holds none of these",
+                });
+            }
+        }
+        Ok(dirs)
+    }
 }
 
 /// How the program ended.
@@ -143,12 +196,20 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         may_exec,
         verbose,
         masking,
+        writable,
     } = launch;
     check_caller(&executable)?;
     let mut notes = Vec::new();
 
     // Everything that can fail is checked before any process is started.
-    let namespaced = confine(tier, &executable, &may_exec, &mut env, &mut notes)?;
+    let namespaced = confine(
+        tier,
+        &executable,
+        &may_exec,
+        &writable,
+        &mut env,
+        &mut notes,
+    )?;
     let outputs = Outputs::new(masking, &secrets, &mut notes)?;
     // In the sandbox the program (and a script) can be copied to their
     // real paths; elsewhere a script's copy is passed as a descriptor.
@@ -319,6 +380,8 @@ struct Namespaced {
     lockdown: bool,
     /// Lockdown's Landlock ruleset and the access rights for `/tmp`.
     landlock: Option<(OwnedFd, u64)>,
+    /// Lockdown's writable directories, which PID 1 mounts `noexec`.
+    writable: Vec<CString>,
 }
 
 /// Checks and builds what `tier` needs (nothing for tier None), noting
@@ -327,6 +390,7 @@ fn confine(
     tier: Tier,
     executable: &Verified,
     may_exec: &[(String, [u8; 32])],
+    writable: &Writable,
     env: &mut Vec<(OsString, OsString)>,
     notes: &mut Vec<String>,
 ) -> Result<Option<Namespaced>> {
@@ -370,11 +434,17 @@ fn confine(
         }
     ));
     let seccomp = sandbox::seccomp_filters()?;
-    let landlock = if lockdown {
+    let (landlock, writable) = if lockdown {
         private_home(env);
-        Some(lockdown_ruleset(executable, may_exec, notes)?)
+        let dirs = writable.resolve()?;
+        let ruleset = lockdown_ruleset(executable, may_exec, &dirs, notes)?;
+        let names = dirs
+            .iter()
+            .map(|d| cstring(d.as_os_str().as_bytes().to_vec()))
+            .collect::<Result<_>>()?;
+        (Some(ruleset), names)
     } else {
-        None
+        (None, Vec::new())
     };
     Ok(Some(Namespaced {
         ids,
@@ -382,6 +452,7 @@ fn confine(
         seccomp,
         lockdown,
         landlock,
+        writable,
     }))
 }
 
@@ -485,6 +556,7 @@ impl Namespaced {
             secret_files: files,
             secret_opts: [&opts[0], &opts[1]],
             landlock: sandbox::raw(&self.landlock),
+            writable: &self.writable,
             seccomp: &self.seccomp,
             exec,
             waited,
@@ -743,28 +815,17 @@ fn private_home(env: &mut Vec<(OsString, OsString)>) {
     }
 }
 
-/// Lockdown's Landlock ruleset: the program's loader and each `--may-exec`
-/// program may be executed. A `--may-exec` program is opened once, that
+/// Lockdown's Landlock ruleset: the `writable` directories and `/tmp` may
+/// be written, the program's loader and each `--may-exec` program may be
+/// executed. A `--may-exec` program is opened once, that
 /// descriptor is hashed and compared with its pin, and the same descriptor
 /// (so the same inode) becomes the rule.
 fn lockdown_ruleset(
     executable: &Verified,
     may_exec: &[(String, [u8; 32])],
+    writable: &[PathBuf],
     notes: &mut Vec<String>,
 ) -> Result<(OwnedFd, u64)> {
-    let cwd = std::env::current_dir().map_err(|source| Error::Sys {
-        action: "find the working directory",
-        source,
-    })?;
-    if cwd == std::path::Path::new("/") {
-        return Err(Error::Sandbox {
-            step: "choose what Lockdown may write",
-            source: std::io::Error::other(
-                "the working directory is /, and Lockdown makes the working directory writable",
-            ),
-            fix: "run it from the directory the program should work in",
-        });
-    }
     let mut exes: Vec<(String, OwnedFd)> = Vec::new();
     if let Some(loader) = executable.loader() {
         // The loader is usually named through a symlink (/lib64 → /usr/lib64).
@@ -786,12 +847,14 @@ fn lockdown_ruleset(
     if let Some(own) = executable.system_file() {
         exes.push((executable.path().to_owned(), own));
     }
-    let ruleset = sandbox::landlock_ruleset(&cwd, &exes)?;
+    let ruleset = sandbox::landlock_ruleset(writable, &exes)?;
+    let mut written: Vec<String> = writable.iter().map(|d| d.display().to_string()).collect();
+    written.push("/tmp".into());
     notes.push(format!(
-        "Landlock ABI {} enforced: read-only everywhere, read-write in {} and /tmp, execute only \
-         the pinned program{}",
+        "Landlock ABI {} enforced: read-only everywhere, read-write (and noexec) in {}, execute \
+         only the pinned program{}",
         sandbox::LANDLOCK_ABI as i32,
-        cwd.display(),
+        written.join(", "),
         if names.is_empty() {
             String::new()
         } else {
@@ -893,8 +956,12 @@ fn arguments(
             arg,
             argv0,
             path,
+            isolate,
         }) => {
             argv.push(cstring(argv0.clone().into_vec())?);
+            for option in *isolate {
+                argv.push(cstring(option.as_bytes().to_vec())?);
+            }
             if let Some(arg) = arg {
                 argv.push(cstring(arg.clone().into_bytes())?);
             }

@@ -41,11 +41,12 @@ pub mod shield;
 mod sys;
 pub use sys::{fdpass, files::inherited, fork, secretmem, terminal};
 
-pub use environment::{is_dangerous, rebuild};
+pub use environment::{build as build_env, is_dangerous, is_steering, isolation};
 pub use error::{Error, Result};
 pub use idmap::{G7, Ids, USERNS_FIX};
 pub use launch::{
-    Control, Delivery, Exit, Launch, Masking, Relay, Script, SecretItem, Tier, run, run_relaying,
+    Control, Delivery, Exit, Launch, Masking, Relay, Script, SecretItem, Tier, Writable, run,
+    run_relaying,
 };
 pub use program::{Cache, Role, Verified, load};
 pub use sandbox::{LANDLOCK_ABI, PRIVATE_HOME, SECRET_DIR};

@@ -72,6 +72,7 @@ pub(crate) mod stage {
     pub const RECEIVE_COPIES: u32 = 14;
     pub const ATTACH_COPY: u32 = 15;
     pub const MOUNT_RUN: u32 = 16;
+    pub const MOUNT_WRITABLE: u32 = 17;
     /// Not a failure: the kernel refused `noswap` for the secrets tmpfs.
     pub const NOTE_NO_NOSWAP: u32 = 100;
 
@@ -93,6 +94,7 @@ pub(crate) mod stage {
             RECEIVE_COPIES => "receive the program's copies from the helper",
             ATTACH_COPY => "mount the program's copy at its real path",
             MOUNT_RUN => "give /run a tmpfs of the sandbox's own (for the secret files)",
+            MOUNT_WRITABLE => "mount a writable directory noexec",
             _ => "exec the program",
         }
     }
@@ -321,7 +323,7 @@ fn seccomp_error(msg: String) -> Error {
 /// `executables` are already open (the rule is on those inodes). Returns
 /// the ruleset and the access rights for `/tmp`.
 pub(crate) fn landlock_ruleset(
-    cwd: &Path,
+    writable: &[std::path::PathBuf],
     executables: &[(String, OwnedFd)],
 ) -> Result<(OwnedFd, u64)> {
     let abi = LANDLOCK_ABI;
@@ -342,9 +344,12 @@ pub(crate) fn landlock_ruleset(
         .create()
         .map_err(other)?
         .add_rule(PathBeneath::new(path_fd(Path::new("/"))?, read))
-        .map_err(other)?
-        .add_rule(PathBeneath::new(path_fd(cwd)?, write))
         .map_err(other)?;
+    for dir in writable {
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(path_fd(dir)?, write))
+            .map_err(other)?;
+    }
     for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"] {
         if Path::new(dev).exists() {
             ruleset = ruleset
@@ -430,6 +435,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) secret_opts: [&'a CStr; 2],
     /// The Landlock ruleset and the access rights for `/tmp` (Lockdown).
     pub(crate) landlock: Option<(RawFd, u64)>,
+    /// Lockdown's writable directories, mounted `noexec`.
+    pub(crate) writable: &'a [CString],
     pub(crate) seccomp: &'a [BpfProgram; 2],
     pub(crate) exec: &'a Prepared<'a>,
     /// The signals PID 1 waits for (blocked by the parent before clone).
@@ -493,11 +500,16 @@ fn mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> 
     mount::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(at(stage::MOUNT_PRIVATE))?;
     if plan.lockdown {
+        // Nothing written in the sandbox can be executed or mapped
+        // executable (Landlock's execute right does not cover `mmap`).
+        for dir in plan.writable {
+            mount::bind_noexec(dir).map_err(at(stage::MOUNT_WRITABLE))?;
+        }
         mount::mount(
             Some(c"tmpfs"),
             c"/tmp",
             Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV,
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             Some(c"mode=1777"),
         )
         .map_err(at(stage::MOUNT_TMP))?;

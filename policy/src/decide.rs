@@ -23,6 +23,7 @@ pub fn check_args(grant: &Grant, args: &[OsString]) -> Result<()> {
                     .zip(want)
                     .all(|(g, w)| g == w.as_slice())
         }
+        ArgRule::Pattern(words) => crate::pattern::matches(words, &given),
     };
     if fits {
         return Ok(());
@@ -46,6 +47,7 @@ pub fn describe_args(rule: &ArgRule) -> String {
         ArgRule::Exact(l) if l.is_empty() => "no arguments at all".into(),
         ArgRule::Exact(l) => format!("exactly [{}]", list(l)),
         ArgRule::Prefix(l) => format!("starting with [{}]", list(l)),
+        ArgRule::Pattern(l) => format!("shaped [{}]", list(l)),
     }
 }
 

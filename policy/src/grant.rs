@@ -8,14 +8,24 @@
 //!        | u16 count | (str16 path | sha256 [32])*                      may_exec
 //!        | u8 rule (0 any, 1 exact, 2 prefix) [ u16 count | (u32 len | bytes)* ]
 //!        | u16 count | (u8 len | secret | u8 kind (0 env, 1 file) | u8 len | variable)*
+//!        | u8 environ? [ str16 path | str16 home | str16 user
+//!                      | u16 count | str16 name*                       passed
+//!                      | u16 count | (str16 name | str16 value)* ]     fixed
+//!        | u8 write_cwd | u16 count | str16 dir*                       write
 //! str16 = u16 len | UTF-8 bytes
 //! ```
+//!
+//! Rule 3 is a pattern: its list holds literal arguments and placeholders
+//! (see [`crate::pattern`]). Names, values and directories are strictly
+//! sorted, so each list has one encoding.
 //!
 //! Secrets are strictly sorted by name, flags are 0 or 1, and nothing may
 //! follow the last field, so every grant has exactly one encoding: the
 //! vault's manifest authenticates the digest of these bytes. "ESG3" (no
 //! `venv`), "ESG2" (nor a `require_shield` flag) and "ESG1" (nor a
-//! `may_exec` list) are still read, as none, `false` and an empty list.
+//! `may_exec` list) are still read, as none, `false` and an empty list;
+//! "ESG4" and older have no environment section (`environ` is `None`: the
+//! launch gives the base set only) and no writable directories.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,7 +36,8 @@ use envseal_core::codec::Reader;
 use crate::Digest;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 4] = b"ESG4";
+const MAGIC: &[u8; 4] = b"ESG5";
+const MAGIC_V4: &[u8; 4] = b"ESG4";
 const MAGIC_V3: &[u8; 4] = b"ESG3";
 const MAGIC_V2: &[u8; 4] = b"ESG2";
 const MAGIC_V1: &[u8; 4] = b"ESG1";
@@ -73,6 +84,26 @@ pub enum ArgRule {
     Exact(Vec<Vec<u8>>),
     /// These first, then anything.
     Prefix(Vec<Vec<u8>>),
+    /// Exactly this many, each equal to its literal or matching its
+    /// placeholder (`{name:[class]+}`, see [`crate::pattern`]).
+    Pattern(Vec<Vec<u8>>),
+}
+
+/// The program's environment, fixed when the grant is made: nothing else
+/// of the caller's reaches the program.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environ {
+    /// `PATH`: the person's at `allow`, keeping only directories the user
+    /// cannot write, or the one `--path` gave.
+    pub path: String,
+    /// `HOME` at `allow`.
+    pub home: String,
+    /// `USER` and `LOGNAME` at `allow`.
+    pub user: String,
+    /// The caller's variables passed through (`--env NAME`), sorted.
+    pub passed: Vec<String>,
+    /// Fixed values (`--env NAME=VALUE`), sorted by name.
+    pub fixed: Vec<(String, String)>,
 }
 
 /// A program and the secrets it may receive.
@@ -100,6 +131,14 @@ pub struct Grant {
     /// the interpreter runs as that venv's, and only when called by that
     /// path; `None`: the interpreter itself, never through a venv.
     pub venv: Option<String>,
+    /// The environment it runs with; `None` for a grant made before
+    /// environments were recorded (the base set, from the system).
+    pub environ: Option<Environ>,
+    /// Lockdown: the working directory is writable (`--write-cwd`).
+    pub write_cwd: bool,
+    /// Lockdown: directories it may write (`--write DIR`), canonical,
+    /// sorted.
+    pub write: Vec<String>,
 }
 
 impl Grant {
@@ -159,6 +198,7 @@ impl Grant {
             ArgRule::Any => (0, None),
             ArgRule::Exact(l) => (1, Some(l)),
             ArgRule::Prefix(l) => (2, Some(l)),
+            ArgRule::Pattern(l) => (3, Some(l)),
         };
         out.push(rule);
         if let Some(list) = list {
@@ -177,6 +217,23 @@ impl Grant {
             });
             put_name(&mut out, delivery.variable());
         }
+        match &self.environ {
+            None => out.push(0),
+            Some(e) => {
+                out.push(1);
+                put_str16(&mut out, &e.path);
+                put_str16(&mut out, &e.home);
+                put_str16(&mut out, &e.user);
+                put_list(&mut out, &e.passed);
+                out.extend_from_slice(&(e.fixed.len() as u16).to_be_bytes());
+                for (name, value) in &e.fixed {
+                    put_str16(&mut out, name);
+                    put_str16(&mut out, value);
+                }
+            }
+        }
+        out.push(u8::from(self.write_cwd));
+        put_list(&mut out, &self.write);
         out
     }
 
@@ -188,7 +245,8 @@ impl Grant {
 
 fn decode(r: &mut Reader<'_>) -> Option<Grant> {
     let version = match r.take(4)? {
-        m if m == MAGIC => 4,
+        m if m == MAGIC => 5,
+        m if m == MAGIC_V4 => 4,
         m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
@@ -234,9 +292,14 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         0 => ArgRule::Any,
         1 => ArgRule::Exact(list()?),
         2 => ArgRule::Prefix(list()?),
+        3 if version >= 5 => ArgRule::Pattern(list()?),
         _ => return None,
     };
     let secrets = get_secrets(r)?;
+    let (environ, write_cwd, write) = match version >= 5 {
+        true => (get_environ(r)?, get_flag(r)?, get_sorted(r)?),
+        false => (None, false, Vec::new()),
+    };
     if !r.is_empty() {
         return None;
     }
@@ -250,7 +313,55 @@ fn decode(r: &mut Reader<'_>) -> Option<Grant> {
         may_exec,
         require_shield,
         venv,
+        environ,
+        write_cwd,
+        write,
     })
+}
+
+fn get_environ(r: &mut Reader<'_>) -> Option<Option<Environ>> {
+    if !get_flag(r)? {
+        return Some(None);
+    }
+    let path = get_str16(r)?;
+    let home = get_str16(r)?;
+    let user = get_str16(r)?;
+    let passed = get_sorted(r)?;
+    let mut fixed: Vec<(String, String)> = Vec::new();
+    for _ in 0..r.u16()? {
+        let name = get_str16(r)?;
+        if fixed.last().is_some_and(|(last, _)| *last >= name) {
+            return None;
+        }
+        fixed.push((name, get_str16(r)?));
+    }
+    Some(Some(Environ {
+        path,
+        home,
+        user,
+        passed,
+        fixed,
+    }))
+}
+
+/// A list of strings, strictly sorted (so one encoding).
+fn get_sorted(r: &mut Reader<'_>) -> Option<Vec<String>> {
+    let mut list: Vec<String> = Vec::new();
+    for _ in 0..r.u16()? {
+        let item = get_str16(r)?;
+        if list.last().is_some_and(|last| *last >= item) {
+            return None;
+        }
+        list.push(item);
+    }
+    Some(list)
+}
+
+fn put_list(out: &mut Vec<u8>, list: &[String]) {
+    out.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    for item in list {
+        put_str16(out, item);
+    }
 }
 
 /// The secrets: strictly sorted by name (so one encoding each).
@@ -332,6 +443,9 @@ pub(crate) fn sample(path: &str, tier: Tier, args: ArgRule) -> Grant {
         may_exec: Vec::new(),
         require_shield: false,
         venv: None,
+        environ: None,
+        write_cwd: false,
+        write: Vec::new(),
     }
 }
 
@@ -353,8 +467,28 @@ mod tests {
         let rule = prop_oneof![
             Just(ArgRule::Any),
             args.clone().prop_map(ArgRule::Exact),
-            args.prop_map(ArgRule::Prefix),
+            args.clone().prop_map(ArgRule::Prefix),
+            args.prop_map(ArgRule::Pattern),
         ];
+        let sorted = |re: &'static str| proptest::collection::btree_set(re, 0..4);
+        let environ = proptest::option::of((
+            "[ -~]{0,30}",
+            "/[a-z]{0,10}",
+            "[a-z]{0,8}",
+            sorted("[A-Z_]{1,8}"),
+            proptest::collection::btree_map("[A-Z_]{1,8}", "[ -~]{0,12}", 0..4),
+        ))
+        .prop_map(|e| {
+            e.map(|(path, home, user, passed, fixed)| Environ {
+                path,
+                home,
+                user,
+                passed: passed.into_iter().collect(),
+                fixed: fixed.into_iter().collect(),
+            })
+        });
+        let writable = (any::<bool>(), sorted("/[a-z]{1,10}"))
+            .prop_map(|(cwd, dirs)| (cwd, dirs.into_iter().collect::<Vec<_>>()));
         let script = proptest::option::of((pin(), proptest::option::of("[ -~]{0,20}")))
             .prop_map(|s| s.map(|(interpreter, arg)| Script { interpreter, arg }));
         let delivery = (any::<bool>(), name()).prop_map(|(file, v)| {
@@ -374,6 +508,7 @@ mod tests {
             proptest::collection::vec(pin(), 0..3),
             any::<bool>(),
             proptest::option::of("/[a-z/]{1,40}"),
+            (environ, writable),
         )
             .prop_map(
                 |(
@@ -386,6 +521,7 @@ mod tests {
                     may_exec,
                     require_shield,
                     venv,
+                    (environ, (write_cwd, write)),
                 )| Grant {
                     program,
                     script,
@@ -396,6 +532,9 @@ mod tests {
                     may_exec,
                     require_shield,
                     venv,
+                    environ,
+                    write_cwd,
+                    write,
                 },
             )
     }
@@ -422,10 +561,33 @@ mod tests {
         }
     }
 
+    /// `g` (with no environment nor writable directories) as ESG4 wrote
+    /// it: without the last four bytes.
+    fn esg4(g: &Grant) -> Vec<u8> {
+        let mut v4 = g.encode();
+        v4.truncate(v4.len() - 4);
+        v4[..4].copy_from_slice(MAGIC_V4);
+        v4
+    }
+
+    #[test]
+    fn an_esg4_grant_reads_with_no_environment() {
+        let g = sample("/bin/x", Tier::Lockdown, ArgRule::Any);
+        assert_eq!(Grant::decode(&esg4(&g)).unwrap(), g);
+        // Nor can an ESG4 grant carry an environment or a pattern.
+        let mut world = g.clone();
+        world.write_cwd = true;
+        let mut forged = world.encode();
+        forged[..4].copy_from_slice(MAGIC_V4);
+        assert!(Grant::decode(&forged).is_err());
+        let pattern = sample("/bin/x", Tier::None, ArgRule::Pattern(vec![b"x".to_vec()]));
+        assert!(Grant::decode(&esg4(&pattern)).is_err());
+    }
+
     #[test]
     fn an_esg1_grant_reads_with_no_may_exec() {
         let g = sample("/bin/x", Tier::Lockdown, ArgRule::Any);
-        let mut v1 = g.encode();
+        let mut v1 = esg4(&g);
         v1[..4].copy_from_slice(MAGIC_V1);
         // ESG1 had no require_shield flag, venv flag nor may_exec count
         // after the forced flag.
@@ -437,7 +599,7 @@ mod tests {
     #[test]
     fn an_esg2_grant_reads_as_not_requiring_a_shield() {
         let g = sample("/bin/x", Tier::Hardened, ArgRule::Any);
-        let mut v2 = g.encode();
+        let mut v2 = esg4(&g);
         v2[..4].copy_from_slice(MAGIC_V2);
         let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1;
         v2.drain(at..at + 2);
@@ -445,7 +607,7 @@ mod tests {
         // A v2 grant cannot smuggle the flag in: the extra byte is trailing.
         let mut shielded = g.clone();
         shielded.require_shield = true;
-        let mut forged = shielded.encode();
+        let mut forged = esg4(&shielded);
         forged[..4].copy_from_slice(MAGIC_V2);
         assert!(Grant::decode(&forged).is_err());
     }
@@ -453,7 +615,7 @@ mod tests {
     #[test]
     fn an_esg3_grant_reads_as_pinning_no_virtualenv() {
         let g = sample("/bin/x", Tier::Hardened, ArgRule::Any);
-        let mut v3 = g.encode();
+        let mut v3 = esg4(&g);
         v3[..4].copy_from_slice(MAGIC_V3);
         let at = 4 + 2 + "/bin/x".len() + 32 + 1 + 1 + 1 + 1;
         v3.remove(at);
@@ -461,7 +623,7 @@ mod tests {
         // Nor can a v3 grant smuggle a venv in.
         let mut venv = g.clone();
         venv.venv = Some("/p/.venv/bin/python".into());
-        let mut forged = venv.encode();
+        let mut forged = esg4(&venv);
         forged[..4].copy_from_slice(MAGIC_V3);
         assert!(Grant::decode(&forged).is_err());
     }

@@ -22,13 +22,14 @@ mod decide;
 mod error;
 mod grant;
 mod interpreters;
+pub mod pattern;
 mod program;
 mod resolve;
 mod text;
 
 pub use decide::{check_args, describe_args, select};
 pub use error::{Error, Result};
-pub use grant::{ArgRule, Delivery, Grant, Pin, Script, Tier};
+pub use grant::{ArgRule, Delivery, Environ, Grant, Pin, Script, Tier};
 pub use interpreters::is_interpreter;
 pub use program::{Inspected, SHEBANG_MAX, Shebang, inspect, parse_shebang, sha256_file};
 pub use resolve::{Resolved, resolve, venv_python};

@@ -26,7 +26,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         .grant(&program)?
         .map(|body| Grant::decode(&body))
         .transpose()?;
-    let mut grant = pin::build(&resolved, &wanted(&args, previous.as_ref()))?;
+    let mut grant = pin::build(&resolved, &wanted(&args, previous.as_ref())?)?;
     // Only the secrets named now are checked (exist, approved); those of
     // an earlier grant for the same program were checked then.
     let named: Vec<SecretName> = grant.secrets.keys().cloned().collect();
@@ -60,8 +60,12 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
 
 /// What the new grant is to be: what the command line names, and, for
 /// what it does not name, what the earlier grant (if any) says.
-fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> pin::Wanted<'a> {
-    let given_args = pin::arg_rule(args.args_exact.clone(), args.args_prefix.clone());
+fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> anyhow::Result<pin::Wanted<'a>> {
+    let given_args = pin::arg_rule(
+        args.args_exact.clone(),
+        args.args_prefix.clone(),
+        args.args_pattern.as_deref(),
+    )?;
     let given_tier = args.tier.map(Tier::from);
     let (tier, arg_rule, require_shield, force_interpreter) = match previous {
         None => (
@@ -80,7 +84,12 @@ fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> pin::Wanted<'a> 
             args.force_interpreter || p.forced_interpreter,
         ),
     };
-    pin::Wanted {
+    let asked = super::environ::Asked {
+        env: &args.env,
+        path: args.path.as_deref(),
+    };
+    let previous_write: &[String] = previous.map_or(&[], |p| &p.write);
+    Ok(pin::Wanted {
         secrets: &args.secrets,
         files: &args.files,
         args: arg_rule,
@@ -88,7 +97,10 @@ fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> pin::Wanted<'a> 
         tier,
         may_exec: &args.may_exec,
         require_shield,
-    }
+        environ: super::environ::record(&asked, previous.and_then(|p| p.environ.as_ref()))?,
+        write_cwd: args.write_cwd || previous.is_some_and(|p| p.write_cwd),
+        write: super::environ::writable(&args.write, previous_write)?,
+    })
 }
 
 /// Carries into `grant` what the earlier grant for the same program had:

@@ -182,6 +182,15 @@ fn offer_pin(
             tier: Tier::None,
             may_exec: &[],
             require_shield: false,
+            environ: super::environ::record(
+                &super::environ::Asked {
+                    env: &[],
+                    path: None,
+                },
+                None,
+            )?,
+            write_cwd: false,
+            write: Vec::new(),
         },
     )?;
     eprint!(

@@ -189,6 +189,10 @@ fn to_json(program: &str, grant: Option<Grant>, updated: std::time::SystemTime) 
                 rule: "prefix",
                 args: lossy(v),
             }),
+            ArgRule::Pattern(v) => Some(ArgsJson {
+                rule: "pattern",
+                args: lossy(v),
+            }),
         },
         forced_interpreter: g.forced_interpreter,
         may_exec: g

@@ -4,6 +4,7 @@ mod allow;
 mod approve;
 mod audit;
 mod doctor;
+mod environ;
 pub mod exec;
 pub mod grants;
 mod import;

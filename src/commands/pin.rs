@@ -29,6 +29,12 @@ pub struct Wanted<'a> {
     pub tier: Tier,
     pub may_exec: &'a [OsString],
     pub require_shield: bool,
+    /// The environment it runs with.
+    pub environ: envseal_policy::Environ,
+    /// Lockdown: the working directory and these directories are
+    /// writable.
+    pub write_cwd: bool,
+    pub write: Vec<String>,
 }
 
 /// Pins `resolved` and builds its grant; refuses an unconstrained
@@ -40,7 +46,7 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
     // stdin: that is no constraint either.
     let constrained = match &wanted.args {
         ArgRule::Any => false,
-        ArgRule::Exact(list) | ArgRule::Prefix(list) => !list.is_empty(),
+        ArgRule::Exact(list) | ArgRule::Prefix(list) | ArgRule::Pattern(list) => !list.is_empty(),
     };
     if interpreter && !constrained && !wanted.force_interpreter {
         return Err(envseal_policy::Error::Interpreter(inspected.program.path).into());
@@ -68,6 +74,9 @@ pub fn build(resolved: &Resolved, wanted: &Wanted<'_>) -> anyhow::Result<Grant> 
         may_exec,
         require_shield: wanted.require_shield,
         venv: envseal_policy::venv_python(&resolved.looked_up, &resolved.canonical),
+        environ: Some(wanted.environ.clone()),
+        write_cwd: wanted.write_cwd,
+        write: wanted.write.clone(),
     };
     grant.validate()?;
     Ok(grant)
@@ -189,14 +198,19 @@ fn identical_copies(program: &Pin) -> Vec<Pin> {
 }
 
 /// The argument rule given on the command line.
-pub fn arg_rule(exact: Option<Vec<OsString>>, prefix: Option<Vec<OsString>>) -> ArgRule {
+pub fn arg_rule(
+    exact: Option<Vec<OsString>>,
+    prefix: Option<Vec<OsString>>,
+    pattern: Option<&str>,
+) -> anyhow::Result<ArgRule> {
     use std::os::unix::ffi::OsStringExt as _;
     let bytes = |v: Vec<OsString>| v.into_iter().map(OsString::into_vec).collect();
-    match (exact, prefix) {
-        (Some(e), _) => ArgRule::Exact(bytes(e)),
-        (None, Some(p)) => ArgRule::Prefix(bytes(p)),
-        (None, None) => ArgRule::Any,
-    }
+    Ok(match (exact, prefix, pattern) {
+        (Some(e), _, _) => ArgRule::Exact(bytes(e)),
+        (None, Some(p), _) => ArgRule::Prefix(bytes(p)),
+        (None, None, Some(p)) => ArgRule::Pattern(envseal_policy::pattern::parse(p)?),
+        (None, None, None) => ArgRule::Any,
+    })
 }
 
 /// When what the person typed is not the canonical path it leads to (a
@@ -253,6 +267,17 @@ pub fn describe(grant: &Grant) -> String {
     }
     if grant.args != ArgRule::Any {
         out += &format!("  arguments   {}\n", escape(&describe_args(&grant.args)));
+    }
+    if let Some(environ) = &grant.environ {
+        out += &super::environ::describe(environ);
+    }
+    if grant.tier == Tier::Lockdown {
+        let mut written: Vec<String> = grant.write.iter().map(|d| escape(d).into_owned()).collect();
+        if grant.write_cwd {
+            written.insert(0, "the working directory".into());
+        }
+        written.push("its private /tmp".into());
+        out += &format!("  writes      {} (noexec)\n", written.join(", "));
     }
     if grant.require_shield {
         out += "  callers     inside an envseal shield only\n";
