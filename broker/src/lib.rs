@@ -35,6 +35,7 @@ pub mod location;
 pub mod paths;
 pub mod prepare;
 mod procfs;
+pub mod protect;
 mod recorder;
 pub mod refusal;
 pub mod server;

@@ -169,6 +169,7 @@ pub fn prepare(
         verbose: request.verbose,
         masking: request.masking,
         writable,
+        confine: None,
     };
     Ok((launch, report))
 }

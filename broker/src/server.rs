@@ -1073,10 +1073,21 @@ impl Broker {
     ) -> anyhow::Result<(envseal_launcher::Launch, Option<prepare::Report>)> {
         let mut request = prepare::Request::try_from(request)?;
         request.shielded = Some(shielded);
+        if shielded {
+            request.masking = shielded_masking(request.masking)?;
+        }
         let vault = self.vault.as_ref().expect("unlocked");
         let keys = self.keys.as_ref().expect("unlocked");
         let endorsed = vault.endorsed(keys)?;
-        prepare::prepare(&endorsed, &request, Some(&mut self.cache), record)
+        let (mut launch, report) =
+            prepare::prepare(&endorsed, &request, Some(&mut self.cache), record)?;
+        if shielded {
+            // Built for each request: a directory made since (beside the
+            // protected paths) is writable as it is for the agent.
+            let confinement = crate::protect::for_brokered(&self.loc)?;
+            launch.confine = Some(envseal_launcher::shield::domain(&confinement)?.into_ruleset());
+        }
+        Ok((launch, report))
     }
 
     /// In a forked session: let go of everything the broker holds without
@@ -1262,4 +1273,19 @@ fn boot_clock() -> Duration {
         .map(Duration::from)
         // Never on Linux; the monotonic clock then, rather than no TTL.
         .unwrap_or_else(|_| start.elapsed())
+}
+
+/// How a shielded caller's program is masked: always, its terminal
+/// through a pseudo-terminal envseal masks; `--no-mask` is refused (the
+/// agent would read the secret in the program's output).
+fn shielded_masking(asked: envseal_launcher::Masking) -> anyhow::Result<envseal_launcher::Masking> {
+    if asked == envseal_launcher::Masking::Never {
+        return Err(crate::refusal::Refusal::new(
+            crate::refusal::Code::Denied,
+            "--no-mask is refused for a caller inside an envseal shield: what the program prints \
+             reaches the agent",
+        )
+        .into());
+    }
+    Ok(envseal_launcher::Masking::Interposed)
 }

@@ -32,6 +32,10 @@ pub enum Masking {
     Always,
     /// Neither (`--no-mask`).
     Never,
+    /// Both streams, always (a caller inside a shield): a terminal is
+    /// replaced by a pseudo-terminal whose output is masked on its way to
+    /// the caller's, so an interactive program still has one.
+    Interposed,
 }
 
 impl Masking {

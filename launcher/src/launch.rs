@@ -89,6 +89,10 @@ pub struct Launch {
     pub masking: Masking,
     /// Lockdown: what the program may write besides its private `/tmp`.
     pub writable: Writable,
+    /// The Landlock ruleset of the caller's shield, for a program run for
+    /// a shielded caller: enforced on the program too, in every tier, so
+    /// that it is confined at least as tightly as its caller.
+    pub confine: Option<OwnedFd>,
 }
 
 /// What Lockdown lets the program write besides its private `/tmp`: each
@@ -197,6 +201,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         verbose,
         masking,
         writable,
+        confine: shield,
     } = launch;
     check_caller(&executable)?;
     let mut notes = Vec::new();
@@ -228,6 +233,17 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     // them to every process of its namespace.)
     let group = relay.is_some() && namespaced.is_none();
     let (exec_above, exec_fd) = exec_descriptor(&executable, real, layout.floor)?;
+    let shield = shield
+        .map(|fd| files::dup_at_least(fd.as_fd(), layout.floor))
+        .transpose()
+        .map_err(Error::sys("number the caller's shield ruleset"))?;
+    if shield.is_some() {
+        notes.push(
+            "the caller is inside a shield: the shield's Landlock domain (write protections, the \
+             vault hidden, signal and socket scopes) confines the program too"
+                .into(),
+        );
+    }
     let prepared = spawn::Prepared {
         exec_fd,
         argv: &argv_ptrs,
@@ -237,6 +253,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         max_fd: max_fd(),
         stdio: outputs.write_ends(),
         new_group: group,
+        confine: shield.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
     };
     let spawned = match &namespaced {
         Some(namespaced) => {
@@ -1330,8 +1347,17 @@ impl Watch<'_> {
 /// The masking pipes, before the program starts.
 struct Outputs {
     masker: Option<crate::mask::Masker>,
-    /// (target descriptor 1 or 2, read end, write end)
+    /// (target descriptor 1 or 2, read end, write end): a pipe, or a
+    /// pseudo-terminal's master and slave.
     pipes: Vec<(RawFd, OwnedFd, OwnedFd)>,
+    /// The other stream's write end on the same pseudo-terminal.
+    shared: Option<(RawFd, OwnedFd)>,
+}
+
+/// Whether `fd` is a terminal (a pseudo-terminal's slave, among
+/// [`Outputs`]' write ends).
+fn is_pty(fd: &OwnedFd) -> bool {
+    nix::unistd::isatty(fd).unwrap_or(false)
 }
 
 impl Outputs {
@@ -1340,18 +1366,18 @@ impl Outputs {
     fn new(masking: Masking, secrets: &[SecretItem], notes: &mut Vec<String>) -> Result<Outputs> {
         use std::io::IsTerminal as _;
         // Output to /dev/null reaches no one: it is not masked.
-        let wanted: Vec<RawFd> = [
+        let wanted: Vec<(RawFd, bool)> = [
             (1, std::io::stdout().is_terminal(), is_null(1)),
             (2, std::io::stderr().is_terminal(), is_null(2)),
         ]
         .into_iter()
         .filter(|&(_, tty, null)| match masking {
             _ if null => false,
-            Masking::Always => true,
+            Masking::Always | Masking::Interposed => true,
             Masking::Never => false,
             Masking::Auto => !tty,
         })
-        .map(|(fd, _, _)| fd)
+        .map(|(fd, tty, _)| (fd, tty && masking == Masking::Interposed))
         .collect();
         let masker = if wanted.is_empty() {
             None
@@ -1373,30 +1399,68 @@ impl Outputs {
             return Ok(Outputs {
                 masker: None,
                 pipes: Vec::new(),
+                shared: None,
             });
         };
         let mut pipes = Vec::new();
-        for target in wanted {
-            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-            pipes.push((target, r, w));
+        let mut shared = None;
+        for (target, interposed) in wanted {
+            if !interposed {
+                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+                pipes.push((target, r, w));
+                continue;
+            }
+            // Both streams on the terminal share one pseudo-terminal, as
+            // they shared the terminal: read once, written to stdout.
+            match pipes
+                .iter()
+                .find(|(_, _, w): &&(RawFd, OwnedFd, OwnedFd)| is_pty(w))
+            {
+                Some((_, _, slave)) => {
+                    let slave = slave.try_clone().map_err(|source| Error::Sys {
+                        action: "share the pseudo-terminal",
+                        source,
+                    })?;
+                    shared = Some((target, slave));
+                }
+                None => {
+                    let (master, slave) = crate::sys::terminal::pty_like(files::stdio(target))
+                        .map_err(|source| Error::Sys {
+                            action: "open a pseudo-terminal to mask the terminal's output",
+                            source,
+                        })?;
+                    pipes.push((target, master, slave));
+                }
+            }
         }
         notes.push(format!(
-            "output masked ({}): each secret and its base64, hex and URL-encoded forms become ****",
+            "output masked ({}): each secret and its base64, hex and URL-encoded forms become \
+             ****{}",
             pipes
                 .iter()
                 .map(|(t, _, _)| if *t == 1 { "stdout" } else { "stderr" })
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if pipes.iter().any(|(_, _, w)| is_pty(w)) {
+                "; the program's terminal is a pseudo-terminal envseal masks (the caller is \
+                 inside a shield)"
+            } else {
+                ""
+            }
         ));
         Ok(Outputs {
             masker: Some(masker),
             pipes,
+            shared,
         })
     }
 
     fn write_ends(&self) -> [RawFd; 2] {
         let mut ends = [-1; 2];
         for (target, _, w) in &self.pipes {
+            ends[(*target - 1) as usize] = w.as_raw_fd();
+        }
+        if let Some((target, w)) = &self.shared {
             ends[(*target - 1) as usize] = w.as_raw_fd();
         }
         ends

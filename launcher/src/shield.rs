@@ -123,6 +123,14 @@ pub fn domain(c: &Confinement) -> Result<Domain> {
     })
 }
 
+impl Domain {
+    /// The ruleset, to enforce on a program the broker runs for a
+    /// shielded caller (see `Launch::confine`).
+    pub fn into_ruleset(self) -> OwnedFd {
+        self.fd
+    }
+}
+
 /// The ABI the rules are built for: the kernel's, up to [`SHIELD_ABI`].
 fn requested_abi(kernel: i64) -> ABI {
     match kernel {

@@ -27,6 +27,7 @@ pub fn run(args: AllowArgs) -> anyhow::Result<()> {
         .map(|body| Grant::decode(&body))
         .transpose()?;
     let mut grant = pin::build(&resolved, &wanted(&args, previous.as_ref())?)?;
+    warn_free_tail(&grant);
     // Only the secrets named now are checked (exist, approved); those of
     // an earlier grant for the same program were checked then.
     let named: Vec<SecretName> = grant.secrets.keys().cloned().collect();
@@ -101,6 +102,34 @@ fn wanted<'a>(args: &'a AllowArgs, previous: Option<&Grant>) -> anyhow::Result<p
         write_cwd: args.write_cwd || previous.is_some_and(|p| p.write_cwd),
         write: super::environ::writable(&args.write, previous_write)?,
     })
+}
+
+/// Programs whose options run commands or load configuration or code:
+/// behind `--args-prefix`, the caller's free tail can name such an option
+/// (git's `--receive-pack=CMD`, a later `-pass` in openssl).
+const STEERABLE: &[&str] = &[
+    "git", "curl", "wget", "openssl", "ssh", "scp", "sftp", "psql", "mysql", "tar", "rsync",
+    "find", "xargs", "awk", "gawk", "mawk", "sed", "make", "env", "docker", "kubectl", "npm",
+    "npx", "pip", "pip3", "gpg", "zip", "vim", "less",
+];
+
+/// Warns when the grant gives a free tail of arguments to a program known
+/// to accept options that run commands or load configuration.
+fn warn_free_tail(grant: &Grant) {
+    let ArgRule::Prefix(_) = grant.args else {
+        return;
+    };
+    let path = &grant.program.path;
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if STEERABLE.contains(&name) || envseal_policy::is_interpreter(name) {
+        eprintln!(
+            "envseal: warning: {} accepts options that run commands or load configuration, and \
+             --args-prefix lets the caller add any after the prefix (git's --receive-pack=CMD, \
+             a second -pass in openssl): the caller could steer it into giving the secret away; \
+             prefer --args-exact, or --args-pattern with placeholders (never an option)",
+            envseal_policy::escape(name)
+        );
+    }
 }
 
 /// Carries into `grant` what the earlier grant for the same program had:

@@ -4,7 +4,7 @@
 //! process tree as shielded.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use envseal_launcher::shield::{self, Confinement};
 
@@ -14,22 +14,6 @@ use crate::cli::ShieldArgs;
 use crate::commands::pin;
 use crate::refusal::{Code, Refusal};
 use envseal_core::SHIELD_MARK;
-
-/// Shell and session start-up files, relative to HOME: code the person's
-/// next shell or login would run.
-const START_UP: [&str; 11] = [
-    ".bashrc",
-    ".profile",
-    ".bash_profile",
-    ".bash_login",
-    ".bash_logout",
-    ".zshrc",
-    ".zshenv",
-    ".zprofile",
-    ".config/fish",
-    ".config/systemd/user",
-    ".config/environment.d",
-];
 
 pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let loc = broker::location()?;
@@ -42,7 +26,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
         })?;
     }
     single_named(&loc.vault)?;
-    let (protected, lifted) = protected_paths(&loc, &args.allow_write)?;
+    let (protected, lifted) = envseal_broker::protect::protected_paths(&loc, &args.allow_write)?;
     let domain = shield::domain(&Confinement {
         protected,
         // The vault's files cannot even be opened for reading: a read-only
@@ -138,69 +122,4 @@ fn single_named(vault: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// What the shield write-protects, and what `--allow-write` lifted.
-fn protected_paths(
-    loc: &broker::Location,
-    allow_write: &[PathBuf],
-) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    // Never lifted: the vault, the broker's directory, envseal itself.
-    let mut fixed = vec![canonical(&loc.vault), canonical(&loc.dir)];
-    if let Ok(exe) = std::env::current_exe() {
-        fixed.push(canonical(&exe));
-    }
-    let mut liftable = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path).filter(|d| d.is_absolute()) {
-            liftable.push(canonical(&dir));
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|h| h.is_absolute())
-    {
-        let home = canonical(&home);
-        for f in START_UP {
-            liftable.push(home.join(f));
-        }
-    }
-    let mut lifted = Vec::new();
-    for w in allow_write {
-        let w = canonical(&std::path::absolute(w)?);
-        if let Some(f) = fixed.iter().find(|f| f.starts_with(&w) || w.starts_with(f)) {
-            return Err(Refusal::new(
-                Code::Usage,
-                format!(
-                    "--allow-write {} would make {} writable, which the shield always protects",
-                    w.display(),
-                    f.display()
-                ),
-            )
-            .into());
-        }
-        if let Some(p) = liftable.iter().find(|p| w.starts_with(p) && **p != w) {
-            return Err(Refusal::new(
-                Code::Usage,
-                format!(
-                    "--allow-write {} is inside the protected {}: name that one itself",
-                    w.display(),
-                    p.display()
-                ),
-            )
-            .into());
-        }
-        liftable.retain(|p| {
-            let covered = p.starts_with(&w);
-            if covered {
-                lifted.push(p.clone());
-            }
-            !covered
-        });
-    }
-    fixed.extend(liftable);
-    fixed.sort();
-    fixed.dedup();
-    Ok((fixed, lifted))
 }

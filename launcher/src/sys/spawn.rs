@@ -52,6 +52,10 @@ pub(crate) struct Prepared<'a> {
     /// terminal's do). Only where no terminal's job control needs it in
     /// the terminal's foreground group: under the broker.
     pub(crate) new_group: bool,
+    /// A Landlock ruleset enforced (with `no_new_privs`) just before the
+    /// exec — the shield of the caller, for a program run for a shielded
+    /// one — or -1. Numbered above the slots.
+    pub(crate) confine: RawFd,
 }
 
 /// `pointers` followed by the NULL that ends an `argv` or `envp` array.
@@ -73,7 +77,10 @@ impl Prepared<'_> {
     pub(crate) fn assert_above_slots(&self, report: RawFd) {
         let end = self.slots_end();
         assert!(
-            self.exec_fd >= end && report >= end && self.place.iter().all(|&f| f >= end),
+            self.exec_fd >= end
+                && report >= end
+                && (self.confine < 0 || self.confine >= end)
+                && self.place.iter().all(|&f| f >= end),
             "a descriptor the child needs is numbered inside the program's slots"
         );
     }
@@ -145,10 +152,20 @@ pub(crate) fn spawn(p: &Prepared<'_>) -> Result<Pid, std::io::Error> {
 
 /// The last steps of every child: reset the signal state, put the masking
 /// pipes on stdout and stderr, `dup2` the program's descriptors into their
-/// slots, mark every descriptor above the slots close-on-exec,
-/// `execveat`. Only async-signal-safe calls: `signal`, `sigprocmask`,
-/// `setpgid`, `dup2`, `close_range`, `fcntl`, `execveat`, `write`, `_exit`.
+/// slots, enforce the caller's shield if any, mark every descriptor above
+/// the slots close-on-exec, `execveat`. Only async-signal-safe calls:
+/// `signal`, `sigprocmask`, `setpgid`, `dup2`, `prctl`,
+/// `landlock_restrict_self`, `close_range`, `fcntl`, `execveat`, `write`,
+/// `_exit`.
 pub(crate) fn exec_child(p: &Prepared<'_>, report: RawFd) -> ! {
+    if p.confine >= 0 {
+        let confined =
+            super::seccomp::no_new_privs().and_then(|()| super::landlock::restrict(p.confine));
+        if let Err(errno) = confined {
+            io::report(report, STAGE_EXEC, errno);
+            io::exit(127);
+        }
+    }
     // SAFETY: each call below is async-signal-safe and gets pointers to
     // memory prepared before fork, which stays valid in the child.
     unsafe {

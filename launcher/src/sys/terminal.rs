@@ -96,3 +96,57 @@ extern "C" fn restore_and_die(sig: libc::c_int) {
         libc::raise(sig);
     }
 }
+
+/// A pseudo-terminal standing in for the terminal `like`, for a program
+/// whose terminal output is masked: the same window size, and output
+/// passed through unchanged (no `\n` to `\r\n`: the person's terminal
+/// does that once, when the masked bytes reach it). `(master, slave)`,
+/// both close-on-exec.
+pub(crate) fn pty_like(like: std::os::fd::BorrowedFd<'_>) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::fd::FromRawFd as _;
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize`, which `size` is.
+    let sized = unsafe { libc::ioctl(like.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0;
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: `master` and `slave` receive the new descriptors; no name is
+    // asked for, no settings given, and the size is valid or NULL.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            if sized { &size } else { std::ptr::null() },
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `openpty` succeeded: two new descriptors nothing else owns.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
+    }
+    let mut settings = MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: `tcgetattr` fills `settings` on success, checked before it
+    // is read; `tcsetattr` reads the settings just filled.
+    unsafe {
+        if libc::tcgetattr(slave.as_raw_fd(), settings.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut settings = settings.assume_init();
+        settings.c_oflag &= !libc::OPOST;
+        if libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &settings) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((master, slave))
+}

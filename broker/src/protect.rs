@@ -1,0 +1,104 @@
+//! What a shield protects from writes (and hides), for `envseal shield`
+//! and for the programs the broker runs for a shielded caller, which are
+//! confined at least as tightly as the caller.
+
+use std::path::{Path, PathBuf};
+
+use envseal_launcher::shield::Confinement;
+
+use crate::location::Location;
+use crate::refusal::{Code, Refusal};
+
+/// Shell and session start-up files, relative to HOME: code the person's
+/// next shell or login would run.
+const START_UP: [&str; 11] = [
+    ".bashrc",
+    ".profile",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".config/fish",
+    ".config/systemd/user",
+    ".config/environment.d",
+];
+
+/// What the shield write-protects, and what `--allow-write` lifted.
+pub fn protected_paths(
+    loc: &Location,
+    allow_write: &[PathBuf],
+) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // Never lifted: the vault, the broker's directory, envseal itself.
+    let mut fixed = vec![canonical(&loc.vault), canonical(&loc.dir)];
+    if let Ok(exe) = std::env::current_exe() {
+        fixed.push(canonical(&exe));
+    }
+    let mut liftable = Vec::new();
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path).filter(|d| d.is_absolute()) {
+            liftable.push(canonical(&dir));
+        }
+    }
+    if let Some(home) = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+    {
+        let home = canonical(&home);
+        for f in START_UP {
+            liftable.push(home.join(f));
+        }
+    }
+    let mut lifted = Vec::new();
+    for w in allow_write {
+        let w = canonical(&std::path::absolute(w)?);
+        if let Some(f) = fixed.iter().find(|f| f.starts_with(&w) || w.starts_with(f)) {
+            return Err(Refusal::new(
+                Code::Usage,
+                format!(
+                    "--allow-write {} would make {} writable, which the shield always protects",
+                    w.display(),
+                    f.display()
+                ),
+            )
+            .into());
+        }
+        if let Some(p) = liftable.iter().find(|p| w.starts_with(p) && **p != w) {
+            return Err(Refusal::new(
+                Code::Usage,
+                format!(
+                    "--allow-write {} is inside the protected {}: name that one itself",
+                    w.display(),
+                    p.display()
+                ),
+            )
+            .into());
+        }
+        liftable.retain(|p| {
+            let covered = p.starts_with(&w);
+            if covered {
+                lifted.push(p.clone());
+            }
+            !covered
+        });
+    }
+    fixed.extend(liftable);
+    fixed.sort();
+    fixed.dedup();
+    Ok((fixed, lifted))
+}
+
+/// The confinement of a program the broker runs for a shielded caller:
+/// the shield's protections (no path lifted: a person's `--allow-write`
+/// is for the agent's own work), the vault hidden.
+pub fn for_brokered(loc: &Location) -> anyhow::Result<Confinement> {
+    let (protected, _) = protected_paths(loc, &[])?;
+    Ok(Confinement {
+        protected,
+        hidden: vec![std::fs::canonicalize(&loc.vault).unwrap_or_else(|_| loc.vault.clone())],
+        hidden_files: vec![envseal_vault::DB_FILE.to_owned()],
+        nested_sandbox: false,
+    })
+}
