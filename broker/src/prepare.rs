@@ -202,6 +202,7 @@ fn writable(grant: &Grant, environ: &Environ) -> launcher::Writable {
         cwd: grant.write_cwd,
         dirs: grant.write.iter().map(PathBuf::from).collect(),
         guarded: Vec::new(),
+        protected: Vec::new(),
     };
     if grant.tier != Tier::Lockdown || (!writable.cwd && writable.dirs.is_empty()) {
         return writable;

@@ -90,15 +90,18 @@ pub fn protected_paths(
     Ok((fixed, lifted))
 }
 
-/// The confinement of a program the broker runs for a shielded caller:
-/// the shield's protections (no path lifted: a person's `--allow-write`
-/// is for the agent's own work), the vault hidden.
+/// The confinement of a program the broker runs for a shielded caller
+/// in tiers none and hardened: the shield's write protections (no path
+/// lifted: a person's `--allow-write` is for the agent's own work) and its
+/// scopes. Reads are not handled (nothing hidden): Landlock ignores a rule
+/// on a path another mount covers, and the sandbox mounts the program's
+/// verified copy over its real path.
 pub fn for_brokered(loc: &Location) -> anyhow::Result<Confinement> {
     let (protected, _) = protected_paths(loc, &[])?;
     Ok(Confinement {
         protected,
-        hidden: vec![std::fs::canonicalize(&loc.vault).unwrap_or_else(|_| loc.vault.clone())],
-        hidden_files: vec![envseal_vault::DB_FILE.to_owned()],
+        hidden: Vec::new(),
+        hidden_files: Vec::new(),
         nested_sandbox: false,
     })
 }

@@ -117,6 +117,9 @@ fn classify_launch(e: &LaunchError) -> (Code, Option<String>) {
             )),
         ),
         LaunchError::Exec { .. } => (Code::CannotExecute, None),
+        LaunchError::Unwritable { fix, .. } => {
+            (Code::Denied, Some(format!("nothing was run; {fix}")))
+        }
         LaunchError::Sandbox { fix, .. } => (
             Code::Unsupported,
             Some(if fix.is_empty() {

@@ -1085,7 +1085,17 @@ impl Broker {
             // Built for each request: a directory made since (beside the
             // protected paths) is writable as it is for the agent.
             let confinement = crate::protect::for_brokered(&self.loc)?;
-            launch.confine = Some(envseal_launcher::shield::domain(&confinement)?.into_ruleset());
+            if launch.tier == envseal_launcher::Tier::Lockdown {
+                // Lockdown writes only its private /tmp (which a stacked
+                // domain would deny: Landlock ignores a rule on a covered
+                // mount point) and the grant's directories, which may
+                // then be neither in nor around a protected path; its own
+                // namespaces scope signals and abstract sockets.
+                launch.writable.protected = confinement.protected;
+            } else {
+                let domain = envseal_launcher::shield::domain(&confinement)?;
+                launch.confine = Some(domain.into_ruleset());
+            }
         }
         Ok((launch, report))
     }

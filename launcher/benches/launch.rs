@@ -44,6 +44,8 @@ fn launch_in(path: &str, sha: &[u8; 32], tier: Tier) {
         may_exec: Vec::new(),
         verbose: false,
         masking: envseal_launcher::Masking::Never,
+        writable: Default::default(),
+        confine: None,
     })
     .expect("run");
     assert_eq!(exit, Exit::Code(0));

@@ -34,6 +34,11 @@ pub enum Error {
 
     /// The kernel or the machine refused part of the sandbox the tier
     /// requires; nothing ran.
+    /// Lockdown would make writable what must stay read-only (`HOME`, the
+    /// vault, a `PATH` directory, a path the caller's shield protects).
+    #[error("{why}")]
+    Unwritable { why: String, fix: &'static str },
+
     #[error("cannot build the sandbox: {step}: {source}")]
     Sandbox {
         step: &'static str,

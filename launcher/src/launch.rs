@@ -108,6 +108,9 @@ pub struct Writable {
     /// a program writing there could change what the person or envseal
     /// runs next.
     pub guarded: Vec<(PathBuf, &'static str)>,
+    /// For a shielded caller: the shield's protected paths, which a
+    /// writable directory may neither be, hold, nor lie in.
+    pub protected: Vec<PathBuf>,
 }
 
 impl Writable {
@@ -123,17 +126,35 @@ impl Writable {
         }
         for dir in &dirs {
             if let Some((held, what)) = self.guarded.iter().find(|(g, _)| g.starts_with(dir)) {
-                return Err(Error::Sandbox {
-                    step: "choose what Lockdown may write",
-                    source: std::io::Error::other(format!(
-                        "the grant makes {} writable, and {} ({}) is {}",
-                        dir.display(),
-                        if held == dir { "it" } else { "that holds" },
-                        held.display(),
-                        what
-                    )),
+                return Err(Error::Unwritable {
+                    why: if held == dir {
+                        format!(
+                            "the grant makes {} writable, and it is {what}",
+                            dir.display()
+                        )
+                    } else {
+                        format!(
+                            "the grant makes {} writable, and it holds {}, {what}",
+                            dir.display(),
+                            held.display()
+                        )
+                    },
                     fix: "run it from the directory it should work in, or pin it with --write \
                           naming a directory that holds none of these",
+                });
+            }
+            if let Some(p) = self
+                .protected
+                .iter()
+                .find(|p| p.starts_with(dir) || dir.starts_with(p))
+            {
+                return Err(Error::Unwritable {
+                    why: format!(
+                        "the grant makes {} writable, and the caller's shield protects {}",
+                        dir.display(),
+                        p.display()
+                    ),
+                    fix: "run it from a directory the shield lets the agent write",
                 });
             }
         }

@@ -23,7 +23,7 @@ use util::{Env, code, value};
 
 /// Set in the re-executed agent: the JSON of an [`AgentPlan`].
 const AGENT_ENV: &str = "ENVSEAL_TEST_AGENT";
-const TIERS: [&str; 3] = ["none", "hardened", "lockdown"];
+pub(crate) const TIERS: [&str; 3] = ["none", "hardened", "lockdown"];
 
 /// One staged scene: the user, a vault they own, copies of envseal and of
 /// this test binary they can run, pinned programs, a project directory.
@@ -32,11 +32,11 @@ pub(crate) struct Scene {
     pub(crate) gid: u32,
     pub(crate) env: Env,
     _bins: tempfile::TempDir,
-    bins: PathBuf,
-    envseal: PathBuf,
+    pub(crate) bins: PathBuf,
+    pub(crate) envseal: PathBuf,
     me: PathBuf,
-    home: PathBuf,
-    project: PathBuf,
+    pub(crate) home: PathBuf,
+    pub(crate) project: PathBuf,
     pub(crate) token: String,
     broker: Option<i32>,
 }
@@ -156,7 +156,7 @@ impl Scene {
     }
 
     /// An executable script `name` with `body`, where the user can run it.
-    fn script(&self, name: &str, body: &str) -> PathBuf {
+    pub(crate) fn script(&self, name: &str, body: &str) -> PathBuf {
         let p = self.bins.join(name);
         fs::write(&p, body).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();

@@ -116,7 +116,7 @@ fn runs_at_real_paths(tag: &str, make: impl Fn(&Path, &str, Option<(u32, u32)>) 
     let mut cases = Vec::new();
     for tier in TIERS {
         for case in make(&apps.path().join(format!("user-{tier}")), tier, Some(user)) {
-            allow_token(&scene, tier, s(&case.program));
+            allow_token(&scene, tier, &[], s(&case.program));
             cases.push((tier, case));
         }
     }
@@ -137,8 +137,11 @@ fn runs_at_real_paths(tag: &str, make: impl Fn(&Path, &str, Option<(u32, u32)>) 
 
 /// `allow --secret TOKEN --tier TIER -- PROGRAM` as the scene's user; it
 /// must succeed.
-fn allow_token(scene: &Scene, tier: &str, program: &str) {
-    let r = scene.run_pw(&["allow", "--secret", "TOKEN", "--tier", tier, "--", program]);
+fn allow_token(scene: &Scene, tier: &str, extra: &[&str], program: &str) {
+    let mut args = vec!["allow", "--secret", "TOKEN", "--tier", tier];
+    args.extend_from_slice(extra);
+    args.extend(["--", program]);
+    let r = scene.run_pw(&args);
     scene.env.expect_ok(&r);
 }
 
@@ -373,13 +376,14 @@ fn debian_git_commits_in_lockdown_with_no_may_exec() {
         "TOKEN",
         "--tier",
         "lockdown",
+        "--write-cwd",
         "--",
         "/usr/bin/git",
     ]);
     env.expect_ok(&r);
     env.expect_stderr(&r, &["/usr/lib/git-core/git is the same program"]);
     // Outside /tmp (Lockdown's private /tmp would hide it); the working
-    // directory, which Lockdown lets the program write.
+    // directory, which the grant lets the program write.
     let apps = app_dir();
     let repo = apps.path().join("repo");
     let init = Command::new(git)
@@ -403,7 +407,7 @@ fn debian_git_commits_in_lockdown_with_no_may_exec() {
     assert_eq!(String::from_utf8_lossy(&log.stdout), "from lockdown\n");
     // Through the broker, as the user, in the user's own repository.
     let mut scene = scene();
-    allow_token(&scene, "lockdown", "/usr/bin/git");
+    allow_token(&scene, "lockdown", &["--write-cwd"], "/usr/bin/git");
     scene.unlock(&[]);
     let apps = app_dir();
     let repo = apps.path().join("repo");
@@ -646,7 +650,16 @@ fn lockdown_runs_the_program_under_its_hard_links() {
     };
     let env = Env::initialized();
     env.set_approved("TOKEN", &value("hardlink"));
-    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--tier", "lockdown", "--", s(&prog)]));
+    env.expect_ok(&env.allow(&[
+        "--secret",
+        "TOKEN",
+        "--tier",
+        "lockdown",
+        "--env",
+        "ALIAS",
+        "--",
+        s(&prog),
+    ]));
     let in_process = |alias: &str| {
         let mut c = env.command_pw(&["exec", "--", s(&prog)]);
         c.env("ALIAS", alias);
@@ -655,7 +668,7 @@ fn lockdown_runs_the_program_under_its_hard_links() {
     assert_eq!(runs(&link, &in_process), "again\n");
     assert_eq!(runs(&stray, &in_process), "errno 13\n");
     let mut scene = scene();
-    allow_token(&scene, "lockdown", s(&prog));
+    allow_token(&scene, "lockdown", &["--env", "ALIAS"], s(&prog));
     scene.unlock(&[]);
     let brokered = |alias: &str| {
         let mut c = scene.envseal(&["exec", "--", s(&prog)]);

@@ -34,7 +34,7 @@ fn setup(tag: &str, name: &str, grant: bool) -> Setup {
     let dir = env.bin_dir();
     let prog = probe::install(&dir.join(name), probe::bytes());
     if grant {
-        env.expect_ok(&env.allow(&["--secret", "TOKEN", "--", s(&prog)]));
+        env.expect_ok(&env.allow(&probe::with_env(&["--secret", "TOKEN", "--", s(&prog)])));
     }
     Setup {
         env,
@@ -74,18 +74,23 @@ fn the_pinned_program_receives_exactly_its_secrets() {
         "API_TOKEN=DEPLOY_TOKEN",
         "--file",
         "TLS_CERT",
+        "--env",
+        "KEEP_ME",
         "--",
         s(&prog),
     ]);
     env.expect_ok(&r);
-    // `allow` prints the pinned path and hash.
+    // `allow` prints the pinned path and hash, and the environment.
+    env.expect_stdout(&r, &["environment PATH=", "KEEP_ME from the caller"]);
     let sha = sha256_hex(&prog);
     env.expect_stdout(&r, &[s(&prog), &sha, "DEPLOY_TOKEN", "TLS_CERT_FILE"]);
 
-    // The caller's own DEPLOY_TOKEN is replaced; other variables pass.
+    // The caller's own DEPLOY_TOKEN is replaced; the variable the grant
+    // names passes, no other.
     let mut c = env.command_pw(&["exec", "--", s(&prog), "one", "two words"]);
     c.env("DEPLOY_TOKEN", "decoy-not-the-secret")
-        .env("KEEP_ME", "visible");
+        .env("KEEP_ME", "visible")
+        .env("NOT_NAMED", "dropped");
     let r = env.run_command("exec deploy one 'two words'".into(), c, b"");
     env.expect_ok(&r);
     let rep = Report::parse(&r.stdout);
@@ -113,6 +118,10 @@ fn the_pinned_program_receives_exactly_its_secrets() {
     );
     assert!(!rep.env.contains_key("OTHER"));
     assert!(rep.env_is("KEEP_ME", b"visible"));
+    assert!(
+        !rep.env.contains_key("NOT_NAMED"),
+        "a variable the grant does not name passed"
+    );
     assert_eq!(rep.args, ["one", "two words"]);
     // 0, 1, 2 and the secret file: the passphrase's fd 3 did not leak.
     assert_eq!(rep.fds.len(), 4, "descriptors: {:?}", rep.fds);
@@ -282,6 +291,10 @@ fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
         ("GIT_CONFIG_KEY_0", "core.pager"),
         ("GIT_SSH_COMMAND", "evil"),
     ];
+    // No grant may name a hijack variable, even to pass it.
+    let r = env.allow(&["--secret", "TOKEN", "--env", "LD_PRELOAD", "--", s(&prog)]);
+    env.expect_code(&r, code::USAGE);
+    env.expect_ok(&env.allow(&["--secret", "TOKEN", "--env", "ORDINARY", "--", s(&prog)]));
     let mut c = env.command_pw(&["exec", "--", s(&prog)]);
     for (k, v) in hijacks {
         c.env(k, v);
@@ -312,7 +325,20 @@ fn loader_and_interpreter_hijack_variables_never_reach_the_program() {
     let names: Vec<&str> = rep.env.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["HOME", "LANG", "PATH", "PYTHONNOUSERSITE", "TERM", "TOKEN"]
+        [
+            "HOME",
+            "LANG",
+            "LOGNAME",
+            "PATH",
+            "PYTHONNOUSERSITE",
+            "TERM",
+            "TOKEN",
+            "USER"
+        ]
+    );
+    assert!(
+        !rep.env_is("HOME", b"/nonexistent"),
+        "the caller's HOME reached the program"
     );
 }
 

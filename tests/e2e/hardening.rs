@@ -207,7 +207,7 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
                 std::os::unix::fs::chown(&copy, Some(uid), Some(gid)).unwrap();
             }
             let r = env.run_pw(
-                &[
+                &probe::with_env(&[
                     "allow",
                     "--secret",
                     "TOKEN",
@@ -215,7 +215,7 @@ fn attack_each_tier((uid, gid): (u32, u32), group: Option<u32>, tiers: &[&str], 
                     tier,
                     "--",
                     copy.to_str().unwrap(),
-                ],
+                ]),
                 b"",
             );
             env.expect_ok(&r);

@@ -10,6 +10,7 @@ mod broker;
 mod cli;
 mod compat;
 mod concurrency;
+mod deputy;
 mod display;
 mod exec;
 mod hardening;

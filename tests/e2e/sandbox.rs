@@ -70,16 +70,23 @@ fn pinned(tier: &str) -> (Env, PathBuf, String, String) {
     env.set_approved("TOKEN", &token);
     env.set_approved("CERT", &cert);
     let prog = probe::install(&env.bin_dir().join("probe"), probe::bytes());
-    let r = env.allow(&[
+    // Lockdown writes its working directory only when the grant says so.
+    let write = if tier == "lockdown" {
+        "--write-cwd"
+    } else {
+        "--args-any"
+    };
+    let r = env.allow(&probe::with_env(&[
         "--secret",
         "TOKEN",
         "--file",
         "CERT",
         "--tier",
         tier,
+        write,
         "--",
         s(&prog),
-    ]);
+    ]));
     env.expect_ok(&r);
     env.expect_stdout(&r, &[&format!("tier        {tier}")]);
     (env, prog, token, cert)
@@ -215,7 +222,7 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
     let sh = fs::read(fs::canonicalize("/bin/sh").unwrap()).unwrap();
     let helper = probe::install(&dir.join("helper-sh"), &sh);
     let prog = probe::install(&dir.join("launcher-probe"), &probe::variant(b'M'));
-    let r = env.allow(&[
+    let r = env.allow(&probe::with_env(&[
         "--secret",
         "TOKEN",
         "--tier",
@@ -224,7 +231,7 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
         s(&helper),
         "--",
         s(&prog),
-    ]);
+    ]));
     env.expect_ok(&r);
     env.expect_stdout(&r, &["may exec", s(&helper)]);
     let here = env.tmp.path().to_owned();
@@ -301,7 +308,7 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
     // so may /bin/sh: nothing restricts exec there).
     probe::install(&helper, &sh);
     for tier in ["none", "hardened"] {
-        let r = env.allow(&[
+        let r = env.allow(&probe::with_env(&[
             "--secret",
             "TOKEN",
             "--tier",
@@ -310,7 +317,7 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
             s(&helper),
             "--",
             s(&prog),
-        ]);
+        ]));
         env.expect_ok(&r);
         probe::install(&helper, &changed);
         let r = run_in(

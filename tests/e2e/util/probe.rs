@@ -190,3 +190,28 @@ pub fn assert_sigterm_reaches_the_program(env: &super::Env, prog: &Path) {
     env.expect_code(&r, 3);
     env.expect_stdout(&r, &["got-signal 15"]);
 }
+
+/// The variables the probe reads, which a grant must pass it (the
+/// environment is an allowlist: G9).
+const PASSED: [&str; 8] = [
+    "PROBE_EXEC",
+    "PROBE_EXIT",
+    "PROBE_GATE",
+    "PROBE_HOST_PID",
+    "PROBE_MARK",
+    "PROBE_MODE",
+    "PROBE_OUTSIDE",
+    "PROBE_PORT",
+];
+
+/// `allow` arguments for the probe: `args` with an `--env NAME` for each
+/// variable it reads, before the `--` that ends the options.
+pub fn with_env<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let end = args.iter().rposition(|a| *a == "--").unwrap_or(args.len());
+    let mut out = args[..end].to_vec();
+    for name in PASSED {
+        out.extend(["--env", name]);
+    }
+    out.extend_from_slice(&args[end..]);
+    out
+}

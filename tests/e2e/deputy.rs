@@ -1,0 +1,607 @@
+//! G9, the sealed deputy (issue 16): an agent inside `envseal shield`, as
+//! an unprivileged user, runs realistic pinned programs through the broker
+//! and tries to steer each into giving its secret away — through the
+//! environment, a redirected `HOME`, a free argument tail, the working
+//! directory, and the output streams. Each attempt has a sink the agent
+//! controls, which must stay free of the secret, and a control run showing
+//! the program still does its real job with the real secret.
+
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use crate::broker::{Scene, TIERS, scene};
+use crate::util::{self, code, contains, sha256_hex};
+
+/// A local HTTP service that answers every request with `ok` and keeps
+/// the SHA-256 of each request's bearer token (never the token itself).
+fn service() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for mut c in server.incoming().flatten() {
+            let mut buf = vec![0u8; 8192];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("Authorization: Bearer "))
+            {
+                let token = line.trim_start_matches("Authorization: Bearer ").trim();
+                kept.lock().unwrap().push(sha256_hex(token.as_bytes()));
+            }
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    (port, seen)
+}
+
+/// A listener the agent runs (a proxy, a fake server): every byte any
+/// connection sends, kept.
+fn agents_listener() -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for mut c in server.incoming().flatten() {
+            let mut buf = vec![0u8; 8192];
+            let n = c.read(&mut buf).unwrap_or(0);
+            kept.lock().unwrap().extend_from_slice(&buf[..n]);
+            let _ = c.write_all(b"HTTP/1.0 502 Bad Gateway\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+/// Pins `program` for the scene's `TOKEN` as the person does (the user,
+/// with the passphrase), with `extra` flags.
+fn allow(s: &Scene, extra: &[&str], program: &Path) -> util::Run {
+    let mut args = vec!["allow", "--secret", "TOKEN"];
+    args.extend_from_slice(extra);
+    args.extend(["--", program.to_str().unwrap()]);
+    let r = s.run_pw(&args);
+    s.env.expect_ok(&r);
+    r
+}
+
+/// Runs `script` with `sh -c` as the agent inside a shield, in `cwd`.
+fn agent(s: &Scene, cwd: &Path, script: &str) -> util::Run {
+    s.run_in(cwd, &["shield", "--", "sh", "-c", script])
+}
+
+/// Whether file `sink` holds `secret` (a missing sink holds nothing).
+fn sink_holds(sink: &Path, secret: &str) -> bool {
+    fs::read(sink).is_ok_and(|b| contains(&b, secret.as_bytes()))
+}
+
+/// The agent's own directory, outside the project: where it writes its
+/// helper programs, configuration and sinks.
+fn agents_dir(s: &Scene) -> std::path::PathBuf {
+    let dir = s.home.join("agent");
+    fs::create_dir_all(&dir).unwrap();
+    let chown = Command::new("chown")
+        .arg(format!("{}:{}", s.uid, s.gid))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    dir
+}
+
+/// PATH steering: a pinned deploy script calls `sha256sum` by name; the
+/// agent puts its own `sha256sum` first on PATH. The grant's PATH (the
+/// person's, with the user-writable directories left out) decides: the
+/// agent's helper never runs, in any tier, and the real helper does its
+/// job. And a pinned program the agent runs cannot write what the shield
+/// protects (`~/.bashrc`), though it could outside the shield's reach.
+#[test]
+fn a_path_hijacked_helper_never_runs() {
+    let mut s = scene();
+    let dir = agents_dir(&s);
+    let sink = dir.join("sink");
+    let bashrc = s.home.join(".bashrc");
+    let before = fs::read(&bashrc).unwrap();
+    for tier in TIERS {
+        let deploy = s.script(
+            &format!("deploy-{tier}"),
+            "#!/bin/sh\nprintf %s \"$TOKEN\" | sha256sum | cut -c1-64\n",
+        );
+        let mut extra = vec!["--tier", tier];
+        if tier == "lockdown" {
+            extra.extend([
+                "--may-exec",
+                "/usr/bin/sha256sum",
+                "--may-exec",
+                "/usr/bin/cut",
+            ]);
+        }
+        let r = allow(&s, &extra, &deploy);
+        s.env.expect_stderr(&r, &["leaves out"]);
+    }
+    // A writer the person pinned (tier none): it appends to the file named.
+    let writer = s.script("writer", "#!/bin/sh\nprintf 'written\\n' >> \"$1\"\n");
+    allow(&s, &[], &writer);
+    s.unlock(&[]);
+    let fake = format!(
+        "#!/bin/sh\ncat > {sink}\necho 'echo agent' >> {bashrc}\necho 0000\n",
+        sink = sink.display(),
+        bashrc = bashrc.display()
+    );
+    fs::write(s.home.join("bin/sha256sum"), fake).unwrap();
+    Command::new("chmod")
+        .args(["0755", s.home.join("bin/sha256sum").to_str().unwrap()])
+        .status()
+        .unwrap();
+    let want = sha256_hex(s.token.as_bytes());
+    for tier in TIERS {
+        let deploy = s.bins.join(format!("deploy-{tier}"));
+        let r = agent(
+            &s,
+            &s.project,
+            &format!(
+                "PATH=$HOME/bin:$PATH {envseal} exec -- {deploy}",
+                envseal = s.envseal.display(),
+                deploy = deploy.display()
+            ),
+        );
+        s.env.expect_ok(&r);
+        assert!(
+            !sink_holds(&sink, &s.token),
+            "{tier}: the agent's helper received the secret"
+        );
+        assert!(!sink.exists(), "{tier}: the agent's helper ran");
+        // The control: the real helper ran, on the real secret.
+        assert_eq!(r.stdout().trim(), want, "{tier}: {}", r.shown_stderr());
+    }
+    assert_eq!(
+        fs::read(&bashrc).unwrap(),
+        before,
+        "the person's .bashrc changed"
+    );
+    // Deliver 3: what the broker runs for the agent is confined like it.
+    let r = agent(
+        &s,
+        &s.project,
+        &format!(
+            "{envseal} exec -- {writer} {bashrc}; echo status $?; \
+             {envseal} exec -- {writer} notes.txt && echo project ok",
+            envseal = s.envseal.display(),
+            writer = writer.display(),
+            bashrc = bashrc.display()
+        ),
+    );
+    assert_eq!(
+        fs::read(&bashrc).unwrap(),
+        before,
+        "a brokered program wrote ~/.bashrc"
+    );
+    assert!(r.stdout().contains("project ok"), "{}", r.shown_stderr());
+    assert_eq!(
+        fs::read_to_string(s.project.join("notes.txt")).unwrap(),
+        "written\n"
+    );
+}
+
+/// A C module whose constructor writes `getenv(VAR)` to `sink` when it is
+/// loaded, into `dir`; returns its path.
+fn module_that_takes(dir: &Path, var: &str, sink: &Path) -> std::path::PathBuf {
+    let c = dir.join("evil.c");
+    fs::write(
+        &c,
+        format!(
+            "#include <stdio.h>\n#include <stdlib.h>\n\
+             __attribute__((constructor)) static void take(void) {{\n\
+             const char *v = getenv(\"{var}\"); FILE *f = fopen(\"{sink}\", \"a\");\n\
+             if (f) {{ fprintf(f, \"loaded %s\\n\", v ? v : \"(none)\"); fclose(f); }} }}\n",
+            sink = sink.display()
+        ),
+    )
+    .unwrap();
+    let so = dir.join("evil.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(built.success(), "cc failed (./scripts/test installs gcc)");
+    so
+}
+
+/// Environment steering with a configuration variable that loads a
+/// module: `OPENSSL_CONF` naming the agent's provider module, against a
+/// pinned `openssl enc -pass env:TOKEN` — in Lockdown too, where
+/// Landlock's execute right does not cover `dlopen`. The control: the
+/// ciphertext decrypts with the real secret.
+#[test]
+fn a_configuration_variable_cannot_load_a_module_into_the_program() {
+    let mut s = scene();
+    let dir = agents_dir(&s);
+    let sink = dir.join("sink");
+    let so = module_that_takes(&dir, "TOKEN", &sink);
+    fs::write(
+        dir.join("openssl.cnf"),
+        format!(
+            "openssl_conf = init\n[init]\nproviders = prov\n[prov]\nevil = evil\n\
+             [evil]\nmodule = {}\nactivate = 1\n",
+            so.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["-R", "a+rX", dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let openssl = Path::new("/usr/bin/openssl");
+    let enc = [
+        "enc",
+        "-aes-256-cbc",
+        "-pbkdf2",
+        "-pass",
+        "env:TOKEN",
+        "-base64",
+    ];
+    let mut extra = vec!["--tier", "none", "--args-exact"];
+    extra.extend(enc);
+    extra.push("--");
+    let mut args = vec!["allow", "--secret", "TOKEN"];
+    args.extend(&extra);
+    args.push(openssl.to_str().unwrap());
+    s.env.expect_ok(&s.run_pw(&args));
+    s.unlock(&[]);
+    // The agent's module does load when the variable reaches openssl: the
+    // attack is real (as the agent, with no secret, outside envseal).
+    let mut c = Command::new("/usr/bin/openssl");
+    c.args([
+        "enc",
+        "-aes-256-cbc",
+        "-pbkdf2",
+        "-pass",
+        "pass:x",
+        "-base64",
+        "-in",
+        "/dev/null",
+    ])
+    .env("OPENSSL_CONF", dir.join("openssl.cnf"));
+    let _ = c.output().unwrap();
+    assert!(
+        sink.exists(),
+        "the agent's module did not load even directly: the test proves nothing"
+    );
+    fs::remove_file(&sink).unwrap();
+    for tier in TIERS {
+        let r = agent(
+            &s,
+            &s.project,
+            &format!(
+                "echo plaintext | OPENSSL_CONF={cnf} OPENSSL_MODULES={dir} {envseal} exec --tier {tier} \
+                 -- /usr/bin/openssl {enc}",
+                cnf = dir.join("openssl.cnf").display(),
+                dir = dir.display(),
+                envseal = s.envseal.display(),
+                enc = enc.join(" ")
+            ),
+        );
+        s.env.expect_ok(&r);
+        assert!(
+            !sink_holds(&sink, &s.token),
+            "{tier}: the agent's module received the secret"
+        );
+        assert!(!sink.exists(), "{tier}: the agent's module was loaded");
+        // The control: it decrypts with the real secret.
+        let mut d = Command::new("/usr/bin/openssl");
+        d.args([
+            "enc",
+            "-d",
+            "-aes-256-cbc",
+            "-pbkdf2",
+            "-pass",
+            "env:K",
+            "-base64",
+        ])
+        .env("K", &s.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+        let mut child = d.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(r.stdout().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "plaintext\n",
+            "{tier}"
+        );
+    }
+}
+
+/// A proxy and CA-bundle variable, and a `HOME` redirect to a config the
+/// agent wrote (`.curlrc` with `trace-ascii`): against a pinned Python
+/// urllib client and a pinned `sh` script calling curl. Tiers none and
+/// hardened (Lockdown has no network). The agent's proxy and trace file
+/// stay empty; the real service gets the real token.
+#[test]
+fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
+    let mut s = scene();
+    let dir = agents_dir(&s);
+    let trace = dir.join("trace");
+    fs::write(
+        dir.join(".curlrc"),
+        format!("trace-ascii = \"{}\"\n", trace.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["-R", "a+rwX", dir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let (port, seen) = service();
+    let (proxy, intercepted) = agents_listener();
+    let client = s.script(
+        "client.py",
+        &format!(
+            "#!/usr/bin/python3\nimport os, urllib.request\n\
+             req = urllib.request.Request('http://127.0.0.1:{port}/', \
+             headers={{'Authorization': 'Bearer ' + os.environ['TOKEN']}})\n\
+             print(urllib.request.urlopen(req, timeout=20).read().decode())\n"
+        ),
+    );
+    let curl = s.script(
+        "call-api",
+        &format!(
+            "#!/bin/sh\ncurl -sS -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:{port}/\n"
+        ),
+    );
+    allow(&s, &[], &client);
+    allow(&s, &[], &curl);
+    s.unlock(&[]);
+    for tier in ["none", "hardened"] {
+        let steer = format!(
+            "export http_proxy=http://127.0.0.1:{proxy} HTTP_PROXY=http://127.0.0.1:{proxy} \
+             ALL_PROXY=http://127.0.0.1:{proxy} SSL_CERT_FILE={dir}/ca.pem \
+             CURL_CA_BUNDLE={dir}/ca.pem HOME={dir} CURL_HOME={dir}; \
+             {envseal} exec --tier {tier} -- {client} && {envseal} exec --tier {tier} -- {curl}",
+            dir = dir.display(),
+            envseal = s.envseal.display(),
+            client = client.display(),
+            curl = curl.display()
+        );
+        let before = seen.lock().unwrap().len();
+        let r = agent(&s, &s.project, &steer);
+        s.env.expect_ok(&r);
+        assert!(
+            !contains(&intercepted.lock().unwrap(), s.token.as_bytes()),
+            "{tier}: the agent's proxy received the secret"
+        );
+        assert!(
+            intercepted.lock().unwrap().is_empty(),
+            "{tier}: a request went to the agent's proxy"
+        );
+        assert!(
+            !sink_holds(&trace, &s.token),
+            "{tier}: curl's trace holds the secret"
+        );
+        assert!(!trace.exists(), "{tier}: curl read the agent's .curlrc");
+        // The control: both requests reached the service with the token.
+        let want = sha256_hex(s.token.as_bytes());
+        let got = seen.lock().unwrap()[before..].to_vec();
+        assert_eq!(got, [want.clone(), want], "{tier}: {}", r.shown_stderr());
+    }
+}
+
+/// A free argument tail that runs a command: git pinned for `push` with a
+/// pattern cannot be given `--receive-pack=CMD`; `--args-prefix push` is
+/// warned about at `allow`. The control: the allowed push works.
+#[test]
+fn a_free_tail_cannot_run_a_command() {
+    let mut s = scene();
+    let dir = agents_dir(&s);
+    let sink = dir.join("sink");
+    let origin = s.home.join("origin.git");
+    let git = |args: &[&str], cwd: &Path| {
+        let mut c = Command::new("git");
+        c.args(args).current_dir(cwd);
+        assert!(c.status().unwrap().success(), "git {args:?}");
+    };
+    git(&["init", "-q", "--bare", origin.to_str().unwrap()], &s.home);
+    let work = s.project.join("repo");
+    fs::create_dir_all(&work).unwrap();
+    git(&["init", "-q", "-b", "main"], &work);
+    git(
+        &[
+            "-c",
+            "user.name=a",
+            "-c",
+            "user.email=a@b",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+        &work,
+    );
+    git(
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+        &work,
+    );
+    Command::new("chown")
+        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
+        .arg(&s.home)
+        .status()
+        .unwrap();
+    let git_path = ["/usr/bin/git", "/usr/local/bin/git"]
+        .iter()
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .next()
+        .expect("git is missing (./scripts/test installs it)");
+    let mut args = vec!["allow", "--secret", "TOKEN", "--args-prefix", "push", "--"];
+    args.push(git_path.to_str().unwrap());
+    let r = s.run_pw(&args);
+    s.env.expect_ok(&r);
+    s.env
+        .expect_stderr(&r, &["--receive-pack", "--args-pattern"]);
+    let pattern = "push origin {ref:[A-Za-z0-9._/-]+}";
+    let r = s.run_pw(&[
+        "allow",
+        "--secret",
+        "TOKEN",
+        "--args-pattern",
+        pattern,
+        "--",
+        git_path.to_str().unwrap(),
+    ]);
+    s.env.expect_ok(&r);
+    s.unlock(&[]);
+    let steal = format!("--receive-pack=sh -c 'env > {}; exit 1'", sink.display());
+    for attempt in [
+        format!("push origin \"{steal}\""),
+        format!("push \"{steal}\" origin main"),
+        format!("push origin main \"{steal}\""),
+    ] {
+        let r = agent(
+            &s,
+            &work,
+            &format!("{} exec -- git {attempt}", s.envseal.display()),
+        );
+        s.env.expect_code(&r, code::DENIED);
+        assert!(!sink.exists(), "git ran the agent's command: {attempt}");
+    }
+    let r = agent(
+        &s,
+        &work,
+        &format!("{} exec -- git push -q origin main", s.envseal.display()),
+    );
+    s.env.expect_code(&r, code::DENIED);
+    let r = agent(
+        &s,
+        &work,
+        &format!("{} exec -- git push origin main", s.envseal.display()),
+    );
+    s.env.expect_ok(&r);
+    let mut c = Command::new("git");
+    c.args(["rev-parse", "main"]).current_dir(&origin);
+    assert!(
+        c.output().unwrap().status.success(),
+        "the control push did not arrive"
+    );
+}
+
+/// Working-directory steering in Lockdown: from `~`, a pinned program
+/// cannot write the person's start-up file — the working directory is
+/// read-only unless the grant says `--write-cwd`, and a `--write-cwd` grant
+/// run from `~` (or the vault) is refused with a clear error. The control:
+/// from the project, a `--write-cwd` program writes there, on a `noexec`
+/// mount.
+#[test]
+fn lockdown_run_from_home_cannot_write_start_up_files() {
+    let mut s = scene();
+    let bashrc = s.home.join(".bashrc");
+    let before = fs::read(&bashrc).unwrap();
+    let writer = s.script(
+        "out-writer.py",
+        "#!/usr/bin/python3\nimport os, sys\n\
+         try:\n    open(sys.argv[1], 'a').write('echo agent\\n'); print('wrote')\n\
+         except OSError as e: print('refused', e.errno)\n\
+         cwd = os.getcwd()\n\
+         for line in open('/proc/self/mountinfo'):\n\
+         \x20   f = line.split()\n\
+         \x20   if f[4] == cwd: print('mount', f[5])\n",
+    );
+    let free = s.script("free-writer.py", &fs::read_to_string(&writer).unwrap());
+    allow(&s, &["--tier", "lockdown"], &writer);
+    allow(&s, &["--tier", "lockdown", "--write-cwd"], &free);
+    s.unlock(&[]);
+    let run = |cwd: &Path, program: &Path, file: &str| {
+        agent(
+            &s,
+            cwd,
+            &format!(
+                "{} exec -- {} {file}",
+                s.envseal.display(),
+                program.display()
+            ),
+        )
+    };
+    let r = run(&s.home, &writer, ".bashrc");
+    s.env.expect_ok(&r);
+    assert!(r.stdout().contains("refused"), "{}", r.shown_stdout());
+    let r = run(&s.home, &free, ".bashrc");
+    assert_ne!(r.code, Some(0));
+    s.env.expect_stderr(&r, &["HOME"]);
+    let r = run(&s.env.home, &free, "x");
+    assert_ne!(r.code, Some(0));
+    s.env.expect_stderr(&r, &["the vault"]);
+    assert_eq!(
+        fs::read(&bashrc).unwrap(),
+        before,
+        "the person's .bashrc changed"
+    );
+    // The control.
+    let r = run(&s.project, &free, "notes.txt");
+    s.env.expect_ok(&r);
+    assert!(r.stdout().contains("wrote"), "{}", r.shown_stderr());
+    assert!(
+        r.stdout()
+            .lines()
+            .any(|l| l.starts_with("mount") && l.contains("noexec")),
+        "the writable working directory is not noexec: {}",
+        r.shown_stdout()
+    );
+    assert_eq!(
+        fs::read_to_string(s.project.join("notes.txt")).unwrap(),
+        "echo agent\n"
+    );
+}
+
+/// Output steering: a shielded caller cannot pass `--no-mask`, and a
+/// terminal it hands the program as stdout is masked too — the program
+/// still has a terminal.
+#[test]
+fn a_shielded_caller_cannot_turn_masking_off() {
+    let mut s = scene();
+    let printer = s.script(
+        "printer",
+        "#!/bin/sh\nif [ -t 1 ]; then echo 'TTY yes'; fi\necho \"value: $TOKEN\"\n",
+    );
+    allow(&s, &[], &printer);
+    s.unlock(&[]);
+    let r = agent(
+        &s,
+        &s.project,
+        &format!(
+            "{} exec --no-mask -- {}",
+            s.envseal.display(),
+            printer.display()
+        ),
+    );
+    s.env.expect_code(&r, code::DENIED);
+    s.env.expect_stderr(&r, &["--no-mask"]);
+    for tier in TIERS {
+        let r = agent(
+            &s,
+            &s.project,
+            &format!(
+                "script -qec '{} exec --tier {tier} -- {}' /dev/null",
+                s.envseal.display(),
+                printer.display()
+            ),
+        );
+        s.env.expect_ok(&r);
+        let out = r.stdout();
+        assert!(
+            out.contains("TTY yes"),
+            "{tier}: the program got no terminal: {}",
+            r.shown_stdout()
+        );
+        assert!(out.contains("value: ****"), "{tier}: {}", r.shown_stdout());
+    }
+}
