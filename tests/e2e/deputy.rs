@@ -488,7 +488,8 @@ fn a_free_tail_cannot_run_a_command() {
     );
     s.env.expect_ok(&r);
     let mut c = Command::new("git");
-    c.args(["rev-parse", "main"]).current_dir(&origin);
+    c.args(["-c", "safe.directory=*", "rev-parse", "main"])
+        .current_dir(&origin);
     assert!(
         c.output().unwrap().status.success(),
         "the control push did not arrive"
