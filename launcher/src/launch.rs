@@ -420,6 +420,8 @@ struct Namespaced {
     landlock: Option<(OwnedFd, u64)>,
     /// Lockdown's writable directories, which PID 1 mounts `noexec`.
     writable: Vec<CString>,
+    /// The working directory when it lies in one of them.
+    cwd: Option<CString>,
 }
 
 /// Checks and builds what `tier` needs (nothing for tier None), noting
@@ -472,7 +474,7 @@ fn confine(
         }
     ));
     let seccomp = sandbox::seccomp_filters()?;
-    let (landlock, writable) = if lockdown {
+    let (landlock, writable, cwd) = if lockdown {
         private_home(env);
         let dirs = writable.resolve()?;
         let ruleset = lockdown_ruleset(executable, may_exec, &dirs, notes)?;
@@ -480,9 +482,14 @@ fn confine(
             .iter()
             .map(|d| cstring(d.as_os_str().as_bytes().to_vec()))
             .collect::<Result<_>>()?;
-        (Some(ruleset), names)
+        let cwd = std::env::current_dir()
+            .ok()
+            .filter(|cwd| dirs.iter().any(|d| cwd.starts_with(d)))
+            .map(|cwd| cstring(cwd.into_os_string().into_vec()))
+            .transpose()?;
+        (Some(ruleset), names, cwd)
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), None)
     };
     Ok(Some(Namespaced {
         ids,
@@ -491,6 +498,7 @@ fn confine(
         lockdown,
         landlock,
         writable,
+        cwd,
     }))
 }
 
@@ -595,6 +603,7 @@ impl Namespaced {
             secret_opts: [&opts[0], &opts[1]],
             landlock: sandbox::raw(&self.landlock),
             writable: &self.writable,
+            cwd: self.cwd.as_deref(),
             seccomp: &self.seccomp,
             exec,
             waited,

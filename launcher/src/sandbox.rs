@@ -437,6 +437,10 @@ pub(crate) struct Plan<'a> {
     pub(crate) landlock: Option<(RawFd, u64)>,
     /// Lockdown's writable directories, mounted `noexec`.
     pub(crate) writable: &'a [CString],
+    /// The working directory, when it lies in a writable directory: PID 1
+    /// enters it again through the `noexec` mount (relative paths would
+    /// otherwise still resolve through the mount it had).
+    pub(crate) cwd: Option<&'a CStr>,
     pub(crate) seccomp: &'a [BpfProgram; 2],
     pub(crate) exec: &'a Prepared<'a>,
     /// The signals PID 1 waits for (blocked by the parent before clone).
@@ -504,6 +508,10 @@ fn mounts(plan: &Plan<'_>) -> std::result::Result<(), (u32, crate::sys::Errno)> 
         // executable (Landlock's execute right does not cover `mmap`).
         for dir in plan.writable {
             mount::bind_noexec(dir).map_err(at(stage::MOUNT_WRITABLE))?;
+        }
+        // Before /tmp is covered: the working directory may lie under it.
+        if let Some(cwd) = plan.cwd {
+            mount::chdir(cwd).map_err(at(stage::MOUNT_WRITABLE))?;
         }
         mount::mount(
             Some(c"tmpfs"),

@@ -534,6 +534,10 @@ fn lockdown_run_from_home_cannot_write_start_up_files() {
         "#!/usr/bin/python3\nimport os, sys\n\
          try:\n    open(sys.argv[1], 'a').write('echo agent\\n'); print('wrote')\n\
          except OSError as e: print('refused', e.errno)\n\
+         try:\n    open('blob', 'wb').write(bytes(4096))\n\
+         \x20   import mmap; f = open('blob', 'rb')\n\
+         \x20   mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC); print('mapped exec')\n\
+         except OSError as e: print('exec map refused', e.errno)\n\
          cwd = os.getcwd()\n\
          for line in open('/proc/self/mountinfo'):\n\
          \x20   f = line.split()\n\
@@ -572,6 +576,11 @@ fn lockdown_run_from_home_cannot_write_start_up_files() {
     let r = run(&s.project, &free, "notes.txt");
     s.env.expect_ok(&r);
     assert!(r.stdout().contains("wrote"), "{}", r.shown_stderr());
+    assert!(
+        r.stdout().contains("exec map refused 1"),
+        "a file written in the working directory can be mapped executable: {}",
+        r.shown_stdout()
+    );
     assert!(
         r.stdout()
             .lines()

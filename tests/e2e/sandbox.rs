@@ -208,8 +208,8 @@ fn lockdown_confines_the_program() {
         &[],
         "exec probe (lockdown, from /)",
     );
-    env.expect_code(&r, code::UNSUPPORTED);
-    env.expect_stderr(&r, &["working directory is /"]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["the grant makes / writable, and it holds"]);
     assert!(r.stdout.is_empty());
 }
 
@@ -227,6 +227,7 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
         "TOKEN",
         "--tier",
         "lockdown",
+        "--write-cwd",
         "--may-exec",
         s(&helper),
         "--",
@@ -234,7 +235,9 @@ fn lockdown_may_exec_only_what_the_grant_pins() {
     ]));
     env.expect_ok(&r);
     env.expect_stdout(&r, &["may exec", s(&helper)]);
-    let here = env.tmp.path().to_owned();
+    // Its working directory is writable: one that holds no vault.
+    let here = base.path().join("work");
+    fs::create_dir_all(&here).unwrap();
     let vars = |exe: &Path| {
         vec![
             ("PROBE_MODE", "sandbox".to_owned()),

@@ -138,6 +138,12 @@ pub(crate) fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
     }
 }
 
+/// `chdir(2)`.
+pub(crate) fn chdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::chdir(path.as_ptr()) }.into()).map(drop)
+}
+
 /// `mkdir(2)`.
 pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     // SAFETY: a valid NUL-terminated path.
