@@ -396,7 +396,12 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
         s.env.expect_ok(&r);
         // The control: the request reached the service with the token.
         let got = seen.lock().unwrap()[before..].to_vec();
-        assert_eq!(got, [want.clone()], "{tier}: {}", r.shown_stderr());
+        assert_eq!(
+            got,
+            std::slice::from_ref(&want),
+            "{tier}: {}",
+            r.shown_stderr()
+        );
         // HOME (and curl's own variable) at the agent's .curlrc.
         let before = seen.lock().unwrap().len();
         let r = agent(
@@ -415,7 +420,12 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
         assert!(!trace.exists(), "{tier}: curl read the agent's .curlrc");
         s.env.expect_ok(&r);
         let got = seen.lock().unwrap()[before..].to_vec();
-        assert_eq!(got, [want.clone()], "{tier}: {}", r.shown_stderr());
+        assert_eq!(
+            got,
+            std::slice::from_ref(&want),
+            "{tier}: {}",
+            r.shown_stderr()
+        );
     }
 }
 
