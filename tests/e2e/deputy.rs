@@ -647,3 +647,92 @@ fn a_shielded_caller_cannot_turn_masking_off() {
         assert!(out.contains("value: ****"), "{tier}: {}", r.shown_stdout());
     }
 }
+
+/// Interpreters start isolated: code the agent plants where an
+/// interpreter looks on its own — Python's user site (`usercustomize.py`
+/// under `~/.local`), node's `~/.node_modules` — never loads into a pinned
+/// script, in any tier (node's in hardened and lockdown: tier none cannot
+/// run a node script), though `HOME` is the person's (which the agent can
+/// write). The control: each script does its job with the real secret.
+#[test]
+fn an_interpreter_loads_nothing_the_agent_planted_in_home() {
+    let mut s = scene();
+    let dir = agents_dir(&s);
+    let sink = dir.join("sink");
+    let take = |lang: &str| format!("{lang}: write the value of TOKEN to {}", sink.display());
+    let version = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let site = s
+        .home
+        .join(format!(".local/lib/python{}/site-packages", version.trim()));
+    fs::create_dir_all(&site).unwrap();
+    fs::write(
+        site.join("usercustomize.py"),
+        format!(
+            "# {}\nimport os\nopen({:?}, 'a').write(os.environ.get('TOKEN', ''))\n",
+            take("python"),
+            sink.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let module = s.home.join(".node_modules/helper");
+    fs::create_dir_all(&module).unwrap();
+    fs::write(
+        module.join("index.js"),
+        format!(
+            "// {}\nrequire('fs').appendFileSync({:?}, process.env.TOKEN || '');\n",
+            take("node"),
+            sink.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    Command::new("chown")
+        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
+        .arg(&s.home)
+        .status()
+        .unwrap();
+    let py = s.script(
+        "hash.py",
+        "#!/usr/bin/python3\nimport hashlib, os\n\
+         print(hashlib.sha256(os.environ['TOKEN'].encode()).hexdigest())\n",
+    );
+    let js = s.script(
+        "hash.js",
+        "#!/usr/bin/env node\ntry { require('helper'); } catch (e) {}\n\
+         console.log(require('crypto').createHash('sha256').update(process.env.TOKEN).digest('hex'));\n",
+    );
+    allow(&s, &[], &py);
+    allow(&s, &[], &js);
+    s.unlock(&[]);
+    let want = sha256_hex(s.token.as_bytes());
+    for tier in TIERS {
+        // node realpaths its main script: tier none runs it as /dev/fd/N
+        // (issue 15), so node scripts run in the namespaced tiers only.
+        let scripts = if tier == "none" {
+            vec![&py]
+        } else {
+            vec![&py, &js]
+        };
+        for script in scripts {
+            let r = agent(
+                &s,
+                &s.project,
+                &format!(
+                    "{} exec --tier {tier} -- {}",
+                    s.envseal.display(),
+                    script.display()
+                ),
+            );
+            assert!(
+                !sink_holds(&sink, &s.token),
+                "{tier}: code the agent planted got the secret ({})",
+                script.display()
+            );
+            s.env.expect_ok(&r);
+            assert_eq!(r.stdout().trim(), want, "{tier}: {}", r.shown_stderr());
+        }
+    }
+}
