@@ -255,6 +255,13 @@ mod tests {
     }
 
     #[test]
+    fn python_and_node_start_isolated() {
+        assert_eq!(isolation("/usr/bin/python3.11"), ["-E", "-s"]);
+        assert_eq!(isolation("/usr/bin/node"), ["--no-global-search-paths"]);
+        assert!(isolation("/usr/bin/perl").is_empty());
+    }
+
+    #[test]
     fn steering_names_are_recognised() {
         for n in [
             "HTTPS_PROXY",
