@@ -25,6 +25,39 @@ const START_UP: [&str; 11] = [
     ".config/environment.d",
 ];
 
+/// Configuration files, relative to HOME, that the programs people pin
+/// read from `HOME` and that steer where a secret goes or run a command
+/// (a `.curlrc` with `trace-ascii`, a `.psqlrc` with `\!`, a
+/// `.gitconfig` with `credential.helper`, an ssh `ProxyCommand`, a
+/// kubeconfig `exec` plugin): `HOME` is the person's for a pinned program
+/// (G9), so the agent must not write these either.
+const CONFIGURATION: [&str; 24] = [
+    ".curlrc",
+    ".netrc",
+    ".wgetrc",
+    ".psqlrc",
+    ".pgpass",
+    ".pg_service.conf",
+    ".my.cnf",
+    ".mylogin.cnf",
+    ".gitconfig",
+    ".config/git",
+    ".ssh/config",
+    ".ssh/rc",
+    ".npmrc",
+    ".yarnrc",
+    ".pypirc",
+    ".pip",
+    ".config/pip",
+    ".aws",
+    ".kube",
+    ".docker/config.json",
+    ".config/gh",
+    ".terraformrc",
+    ".gradle/init.d",
+    ".m2/settings.xml",
+];
+
 /// What the shield write-protects, and what `--allow-write` lifted.
 pub fn protected_paths(
     loc: &Location,
@@ -47,7 +80,7 @@ pub fn protected_paths(
         .filter(|h| h.is_absolute())
     {
         let home = canonical(&home);
-        for f in START_UP {
+        for f in START_UP.iter().chain(&CONFIGURATION) {
             liftable.push(home.join(f));
         }
     }

@@ -97,6 +97,9 @@ struct Broker {
     cache: Cache,
     conns: Vec<Conn>,
     sessions: HashMap<i32, Instant>,
+    /// The sessions running a program for a shielded caller: what that
+    /// program (or anything it starts) asks is shielded too.
+    shielded_sessions: std::collections::HashSet<i32>,
     /// Terminal sessions already told that they are not shielded.
     warned: std::collections::HashSet<i32>,
     idle_ttl: Duration,
@@ -273,6 +276,7 @@ impl Broker {
             cache: Cache::new(),
             conns: Vec::new(),
             sessions: HashMap::new(),
+            shielded_sessions: std::collections::HashSet::new(),
             warned: std::collections::HashSet::new(),
             idle_ttl: start.idle_ttl,
             show: start.show,
@@ -395,6 +399,7 @@ impl Broker {
                 Ok(status) => {
                     if let Some(pid) = status.pid() {
                         self.sessions.remove(&pid.as_raw());
+                        self.shielded_sessions.remove(&pid.as_raw());
                         self.writers.remove(&pid.as_raw());
                         if self
                             .recorder
@@ -857,10 +862,11 @@ impl Broker {
     }
 
     /// Whether `pid` descends from an agent a live shield registered (or,
-    /// after reparenting, from the shield itself, a subreaper).
+    /// after reparenting, from the shield itself, a subreaper), or from a
+    /// session running a program for a shielded caller.
     fn shielded(&self, pid: i32) -> bool {
         let shields: Vec<(i32, i32)> = self.conns.iter().filter_map(|c| c.shield).collect();
-        if shields.is_empty() {
+        if shields.is_empty() && self.shielded_sessions.is_empty() {
             return false;
         }
         let mut p = pid;
@@ -868,6 +874,7 @@ impl Broker {
             if shields
                 .iter()
                 .any(|&(shield, agent)| p == agent || (p == shield && p != pid))
+                || self.shielded_sessions.contains(&p)
             {
                 return true;
             }
@@ -942,7 +949,7 @@ impl Broker {
                 warn_unshielded,
             },
         );
-        self.start_session(stream, fds, (launch, report), (record, recorded));
+        self.start_session(stream, fds, (launch, report), (record, recorded), shielded);
     }
 
     /// Forks the exec's session, which waits for its record and runs
@@ -954,6 +961,7 @@ impl Broker {
         fds: Vec<OwnedFd>,
         (launch, report): (envseal_launcher::Launch, Option<prepare::Report>),
         recorded: (envseal_vault::audit::Record, OwnedFd),
+        shielded: bool,
     ) {
         match envseal_launcher::fork::fork() {
             Ok(envseal_launcher::fork::Forked::Child) => {
@@ -962,6 +970,9 @@ impl Broker {
             }
             Ok(envseal_launcher::fork::Forked::Parent(child)) => {
                 self.sessions.insert(child.as_raw(), Instant::now());
+                if shielded {
+                    self.shielded_sessions.insert(child.as_raw());
+                }
             }
             Err(e) => {
                 self.log(&format!("cannot fork a session: {e}"));

@@ -73,6 +73,28 @@ const REMOVED: &[&str] = &[
     "GIT_PROXY_COMMAND",
     "GIT_TEMPLATE_DIR",
     "SSH_ASKPASS",
+    // Commands other programs run, and code other runtimes load.
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "BROWSER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "SHELL",
+    "CLASSPATH",
+    "JAVA_OPTS",
+    "MAVEN_OPTS",
+    "GRADLE_OPTS",
+    "LUA_INIT",
+    "LUA_PATH",
+    "LUA_CPATH",
+    "ERL_AFLAGS",
+    "ERL_ZFLAGS",
+    "ERL_LIBS",
+    "DOTNET_STARTUP_HOOKS",
+    "GEM_HOME",
+    "GEM_PATH",
+    "PROMPT_COMMAND",
 ];
 
 /// Prefixes removed.
@@ -105,9 +127,35 @@ const STEERING_SUFFIXES: &[&str] = &[
     "RC",
     "FILE",
     "DIR",
+    "_URL",
+    "_URI",
+    "_ENDPOINT",
+    "_HOST",
+    "_ADDR",
+    "_PORT",
+    "_SERVER",
+    "_VERIFY",
+    "_SOCK",
+    "_SOCKET",
 ];
-const STEERING_PREFIXES: &[&str] = &["PG", "OPENSSL_", "SSL", "XDG_", "CURL_", "GNUPG", "SSH_"];
-const STEERING_PARTS: &[&str] = &["KEYLOG", "PROXY", "proxy", "CERT"];
+const STEERING_PREFIXES: &[&str] = &[
+    "PG",
+    "OPENSSL_",
+    "SSL",
+    "XDG_",
+    "CURL_",
+    "GNUPG",
+    "GIT_",
+    "KUBE",
+    "DOCKER_",
+    "npm_config_",
+    "NPM_CONFIG_",
+    "PIP_",
+    "AWS_",
+    "NODE_TLS",
+    "SSH_",
+];
+const STEERING_PARTS: &[&str] = &["KEYLOG", "PROXY", "proxy", "CERT", "HISTFILE", "TMPDIR"];
 
 /// The caller's own variables every program keeps (the base set's
 /// caller-chosen half): locale, terminal type and time zone. A value that
@@ -144,9 +192,26 @@ pub fn is_dangerous(name: &OsStr) -> bool {
             .any(|p| bytes.starts_with(p.as_bytes()))
 }
 
+/// Names the patterns above catch that steer nothing: git's identity, and
+/// the ssh agent's socket (a program signs through it; it never receives
+/// a key from the program).
+const NOT_STEERING: &[&str] = &[
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_AUTHOR_DATE",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_COMMITTER_DATE",
+    "SSH_AUTH_SOCK",
+];
+
 /// Whether a grant may name `name` only with a fixed value: the caller's
 /// value would steer where the program's secret goes.
 pub fn is_steering(name: &str) -> bool {
+    !NOT_STEERING.contains(&name) && steering_pattern(name)
+}
+
+fn steering_pattern(name: &str) -> bool {
     STEERING_SUFFIXES.iter().any(|s| name.ends_with(s))
         || STEERING_PREFIXES.iter().any(|p| name.starts_with(p))
         || STEERING_PARTS.iter().any(|p| name.contains(p))
@@ -279,7 +344,22 @@ mod tests {
         ] {
             assert!(is_steering(n), "{n}");
         }
-        for n in ["RUST_LOG", "GIT_AUTHOR_NAME", "DEBUG", "REGION"] {
+        for n in [
+            "KUBECONFIG",
+            "OPENAI_BASE_URL",
+            "DATABASE_HOST",
+            "GIT_SSL_NO_VERIFY",
+            "SSLKEYLOGFILE",
+        ] {
+            assert!(is_steering(n), "{n}");
+        }
+        for n in [
+            "RUST_LOG",
+            "DEBUG",
+            "REGION",
+            "GIT_AUTHOR_NAME",
+            "SSH_AUTH_SOCK",
+        ] {
             assert!(!is_steering(n), "{n}");
         }
     }

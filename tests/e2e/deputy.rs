@@ -325,7 +325,8 @@ fn a_configuration_variable_cannot_load_a_module_into_the_program() {
 }
 
 /// A proxy and CA-bundle variable, and a `HOME` redirect to a config the
-/// agent wrote (`.curlrc` with `trace-ascii`): against a pinned Python
+/// agent wrote (`.curlrc` with `trace-ascii`; the person's own HOME, which
+/// the program keeps, is write-protected by the shield): against a pinned Python
 /// urllib client and a pinned `sh` script calling curl. Tiers none and
 /// hardened (Lockdown has no network). The agent's proxy and trace file
 /// stay empty; the real service gets the real token.
@@ -408,7 +409,8 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
             &s,
             &s.project,
             &format!(
-                "export HOME={dir} CURL_HOME={dir}; {}",
+                "cp {dir}/.curlrc \"$HOME/.curlrc\" 2>/dev/null && echo planted; \
+                 export HOME={dir} CURL_HOME={dir}; {}",
                 exec(&curl),
                 dir = dir.display()
             ),
@@ -418,6 +420,11 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
             "{tier}: curl's trace holds the secret"
         );
         assert!(!trace.exists(), "{tier}: curl read the agent's .curlrc");
+        // The person's HOME, which the program keeps, is no way in either.
+        assert!(
+            !r.stdout().contains("planted") && !s.home.join(".curlrc").exists(),
+            "{tier}: the agent wrote a .curlrc in the person's HOME"
+        );
         s.env.expect_ok(&r);
         let got = seen.lock().unwrap()[before..].to_vec();
         assert_eq!(
@@ -615,6 +622,19 @@ fn a_shielded_caller_cannot_turn_masking_off() {
         "#!/bin/sh\nif [ -t 1 ]; then echo 'TTY yes'; fi\necho \"value: $TOKEN\"\n",
     );
     allow(&s, &[], &printer);
+    // A pinned program that asks the broker in turn: what the broker runs
+    // for a shielded caller is shielded too.
+    let relay = s.script(
+        "relay",
+        &format!(
+            "#!/bin/sh
+exec {} exec --no-mask -- {}\n",
+            s.envseal.display(),
+            printer.display()
+        ),
+    );
+    let vault = format!("ENVSEAL_HOME={}", s.env.home.display());
+    allow(&s, &["--env", &vault], &relay);
     s.unlock(&[]);
     let r = agent(
         &s,
@@ -627,6 +647,13 @@ fn a_shielded_caller_cannot_turn_masking_off() {
     );
     s.env.expect_code(&r, code::DENIED);
     s.env.expect_stderr(&r, &["--no-mask"]);
+    let r = agent(
+        &s,
+        &s.project,
+        &format!("{} exec -- {}", s.envseal.display(), relay.display()),
+    );
+    s.env.expect_code(&r, code::DENIED);
+    s.env.expect_stderr(&r, &["--no-mask is refused"]);
     for tier in TIERS {
         let r = agent(
             &s,
