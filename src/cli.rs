@@ -632,7 +632,8 @@ pub struct ExecArgs {
     #[arg(long = "secret", value_name = "KEY")]
     pub secrets: Vec<String>,
 
-    /// Start from an empty environment plus PATH, HOME, LANG and TERM
+    /// Drop the caller variables the grant passes (--env NAME): only the
+    /// base set it fixed (PATH, HOME, USER, LOGNAME, locale, terminal)
     #[arg(long)]
     pub clearenv: bool,
 

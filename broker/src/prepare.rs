@@ -139,6 +139,7 @@ pub fn prepare(
     let environ = environ(&grant);
     let env = environment(&environ, request);
     let writable = writable(&grant, &environ);
+    let args = isolated_args(&grant, &request.args);
     let report = request.verbose.then(|| {
         let dropped = given.saturating_sub(env.len());
         report(&grant, dropped, secrets.len(), request.shielded)
@@ -156,7 +157,7 @@ pub fn prepare(
             }),
             _ => None,
         },
-        args: request.args.clone(),
+        args,
         env,
         secrets,
         tier: grant.tier,
@@ -223,6 +224,22 @@ fn writable(grant: &Grant, environ: &Environ) -> launcher::Writable {
         writable.guarded.push((canonical(dir), "a PATH directory"));
     }
     writable
+}
+
+/// The arguments, after the options that start an interpreter pinned as
+/// the program itself isolated (see `envseal_launcher::isolation`; a
+/// script's interpreter gets them from the launcher). The argument rule
+/// was checked on the caller's arguments.
+fn isolated_args(grant: &Grant, args: &[OsString]) -> Vec<OsString> {
+    let isolate = match grant.script {
+        None => launcher::isolation(&grant.program.path),
+        Some(_) => &[],
+    };
+    isolate
+        .iter()
+        .map(OsString::from)
+        .chain(args.iter().cloned())
+        .collect()
 }
 
 /// `PATH` for a grant made before environments were recorded.

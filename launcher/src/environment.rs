@@ -220,7 +220,14 @@ fn steering_pattern(name: &str) -> bool {
 /// Whether the caller's `name=value` is part of the base set.
 fn caller_base(name: &[u8], value: &[u8]) -> bool {
     let known = CALLER_BASE.iter().any(|c| c.as_bytes() == name) || name.starts_with(b"LC_");
-    known && !value.contains(&b'/') && !value.starts_with(b":") && !value.contains(&0)
+    // A zone name has slashes (`Europe/Berlin`); it is still never a path
+    // of the caller's choosing.
+    let path = if name == b"TZ" {
+        value.starts_with(b"/") || value.windows(2).any(|w| w == b"..")
+    } else {
+        value.contains(&b'/')
+    };
+    known && !path && !value.starts_with(b":") && !value.contains(&0)
 }
 
 /// The program's environment: the grant's `fixed` values (the base set
@@ -304,8 +311,10 @@ mod tests {
             ("LANG".into(), "../../tmp/x".into()),
             ("TERM".into(), "xterm".into()),
             ("TZ".into(), ":/home/a/tz".into()),
+            ("TZ".into(), "../../home/a/tz".into()),
+            ("TZ".into(), "Europe/Berlin".into()),
         ];
-        assert_eq!(names(build(&[], &[], caller, false)), ["TERM"]);
+        assert_eq!(names(build(&[], &[], caller, false)), ["TERM", "TZ"]);
     }
 
     #[test]

@@ -116,15 +116,44 @@ pub struct Writable {
 impl Writable {
     /// The directories Lockdown makes writable, each checked against
     /// [`Writable::guarded`].
-    fn resolve(&self) -> Result<Vec<PathBuf>> {
-        let mut dirs = self.dirs.clone();
+    /// Each is opened once, and what is checked and given to Landlock is
+    /// the directory that descriptor names: a link swapped into the path
+    /// after `allow` cannot move the rule onto another directory.
+    fn resolve(&self) -> Result<Vec<(PathBuf, OwnedFd)>> {
+        let mut asked = self.dirs.clone();
         if self.cwd {
-            dirs.push(std::env::current_dir().map_err(|source| Error::Sys {
+            asked.push(std::env::current_dir().map_err(|source| Error::Sys {
                 action: "find the working directory",
                 source,
             })?);
         }
-        for dir in &dirs {
+        let mut dirs = Vec::with_capacity(asked.len());
+        for dir in asked {
+            let fd = nix::fcntl::open(
+                &dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(Error::sys("open a directory the program may write"))?;
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(
+                |source| Error::Sys {
+                    action: "find a writable directory's path",
+                    source,
+                },
+            )?;
+            if real != dir {
+                return Err(Error::Unwritable {
+                    why: format!(
+                        "the grant makes {} writable, and that path now leads to {} (a link)",
+                        dir.display(),
+                        real.display()
+                    ),
+                    fix: "pin it again naming the directory itself",
+                });
+            }
+            dirs.push((real, fd));
+        }
+        for (dir, _) in &dirs {
             if let Some((held, what)) = self.guarded.iter().find(|(g, _)| g.starts_with(dir)) {
                 return Err(Error::Unwritable {
                     why: if held == dir {
@@ -480,11 +509,11 @@ fn confine(
         let ruleset = lockdown_ruleset(executable, may_exec, &dirs, notes)?;
         let names = dirs
             .iter()
-            .map(|d| cstring(d.as_os_str().as_bytes().to_vec()))
+            .map(|(d, _)| cstring(d.as_os_str().as_bytes().to_vec()))
             .collect::<Result<_>>()?;
         let cwd = std::env::current_dir()
             .ok()
-            .filter(|cwd| dirs.iter().any(|d| cwd.starts_with(d)))
+            .filter(|cwd| dirs.iter().any(|(d, _)| cwd.starts_with(d)))
             .map(|cwd| cstring(cwd.into_os_string().into_vec()))
             .transpose()?;
         (Some(ruleset), names, cwd)
@@ -870,7 +899,7 @@ fn private_home(env: &mut Vec<(OsString, OsString)>) {
 fn lockdown_ruleset(
     executable: &Verified,
     may_exec: &[(String, [u8; 32])],
-    writable: &[PathBuf],
+    writable: &[(PathBuf, OwnedFd)],
     notes: &mut Vec<String>,
 ) -> Result<(OwnedFd, u64)> {
     let mut exes: Vec<(String, OwnedFd)> = Vec::new();
@@ -895,7 +924,10 @@ fn lockdown_ruleset(
         exes.push((executable.path().to_owned(), own));
     }
     let ruleset = sandbox::landlock_ruleset(writable, &exes)?;
-    let mut written: Vec<String> = writable.iter().map(|d| d.display().to_string()).collect();
+    let mut written: Vec<String> = writable
+        .iter()
+        .map(|(d, _)| d.display().to_string())
+        .collect();
     written.push("/tmp".into());
     notes.push(format!(
         "Landlock ABI {} enforced: read-only everywhere, read-write (and noexec) in {}, execute \

@@ -323,7 +323,7 @@ fn seccomp_error(msg: String) -> Error {
 /// `executables` are already open (the rule is on those inodes). Returns
 /// the ruleset and the access rights for `/tmp`.
 pub(crate) fn landlock_ruleset(
-    writable: &[std::path::PathBuf],
+    writable: &[(std::path::PathBuf, OwnedFd)],
     executables: &[(String, OwnedFd)],
 ) -> Result<(OwnedFd, u64)> {
     let abi = LANDLOCK_ABI;
@@ -345,9 +345,9 @@ pub(crate) fn landlock_ruleset(
         .map_err(other)?
         .add_rule(PathBeneath::new(path_fd(Path::new("/"))?, read))
         .map_err(other)?;
-    for dir in writable {
+    for (_, dir) in writable {
         ruleset = ruleset
-            .add_rule(PathBeneath::new(path_fd(dir)?, write))
+            .add_rule(PathBeneath::new(dir, write))
             .map_err(other)?;
     }
     for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"] {

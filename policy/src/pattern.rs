@@ -5,7 +5,8 @@
 //! A pattern is words separated by spaces. A word `{name:[class]+}` is a
 //! placeholder: the argument there is one or more bytes of the class (ASCII
 //! characters and ranges `a-z`; a `-` first or last is itself) and never
-//! begins with `-`, so it cannot be read as an option. Every other word is
+//! begins with `-`, `+` or `@`, so it cannot be read as an option (nor as
+//! a `+` option or an `@` response file). Every other word is
 //! literal. Written by hand: a regular-expression crate would accept far
 //! more than this (alternation, repetition of groups) and every extra
 //! construct is a way to write a pattern that admits an option.
@@ -45,7 +46,7 @@ impl Class {
 
     fn admits(&self, arg: &[u8]) -> bool {
         !arg.is_empty()
-            && arg[0] != b'-'
+            && !matches!(arg[0], b'-' | b'+' | b'@')
             && arg
                 .iter()
                 .all(|b| self.allowed.get(*b as usize).copied().unwrap_or(false))
@@ -117,6 +118,8 @@ mod tests {
         assert!(fits(p, &["push", "origin", "release/v1.2"]));
         assert!(!fits(p, &["push", "origin", "--receive-pack=touch /tmp/x"]));
         assert!(!fits(p, &["push", "origin", "-fmain"]));
+        assert!(!fits("run {f:[a-z@+]+}", &["run", "@args"]));
+        assert!(!fits("run {f:[a-z@+]+}", &["run", "+x"]));
         assert!(!fits(p, &["push", "origin", "a b"]));
         assert!(!fits(p, &["push", "origin", ""]));
         assert!(!fits(p, &["push", "origin"]));

@@ -116,17 +116,19 @@ const STEERABLE: &[&str] = &[
 /// Warns when the grant gives a free tail of arguments to a program known
 /// to accept options that run commands or load configuration.
 fn warn_free_tail(grant: &Grant) {
-    let ArgRule::Prefix(_) = grant.args else {
-        return;
+    let free = match grant.args {
+        ArgRule::Prefix(_) => "--args-prefix lets the caller add any after the prefix",
+        ArgRule::Any => "with no argument rule the caller chooses every argument",
+        ArgRule::Exact(_) | ArgRule::Pattern(_) => return,
     };
     let path = &grant.program.path;
     let name = path.rsplit('/').next().unwrap_or(path);
     if STEERABLE.contains(&name) || envseal_policy::is_interpreter(name) {
         eprintln!(
             "envseal: warning: {} accepts options that run commands or load configuration, and \
-             --args-prefix lets the caller add any after the prefix (git's --receive-pack=CMD, \
-             a second -pass in openssl): the caller could steer it into giving the secret away; \
-             prefer --args-exact, or --args-pattern with placeholders (never an option)",
+             {free} (git's --receive-pack=CMD, a second -pass in openssl): the caller could \
+             steer it into giving the secret away; prefer --args-exact, or --args-pattern with \
+             placeholders (never an option)",
             envseal_policy::escape(name)
         );
     }

@@ -200,6 +200,16 @@ pub fn writable(dirs: &[PathBuf], previous: &[String]) -> anyhow::Result<Vec<Str
                     ),
                 )
             })?;
+        if Path::new(&canonical).starts_with("/tmp") {
+            return Err(Refusal::new(
+                Code::Usage,
+                format!(
+                    "--write {}: Lockdown gives the program a /tmp of its own, which covers it",
+                    escape(&canonical)
+                ),
+            )
+            .into());
+        }
         out.push(canonical);
     }
     out.sort();
