@@ -128,7 +128,7 @@ fn lockdown_confines_the_program() {
         &work,
         &[
             ("PROBE_MODE", "sandbox".into()),
-            ("PROBE_PORT", port.to_string()),
+            ("PROBE_TCP", port.to_string()),
             ("PROBE_OUTSIDE", s(&outside).into()),
             ("PROBE_HOST_PID", std::process::id().to_string()),
             ("PROBE_MARK", mark.clone()),

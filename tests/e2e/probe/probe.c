@@ -75,7 +75,7 @@ static void sleep_ms(long ms) {
 
 /* The checks of a sandboxed run (PROBE_MODE=sandbox). */
 static void sandbox_checks(void) {
-    const char *port = getenv("PROBE_PORT");
+    const char *port = getenv("PROBE_TCP");
     if (port) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(port)) };

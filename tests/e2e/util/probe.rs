@@ -201,7 +201,7 @@ const PASSED: [&str; 8] = [
     "PROBE_MARK",
     "PROBE_MODE",
     "PROBE_OUTSIDE",
-    "PROBE_PORT",
+    "PROBE_TCP",
 ];
 
 /// `allow` arguments for the probe: `args` with an `--env NAME` for each
