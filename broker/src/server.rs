@@ -97,6 +97,9 @@ struct Broker {
     cache: Cache,
     conns: Vec<Conn>,
     sessions: HashMap<i32, Instant>,
+    /// What confines the programs run for shielded callers (see
+    /// [`Broker::brokered_confinement`]).
+    brokered: Option<Brokered>,
     /// The sessions running a program for a shielded caller: what that
     /// program (or anything it starts) asks is shielded too.
     shielded_sessions: std::collections::HashSet<i32>,
@@ -277,6 +280,7 @@ impl Broker {
             conns: Vec::new(),
             sessions: HashMap::new(),
             shielded_sessions: std::collections::HashSet::new(),
+            brokered: None,
             warned: std::collections::HashSet::new(),
             idle_ttl: start.idle_ttl,
             show: start.show,
@@ -741,6 +745,12 @@ impl Broker {
             return false;
         }
         self.conns[i].shield = Some((pid, agent_pid));
+        match Brokered::new(&self.loc) {
+            Ok(b) => self.brokered = Some(b),
+            Err(e) => self.log(&format!(
+                "cannot build the brokered programs' confinement: {e:#}"
+            )),
+        }
         reply(
             &self.conns[i].stream,
             &Reply::Done {
@@ -1087,28 +1097,37 @@ impl Broker {
         if shielded {
             request.masking = shielded_masking(request.masking)?;
         }
-        let vault = self.vault.as_ref().expect("unlocked");
-        let keys = self.keys.as_ref().expect("unlocked");
-        let endorsed = vault.endorsed(keys)?;
-        let (mut launch, report) =
-            prepare::prepare(&endorsed, &request, Some(&mut self.cache), record)?;
+        let (mut launch, report) = {
+            let vault = self.vault.as_ref().expect("unlocked");
+            let keys = self.keys.as_ref().expect("unlocked");
+            let endorsed = vault.endorsed(keys)?;
+            prepare::prepare(&endorsed, &request, Some(&mut self.cache), record)?
+        };
         if shielded {
-            // Built for each request: a directory made since (beside the
-            // protected paths) is writable as it is for the agent.
-            let confinement = crate::protect::for_brokered(&self.loc)?;
+            let brokered = self.brokered_confinement()?;
             if launch.tier == envseal_launcher::Tier::Lockdown {
                 // Lockdown writes only its private /tmp (which a stacked
                 // domain would deny: Landlock ignores a rule on a covered
                 // mount point) and the grant's directories, which may
                 // then be neither in nor around a protected path; its own
                 // namespaces scope signals and abstract sockets.
-                launch.writable.protected = confinement.protected;
+                launch.writable.protected = brokered.protected.clone();
             } else {
-                let domain = envseal_launcher::shield::domain(&confinement)?;
-                launch.confine = Some(domain.into_ruleset());
+                launch.confine = Some(brokered.ruleset.try_clone()?);
             }
         }
         Ok((launch, report))
+    }
+
+    /// The confinement of what the broker runs for shielded callers: built
+    /// when a shield registers (so it is as recent as the newest agent's
+    /// own domain, and an exec does not pay for it), or at the first
+    /// shielded exec.
+    fn brokered_confinement(&mut self) -> anyhow::Result<&Brokered> {
+        if self.brokered.is_none() {
+            self.brokered = Some(Brokered::new(&self.loc)?);
+        }
+        Ok(self.brokered.as_ref().expect("just built"))
     }
 
     /// In a forked session: let go of everything the broker holds without
@@ -1309,4 +1328,23 @@ fn shielded_masking(asked: envseal_launcher::Masking) -> anyhow::Result<envseal_
         .into());
     }
     Ok(envseal_launcher::Masking::Interposed)
+}
+
+/// The shield's write protections for brokered programs: the Landlock
+/// ruleset stacked on them in tiers none and hardened, and the protected
+/// paths Lockdown's writable directories must keep clear of.
+struct Brokered {
+    ruleset: OwnedFd,
+    protected: Vec<std::path::PathBuf>,
+}
+
+impl Brokered {
+    fn new(loc: &crate::location::Location) -> anyhow::Result<Brokered> {
+        let confinement = crate::protect::for_brokered(loc)?;
+        let domain = envseal_launcher::shield::domain(&confinement)?;
+        Ok(Brokered {
+            ruleset: domain.into_ruleset(),
+            protected: confinement.protected,
+        })
+    }
 }
