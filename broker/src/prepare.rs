@@ -466,9 +466,17 @@ fn report(grant: &Grant, removed: usize, secrets: usize, shielded: Option<bool>)
     });
     lines.push(format!("tier {}", grant.tier.as_str()));
     lines.push(format!(
-        "{removed} environment variable(s) removed; {secrets} secret(s) delivered; \
-         descriptors above 2 closed"
+        "environment: the grant's allowlist ({removed} of the caller's variable(s) dropped); \
+         {secrets} secret(s) delivered; descriptors above 2 closed"
     ));
+    if grant.environ.is_none() {
+        lines.push(
+            "the grant predates recorded environments: a system PATH, HOME and USER from the \
+             user database, none of the caller's variables; pin it again (`envseal allow`) to \
+             record yours and name variables with --env"
+                .to_owned(),
+        );
+    }
     if grant.args != ArgRule::Any {
         lines.push(format!(
             "arguments checked: {}",

@@ -252,6 +252,29 @@ fn weaker(previous: &Grant, grant: &Grant) -> Vec<String> {
     if grant.forced_interpreter && !previous.forced_interpreter {
         lines.push("an interpreter granted with --force-interpreter".into());
     }
+    if grant.write_cwd && !previous.write_cwd {
+        lines.push("Lockdown: the working directory is writable (--write-cwd)".into());
+    }
+    for dir in grant.write.iter().filter(|d| !previous.write.contains(d)) {
+        lines.push(format!(
+            "Lockdown: {} is writable (--write)",
+            envseal_policy::escape(dir)
+        ));
+    }
+    let passed = |g: &Grant| {
+        g.environ
+            .as_ref()
+            .map(|e| e.passed.clone())
+            .unwrap_or_default()
+    };
+    for name in passed(grant)
+        .iter()
+        .filter(|n| !passed(previous).contains(n))
+    {
+        lines.push(format!(
+            "the caller's {name} reaches the program (--env {name})"
+        ));
+    }
     lines
 }
 
