@@ -373,6 +373,16 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
                 program.display()
             )
         };
+        // Exactly one request since `before`, with the real token.
+        let served = |before: usize, r: &util::Run| {
+            let got = seen.lock().unwrap()[before..].to_vec();
+            assert_eq!(
+                got,
+                std::slice::from_ref(&want),
+                "{tier}: {}",
+                r.shown_stderr()
+            );
+        };
         // A proxy and a CA bundle of the agent's, for the Python client.
         let before = seen.lock().unwrap().len();
         let r = agent(
@@ -396,13 +406,7 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
         );
         s.env.expect_ok(&r);
         // The control: the request reached the service with the token.
-        let got = seen.lock().unwrap()[before..].to_vec();
-        assert_eq!(
-            got,
-            std::slice::from_ref(&want),
-            "{tier}: {}",
-            r.shown_stderr()
-        );
+        served(before, &r);
         // HOME (and curl's own variable) at the agent's .curlrc.
         let before = seen.lock().unwrap().len();
         let r = agent(
@@ -426,13 +430,7 @@ fn a_proxy_or_a_redirected_home_cannot_intercept_the_request() {
             "{tier}: the agent wrote a .curlrc in the person's HOME"
         );
         s.env.expect_ok(&r);
-        let got = seen.lock().unwrap()[before..].to_vec();
-        assert_eq!(
-            got,
-            std::slice::from_ref(&want),
-            "{tier}: {}",
-            r.shown_stderr()
-        );
+        served(before, &r);
     }
 }
 
