@@ -129,8 +129,15 @@ pub fn protected_paths(
 /// scopes. Reads are not handled (nothing hidden): Landlock ignores a rule
 /// on a path another mount covers, and the sandbox mounts the program's
 /// verified copy over its real path.
-pub fn for_brokered(loc: &Location) -> anyhow::Result<Confinement> {
-    let (protected, _) = protected_paths(loc, &[])?;
+///
+/// The broker's own list comes from its environment (`PATH` and `HOME`
+/// when the person started it); `shields` adds what each registered
+/// shield protects, computed in the person's shell: the union.
+pub fn for_brokered(loc: &Location, shields: &[PathBuf]) -> anyhow::Result<Confinement> {
+    let (mut protected, _) = protected_paths(loc, &[])?;
+    protected.extend(shields.iter().cloned());
+    protected.sort();
+    protected.dedup();
     Ok(Confinement {
         protected,
         hidden: Vec::new(),

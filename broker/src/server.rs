@@ -45,6 +45,8 @@ const SOCKET_CHECK: Duration = Duration::from_secs(5);
 
 /// Shields registered at once (each holds a connection open).
 const MAX_SHIELDS: usize = 64;
+/// The most protected paths one shield may send.
+const MAX_PROTECTED: usize = 4096;
 /// A log larger than this at start-up is moved to `….log.1`.
 const MAX_LOG: u64 = 8 << 20;
 
@@ -79,6 +81,8 @@ struct Conn {
     frame_sender: Option<i32>,
     /// A registration checked and challenged: (shield, agent, nonce).
     challenge: Option<(i32, i32, String)>,
+    /// What a registering shield said it protects.
+    protected: Vec<std::path::PathBuf>,
 }
 
 struct Broker {
@@ -463,6 +467,7 @@ impl Broker {
                 senders: Vec::new(),
                 frame_sender: None,
                 challenge: None,
+                protected: Vec::new(),
             });
         }
     }
@@ -622,7 +627,10 @@ impl Broker {
                 self.conns.swap_remove(i);
                 self.shutdown("locked by `envseal lock`")
             }
-            Body::Shield { agent_pid } => self.register(i, agent_pid),
+            Body::Shield {
+                agent_pid,
+                protected,
+            } => self.register(i, agent_pid, protected),
             Body::ShieldProof { nonce } => self.prove(i, &nonce),
             Body::Signal { .. } => {
                 self.refuse_and_drop(i, "no program is running on this connection");
@@ -685,8 +693,13 @@ impl Broker {
 
     /// `Shield{agent_pid}`: checks the shield and its agent, then
     /// challenges the shield (see [`Broker::prove`]).
-    fn register(&mut self, i: usize, agent_pid: i32) -> bool {
+    fn register(&mut self, i: usize, agent_pid: i32, protected: Vec<String>) -> bool {
         let pid = self.conns[i].pid;
+        if protected.len() > MAX_PROTECTED || protected.iter().any(|p| !p.starts_with('/')) {
+            self.refuse_and_drop(i, "a shield's protected paths must be absolute, and few");
+            return false;
+        }
+        self.conns[i].protected = protected.into_iter().map(Into::into).collect();
         let shields = self.conns.iter().filter(|c| c.shield.is_some()).count();
         if shields >= MAX_SHIELDS {
             self.refuse_and_drop(i, "too many shields are registered");
@@ -745,7 +758,13 @@ impl Broker {
             return false;
         }
         self.conns[i].shield = Some((pid, agent_pid));
-        match Brokered::new(&self.loc) {
+        let shields: Vec<std::path::PathBuf> = self
+            .conns
+            .iter()
+            .filter(|c| c.shield.is_some())
+            .flat_map(|c| c.protected.iter().cloned())
+            .collect();
+        match Brokered::new(&self.loc, &shields) {
             Ok(b) => self.brokered = Some(b),
             Err(e) => self.log(&format!(
                 "cannot build the brokered programs' confinement: {e:#}"
@@ -1125,7 +1144,7 @@ impl Broker {
     /// shielded exec.
     fn brokered_confinement(&mut self) -> anyhow::Result<&Brokered> {
         if self.brokered.is_none() {
-            self.brokered = Some(Brokered::new(&self.loc)?);
+            self.brokered = Some(Brokered::new(&self.loc, &[])?);
         }
         Ok(self.brokered.as_ref().expect("just built"))
     }
@@ -1339,8 +1358,12 @@ struct Brokered {
 }
 
 impl Brokered {
-    fn new(loc: &crate::location::Location) -> anyhow::Result<Brokered> {
-        let confinement = crate::protect::for_brokered(loc)?;
+    /// The broker's own protections and those the live `shields` sent.
+    fn new(
+        loc: &crate::location::Location,
+        shields: &[std::path::PathBuf],
+    ) -> anyhow::Result<Brokered> {
+        let confinement = crate::protect::for_brokered(loc, shields)?;
         let domain = envseal_launcher::shield::domain(&confinement)?;
         Ok(Brokered {
             ruleset: domain.into_ruleset(),

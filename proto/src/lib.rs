@@ -44,6 +44,11 @@ pub enum Body {
     /// a [`Reply::Challenge`] once it has checked both processes.
     Shield {
         agent_pid: i32,
+        /// What this shield write-protects: what the broker runs for its
+        /// agent is protected from writing these too (with the broker's
+        /// own list: the union).
+        #[serde(default)]
+        protected: Vec<String>,
     },
     /// The answer to a [`Reply::Challenge`]: the nonce, sent by the
     /// registering process itself (the broker reads the sender's pid from

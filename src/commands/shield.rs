@@ -27,6 +27,12 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     }
     single_named(&loc.vault)?;
     let (protected, lifted) = envseal_broker::protect::protected_paths(&loc, &args.allow_write)?;
+    // Sent at registration: what the broker runs for the agent is kept
+    // from writing these too.
+    let shield_protects: Vec<String> = protected
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let domain = shield::domain(&Confinement {
         protected,
         // The vault's files cannot even be opened for reading: a read-only
@@ -59,6 +65,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
         envseal_launcher::fdpass::pass_credentials(client.as_fd())?;
         let reply = client.request(Body::Shield {
             agent_pid: pending.pid(),
+            protected: shield_protects.clone(),
         })?;
         let proof = match reply {
             Reply::Challenge { nonce } => client.request(Body::ShieldProof { nonce })?,

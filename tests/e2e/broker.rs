@@ -182,9 +182,16 @@ impl Scene {
 
     /// `envseal unlock` as the user, passphrase on stdin.
     pub(crate) fn unlock(&mut self, extra: &[&str]) -> i32 {
+        self.unlock_with(extra, &[])
+    }
+
+    /// [`Scene::unlock`] with variables of the broker's environment
+    /// changed (`vars`).
+    pub(crate) fn unlock_with(&mut self, extra: &[&str], vars: &[(&str, &str)]) -> i32 {
         let mut args = vec!["unlock", "--passphrase-fd", "0"];
         args.extend_from_slice(extra);
         let mut c = self.envseal(&args);
+        c.envs(vars.iter().copied());
         c.stdin(fs::File::open(self.env.passfile()).unwrap());
         let out = c.output().unwrap();
         let r = self

@@ -127,7 +127,10 @@ fn a_path_hijacked_helper_never_runs() {
     // A writer the person pinned (tier none): it appends to the file named.
     let writer = s.script("writer", "#!/bin/sh\nprintf 'written\\n' >> \"$1\"\n");
     allow(&s, &[], &writer);
-    s.unlock(&[]);
+    // The person started the broker from a shell whose PATH lacks the
+    // agent's ~/bin; the shield, started with it, protects it, and what the
+    // broker runs for the agent is kept from writing it too.
+    s.unlock_with(&[], &[("PATH", "/usr/bin:/bin")]);
     let fake = format!(
         "#!/bin/sh\ncat > {sink}\necho 'echo agent' >> {bashrc}\necho 0000\n",
         sink = sink.display(),
@@ -170,11 +173,17 @@ fn a_path_hijacked_helper_never_runs() {
         &s.project,
         &format!(
             "{envseal} exec -- {writer} {bashrc}; echo status $?; \
+             {envseal} exec -- {writer} {planted}; \
              {envseal} exec -- {writer} notes.txt && echo project ok",
             envseal = s.envseal.display(),
             writer = writer.display(),
-            bashrc = bashrc.display()
+            bashrc = bashrc.display(),
+            planted = s.home.join("bin/planted").display()
         ),
+    );
+    assert!(
+        !s.home.join("bin/planted").exists(),
+        "a brokered program wrote a PATH directory the shield protects"
     );
     assert_eq!(
         fs::read(&bashrc).unwrap(),
