@@ -497,12 +497,12 @@ fn confine(
          seccomp refuses ptrace, process_vm_*, keyctl, bpf, io_uring, mount, unshare, \
          setns, clone into new namespaces, TIOCSTI and executable memfds",
         if lockdown {
-            ", mount, network (no network)"
+            ", mount, network (no network; no Unix sockets)"
         } else {
             ""
         }
     ));
-    let seccomp = sandbox::seccomp_filters()?;
+    let seccomp = sandbox::seccomp_filters(lockdown)?;
     let (landlock, writable, cwd) = if lockdown {
         private_home(env);
         let dirs = writable.resolve()?;

@@ -165,7 +165,7 @@ const MFD_NOEXEC_SEAL: u64 = 0x0008;
 /// The two seccomp filters: EPERM for the denied calls and arguments,
 /// and ENOSYS for `clone3` (so libc falls back to `clone`, whose flags a
 /// filter can see).
-pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
+pub(crate) fn seccomp_filters(lockdown: bool) -> Result<[BpfProgram; 2]> {
     let arch = filter_arch("install the seccomp filter")?;
     let cond = |arg, len, op, value| {
         SeccompCondition::new(arg, len, op, value).map_err(|e| seccomp_error(e.to_string()))
@@ -205,6 +205,22 @@ pub(crate) fn seccomp_filters() -> Result<[BpfProgram; 2]> {
             0,
         )?])?],
     );
+    if lockdown {
+        // Lockdown has no network, and no Unix socket either: a pathname
+        // socket on the host (a database's, one the agent binds where the
+        // program works) would be a way out that neither the network
+        // namespace nor Landlock (below ABI 9) closes. `socketpair` stays:
+        // it reaches nothing outside the program.
+        rules.insert(
+            libc::SYS_socket,
+            vec![rule(vec![cond(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                libc::AF_UNIX as u64,
+            )?])?],
+        );
+    }
     let compile = |rules, action| -> Result<BpfProgram> {
         let filter = SeccompFilter::new(rules, SeccompAction::Allow, action, arch)
             .map_err(|e| seccomp_error(e.to_string()))?;
