@@ -12,6 +12,7 @@ mod compat;
 mod concurrency;
 mod deputy;
 mod display;
+mod egress;
 mod exec;
 mod hardening;
 mod import;
