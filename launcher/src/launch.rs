@@ -283,17 +283,7 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     // them to every process of its namespace.)
     let group = relay.is_some() && namespaced.is_none();
     let (exec_above, exec_fd) = exec_descriptor(&executable, real, layout.floor)?;
-    let shield = shield
-        .map(|fd| files::dup_at_least(fd.as_fd(), layout.floor))
-        .transpose()
-        .map_err(Error::sys("number the caller's shield ruleset"))?;
-    if shield.is_some() {
-        notes.push(
-            "the caller is inside a shield: the shield's Landlock domain (write protections, the \
-             vault hidden, signal and socket scopes) confines the program too"
-                .into(),
-        );
-    }
+    let shield = number_shield(shield, layout.floor, &mut notes)?;
     let prepared = spawn::Prepared {
         exec_fd,
         argv: &argv_ptrs,
@@ -314,12 +304,9 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
         }
         None => start_plain(&prepared, &executable),
     };
-    // The child has its own copy (or failed): wipe ours now.
-    drop(envp_ptrs);
-    drop(layout);
-    drop(secrets);
-    drop(script);
-    drop(namespaced);
+    // The child has its own copy (or failed): wipe ours now, in order.
+    drop((envp_ptrs, layout));
+    drop((secrets, script, namespaced));
     let child = spawned?;
     // The program (and the sandbox's PID 1) hold the write ends now.
     let outputs = outputs.started();
@@ -330,6 +317,26 @@ pub fn run_relaying(launch: Launch, relay: Option<Relay<'_>>) -> Result<Exit> {
     }
     let target = signal_target(child, group);
     wait(child, target, &blocked.waited, relay, outputs)
+}
+
+/// The caller's shield ruleset (see [`Launch::confine`]), numbered at
+/// `floor` or above like envseal's other descriptors in the child.
+fn number_shield(
+    shield: Option<OwnedFd>,
+    floor: RawFd,
+    notes: &mut Vec<String>,
+) -> Result<Option<OwnedFd>> {
+    let Some(fd) = shield else {
+        return Ok(None);
+    };
+    notes.push(
+        "the caller is inside a shield: the shield's Landlock domain (its write protections, \
+         signal and socket scopes) confines the program too"
+            .into(),
+    );
+    files::dup_at_least(fd.as_fd(), floor)
+        .map(Some)
+        .map_err(Error::sys("number the caller's shield ruleset"))
 }
 
 /// The program's descriptors and exec data, laid out before any process
@@ -1416,6 +1423,44 @@ struct Outputs {
     shared: Option<(RawFd, OwnedFd)>,
 }
 
+/// The write ends of the masked streams: a pipe's, or an interposed
+/// terminal's pseudo-terminal (master read, slave written).
+type Streams = Vec<(RawFd, OwnedFd, OwnedFd)>;
+
+/// A pipe for each masked stream, or for an interposed terminal a
+/// pseudo-terminal — one, which both streams share when both were the
+/// terminal, as they shared it (read once, written to stdout; the second
+/// stream's write end is returned apart).
+fn open_streams(wanted: &[(RawFd, bool)]) -> Result<(Streams, Option<(RawFd, OwnedFd)>)> {
+    let mut pipes: Streams = Vec::new();
+    let mut shared = None;
+    for &(target, interposed) in wanted {
+        if !interposed {
+            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            pipes.push((target, r, w));
+            continue;
+        }
+        match pipes.iter().find(|(_, _, w)| is_pty(w)) {
+            Some((_, _, slave)) => {
+                let slave = slave.try_clone().map_err(|source| Error::Sys {
+                    action: "share the pseudo-terminal",
+                    source,
+                })?;
+                shared = Some((target, slave));
+            }
+            None => {
+                let (master, slave) = crate::sys::terminal::pty_like(files::stdio(target))
+                    .map_err(|source| Error::Sys {
+                        action: "open a pseudo-terminal to mask the terminal's output",
+                        source,
+                    })?;
+                pipes.push((target, master, slave));
+            }
+        }
+    }
+    Ok((pipes, shared))
+}
+
 /// Whether `fd` is a terminal (a pseudo-terminal's slave, among
 /// [`Outputs`]' write ends).
 fn is_pty(fd: &OwnedFd) -> bool {
@@ -1464,37 +1509,7 @@ impl Outputs {
                 shared: None,
             });
         };
-        let mut pipes = Vec::new();
-        let mut shared = None;
-        for (target, interposed) in wanted {
-            if !interposed {
-                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-                pipes.push((target, r, w));
-                continue;
-            }
-            // Both streams on the terminal share one pseudo-terminal, as
-            // they shared the terminal: read once, written to stdout.
-            match pipes
-                .iter()
-                .find(|(_, _, w): &&(RawFd, OwnedFd, OwnedFd)| is_pty(w))
-            {
-                Some((_, _, slave)) => {
-                    let slave = slave.try_clone().map_err(|source| Error::Sys {
-                        action: "share the pseudo-terminal",
-                        source,
-                    })?;
-                    shared = Some((target, slave));
-                }
-                None => {
-                    let (master, slave) = crate::sys::terminal::pty_like(files::stdio(target))
-                        .map_err(|source| Error::Sys {
-                            action: "open a pseudo-terminal to mask the terminal's output",
-                            source,
-                        })?;
-                    pipes.push((target, master, slave));
-                }
-            }
-        }
+        let (pipes, shared) = open_streams(&wanted)?;
         notes.push(format!(
             "output masked ({}): each secret and its base64, hex and URL-encoded forms become \
              ****{}",

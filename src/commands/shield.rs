@@ -27,8 +27,6 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     }
     single_named(&loc.vault)?;
     let (protected, lifted) = envseal_broker::protect::protected_paths(&loc, &args.allow_write)?;
-    // Sent at registration: what the broker runs for the agent is kept
-    // from writing these too.
     let shield_protects: Vec<String> = protected
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
@@ -56,24 +54,7 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let pending = shield::spawn(&domain, Path::new(&resolved.canonical), &argv, &env)?;
     // The broker learns the agent's pid before the agent runs anything;
     // this connection stays open for the agent's life.
-    let registration = (|| -> anyhow::Result<Client> {
-        let mut client = Client::connect(&loc)?.ok_or_else(|| {
-            Refusal::new(Code::Locked, "the broker stopped before the shield started")
-        })?;
-        // The broker checks the agent, then asks this process to answer
-        // (it reads who answered from the kernel).
-        envseal_launcher::fdpass::pass_credentials(client.as_fd())?;
-        let reply = client.request(Body::Shield {
-            agent_pid: pending.pid(),
-            protected: shield_protects.clone(),
-        })?;
-        let proof = match reply {
-            Reply::Challenge { nonce } => client.request(Body::ShieldProof { nonce })?,
-            other => other,
-        };
-        broker::done(proof)?;
-        Ok(client)
-    })();
+    let registration = register(&loc, pending.pid(), shield_protects);
     let registration = match registration {
         Ok(c) => c,
         Err(e) => {
@@ -100,6 +81,32 @@ pub fn run(args: ShieldArgs) -> anyhow::Result<u8> {
     let exit = pending.start();
     drop(registration);
     Ok(exit?.status())
+}
+
+/// Registers the agent `agent_pid` with the broker, saying what this
+/// shield protects (what the broker runs for the agent is kept from
+/// writing it too), and answers the broker's challenge from this process.
+fn register(
+    loc: &broker::Location,
+    agent_pid: i32,
+    protected: Vec<String>,
+) -> anyhow::Result<Client> {
+    let mut client = Client::connect(loc)?.ok_or_else(|| {
+        Refusal::new(Code::Locked, "the broker stopped before the shield started")
+    })?;
+    // The broker checks the agent, then asks this process to answer (it
+    // reads who answered from the kernel).
+    envseal_launcher::fdpass::pass_credentials(client.as_fd())?;
+    let reply = client.request(Body::Shield {
+        agent_pid,
+        protected,
+    })?;
+    let proof = match reply {
+        Reply::Challenge { nonce } => client.request(Body::ShieldProof { nonce })?,
+        other => other,
+    };
+    broker::done(proof)?;
+    Ok(client)
 }
 
 /// Refuses to start when one of the vault's files has another name (a

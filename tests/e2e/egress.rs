@@ -64,20 +64,19 @@ fn lockdown_reaches_no_host_unix_socket() {
          \x20       c.sendall(os.environ['TOKEN'].encode()); c.close(); print('reached', path)\n\
          \x20   except OSError as e: print('refused', e.errno)\n",
     );
-    allow(&s, &["--tier", "lockdown"], &client);
-    let hardened = s.script("unix-client-h.py", &fs::read_to_string(&client).unwrap());
-    allow(&s, &["--tier", "hardened"], &hardened);
+    // Granted at Hardened; the attack raises it to Lockdown (`--tier`).
+    allow(&s, &["--tier", "hardened"], &client);
     s.unlock(&[]);
     let targets = format!("{} {}", sockets[0].display(), sockets[1].display());
-    let r = agent(
-        &s,
-        &work,
-        &format!(
-            "{} exec -- {} {targets}",
+    let run = |tier: &str| {
+        let exec = format!(
+            "{} exec --tier {tier} -- {}",
             s.envseal.display(),
             client.display()
-        ),
-    );
+        );
+        agent(&s, &work, &format!("{exec} {targets}"))
+    };
+    let r = run("lockdown");
     s.env.expect_ok(&r);
     assert_eq!(
         r.stdout().matches("refused").count(),
@@ -92,15 +91,7 @@ fn lockdown_reaches_no_host_unix_socket() {
         "a host Unix socket was reached from Lockdown"
     );
     // The control.
-    let r = agent(
-        &s,
-        &work,
-        &format!(
-            "{} exec -- {} {targets}",
-            s.envseal.display(),
-            hardened.display()
-        ),
-    );
+    let r = run("hardened");
     s.env.expect_ok(&r);
     assert!(
         util::wait_for(|| got.lock().unwrap().len() == 2),
