@@ -289,7 +289,8 @@ fn decrypt(
             Some((_, var))
                 if launcher::is_dangerous(std::ffi::OsStr::new(var.as_str()))
                     || steers(var.as_str())
-                    || (matches!(delivery, Delivery::Env(_)) && names_a_path(var.as_str())) =>
+                    || (matches!(delivery, Delivery::Env(_))
+                        && launcher::names_a_path(var.as_str())) =>
             {
                 return Err(Refusal::new(
                     Code::Denied,
@@ -535,21 +536,4 @@ pub fn steers(var: &str) -> bool {
         || var.starts_with("ENVSEAL_")
         || var.starts_with("XDG_")
         || var.to_ascii_uppercase().ends_with("_PROXY")
-}
-
-/// Whether a secret delivered in the environment may not be renamed into
-/// `var` (`--env-file`): besides [`steers`], a variable a program reads as
-/// a path or a command — it would create a file named after the value
-/// (`SSLKEYLOGFILE`, `GIT_INDEX_FILE`, `HISTFILE`) or read one.
-fn names_a_path(var: &str) -> bool {
-    const SUFFIXES: [&str; 9] = [
-        "FILE", "DIR", "_PATH", "_HOME", "_CONF", "_CONFIG", "RC", "_SOCK", "_SOCKET",
-    ];
-    SUFFIXES.iter().any(|s| var.ends_with(s))
-        || var.contains("KEYLOG")
-        || var.contains("HISTFILE")
-        || var.starts_with("KUBE")
-        || (var.starts_with("GIT_")
-            && !var.starts_with("GIT_AUTHOR_")
-            && !var.starts_with("GIT_COMMITTER_"))
 }

@@ -118,15 +118,8 @@ const STEERING_SUFFIXES: &[&str] = &[
     "CAPATH",
     "_CERT_FILE",
     "_CERT_DIR",
-    "_HOME",
     "HOME",
-    "_CONF",
-    "_CONFIG",
     "CONFIG_FILE",
-    "_PATH",
-    "RC",
-    "FILE",
-    "DIR",
     "_URL",
     "_URI",
     "_ENDPOINT",
@@ -135,8 +128,14 @@ const STEERING_SUFFIXES: &[&str] = &[
     "_PORT",
     "_SERVER",
     "_VERIFY",
-    "_SOCK",
-    "_SOCKET",
+];
+
+/// Suffixes of names a program reads as a path (a file it reads or
+/// creates, a directory, a socket): steering when passed, and never the
+/// name a secret is renamed into (`--env-file`), where a program would
+/// create a file named after the value.
+const PATH_SUFFIXES: &[&str] = &[
+    "FILE", "DIR", "_PATH", "_HOME", "_CONF", "_CONFIG", "RC", "_SOCK", "_SOCKET",
 ];
 const STEERING_PREFIXES: &[&str] = &[
     "PG",
@@ -145,8 +144,6 @@ const STEERING_PREFIXES: &[&str] = &[
     "XDG_",
     "CURL_",
     "GNUPG",
-    "GIT_",
-    "KUBE",
     "DOCKER_",
     "npm_config_",
     "NPM_CONFIG_",
@@ -155,7 +152,7 @@ const STEERING_PREFIXES: &[&str] = &[
     "NODE_TLS",
     "SSH_",
 ];
-const STEERING_PARTS: &[&str] = &["KEYLOG", "PROXY", "proxy", "CERT", "HISTFILE", "TMPDIR"];
+const STEERING_PARTS: &[&str] = &["PROXY", "proxy", "CERT", "TMPDIR"];
 
 /// The caller's own variables every program keeps (the base set's
 /// caller-chosen half): locale, terminal type and time zone. A value that
@@ -211,8 +208,20 @@ pub fn is_steering(name: &str) -> bool {
     !NOT_STEERING.contains(&name) && steering_pattern(name)
 }
 
+/// Whether `name` is read as a path or a command (see [`PATH_SUFFIXES`]):
+/// also a key log, a shell history, a kubeconfig, git's variables but its
+/// identity.
+pub fn names_a_path(name: &str) -> bool {
+    PATH_SUFFIXES.iter().any(|s| name.ends_with(s))
+        || name.contains("KEYLOG")
+        || name.contains("HISTFILE")
+        || name.starts_with("KUBE")
+        || (name.starts_with("GIT_") && !NOT_STEERING.contains(&name))
+}
+
 fn steering_pattern(name: &str) -> bool {
-    STEERING_SUFFIXES.iter().any(|s| name.ends_with(s))
+    names_a_path(name)
+        || STEERING_SUFFIXES.iter().any(|s| name.ends_with(s))
         || STEERING_PREFIXES.iter().any(|p| name.starts_with(p))
         || STEERING_PARTS.iter().any(|p| name.contains(p))
 }

@@ -41,7 +41,7 @@ pub mod shield;
 mod sys;
 pub use sys::{fdpass, files::inherited, fork, secretmem, terminal};
 
-pub use environment::{build as build_env, is_dangerous, is_steering, isolation};
+pub use environment::{build as build_env, is_dangerous, is_steering, isolation, names_a_path};
 pub use error::{Error, Result};
 pub use idmap::{G7, Ids, USERNS_FIX};
 pub use launch::{

@@ -16,47 +16,49 @@ use std::sync::{Arc, Mutex};
 use crate::broker::{Scene, TIERS, scene};
 use crate::util::{self, code, contains, sha256_hex};
 
-/// A local HTTP service that answers every request with `ok` and keeps
-/// the SHA-256 of each request's bearer token (never the token itself).
-fn service() -> (u16, Arc<Mutex<Vec<String>>>) {
+/// A loopback TCP listener whose thread reads each connection's first
+/// bytes, gives them to `keep`, and answers `reply`.
+fn listen<T: Send + 'static>(
+    reply: &'static [u8],
+    keep: impl Fn(&[u8], &mut Vec<T>) + Send + 'static,
+) -> (u16, Arc<Mutex<Vec<T>>>) {
     let server = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let theirs = kept.clone();
     std::thread::spawn(move || {
         for mut c in server.incoming().flatten() {
             let mut buf = vec![0u8; 8192];
             let n = c.read(&mut buf).unwrap_or(0);
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if let Some(line) = text
-                .lines()
-                .find(|l| l.starts_with("Authorization: Bearer "))
-            {
-                let token = line.trim_start_matches("Authorization: Bearer ").trim();
-                kept.lock().unwrap().push(sha256_hex(token.as_bytes()));
-            }
-            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            keep(&buf[..n], &mut theirs.lock().unwrap());
+            let _ = c.write_all(reply);
         }
     });
-    (port, seen)
+    (port, kept)
+}
+
+/// A local HTTP service that answers every request with `ok` and keeps
+/// the SHA-256 of each request's bearer token (never the token itself).
+fn service() -> (u16, Arc<Mutex<Vec<String>>>) {
+    listen(
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        |bytes, seen| {
+            let text = String::from_utf8_lossy(bytes);
+            let prefix = "Authorization: Bearer ";
+            if let Some(line) = text.lines().find(|l| l.starts_with(prefix)) {
+                let token = line.trim_start_matches(prefix).trim();
+                seen.push(sha256_hex(token.as_bytes()));
+            }
+        },
+    )
 }
 
 /// A listener the agent runs (a proxy, a fake server): every byte any
 /// connection sends, kept.
 fn agents_listener() -> (u16, Arc<Mutex<Vec<u8>>>) {
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = server.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let kept = got.clone();
-    std::thread::spawn(move || {
-        for mut c in server.incoming().flatten() {
-            let mut buf = vec![0u8; 8192];
-            let n = c.read(&mut buf).unwrap_or(0);
-            kept.lock().unwrap().extend_from_slice(&buf[..n]);
-            let _ = c.write_all(b"HTTP/1.0 502 Bad Gateway\r\n\r\n");
-        }
-    });
-    (port, got)
+    listen(b"HTTP/1.0 502 Bad Gateway\r\n\r\n", |bytes, got| {
+        got.extend_from_slice(bytes)
+    })
 }
 
 /// Pins `program` for the scene's `TOKEN` as the person does (the user,
@@ -769,4 +771,53 @@ fn an_interpreter_loads_nothing_the_agent_planted_in_home() {
             assert_eq!(r.stdout().trim(), want, "{tier}: {}", r.shown_stderr());
         }
     }
+}
+
+/// A directory a grant may write (`--write DIR`), swapped by the agent for
+/// a link to another directory after `allow`: Lockdown refuses to run
+/// rather than make the link's target writable. The control: before the
+/// swap the program writes the directory it was granted.
+#[test]
+fn a_writable_directory_swapped_for_a_link_is_refused() {
+    let mut s = scene();
+    // Outside /tmp: Lockdown's private /tmp would cover it.
+    let base = tempfile::tempdir_in("/var/tmp").unwrap();
+    let granted = base.path().join("a/out");
+    let other = base.path().join("b/out");
+    for d in [&granted, &other] {
+        fs::create_dir_all(d).unwrap();
+    }
+    Command::new("chown")
+        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
+        .arg(base.path())
+        .status()
+        .unwrap();
+    let writer = s.script("dir-writer", "#!/bin/sh\necho written > \"$1\"\n");
+    let write = granted.to_str().unwrap();
+    allow(&s, &["--tier", "lockdown", "--write", write], &writer);
+    s.unlock(&[]);
+    let exec = |file: &str| {
+        format!(
+            "{} exec -- {} {file}",
+            s.envseal.display(),
+            writer.display()
+        )
+    };
+    let r = agent(&s, &s.project, &exec(&format!("{write}/f")));
+    s.env.expect_ok(&r);
+    assert!(
+        granted.join("f").exists(),
+        "the control did not write: {}",
+        r.shown_stderr()
+    );
+    let swap = format!(
+        "mv {a} {a}.real && ln -s {b} {a} && {}",
+        exec(&format!("{write}/g")),
+        a = base.path().join("a").display(),
+        b = base.path().join("b").display()
+    );
+    let r = agent(&s, &s.project, &swap);
+    s.env.expect_code(&r, code::DENIED);
+    s.env.expect_stderr(&r, &["now leads to"]);
+    assert!(!other.join("g").exists(), "the link's target was written");
 }

@@ -126,6 +126,12 @@ fn env_file_maps_names_within_the_grant() {
     fs::write(&other, "LD_PRELOAD=envseal:DB_URL\n").unwrap();
     let r = env.exec(&["--env-file", other.to_str().unwrap(), "--", &prog]);
     env.expect_code(&r, code::DENIED);
+    // And a variable a program reads as a path: curl would create a key
+    // log named after the value.
+    fs::write(&other, "SSLKEYLOGFILE=envseal:DB_URL\n").unwrap();
+    let r = env.exec(&["--env-file", other.to_str().unwrap(), "--", &prog]);
+    env.expect_code(&r, code::DENIED);
+    env.expect_stderr(&r, &["SSLKEYLOGFILE, a variable envseal never sets"]);
     fs::write(&other, "DATABASE=postgres://inline\n").unwrap();
     let r = env.exec(&["--env-file", other.to_str().unwrap(), "--", &prog]);
     env.expect_code(&r, code::USAGE);
