@@ -427,23 +427,30 @@ fn check_venv(grant: &Grant, request: &Request) -> anyhow::Result<()> {
 /// pass it (Debian's `psql`, a link to a wrapper that reads its own
 /// name); else the pinned path.
 fn script_path(invoked: Option<&str>, pinned: &str) -> String {
-    use std::os::unix::fs::MetadataExt as _;
-    // (A link's own mode is always 0777 and means nothing.)
-    let only_root = |p: &std::path::Path| {
-        std::fs::symlink_metadata(p)
-            .is_ok_and(|m| m.uid() == 0 && (m.file_type().is_symlink() || m.mode() & 0o022 == 0))
-    };
     match invoked {
         Some(at)
             if at != pinned
-                && std::path::Path::new(at).is_absolute()
                 && std::fs::canonicalize(at).is_ok_and(|c| c.as_os_str() == pinned)
-                && std::path::Path::new(at).ancestors().all(only_root) =>
+                && only_root_changes(std::path::Path::new(at)) =>
         {
             at.to_owned()
         }
         _ => pinned.to_owned(),
     }
+}
+
+/// Whether only root can change what the absolute `path` leads to: it and
+/// every directory above it, as written (links included), are root's, and
+/// none but a link is writable by its group or others. (A link's own mode
+/// is always 0777 and means nothing; who owns it decides where it points.)
+pub fn only_root_changes(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    path.is_absolute()
+        && path.ancestors().all(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| {
+                m.uid() == 0 && (m.file_type().is_symlink() || m.mode() & 0o022 == 0)
+            })
+        })
 }
 
 /// `--verbose`: what was verified and which protections apply.

@@ -1434,13 +1434,15 @@ type Streams = Vec<(RawFd, OwnedFd, OwnedFd)>;
 fn open_streams(wanted: &[(RawFd, bool)]) -> Result<(Streams, Option<(RawFd, OwnedFd)>)> {
     let mut pipes: Streams = Vec::new();
     let mut shared = None;
+    // Where the pseudo-terminal is in `pipes`, once opened.
+    let mut pty: Option<usize> = None;
     for &(target, interposed) in wanted {
         if !interposed {
             let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
             pipes.push((target, r, w));
             continue;
         }
-        match pipes.iter().find(|(_, _, w)| is_pty(w)) {
+        match pty.map(|i| &pipes[i]) {
             Some((_, _, slave)) => {
                 let slave = slave.try_clone().map_err(|source| Error::Sys {
                     action: "share the pseudo-terminal",
@@ -1454,17 +1456,12 @@ fn open_streams(wanted: &[(RawFd, bool)]) -> Result<(Streams, Option<(RawFd, Own
                         action: "open a pseudo-terminal to mask the terminal's output",
                         source,
                     })?;
+                pty = Some(pipes.len());
                 pipes.push((target, master, slave));
             }
         }
     }
     Ok((pipes, shared))
-}
-
-/// Whether `fd` is a terminal (a pseudo-terminal's slave, among
-/// [`Outputs`]' write ends).
-fn is_pty(fd: &OwnedFd) -> bool {
-    nix::unistd::isatty(fd).unwrap_or(false)
 }
 
 impl Outputs {
@@ -1518,7 +1515,7 @@ impl Outputs {
                 .map(|(t, _, _)| if *t == 1 { "stdout" } else { "stderr" })
                 .collect::<Vec<_>>()
                 .join(", "),
-            if pipes.iter().any(|(_, _, w)| is_pty(w)) {
+            if wanted.iter().any(|&(_, interposed)| interposed) {
                 "; the program's terminal is a pseudo-terminal envseal masks (the caller is \
                  inside a shield)"
             } else {

@@ -2,7 +2,6 @@
 //! (an allowlist: see `envseal_launcher::build_env`) and, for Lockdown,
 //! the directories it may write.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use envseal_policy::{Environ, escape};
@@ -169,18 +168,14 @@ fn given_path(path: &str) -> anyhow::Result<String> {
     Ok(path.to_owned())
 }
 
-/// Whether `dir` is an absolute directory that it and every directory
-/// above it are root's and writable by no group or other (so nothing
-/// running as the user can add or replace a program in it).
+/// Whether `dir` is a directory only root can change, both as written (a
+/// link of the user's in the way could later point elsewhere) and where it
+/// leads (so nothing running as the user can add or replace a program in
+/// it).
 pub fn only_root_can_change(dir: &Path) -> bool {
-    let Ok(canonical) = std::fs::canonicalize(dir) else {
-        return false;
-    };
-    dir.is_absolute()
-        && canonical.is_dir()
-        && canonical
-            .ancestors()
-            .all(|d| std::fs::metadata(d).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0))
+    use envseal_broker::prepare::only_root_changes;
+    std::fs::canonicalize(dir)
+        .is_ok_and(|real| real.is_dir() && only_root_changes(dir) && only_root_changes(&real))
 }
 
 /// `--write DIR`s: existing directories, canonical, sorted.
