@@ -52,7 +52,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Compiles C `source` with `cc` and `flags` into `out`.
-fn cc(source: &str, out: &Path, flags: &[&str]) {
+pub(crate) fn cc(source: &str, out: &Path, flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let c = dir.path().join("src.c");
     fs::write(&c, source).unwrap();

@@ -87,13 +87,33 @@ fn sink_holds(sink: &Path, secret: &str) -> bool {
 fn agents_dir(s: &Scene) -> std::path::PathBuf {
     let dir = s.home.join("agent");
     fs::create_dir_all(&dir).unwrap();
+    give_to_user(s, &dir);
+    dir
+}
+
+/// A directory outside /tmp (Lockdown's private /tmp would cover one
+/// inside) holding `names`, all the scene's user's.
+pub(crate) fn users_dirs_outside_tmp(
+    s: &Scene,
+    names: &[&str],
+) -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    let base = tempfile::tempdir_in("/var/tmp").expect("these tests need /var/tmp");
+    let dirs: Vec<_> = names.iter().map(|n| base.path().join(n)).collect();
+    for d in &dirs {
+        fs::create_dir_all(d).unwrap();
+    }
+    give_to_user(s, base.path());
+    (base, dirs)
+}
+
+/// Gives `path`, and all beneath it, to the scene's user.
+pub(crate) fn give_to_user(s: &Scene, path: &Path) {
     let chown = Command::new("chown")
-        .arg(format!("{}:{}", s.uid, s.gid))
-        .arg(&dir)
+        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
+        .arg(path)
         .status()
         .unwrap();
-    assert!(chown.success());
-    dir
+    assert!(chown.success(), "chown {}", path.display());
 }
 
 /// PATH steering: a pinned deploy script calls `sha256sum` by name; the
@@ -202,26 +222,18 @@ fn a_path_hijacked_helper_never_runs() {
 /// A C module whose constructor writes `getenv(VAR)` to `sink` when it is
 /// loaded, into `dir`; returns its path.
 fn module_that_takes(dir: &Path, var: &str, sink: &Path) -> std::path::PathBuf {
-    let c = dir.join("evil.c");
-    fs::write(
-        &c,
-        format!(
+    let so = dir.join("evil.so");
+    crate::compat::cc(
+        &format!(
             "#include <stdio.h>\n#include <stdlib.h>\n\
              __attribute__((constructor)) static void take(void) {{\n\
              const char *v = getenv(\"{var}\"); FILE *f = fopen(\"{sink}\", \"a\");\n\
              if (f) {{ fprintf(f, \"loaded %s\\n\", v ? v : \"(none)\"); fclose(f); }} }}\n",
             sink = sink.display()
         ),
-    )
-    .unwrap();
-    let so = dir.join("evil.so");
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(&c)
-        .status()
-        .unwrap();
-    assert!(built.success(), "cc failed (./scripts/test installs gcc)");
+        &so,
+        &["-shared", "-fPIC"],
+    );
     so
 }
 
@@ -481,11 +493,7 @@ fn a_free_tail_cannot_run_a_command() {
         &["remote", "add", "origin", origin.to_str().unwrap()],
         &work,
     );
-    Command::new("chown")
-        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
-        .arg(&s.home)
-        .status()
-        .unwrap();
+    give_to_user(&s, &s.home);
     let git_path = ["/usr/bin/git", "/usr/local/bin/git"]
         .iter()
         .filter_map(|p| fs::canonicalize(p).ok())
@@ -725,11 +733,7 @@ fn an_interpreter_loads_nothing_the_agent_planted_in_home() {
         ),
     )
     .unwrap();
-    Command::new("chown")
-        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
-        .arg(&s.home)
-        .status()
-        .unwrap();
+    give_to_user(&s, &s.home);
     let py = s.script(
         "hash.py",
         "#!/usr/bin/python3\nimport hashlib, os\n\
@@ -780,18 +784,8 @@ fn an_interpreter_loads_nothing_the_agent_planted_in_home() {
 #[test]
 fn a_writable_directory_swapped_for_a_link_is_refused() {
     let mut s = scene();
-    // Outside /tmp: Lockdown's private /tmp would cover it.
-    let base = tempfile::tempdir_in("/var/tmp").unwrap();
-    let granted = base.path().join("a/out");
-    let other = base.path().join("b/out");
-    for d in [&granted, &other] {
-        fs::create_dir_all(d).unwrap();
-    }
-    Command::new("chown")
-        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
-        .arg(base.path())
-        .status()
-        .unwrap();
+    let (base, dirs) = users_dirs_outside_tmp(&s, &["a/out", "b/out"]);
+    let (granted, other) = (&dirs[0], &dirs[1]);
     let writer = s.script("dir-writer", "#!/bin/sh\necho written > \"$1\"\n");
     let write = granted.to_str().unwrap();
     allow(&s, &["--tier", "lockdown", "--write", write], &writer);

@@ -2,13 +2,12 @@
 //! far: Lockdown, which has no network, reaches no Unix socket of the host
 //! either.
 
-use std::fs;
 use std::io::Read as _;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use crate::broker::scene;
-use crate::deputy::{agent, allow};
+use crate::deputy::{agent, allow, users_dirs_outside_tmp};
 use crate::util;
 
 /// A Unix socket of the agent's in a directory the program works in, and
@@ -21,18 +20,8 @@ use crate::util;
 fn lockdown_reaches_no_host_unix_socket() {
     use std::os::unix::net::UnixListener;
     let mut s = scene();
-    // Outside /tmp (Lockdown's private /tmp would hide it).
-    let base = tempfile::tempdir_in("/var/tmp").unwrap();
-    let work = base.path().join("work");
-    let run = base.path().join("run");
-    for d in [&work, &run] {
-        fs::create_dir_all(d).unwrap();
-    }
-    Command::new("chown")
-        .args(["-R", &format!("{}:{}", s.uid, s.gid)])
-        .arg(base.path())
-        .status()
-        .unwrap();
+    let (base, dirs) = users_dirs_outside_tmp(&s, &["work", "run"]);
+    let (work, run) = (&dirs[0], &dirs[1]);
     Command::new("chmod")
         .args(["-R", "a+rwx", base.path().to_str().unwrap()])
         .status()
@@ -74,7 +63,7 @@ fn lockdown_reaches_no_host_unix_socket() {
             s.envseal.display(),
             client.display()
         );
-        agent(&s, &work, &format!("{exec} {targets}"))
+        agent(&s, work, &format!("{exec} {targets}"))
     };
     let r = run("lockdown");
     s.env.expect_ok(&r);
